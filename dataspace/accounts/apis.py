@@ -1,0 +1,141 @@
+"""Account API: tokens, the current user, wallets."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema
+from knox.models import AuthToken
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from dataspace.accounts import services
+from dataspace.accounts.models import User, Wallet
+from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
+from dataspace.errors import DomainError, ErrorCode
+
+
+def _user(request: Request) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+class WalletOutput(serializers.ModelSerializer[Wallet]):
+    class Meta:
+        model = Wallet
+        fields = ["kind", "address", "created_at"]
+
+
+class MeApi(APIView):
+    class OutputSerializer(serializers.Serializer[User]):
+        username = serializers.CharField()
+        email = serializers.EmailField()
+        roles = serializers.ListField(child=serializers.CharField())
+        wallet = WalletOutput(allow_null=True)
+
+    @extend_schema(responses={200: OutputSerializer, **error_responses(*ERRORS_AUTH)})
+    def get(self, request: Request) -> Response:
+        user = _user(request)
+        wallet = Wallet.objects.filter(user=user).first()
+        data = {"username": user.username, "email": user.email, "roles": user.roles, "wallet": wallet}
+        return Response(self.OutputSerializer(data).data)
+
+
+class TokenCreateApi(APIView):
+    """Exchanges username and password for an API token (shown once; stored hashed)."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [AnonRateThrottle]
+    throttle_scope = "login"
+
+    class InputSerializer(serializers.Serializer[Any]):
+        username = serializers.CharField()
+        password = serializers.CharField(write_only=True)
+        ttl_hours = serializers.IntegerField(min_value=1, max_value=24 * 365, required=False)
+
+    class OutputSerializer(serializers.Serializer[Any]):
+        token = serializers.CharField()
+        token_key = serializers.CharField()
+        expiry = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, **error_responses(*ERRORS_COMMON)})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = authenticate(request, username=data.validated_data["username"], password=data.validated_data["password"])
+        if not isinstance(user, User):
+            raise DomainError("Unknown username or wrong password.", code=ErrorCode.AUTHENTICATION_FAILED)
+        ttl = data.validated_data.get("ttl_hours")
+        instance, token = services.api_token_issue(user=user, ttl=timedelta(hours=ttl) if ttl else None)
+        out = {"token": token, "token_key": instance.token_key, "expiry": instance.expiry}
+        return Response(self.OutputSerializer(out).data, status=status.HTTP_201_CREATED)
+
+
+class TokenListApi(APIView):
+    class OutputSerializer(serializers.ModelSerializer[AuthToken]):
+        class Meta:
+            model = AuthToken
+            fields = ["token_key", "created", "expiry"]
+
+    @extend_schema(responses={200: OutputSerializer(many=True), **error_responses(*ERRORS_AUTH)})
+    def get(self, request: Request) -> Response:
+        tokens = AuthToken.objects.filter(user=_user(request)).order_by("-created")
+        return Response(self.OutputSerializer(tokens, many=True).data)
+
+
+class TokenRevokeApi(APIView):
+    @extend_schema(responses={204: None, **error_responses(*ERRORS_AUTH, ErrorCode.NOT_FOUND)})
+    def delete(self, request: Request, token_key: str) -> Response:
+        if not services.api_token_revoke(user=_user(request), token_key=token_key):
+            raise DomainError("No such token.", code=ErrorCode.NOT_FOUND)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WalletCustodialCreateApi(APIView):
+    @extend_schema(request=None, responses={201: WalletOutput, **error_responses(*ERRORS_AUTH, ErrorCode.WALLET_EXISTS)})
+    def post(self, request: Request) -> Response:
+        wallet = services.wallet_create_custodial(user=_user(request))
+        return Response(WalletOutput(wallet).data, status=status.HTTP_201_CREATED)
+
+
+class WalletChallengeApi(APIView):
+    class OutputSerializer(serializers.Serializer[Any]):
+        nonce = serializers.CharField()
+        message = serializers.CharField()
+        expires_at = serializers.DateTimeField()
+
+    @extend_schema(request=None, responses={201: OutputSerializer, **error_responses(*ERRORS_AUTH)})
+    def post(self, request: Request) -> Response:
+        challenge = services.wallet_challenge_issue(user=_user(request))
+        return Response(self.OutputSerializer(challenge).data, status=status.HTTP_201_CREATED)
+
+
+class WalletRegisterApi(APIView):
+    """Links an address you control: sign the challenge message (EIP-191 personal_sign)."""
+
+    class InputSerializer(serializers.Serializer[Any]):
+        nonce = serializers.CharField(max_length=64)
+        address = serializers.RegexField(r"^0x[0-9a-fA-F]{40}$")
+        signature = serializers.RegexField(r"^(0x)?[0-9a-fA-F]{130}$")
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: WalletOutput,
+            **error_responses(
+                *ERRORS_COMMON, ErrorCode.CHALLENGE_INVALID, ErrorCode.SIGNATURE_INVALID, ErrorCode.WALLET_EXISTS
+            ),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        wallet = services.wallet_register_external(user=_user(request), **data.validated_data)
+        return Response(WalletOutput(wallet).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,265 @@
+"""Catalogue API: browse datasets (metadata only), upload and manage your own, follow ingests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from dataspace.accounts.models import User
+from dataspace.accounts.permissions import IsProvider
+from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
+from dataspace.catalog import dcat, selectors, services
+from dataspace.catalog.models import Dataset, Ingest
+from dataspace.catalog.public_profile import public_profile
+from dataspace.catalog.uploads import SealedUpload, install_sealing_handler
+from dataspace.errors import DomainError, ErrorCode
+
+UPLOAD_ERRORS = (
+    *ERRORS_COMMON,
+    ErrorCode.ROLE_REQUIRED,
+    ErrorCode.FILE_MISSING,
+    ErrorCode.FILE_TOO_LARGE,
+    ErrorCode.FILE_EMPTY,
+    ErrorCode.UNSUPPORTED_FORMAT,
+    ErrorCode.BINARY_CONTENT,
+    ErrorCode.INVALID_ENCODING,
+    ErrorCode.MALFORMED_CSV,
+    ErrorCode.RAGGED_ROWS,
+    ErrorCode.MALFORMED_PARQUET,
+    ErrorCode.PARQUET_SCHEMA_MISMATCH,
+    ErrorCode.NO_ROWS,
+    ErrorCode.DUPLICATE_COLUMN,
+    ErrorCode.EMPTY_COLUMN_NAME,
+    ErrorCode.INVALID_COLUMN_NAME,
+    ErrorCode.TOO_MANY_COLUMNS,
+    ErrorCode.UNSUPPORTED_COLUMN_TYPE,
+)
+
+
+def _user(request: Request) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+class DatasetOutputSerializer(serializers.ModelSerializer[Dataset]):
+    """Public metadata and profile: what any authenticated user may see."""
+
+    provider = serializers.CharField(source="provider.username")
+    profile = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "id", "title", "description", "keywords", "licence", "provider", "file_format",
+            "content_sha256", "size_bytes", "profile", "created_at", "updated_at",
+        ]  # fmt: skip
+
+    def get_profile(self, dataset: Dataset) -> dict[str, Any]:
+        return public_profile(dataset)
+
+
+class OwnedDatasetOutputSerializer(DatasetOutputSerializer):
+    """The provider's own view adds the exact facts they uploaded."""
+
+    class Meta(DatasetOutputSerializer.Meta):
+        fields = [*DatasetOutputSerializer.Meta.fields, "row_count", "schema", "public_value_columns"]
+
+
+class IngestOutputSerializer(serializers.ModelSerializer[Ingest]):
+    dataset = serializers.UUIDField(source="dataset_id", allow_null=True)
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Ingest
+        fields = [
+            "id", "status", "progress", "file_name", "file_format", "size_bytes", "content_sha256",
+            "dataset", "error", "created_at", "started_at", "finished_at",
+        ]  # fmt: skip
+
+    def get_error(self, ingest: Ingest) -> dict[str, str] | None:
+        if ingest.status != Ingest.Status.FAILED:
+            return None
+        return {"code": ingest.error_code, "message": ingest.error_message}
+
+
+class _KeywordsField(serializers.ListField):
+    """Accepts repeated form fields or one comma-separated value."""
+
+    child = serializers.CharField(max_length=64)
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        if isinstance(data, list) and len(data) == 1 and isinstance(data[0], str):
+            data = [k.strip() for k in data[0].split(",") if k.strip()]
+        return super().to_internal_value(data)  # type: ignore[no-any-return]
+
+
+class DatasetListCreateApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    class FilterSerializer(serializers.Serializer[Any]):
+        search = serializers.CharField(required=False, max_length=200)
+        keyword = serializers.CharField(required=False, max_length=64)
+        provider = serializers.CharField(required=False, max_length=150)
+        format = serializers.ChoiceField(choices=["csv", "parquet"], required=False)
+        mine = serializers.BooleanField(required=False, default=False)
+
+    class InputSerializer(serializers.Serializer[Any]):
+        file = serializers.FileField(help_text="CSV (UTF-8) or Parquet; streamed and sealed as it arrives.")
+        title = serializers.CharField(max_length=200)
+        description = serializers.CharField(required=False, allow_blank=True, max_length=10_000, default="")
+        keywords = _KeywordsField(required=False, default=list, max_length=32)
+        licence = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+        format = serializers.ChoiceField(choices=["csv", "parquet"], required=False)
+        delimiter = serializers.ChoiceField(choices=[",", ";", "\t", "|"], required=False, default=",")
+        public_value_columns = _KeywordsField(required=False, default=list, max_length=1000)
+
+    def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
+        if request.method == "POST":
+            install_sealing_handler(request)
+        return super().initialize_request(request, *args, **kwargs)
+
+    def get_permissions(self) -> list[Any]:
+        return [IsProvider()] if self.request.method == "POST" else super().get_permissions()
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses={200: DatasetOutputSerializer(many=True), **error_responses(*ERRORS_COMMON)},
+        description="The catalogue: metadata and public profiles only. `mine=true` lists your own datasets.",
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        f = filters.validated_data
+        datasets = selectors.dataset_list(
+            search=f.get("search", ""),
+            keyword=f.get("keyword", ""),
+            provider=f.get("provider", ""),
+            file_format=f.get("format", ""),
+            owner=_user(request) if f["mine"] else None,
+        )
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(datasets, request, view=self)
+        return paginator.get_paginated_response(DatasetOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={202: IngestOutputSerializer, **error_responses(*UPLOAD_ERRORS)},
+        description="Upload a dataset. The file is sealed as it streams in; the quick checks run now "
+        "(400 on a malformed file), the full validation runs in the background: poll the ingest.",
+    )
+    def post(self, request: Request) -> Response:
+        upload = request.FILES.get("file")
+        if not isinstance(upload, SealedUpload):
+            raise DomainError("Attach the dataset in the form field 'file'.", code=ErrorCode.FILE_MISSING)
+        try:
+            data = self.InputSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            v = data.validated_data
+            ingest = services.ingest_start(
+                provider=_user(request),
+                upload=upload,
+                metadata=services.DatasetMetadata(
+                    title=v["title"],
+                    description=v["description"],
+                    keywords=v["keywords"],
+                    licence=v["licence"],
+                    public_value_columns=v["public_value_columns"],
+                ),
+                file_format=v.get("format"),
+                delimiter=v["delimiter"],
+            )
+        except BaseException:
+            upload.discard()
+            raise
+        return Response(IngestOutputSerializer(ingest).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DatasetDetailApi(APIView):
+    class UpdateSerializer(serializers.Serializer[Any]):
+        title = serializers.CharField(max_length=200, required=False)
+        description = serializers.CharField(max_length=10_000, required=False, allow_blank=True)
+        keywords = serializers.ListField(child=serializers.CharField(max_length=64), max_length=32, required=False)
+        licence = serializers.CharField(max_length=200, required=False, allow_blank=True)
+        public_value_columns = serializers.ListField(child=serializers.CharField(), required=False)
+
+    def get_permissions(self) -> list[Any]:
+        return [IsProvider()] if self.request.method in {"PATCH", "DELETE"} else super().get_permissions()
+
+    @extend_schema(responses={200: DatasetOutputSerializer, **error_responses(*ERRORS_AUTH, ErrorCode.NOT_FOUND)})
+    def get(self, request: Request, dataset_id: str) -> Response:
+        dataset = selectors.dataset_get(dataset_id=dataset_id)
+        serializer = OwnedDatasetOutputSerializer if dataset.provider_id == request.user.pk else DatasetOutputSerializer
+        return Response(serializer(dataset).data)
+
+    @extend_schema(
+        request=UpdateSerializer,
+        responses={200: OwnedDatasetOutputSerializer, **error_responses(*ERRORS_COMMON, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND)},
+    )
+    def patch(self, request: Request, dataset_id: str) -> Response:
+        dataset = selectors.dataset_get_owned(owner=_user(request), dataset_id=dataset_id)
+        data = self.UpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        dataset = services.dataset_update(dataset=dataset, **data.validated_data)
+        return Response(OwnedDatasetOutputSerializer(dataset).data)
+
+    @extend_schema(responses={204: None, **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND)})
+    def delete(self, request: Request, dataset_id: str) -> Response:
+        dataset = selectors.dataset_get_owned(owner=_user(request), dataset_id=dataset_id)
+        services.dataset_delete(dataset=dataset)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class IngestListApi(APIView):
+    permission_classes = [IsProvider]
+
+    @extend_schema(responses={200: IngestOutputSerializer(many=True), **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED)})
+    def get(self, request: Request) -> Response:
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.ingest_list(owner=_user(request)), request, view=self)
+        return paginator.get_paginated_response(IngestOutputSerializer(page, many=True).data)
+
+
+class IngestDetailApi(APIView):
+    permission_classes = [IsProvider]
+
+    @extend_schema(
+        responses={200: IngestOutputSerializer, **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND)},
+        description="Ingest status and percent done; once succeeded, `dataset` is the new dataset's id.",
+    )
+    def get(self, request: Request, ingest_id: str) -> Response:
+        return Response(IngestOutputSerializer(selectors.ingest_get_owned(owner=_user(request), ingest_id=ingest_id)).data)
+
+
+class CatalogDcatApi(APIView):
+    """The DCAT-AP catalogue (JSON-LD): public metadata, for harvesters."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={(200, "application/ld+json"): OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> JsonResponse:
+        datasets = list(selectors.dataset_list())
+        return JsonResponse(dcat.catalog_document(datasets), content_type="application/ld+json")
+
+
+class DatasetDcatApi(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("dataset_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={(200, "application/ld+json"): OpenApiTypes.OBJECT, **error_responses(ErrorCode.NOT_FOUND)},
+    )
+    def get(self, request: Request, dataset_id: str) -> JsonResponse:
+        dataset = selectors.dataset_get(dataset_id=dataset_id)
+        return JsonResponse(dcat.dataset_document(dataset), content_type="application/ld+json")

@@ -1,0 +1,265 @@
+"""Catalogue services: starting and running ingests, editing and removing datasets.
+
+Invariant kept here: a dataset's content exists only as a sealed blob; every path that fails
+leaves no blob, no data key and no dataset behind.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import PurePosixPath
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from dataspace.accounts.models import User
+from dataspace.catalog.models import Dataset, Ingest
+from dataspace.catalog.profiling import ColumnType, IngestError, TableProfile, check_head, profile_table
+from dataspace.catalog.uploads import SealedUpload
+from dataspace.errors import DomainError, ErrorCode
+from dataspace.vault import services as vault
+from dataspace.vault.models import DataKey
+
+logger = logging.getLogger(__name__)
+
+MAX_INGEST_ATTEMPTS = 3
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass(frozen=True)
+class DatasetMetadata:
+    title: str
+    description: str = ""
+    keywords: list[str] = field(default_factory=list)
+    licence: str = ""
+    public_value_columns: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "title": self.title,
+            "description": self.description,
+            "keywords": self.keywords,
+            "licence": self.licence,
+            "public_value_columns": self.public_value_columns,
+        }
+
+
+def detect_format(*, file_name: str, declared: str | None) -> str:
+    if declared:
+        if declared not in {"csv", "parquet"}:
+            raise IngestError("The format must be 'csv' or 'parquet'.", code=ErrorCode.UNSUPPORTED_FORMAT)
+        return declared
+    suffix = PurePosixPath(file_name.lower()).suffix
+    if suffix not in FORMATS:
+        raise IngestError("Upload a .csv or .parquet file, or name the format.", code=ErrorCode.UNSUPPORTED_FORMAT)
+    return FORMATS[suffix]
+
+
+def ingest_start(
+    *, provider: User, upload: SealedUpload, metadata: DatasetMetadata, file_format: str | None = None, delimiter: str = ","
+) -> Ingest:
+    """Checks the head of a sealed upload while the uploader waits, then queues the full ingest.
+
+    On any failure the sealed upload is deleted before the error propagates.
+    """
+    try:
+        fmt = detect_format(file_name=upload.name or "", declared=file_format)
+        if upload.size == 0:
+            raise IngestError("The file is empty.", code=ErrorCode.FILE_EMPTY)
+        with vault.blob_open(blob_name=upload.blob_name, key=upload.data_key.plaintext) as reader:
+            check_head(io.BufferedReader(reader), file_format=fmt, size=reader.size, delimiter=delimiter)
+        with transaction.atomic():
+            data_key = vault.data_key_save(new_key=upload.data_key, purpose="dataset")
+            ingest = Ingest.objects.create(
+                provider=provider,
+                file_name=(upload.name or "upload")[:255],
+                file_format=fmt,
+                delimiter=delimiter,
+                size_bytes=upload.size or 0,
+                content_sha256=upload.sha256,
+                blob_name=upload.blob_name,
+                data_key=data_key,
+                metadata=metadata.as_dict(),
+            )
+    except BaseException:
+        upload.discard()
+        raise
+    # From here the ingest row owns the sealed upload; a broker outage only delays it.
+    transaction.on_commit(lambda: _enqueue_ingest(ingest.id))
+    return ingest
+
+
+def _enqueue_ingest(ingest_id: uuid.UUID) -> None:
+    from dataspace.catalog.tasks import ingest_dataset
+
+    try:
+        ingest_dataset.delay(str(ingest_id))
+    except Exception as exc:  # the broker is down: requeue_stale_ingests sends it later
+        logger.warning("could not queue ingest %s (%s); it will be requeued", ingest_id, type(exc).__name__)
+
+
+STALE_AFTER = timedelta(minutes=2)
+
+
+def ingest_requeue_stale() -> int:
+    """Re-sends ingests still queued after ``STALE_AFTER`` (their message was lost or never
+    sent). Safe to overlap with a late original: the claim lets only one run."""
+    stale = Ingest.objects.filter(status=Ingest.Status.QUEUED, created_at__lt=timezone.now() - STALE_AFTER)
+    ids = list(stale.values_list("id", flat=True)[:500])
+    for ingest_id in ids:
+        _enqueue_ingest(ingest_id)
+    return len(ids)
+
+
+def _claim(ingest_id: uuid.UUID) -> Ingest | None:
+    """Moves an ingest to RUNNING exactly once per delivery; a redelivery after a worker died
+    takes it over while attempts remain."""
+    ingest = Ingest.objects.filter(pk=ingest_id).first()
+    if ingest is None or ingest.status not in {Ingest.Status.QUEUED, Ingest.Status.RUNNING}:
+        return None
+    claimed = Ingest.objects.filter(pk=ingest_id, status=ingest.status, attempts=ingest.attempts).update(
+        status=Ingest.Status.RUNNING, attempts=F("attempts") + 1, started_at=timezone.now()
+    )
+    if not claimed:
+        return None
+    ingest.refresh_from_db()
+    return ingest
+
+
+def _fail(ingest: Ingest, *, code: str, message: str) -> None:
+    if ingest.blob_name:
+        vault.blob_delete(ingest.blob_name)
+    data_key_id = ingest.data_key_id
+    with transaction.atomic():
+        Ingest.objects.filter(pk=ingest.pk).update(
+            status=Ingest.Status.FAILED,
+            error_code=code,
+            error_message=message,
+            blob_name="",
+            data_key=None,
+            finished_at=timezone.now(),
+        )
+        if data_key_id is not None:
+            DataKey.objects.filter(pk=data_key_id).delete()
+
+
+class _ProgressRecorder:
+    """Writes progress at most every 2 percent and every half second: polling stays live without
+    a database write per batch."""
+
+    def __init__(self, ingest_id: uuid.UUID):
+        self._ingest_id = ingest_id
+        self._last_percent = 0
+        self._last_write = 0.0
+
+    def __call__(self, fraction: float) -> None:
+        percent = min(99, int(fraction * 100))
+        now = time.monotonic()
+        if percent >= self._last_percent + 2 and now - self._last_write >= 0.5:
+            Ingest.objects.filter(pk=self._ingest_id, status=Ingest.Status.RUNNING).update(progress=percent)
+            self._last_percent, self._last_write = percent, now
+
+
+def ingest_run(*, ingest_id: uuid.UUID) -> Dataset | None:
+    """Validates and profiles the whole sealed upload, then creates the dataset.
+
+    Idempotent: an ingest that already finished is left alone; one whose worker died is taken
+    over until ``MAX_INGEST_ATTEMPTS``, then failed.
+    """
+    ingest = _claim(ingest_id)
+    if ingest is None:
+        return None
+    if ingest.attempts > MAX_INGEST_ATTEMPTS:
+        _fail(ingest, code="ingest_abandoned", message=f"Ingest failed {MAX_INGEST_ATTEMPTS} times; upload again.")
+        return None
+    assert ingest.data_key is not None
+    try:
+        key = vault.data_key_unwrap(ingest.data_key)
+        with vault.blob_open(blob_name=ingest.blob_name, key=key) as reader:
+            profile = profile_table(
+                io.BufferedReader(reader, buffer_size=1 << 20),
+                file_format=ingest.file_format,
+                size=reader.size,
+                delimiter=ingest.delimiter,
+                on_progress=_ProgressRecorder(ingest.id),
+            )
+            # Every chunk must authenticate, including ones the parser had no reason to read.
+            vault.blob_verify(blob_name=ingest.blob_name, key=key)
+    except DomainError as exc:
+        logger.info("ingest %s failed: %s", ingest.id, exc.code)
+        _fail(ingest, code=str(exc.code), message=exc.message)
+        return None
+    return _dataset_create(ingest=ingest, profile=profile)
+
+
+@transaction.atomic
+def _dataset_create(*, ingest: Ingest, profile: TableProfile) -> Dataset:
+    assert ingest.data_key is not None
+    meta = ingest.metadata
+    categorical = {c.name for c in profile.columns if c.type == ColumnType.CATEGORICAL}
+    dataset = Dataset.objects.create(
+        provider=ingest.provider,
+        title=meta["title"],
+        description=meta.get("description", ""),
+        keywords=meta.get("keywords", []),
+        licence=meta.get("licence", ""),
+        public_value_columns=[c for c in meta.get("public_value_columns", []) if c in categorical],
+        file_format=ingest.file_format,
+        schema=[c.as_dict() for c in profile.columns],
+        row_count=profile.rows,
+        size_bytes=ingest.size_bytes,
+        content_sha256=ingest.content_sha256,
+        blob_name=ingest.blob_name,
+        data_key=ingest.data_key,
+    )
+    Ingest.objects.filter(pk=ingest.pk).update(
+        status=Ingest.Status.SUCCEEDED, progress=100, dataset=dataset, finished_at=timezone.now()
+    )
+    return dataset
+
+
+def ingest_give_up(*, ingest_id: uuid.UUID, reason: str) -> None:
+    """Called when the task itself can no longer run (retries exhausted)."""
+    ingest = Ingest.objects.filter(pk=ingest_id, status__in=[Ingest.Status.QUEUED, Ingest.Status.RUNNING]).first()
+    if ingest is not None:
+        _fail(ingest, code="ingest_abandoned", message=reason)
+
+
+def dataset_update(
+    *,
+    dataset: Dataset,
+    title: str | None = None,
+    description: str | None = None,
+    keywords: list[str] | None = None,
+    licence: str | None = None,
+    public_value_columns: list[str] | None = None,
+) -> Dataset:
+    if public_value_columns is not None:
+        categorical = {c["name"] for c in dataset.schema if c["type"] == ColumnType.CATEGORICAL}
+        unknown = sorted(set(public_value_columns) - categorical)
+        if unknown:
+            raise DomainError(
+                "Only categorical columns can show their values.", details={"public_value_columns": unknown}
+            )
+        dataset.public_value_columns = public_value_columns
+    for name, value in (("title", title), ("description", description), ("keywords", keywords), ("licence", licence)):
+        if value is not None:
+            setattr(dataset, name, value)
+    dataset.save()
+    return dataset
+
+
+def dataset_delete(*, dataset: Dataset) -> None:
+    """Removes a dataset and crypto-shreds its content: without the data key the blob is noise."""
+    blob_name, data_key_id = dataset.blob_name, dataset.data_key_id
+    with transaction.atomic():
+        Ingest.objects.filter(dataset=dataset).update(dataset=None)
+        dataset.delete()
+        DataKey.objects.filter(pk=data_key_id).delete()
+    vault.blob_delete(blob_name)

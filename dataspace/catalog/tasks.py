@@ -1,0 +1,35 @@
+"""Catalogue background work. Tasks take ids and call services."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from celery import shared_task
+from django.db import OperationalError
+
+from dataspace.catalog import services
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def ingest_dataset(self: Any, ingest_id: str) -> None:
+    try:
+        services.ingest_run(ingest_id=uuid.UUID(ingest_id))
+    except OperationalError:
+        if self.request.retries >= self.max_retries:
+            services.ingest_give_up(ingest_id=uuid.UUID(ingest_id), reason="The database stayed unavailable.")
+            return
+        raise
+
+
+@shared_task
+def requeue_stale_ingests() -> int:
+    return services.ingest_requeue_stale()

@@ -1,0 +1,114 @@
+"""Receiving an upload: bytes are hashed and sealed by the vault as they arrive.
+
+Django's default handlers would spool a large upload to a plaintext temporary file; this handler
+is the only one installed, so raw content reaches disk only as ciphertext, and a request over the
+size limit is refused before its body is read (or as soon as the limit is crossed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler
+from django.http import HttpRequest
+
+from dataspace.errors import DomainError, ErrorCode
+from dataspace.vault import services as vault
+
+UPLOAD_FIELD = "file"
+_MULTIPART_SLACK = 64 * 1024  # form fields and boundaries around the file
+
+
+class UploadTooLarge(DomainError):
+    code = ErrorCode.FILE_TOO_LARGE
+
+
+def _too_large() -> UploadTooLarge:
+    limit = settings.UPLOAD_MAX_BYTES
+    return UploadTooLarge(f"The upload exceeds the limit of {limit} bytes.", details={"limit_bytes": limit})
+
+
+class SealedUpload(UploadedFile):
+    """What a view receives instead of a file: where the sealed bytes are and how to open them."""
+
+    def __init__(self, *, name: str, size: int, sha256: str, blob_name: str, data_key: vault.NewDataKey):
+        super().__init__(file=None, name=name, content_type="application/octet-stream", size=size)
+        self.sha256 = sha256
+        self.blob_name = blob_name
+        self.data_key = data_key
+
+    def discard(self) -> None:
+        vault.blob_delete(self.blob_name)
+
+
+class SealingUploadHandler(FileUploadHandler):
+    def __init__(self, request: HttpRequest | None = None):
+        super().__init__(request)
+        self._sealer: vault.BlobSealer | None = None
+        self._hash = hashlib.sha256()
+        self._data_key: vault.NewDataKey | None = None
+
+    def handle_raw_input(self, input_data: Any, META: Any, content_length: int, boundary: Any, encoding: Any = None) -> None:
+        if content_length and content_length > settings.UPLOAD_MAX_BYTES + _MULTIPART_SLACK:
+            raise _too_large()
+
+    def new_file(self, field_name: str, file_name: str, *args: Any, **kwargs: Any) -> None:
+        super().new_file(field_name, file_name, *args, **kwargs)
+        if field_name != UPLOAD_FIELD or self._sealer is not None:
+            raise DomainError(f"Send exactly one file, in the form field {UPLOAD_FIELD!r}.", code=ErrorCode.VALIDATION_FAILED)
+        self._data_key = vault.data_key_generate()
+        self._sealer = vault.BlobSealer(key=self._data_key.plaintext, blob_name=f"uploads/{uuid.uuid4()}.sealed")
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+        assert self._sealer is not None
+        if start + len(raw_data) > settings.UPLOAD_MAX_BYTES:
+            self._sealer.abort()
+            raise _too_large()
+        self._hash.update(raw_data)
+        try:
+            self._sealer.write(raw_data)
+        except BaseException:
+            self._sealer.abort()
+            raise
+        return None  # consumed: no later handler sees the plaintext
+
+    def file_complete(self, file_size: int) -> SealedUpload:
+        assert self._sealer is not None and self._data_key is not None
+        self._sealer.finish()
+        return SealedUpload(
+            name=self.file_name or "upload",
+            size=file_size,
+            sha256=self._hash.hexdigest(),
+            blob_name=self._sealer.blob_name,
+            data_key=self._data_key,
+        )
+
+    def upload_interrupted(self) -> None:
+        if self._sealer is not None:
+            self._sealer.abort()
+
+
+def seal_chunks(chunks: Iterable[bytes], *, name: str) -> SealedUpload:
+    """Seals content that does not arrive over HTTP (demo data, operator imports, benchmarks)
+    exactly as an upload would be: hashed and sealed as it streams, never on disk in the clear."""
+    digest = hashlib.sha256()
+    data_key = vault.data_key_generate()
+    with vault.BlobSealer(key=data_key.plaintext, blob_name=f"uploads/{uuid.uuid4()}.sealed") as sealer:
+        for chunk in chunks:
+            if sealer.plain_bytes + len(chunk) > settings.UPLOAD_MAX_BYTES:
+                raise _too_large()
+            digest.update(chunk)
+            sealer.write(chunk)
+    return SealedUpload(
+        name=name, size=sealer.plain_bytes, sha256=digest.hexdigest(), blob_name=sealer.blob_name, data_key=data_key
+    )
+
+
+def install_sealing_handler(request: HttpRequest) -> None:
+    """Must run before anything reads the request body (authentication, CSRF)."""
+    request.upload_handlers = [SealingUploadHandler(request)]

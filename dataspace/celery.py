@@ -1,0 +1,26 @@
+"""The Celery application. Tasks live in each app's ``tasks.py`` and call services."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dataspace.settings")
+
+app = Celery("dataspace")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+def _tune_embedded_broker() -> None:
+    # kombu's SQLAlchemy transport polls its table once a second by default, which makes every
+    # task wait ~1 s on the embedded broker. Passing polling_interval through
+    # broker_transport_options crashes (kombu hands it to create_engine), so set it on the class.
+    from django.conf import settings
+
+    if str(settings.CELERY_BROKER_URL).startswith("sqla+"):
+        from kombu.transport import sqlalchemy as kombu_sqla
+
+        kombu_sqla.Transport.polling_interval = settings.EMBEDDED_BROKER_POLLING_INTERVAL
+
+
+app.on_configure.connect(lambda **_: _tune_embedded_broker())
+app.autodiscover_tasks()

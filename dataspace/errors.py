@@ -1,0 +1,144 @@
+"""Stable error codes and their single mapping to HTTP.
+
+Every domain exception carries one ``ErrorCode``; clients and tests match on the code, never on
+the message. Responses are ``{"error": {"code", "message", "details"}}``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ErrorCode(enum.StrEnum):
+    # generic API
+    VALIDATION_FAILED = "validation_failed"
+    NOT_AUTHENTICATED = "not_authenticated"
+    AUTHENTICATION_FAILED = "authentication_failed"
+    PERMISSION_DENIED = "permission_denied"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    THROTTLED = "throttled"
+    CONFLICT = "conflict"
+    # accounts
+    ROLE_REQUIRED = "role_required"
+    WALLET_EXISTS = "wallet_exists"
+    CHALLENGE_INVALID = "challenge_invalid"
+    SIGNATURE_INVALID = "signature_invalid"
+    # vault
+    BLOB_TAMPERED = "blob_tampered"
+    KEY_TAMPERED = "key_tampered"
+    KEK_UNKNOWN = "kek_unknown"
+    # upload and ingest
+    FILE_MISSING = "file_missing"
+    FILE_TOO_LARGE = "file_too_large"
+    FILE_EMPTY = "file_empty"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    BINARY_CONTENT = "binary_content"
+    INVALID_ENCODING = "invalid_encoding"
+    MALFORMED_CSV = "malformed_csv"
+    RAGGED_ROWS = "ragged_rows"
+    MALFORMED_PARQUET = "malformed_parquet"
+    PARQUET_SCHEMA_MISMATCH = "parquet_schema_mismatch"
+    NO_ROWS = "no_rows"
+    DUPLICATE_COLUMN = "duplicate_column"
+    EMPTY_COLUMN_NAME = "empty_column_name"
+    INVALID_COLUMN_NAME = "invalid_column_name"
+    TOO_MANY_COLUMNS = "too_many_columns"
+    UNSUPPORTED_COLUMN_TYPE = "unsupported_column_type"
+    DATASET_NOT_READY = "dataset_not_ready"
+
+
+_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.NOT_AUTHENTICATED: status.HTTP_401_UNAUTHORIZED,
+    ErrorCode.AUTHENTICATION_FAILED: status.HTTP_401_UNAUTHORIZED,
+    ErrorCode.PERMISSION_DENIED: status.HTTP_403_FORBIDDEN,
+    ErrorCode.ROLE_REQUIRED: status.HTTP_403_FORBIDDEN,
+    ErrorCode.NOT_FOUND: status.HTTP_404_NOT_FOUND,
+    ErrorCode.METHOD_NOT_ALLOWED: status.HTTP_405_METHOD_NOT_ALLOWED,
+    ErrorCode.CONFLICT: status.HTTP_409_CONFLICT,
+    ErrorCode.WALLET_EXISTS: status.HTTP_409_CONFLICT,
+    ErrorCode.DATASET_NOT_READY: status.HTTP_409_CONFLICT,
+    ErrorCode.FILE_TOO_LARGE: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    ErrorCode.THROTTLED: status.HTTP_429_TOO_MANY_REQUESTS,
+    # Integrity failures are the platform's problem, not the caller's: never a 4xx.
+    ErrorCode.BLOB_TAMPERED: status.HTTP_500_INTERNAL_SERVER_ERROR,
+    ErrorCode.KEY_TAMPERED: status.HTTP_500_INTERNAL_SERVER_ERROR,
+    ErrorCode.KEK_UNKNOWN: status.HTTP_500_INTERNAL_SERVER_ERROR,
+}
+
+
+def http_status_for(code: ErrorCode) -> int:
+    return _STATUS.get(code, status.HTTP_400_BAD_REQUEST)
+
+
+class DomainError(Exception):
+    """A failure the caller can understand. ``message`` must never contain a raw data value."""
+
+    code: ErrorCode = ErrorCode.VALIDATION_FAILED
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.message = message
+        self.details = details or {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": str(self.code), "message": self.message, "details": self.details}
+
+
+def error_body(code: ErrorCode, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": str(code), "message": message, "details": details or {}}}
+
+
+_DRF_CODES: dict[type[drf_exceptions.APIException], ErrorCode] = {
+    drf_exceptions.NotAuthenticated: ErrorCode.NOT_AUTHENTICATED,
+    drf_exceptions.AuthenticationFailed: ErrorCode.AUTHENTICATION_FAILED,
+    drf_exceptions.PermissionDenied: ErrorCode.PERMISSION_DENIED,
+    drf_exceptions.NotFound: ErrorCode.NOT_FOUND,
+    drf_exceptions.MethodNotAllowed: ErrorCode.METHOD_NOT_ALLOWED,
+    drf_exceptions.UnsupportedMediaType: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    drf_exceptions.Throttled: ErrorCode.THROTTLED,
+    drf_exceptions.ValidationError: ErrorCode.VALIDATION_FAILED,
+    drf_exceptions.ParseError: ErrorCode.VALIDATION_FAILED,
+}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF exception handler: one place that turns every failure into the error envelope."""
+    if isinstance(exc, DomainError):
+        if http_status_for(exc.code) >= 500:
+            logger.error("integrity failure: %s (%s)", exc.code, exc.message)
+        return Response({"error": exc.as_dict()}, status=http_status_for(exc.code))
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(exc, drf_exceptions.APIException):
+        return response
+    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), ErrorCode.VALIDATION_FAILED)
+    detail_code = exc.get_codes()
+    if isinstance(detail_code, str) and detail_code in ErrorCode._value2member_map_:
+        code = ErrorCode(detail_code)
+    if isinstance(exc, drf_exceptions.ValidationError):
+        message = "The request is invalid; see details for each field."
+        details: dict[str, Any] = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+    else:
+        message = str(exc.detail)
+        details = {}
+    response.data = error_body(code, message, details)
+    return response

@@ -1,0 +1,37 @@
+from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from dataspace.accounts import apis as accounts
+from dataspace.catalog import apis as catalog
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+api = [
+    path("auth/token/", accounts.TokenCreateApi.as_view(), name="token-create"),
+    path("auth/tokens/", accounts.TokenListApi.as_view(), name="token-list"),
+    path("auth/tokens/<str:token_key>/", accounts.TokenRevokeApi.as_view(), name="token-revoke"),
+    path("me/", accounts.MeApi.as_view(), name="me"),
+    path("me/wallet/custodial/", accounts.WalletCustodialCreateApi.as_view(), name="wallet-custodial"),
+    path("me/wallet/challenge/", accounts.WalletChallengeApi.as_view(), name="wallet-challenge"),
+    path("me/wallet/register/", accounts.WalletRegisterApi.as_view(), name="wallet-register"),
+    path("datasets/", catalog.DatasetListCreateApi.as_view(), name="dataset-list"),
+    path("datasets/<str:dataset_id>/", catalog.DatasetDetailApi.as_view(), name="dataset-detail"),
+    path("ingests/", catalog.IngestListApi.as_view(), name="ingest-list"),
+    path("ingests/<str:ingest_id>/", catalog.IngestDetailApi.as_view(), name="ingest-detail"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+]
+
+urlpatterns = [
+    path("api/", include(api)),
+    path("catalog.jsonld", catalog.CatalogDcatApi.as_view(), name="catalog-dcat"),
+    path("catalog/datasets/<str:dataset_id>.jsonld", catalog.DatasetDcatApi.as_view(), name="catalog-dataset-dcat"),
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path("", include("dataspace.portal.urls")),
+]

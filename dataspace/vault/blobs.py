@@ -1,0 +1,42 @@
+"""Blob storage: the configured Django storage (local directory or S3-compatible).
+
+Only sealed bytes ever pass through here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO
+
+from django.core.files.storage import default_storage
+
+
+def _local_path(name: str) -> Path | None:
+    try:
+        return Path(default_storage.path(name))
+    except NotImplementedError:
+        return None
+
+
+def open_for_write(name: str) -> IO[bytes]:
+    path = _local_path(name)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("xb")
+    return default_storage.open(name, "wb")  # type: ignore[no-any-return]
+
+
+def open_for_read(name: str) -> IO[bytes]:
+    return default_storage.open(name, "rb")  # type: ignore[no-any-return]
+
+
+def size(name: str) -> int:
+    return default_storage.size(name)
+
+
+def exists(name: str) -> bool:
+    return default_storage.exists(name)
+
+
+def delete(name: str) -> None:
+    default_storage.delete(name)
