@@ -9,7 +9,11 @@ under ``var/``) and are safe for development only. Production sets at least ``SE
 from datetime import timedelta
 from pathlib import Path
 
+import django_stubs_ext
 import environ
+
+# Lets admin and serializer classes be subscripted at run time, as the type stubs expect.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -151,7 +155,7 @@ REST_KNOX = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Redlake API",
     "DESCRIPTION": "Trusted data space: browse the catalogue, manage datasets, run permitted "
-    "computations. Errors are {\"error\": {\"code\", \"message\", \"details\"}}.",
+    'computations. Errors are {"error": {"code", "message", "details"}}.',
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,

@@ -33,7 +33,7 @@ class WalletOutput(serializers.ModelSerializer[Wallet]):
 
 
 class MeApi(APIView):
-    class OutputSerializer(serializers.Serializer[User]):
+    class OutputSerializer(serializers.Serializer[Any]):
         username = serializers.CharField()
         email = serializers.EmailField()
         roles = serializers.ListField(child=serializers.CharField())
@@ -99,7 +99,9 @@ class TokenRevokeApi(APIView):
 
 
 class WalletCustodialCreateApi(APIView):
-    @extend_schema(request=None, responses={201: WalletOutput, **error_responses(*ERRORS_AUTH, ErrorCode.WALLET_EXISTS)})
+    @extend_schema(
+        request=None, responses={201: WalletOutput, **error_responses(*ERRORS_AUTH, ErrorCode.WALLET_EXISTS)}
+    )
     def post(self, request: Request) -> Response:
         wallet = services.wallet_create_custodial(user=_user(request))
         return Response(WalletOutput(wallet).data, status=status.HTTP_201_CREATED)

@@ -75,3 +75,6 @@ class WalletChallenge(models.Model):
     message = models.TextField()
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"wallet challenge for {self.user_id} (expires {self.expires_at:%Y-%m-%d %H:%M})"

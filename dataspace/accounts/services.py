@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from eth_utils import is_checksum_address, to_checksum_address
+from eth_utils.address import is_checksum_address, to_checksum_address
 from knox.models import AuthToken
 
 from dataspace.accounts.models import Role, User, Wallet, WalletChallenge
@@ -42,7 +42,7 @@ def api_token_issue(*, user: User, ttl: timedelta | None = None) -> tuple[AuthTo
 
 
 def api_token_revoke(*, user: User, token_key: str) -> bool:
-    deleted, _ = AuthToken.objects.filter(user=user, token_key=token_key).delete()
+    deleted: int = AuthToken.objects.filter(user=user, token_key=token_key).delete()[0]
     return deleted > 0
 
 
@@ -93,7 +93,9 @@ def wallet_register_external(*, user: User, nonce: str, address: str, signature:
     if challenge is None:
         raise DomainError("The challenge is unknown, expired or already used.", code=ErrorCode.CHALLENGE_INVALID)
     if not (is_checksum_address(address) or address == address.lower()):
-        raise DomainError("The address is not a valid (checksummed) Ethereum address.", code=ErrorCode.VALIDATION_FAILED)
+        raise DomainError(
+            "The address is not a valid (checksummed) Ethereum address.", code=ErrorCode.VALIDATION_FAILED
+        )
     try:
         claimed = to_checksum_address(address)
         recovered = Account.recover_message(encode_defunct(text=challenge.message), signature=signature)

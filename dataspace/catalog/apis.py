@@ -100,7 +100,7 @@ class _KeywordsField(serializers.ListField):
     def to_internal_value(self, data: Any) -> list[Any]:
         if isinstance(data, list) and len(data) == 1 and isinstance(data[0], str):
             data = [k.strip() for k in data[0].split(",") if k.strip()]
-        return super().to_internal_value(data)  # type: ignore[no-any-return]
+        return super().to_internal_value(data)
 
 
 class DatasetListCreateApi(APIView):
@@ -129,7 +129,7 @@ class DatasetListCreateApi(APIView):
         return super().initialize_request(request, *args, **kwargs)
 
     def get_permissions(self) -> list[Any]:
-        return [IsProvider()] if self.request.method == "POST" else super().get_permissions()
+        return [IsProvider()] if self.request.method == "POST" else list(super().get_permissions())
 
     @extend_schema(
         parameters=[FilterSerializer],
@@ -193,7 +193,7 @@ class DatasetDetailApi(APIView):
         public_value_columns = serializers.ListField(child=serializers.CharField(), required=False)
 
     def get_permissions(self) -> list[Any]:
-        return [IsProvider()] if self.request.method in {"PATCH", "DELETE"} else super().get_permissions()
+        return [IsProvider()] if self.request.method in {"PATCH", "DELETE"} else list(super().get_permissions())
 
     @extend_schema(responses={200: DatasetOutputSerializer, **error_responses(*ERRORS_AUTH, ErrorCode.NOT_FOUND)})
     def get(self, request: Request, dataset_id: str) -> Response:
@@ -203,7 +203,10 @@ class DatasetDetailApi(APIView):
 
     @extend_schema(
         request=UpdateSerializer,
-        responses={200: OwnedDatasetOutputSerializer, **error_responses(*ERRORS_COMMON, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND)},
+        responses={
+            200: OwnedDatasetOutputSerializer,
+            **error_responses(*ERRORS_COMMON, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND),
+        },
     )
     def patch(self, request: Request, dataset_id: str) -> Response:
         dataset = selectors.dataset_get_owned(owner=_user(request), dataset_id=dataset_id)
@@ -222,7 +225,9 @@ class DatasetDetailApi(APIView):
 class IngestListApi(APIView):
     permission_classes = [IsProvider]
 
-    @extend_schema(responses={200: IngestOutputSerializer(many=True), **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED)})
+    @extend_schema(
+        responses={200: IngestOutputSerializer(many=True), **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED)}
+    )
     def get(self, request: Request) -> Response:
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(selectors.ingest_list(owner=_user(request)), request, view=self)
@@ -233,11 +238,16 @@ class IngestDetailApi(APIView):
     permission_classes = [IsProvider]
 
     @extend_schema(
-        responses={200: IngestOutputSerializer, **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND)},
+        responses={
+            200: IngestOutputSerializer,
+            **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND),
+        },
         description="Ingest status and percent done; once succeeded, `dataset` is the new dataset's id.",
     )
     def get(self, request: Request, ingest_id: str) -> Response:
-        return Response(IngestOutputSerializer(selectors.ingest_get_owned(owner=_user(request), ingest_id=ingest_id)).data)
+        return Response(
+            IngestOutputSerializer(selectors.ingest_get_owned(owner=_user(request), ingest_id=ingest_id)).data
+        )
 
 
 class CatalogDcatApi(APIView):

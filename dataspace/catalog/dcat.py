@@ -22,7 +22,8 @@ _MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
 def _absolute(path: str) -> str:
-    return settings.CATALOG_BASE_URI.rstrip("/") + path
+    base: str = settings.CATALOG_BASE_URI
+    return base.rstrip("/") + path
 
 
 def dataset_uri(dataset: Dataset) -> str:

@@ -84,11 +84,11 @@ class _ColumnAccumulator:
 
     def finish(self, arrow_type: pa.DataType, rows: int) -> ColumnProfile:
         kind = _column_type(arrow_type)
-        if kind == ColumnType.TEXT and self.distinct is not None and _is_stringlike(arrow_type):
-            # Few distinct values relative to the rows: a category, not free text.
-            if 0 < len(self.distinct) and rows >= 2 * len(self.distinct):
-                values = sorted(self.distinct)
-                return ColumnProfile(self.name, ColumnType.CATEGORICAL, self.nulls, len(values), values)
+        # Few distinct values relative to the rows: a category, not free text.
+        is_category = self.distinct is not None and len(self.distinct) > 0 and rows >= 2 * len(self.distinct)
+        if kind == ColumnType.TEXT and is_category and _is_stringlike(arrow_type):
+            values = sorted(self.distinct or ())
+            return ColumnProfile(self.name, ColumnType.CATEGORICAL, self.nulls, len(values), values)
         return ColumnProfile(self.name, kind, self.nulls)
 
 
@@ -117,13 +117,21 @@ def _column_type(arrow_type: pa.DataType) -> str:
 
 def check_column_names(names: list[str]) -> None:
     if len(names) > MAX_COLUMNS:
-        raise IngestError(f"The file has {len(names)} columns; at most {MAX_COLUMNS} are allowed.", code=ErrorCode.TOO_MANY_COLUMNS)
+        raise IngestError(
+            f"The file has {len(names)} columns; at most {MAX_COLUMNS} are allowed.", code=ErrorCode.TOO_MANY_COLUMNS
+        )
     seen: set[str] = set()
     for position, name in enumerate(names, start=1):
         if not name.strip():
-            raise IngestError(f"Column {position} has an empty name.", code=ErrorCode.EMPTY_COLUMN_NAME, details={"column": position})
+            raise IngestError(
+                f"Column {position} has an empty name.", code=ErrorCode.EMPTY_COLUMN_NAME, details={"column": position}
+            )
         if name in seen:
-            raise IngestError(f"The column name {name!r} appears more than once.", code=ErrorCode.DUPLICATE_COLUMN, details={"column": position})
+            raise IngestError(
+                f"The column name {name!r} appears more than once.",
+                code=ErrorCode.DUPLICATE_COLUMN,
+                details={"column": position},
+            )
         if not COLUMN_NAME.match(name):
             raise IngestError(
                 f"Column {position} has a name that is not allowed ({name[:64]!r}): use letters, digits, "
@@ -162,7 +170,13 @@ class _RaggedRows:
 
 
 _CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+)")
-_WIDER = {"int64": pa.float64(), "double": pa.string(), "bool": pa.string(), "date32": pa.string(), "timestamp": pa.string()}
+_WIDER = {
+    "int64": pa.float64(),
+    "double": pa.string(),
+    "bool": pa.string(),
+    "date32": pa.string(),
+    "timestamp": pa.string(),
+}
 
 
 def _check_head(head: bytes, delimiter: str) -> list[str]:
@@ -180,7 +194,9 @@ def _check_head(head: bytes, delimiter: str) -> list[str]:
     return names
 
 
-def profile_csv(stream: BinaryIO, *, delimiter: str = ",", size: int, on_progress: ProgressCallback | None = None) -> TableProfile:
+def profile_csv(
+    stream: BinaryIO, *, delimiter: str = ",", size: int, on_progress: ProgressCallback | None = None
+) -> TableProfile:
     if delimiter not in DELIMITERS:
         raise IngestError("The delimiter must be one of , ; | or a tab.", code=ErrorCode.MALFORMED_CSV)
     stream.seek(0)
@@ -198,7 +214,9 @@ def profile_csv(stream: BinaryIO, *, delimiter: str = ",", size: int, on_progres
                 raise _csv_error(exc) from None
             column, target = int(match.group(1)), match.group(2)
             if target == "string":
-                raise IngestError("A text column holds bytes that are not valid UTF-8.", code=ErrorCode.INVALID_ENCODING) from None
+                raise IngestError(
+                    "A text column holds bytes that are not valid UTF-8.", code=ErrorCode.INVALID_ENCODING
+                ) from None
             wider = _WIDER.get(target, pa.string())
             overrides[_column_names(stream, delimiter)[column]] = wider
     raise IngestError("The column types could not be settled.", code=ErrorCode.MALFORMED_CSV)
@@ -244,7 +262,8 @@ def _profile_csv_once(
     for arrow_field in reader.schema:
         if pa.types.is_binary(arrow_field.type):
             raise IngestError(
-                f"Column {arrow_field.name!r} holds bytes that are not valid UTF-8 text.", code=ErrorCode.INVALID_ENCODING
+                f"Column {arrow_field.name!r} holds bytes that are not valid UTF-8 text.",
+                code=ErrorCode.INVALID_ENCODING,
             )
     if rows == 0:
         raise IngestError("The file has a header but no rows.", code=ErrorCode.NO_ROWS)
@@ -292,7 +311,9 @@ def profile_parquet(stream: BinaryIO, *, size: int, on_progress: ProgressCallbac
         if batch.schema.names != schema.names or any(
             not b.type.equals(s.type) for b, s in zip(batch.schema, schema, strict=True)
         ):
-            raise IngestError("A Parquet row group does not match the declared schema.", code=ErrorCode.PARQUET_SCHEMA_MISMATCH)
+            raise IngestError(
+                "A Parquet row group does not match the declared schema.", code=ErrorCode.PARQUET_SCHEMA_MISMATCH
+            )
         rows += batch.num_rows
         for accumulator, column in zip(accumulators, batch.columns, strict=True):
             accumulator.add(column)

@@ -19,8 +19,8 @@ def approximate_count(count: int) -> int:
         return 0
     if count < 100:
         return max(10, round(count, -1))
-    digits = int(math.floor(math.log10(count))) + 1
-    return int(round(count, 2 - digits))
+    digits = math.floor(math.log10(count)) + 1
+    return round(count, 2 - digits)
 
 
 def public_profile(dataset: Dataset) -> dict[str, Any]:

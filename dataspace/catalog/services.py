@@ -62,7 +62,12 @@ def detect_format(*, file_name: str, declared: str | None) -> str:
 
 
 def ingest_start(
-    *, provider: User, upload: SealedUpload, metadata: DatasetMetadata, file_format: str | None = None, delimiter: str = ","
+    *,
+    provider: User,
+    upload: SealedUpload,
+    metadata: DatasetMetadata,
+    file_format: str | None = None,
+    delimiter: str = ",",
 ) -> Ingest:
     """Checks the head of a sealed upload while the uploader waits, then queues the full ingest.
 

@@ -33,7 +33,7 @@ def _too_large() -> UploadTooLarge:
     return UploadTooLarge(f"The upload exceeds the limit of {limit} bytes.", details={"limit_bytes": limit})
 
 
-class SealedUpload(UploadedFile):
+class SealedUpload(UploadedFile[bytes]):
     """What a view receives instead of a file: where the sealed bytes are and how to open them."""
 
     def __init__(self, *, name: str, size: int, sha256: str, blob_name: str, data_key: vault.NewDataKey):
@@ -53,14 +53,18 @@ class SealingUploadHandler(FileUploadHandler):
         self._hash = hashlib.sha256()
         self._data_key: vault.NewDataKey | None = None
 
-    def handle_raw_input(self, input_data: Any, META: Any, content_length: int, boundary: Any, encoding: Any = None) -> None:
+    def handle_raw_input(
+        self, input_data: Any, META: Any, content_length: int, boundary: Any, encoding: Any = None
+    ) -> None:
         if content_length and content_length > settings.UPLOAD_MAX_BYTES + _MULTIPART_SLACK:
             raise _too_large()
 
     def new_file(self, field_name: str, file_name: str, *args: Any, **kwargs: Any) -> None:
         super().new_file(field_name, file_name, *args, **kwargs)
         if field_name != UPLOAD_FIELD or self._sealer is not None:
-            raise DomainError(f"Send exactly one file, in the form field {UPLOAD_FIELD!r}.", code=ErrorCode.VALIDATION_FAILED)
+            raise DomainError(
+                f"Send exactly one file, in the form field {UPLOAD_FIELD!r}.", code=ErrorCode.VALIDATION_FAILED
+            )
         self._data_key = vault.data_key_generate()
         self._sealer = vault.BlobSealer(key=self._data_key.plaintext, blob_name=f"uploads/{uuid.uuid4()}.sealed")
 
@@ -78,7 +82,8 @@ class SealingUploadHandler(FileUploadHandler):
         return None  # consumed: no later handler sees the plaintext
 
     def file_complete(self, file_size: int) -> SealedUpload:
-        assert self._sealer is not None and self._data_key is not None
+        assert self._sealer is not None
+        assert self._data_key is not None
         self._sealer.finish()
         return SealedUpload(
             name=self.file_name or "upload",

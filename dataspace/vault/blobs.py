@@ -23,11 +23,11 @@ def open_for_write(name: str) -> IO[bytes]:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path.open("xb")
-    return default_storage.open(name, "wb")  # type: ignore[no-any-return]
+    return default_storage.open(name, "wb")
 
 
 def open_for_read(name: str) -> IO[bytes]:
-    return default_storage.open(name, "rb")  # type: ignore[no-any-return]
+    return default_storage.open(name, "rb")
 
 
 def size(name: str) -> int:

@@ -81,9 +81,7 @@ class BlobSealer:
     def __init__(self, *, key: bytes, blob_name: str):
         self.blob_name = blob_name
         self._sink = blobs.open_for_write(blob_name)
-        self._writer = SealingWriter(
-            self._sink, key=key, blob_name=blob_name, chunk_size=settings.VAULT_CHUNK_SIZE
-        )
+        self._writer = SealingWriter(self._sink, key=key, blob_name=blob_name, chunk_size=settings.VAULT_CHUNK_SIZE)
 
     @property
     def plain_bytes(self) -> int:
@@ -191,4 +189,3 @@ def kek_rotate(*, create_new: bool = True, batch_size: int = 500) -> RotationRep
             DataKey.objects.bulk_update(batch, ["kek_id", "wrapped_key", "rewrapped_at"])
             rewrapped += len(batch)
     return RotationReport(active_kek_id=active, rewrapped=rewrapped)
-

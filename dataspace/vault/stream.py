@@ -14,7 +14,7 @@ import io
 import os
 import struct
 from collections.abc import Iterator
-from typing import IO, BinaryIO
+from typing import IO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -80,7 +80,7 @@ class SealingWriter:
 class OpeningReader(io.RawIOBase):
     """A seekable, read-only plaintext view of a sealed blob; authenticates every chunk it reads."""
 
-    def __init__(self, source: BinaryIO, *, key: bytes, blob_name: str, sealed_length: int):
+    def __init__(self, source: IO[bytes], *, key: bytes, blob_name: str, sealed_length: int):
         super().__init__()
         self._source = source
         header = source.read(HEADER.size)
@@ -100,7 +100,7 @@ class OpeningReader(io.RawIOBase):
         last_len = body - (self._chunks - 1) * (chunk_size + TAG_SIZE) - TAG_SIZE
         if last_len < 0:
             raise BlobTamperedError("sealed blob is truncated")
-        self._size = (self._chunks - 1) * chunk_size + last_len
+        self._size: int = (self._chunks - 1) * chunk_size + last_len
         self._pos = 0
         self._cached_index = -1
         self._cached = b""

@@ -7,68 +7,114 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('vault', '0001_initial'),
+        ("vault", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Dataset',
+            name="Dataset",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('title', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('keywords', models.JSONField(blank=True, default=list)),
-                ('licence', models.CharField(blank=True, max_length=200)),
-                ('file_format', models.CharField(max_length=16)),
-                ('schema', models.JSONField(default=list)),
-                ('public_value_columns', models.JSONField(blank=True, default=list)),
-                ('row_count', models.BigIntegerField()),
-                ('size_bytes', models.BigIntegerField()),
-                ('content_sha256', models.CharField(max_length=64)),
-                ('blob_name', models.CharField(max_length=255, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('data_key', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='vault.datakey')),
-                ('provider', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='datasets', to=settings.AUTH_USER_MODEL)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("title", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                ("keywords", models.JSONField(blank=True, default=list)),
+                ("licence", models.CharField(blank=True, max_length=200)),
+                ("file_format", models.CharField(max_length=16)),
+                ("schema", models.JSONField(default=list)),
+                ("public_value_columns", models.JSONField(blank=True, default=list)),
+                ("row_count", models.BigIntegerField()),
+                ("size_bytes", models.BigIntegerField()),
+                ("content_sha256", models.CharField(max_length=64)),
+                ("blob_name", models.CharField(max_length=255, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "data_key",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="vault.datakey"
+                    ),
+                ),
+                (
+                    "provider",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="datasets",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Ingest',
+            name="Ingest",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=16)),
-                ('progress', models.PositiveSmallIntegerField(default=0)),
-                ('file_name', models.CharField(max_length=255)),
-                ('file_format', models.CharField(max_length=16)),
-                ('delimiter', models.CharField(default=',', max_length=1)),
-                ('size_bytes', models.BigIntegerField()),
-                ('content_sha256', models.CharField(max_length=64)),
-                ('blob_name', models.CharField(blank=True, max_length=255)),
-                ('metadata', models.JSONField(default=dict)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('error_code', models.CharField(blank=True, max_length=64)),
-                ('error_message', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('data_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='vault.datakey')),
-                ('dataset', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='ingest', to='catalog.dataset')),
-                ('provider', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ingests', to=settings.AUTH_USER_MODEL)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("progress", models.PositiveSmallIntegerField(default=0)),
+                ("file_name", models.CharField(max_length=255)),
+                ("file_format", models.CharField(max_length=16)),
+                ("delimiter", models.CharField(default=",", max_length=1)),
+                ("size_bytes", models.BigIntegerField()),
+                ("content_sha256", models.CharField(max_length=64)),
+                ("blob_name", models.CharField(blank=True, max_length=255)),
+                ("metadata", models.JSONField(default=dict)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("error_code", models.CharField(blank=True, max_length=64)),
+                ("error_message", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "data_key",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="vault.datakey",
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="ingest",
+                        to="catalog.dataset",
+                    ),
+                ),
+                (
+                    "provider",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="ingests", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddIndex(
-            model_name='dataset',
-            index=models.Index(fields=['provider', '-created_at'], name='catalog_dat_provide_8bfd83_idx'),
+            model_name="dataset",
+            index=models.Index(fields=["provider", "-created_at"], name="catalog_dat_provide_8bfd83_idx"),
         ),
     ]

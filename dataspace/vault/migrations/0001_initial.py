@@ -5,22 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='DataKey',
+            name="DataKey",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('purpose', models.CharField(max_length=32)),
-                ('kek_id', models.CharField(db_index=True, max_length=32)),
-                ('wrapped_key', models.BinaryField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('rewrapped_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("purpose", models.CharField(max_length=32)),
+                ("kek_id", models.CharField(db_index=True, max_length=32)),
+                ("wrapped_key", models.BinaryField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("rewrapped_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
     ]

@@ -59,4 +59,6 @@ class Command(BaseCommand):
         if dataset is None:
             ingest.refresh_from_db()
             raise SystemExit(f"demo ingest failed: {ingest.error_code}: {ingest.error_message}")
-        self.stdout.write(f"demo dataset '{dataset.title}': {dataset.row_count:,} rows, sha256 {dataset.content_sha256[:16]}…")
+        self.stdout.write(
+            f"demo dataset '{dataset.title}': {dataset.row_count:,} rows, sha256 {dataset.content_sha256[:16]}…"
+        )
