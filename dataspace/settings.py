@@ -105,6 +105,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # Blob storage: local directory by default, any django-storages backend in production
 # (e.g. STORAGE_BACKEND=storages.backends.s3.S3Storage plus the AWS_* variables it reads).

@@ -169,7 +169,7 @@ class _RaggedRows:
             )
 
 
-_CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+)")
+_CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to (\w+)")
 _WIDER = {
     "int64": pa.float64(),
     "double": pa.string(),
@@ -344,6 +344,9 @@ def check_head(stream: BinaryIO, *, file_format: str, size: int, delimiter: str 
     first megabyte (cut at a line end) for CSV and the footer for Parquet. The full pass runs in
     the ingest task."""
     if file_format == "parquet":
+        if size <= HEAD_BYTES:
+            profile_parquet(stream, size=size)
+            return
         parquet = _open_parquet(stream, size)
         check_column_names(parquet.schema_arrow.names)
         for arrow_field in parquet.schema_arrow:

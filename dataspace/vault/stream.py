@@ -136,13 +136,14 @@ class OpeningReader(io.RawIOBase):
         return self._cached
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        if self._pos >= self._size:
-            return 0
-        index, offset = divmod(self._pos, self._chunk_size)
-        piece = self._chunk(index)[offset : offset + len(buffer)]
-        buffer[: len(piece)] = piece
-        self._pos += len(piece)
-        return len(piece)
+        filled = 0
+        while filled < len(buffer) and self._pos < self._size:
+            index, offset = divmod(self._pos, self._chunk_size)
+            piece = self._chunk(index)[offset : offset + len(buffer) - filled]
+            buffer[filled : filled + len(piece)] = piece
+            filled += len(piece)
+            self._pos += len(piece)
+        return filled
 
     def iter_chunks(self) -> Iterator[bytes]:
         """Yields the whole plaintext chunk by chunk, from the start (sequential, no re-reads)."""

@@ -1,0 +1,131 @@
+"""Data keys under the KEK: wrapping, tamper detection, rotation without re-encryption."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+
+from dataspace.errors import ErrorCode
+from dataspace.vault import services as vault
+from dataspace.vault.models import DataKey
+
+pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
+
+
+def sealed_blob(content: bytes) -> tuple[DataKey, str]:
+    new_key = vault.data_key_generate()
+    with vault.BlobSealer(key=new_key.plaintext, blob_name="datasets/test.sealed") as sealer:
+        sealer.write(content)
+    return vault.data_key_save(new_key=new_key, purpose="dataset"), "datasets/test.sealed"
+
+
+def read_blob(data_key: DataKey, name: str) -> bytes:
+    with vault.blob_open(blob_name=name, key=vault.data_key_unwrap(data_key)) as reader:
+        return reader.read()
+
+
+def test_keyring_file_is_private(isolated_vault: Path) -> None:
+    vault.data_key_generate()
+    key_files = list((isolated_vault / "keys").glob("*.key"))
+    assert len(key_files) == 1
+    assert stat.S_IMODE(key_files[0].stat().st_mode) == 0o600
+    assert stat.S_IMODE((isolated_vault / "keys").stat().st_mode) == 0o700
+
+
+def test_data_key_is_stored_only_wrapped() -> None:
+    new_key = vault.data_key_generate()
+    stored = vault.data_key_save(new_key=new_key, purpose="dataset")
+    assert new_key.plaintext not in bytes(DataKey.objects.get(pk=stored.pk).wrapped_key)
+    assert vault.data_key_unwrap(DataKey.objects.get(pk=stored.pk)) == new_key.plaintext
+
+
+def test_tampered_wrapped_key_is_reported() -> None:
+    stored = vault.data_key_save(new_key=vault.data_key_generate(), purpose="dataset")
+    wrapped = bytearray(stored.wrapped_key)
+    wrapped[-1] ^= 0x80
+    DataKey.objects.filter(pk=stored.pk).update(wrapped_key=bytes(wrapped))
+    with pytest.raises(vault.VaultIntegrityError) as error:
+        vault.data_key_unwrap(DataKey.objects.get(pk=stored.pk))
+    assert error.value.code == ErrorCode.KEY_TAMPERED
+
+
+def test_wrapped_key_copied_to_another_row_is_reported() -> None:
+    first = vault.data_key_save(new_key=vault.data_key_generate(), purpose="dataset")
+    second = vault.data_key_save(new_key=vault.data_key_generate(), purpose="dataset")
+    DataKey.objects.filter(pk=second.pk).update(wrapped_key=bytes(first.wrapped_key))
+    with pytest.raises(vault.VaultIntegrityError):
+        vault.data_key_unwrap(DataKey.objects.get(pk=second.pk))
+
+
+def test_tampered_blob_is_reported_never_read(isolated_vault: Path) -> None:
+    data_key, name = sealed_blob(os.urandom(3 * 1024 * 1024))
+    path = isolated_vault / "blobs" / name
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    path.write_bytes(bytes(raw))
+    with pytest.raises(vault.VaultIntegrityError) as error:
+        read_blob(data_key, name)
+    assert error.value.code == ErrorCode.BLOB_TAMPERED
+
+
+def test_failed_sealing_leaves_no_blob(isolated_vault: Path) -> None:
+    new_key = vault.data_key_generate()
+    with pytest.raises(RuntimeError), vault.BlobSealer(key=new_key.plaintext, blob_name="uploads/x.sealed") as sealer:
+        sealer.write(b"partial")
+        raise RuntimeError("upload broke")
+    assert not (isolated_vault / "blobs" / "uploads" / "x.sealed").exists()
+
+
+def test_rotation_rewraps_keys_without_touching_content(isolated_vault: Path) -> None:
+    content = os.urandom(2 * 1024 * 1024 + 17)
+    data_key, name = sealed_blob(content)
+    blob_before = (isolated_vault / "blobs" / name).read_bytes()
+    old_kek = data_key.kek_id
+    out = io.StringIO()
+    call_command("vault", "rotate-kek", stdout=out)
+    data_key.refresh_from_db()
+    assert data_key.kek_id != old_kek
+    assert "re-wrapped 1 data keys" in out.getvalue()
+    assert (isolated_vault / "blobs" / name).read_bytes() == blob_before  # content not re-encrypted
+    assert read_blob(data_key, name) == content
+    # Re-running is a no-op: everything is already under the active KEK.
+    assert vault.kek_rotate(create_new=False).rewrapped == 0
+
+
+def test_env_keyring_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new = os.urandom(32), os.urandom(32)
+    monkeypatch.setenv("TEST_KEK", base64.b64encode(old).decode())
+    with override_settings(VAULT_KEK="env:TEST_KEK"):
+        data_key, name = sealed_blob(b"rows")
+        monkeypatch.setenv("TEST_KEK", base64.b64encode(new).decode())
+        monkeypatch.setenv("TEST_KEK_PREVIOUS", base64.b64encode(old).decode())
+        vault._keyring_for.cache_clear()
+        report = vault.kek_rotate(create_new=False)
+        assert report.rewrapped == 1
+        monkeypatch.delenv("TEST_KEK_PREVIOUS")  # the old key can now be destroyed
+        vault._keyring_for.cache_clear()
+        data_key.refresh_from_db()
+        assert read_blob(data_key, name) == b"rows"
+    vault._keyring_for.cache_clear()
+
+
+def test_unknown_kek_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    stored = vault.data_key_save(new_key=vault.data_key_generate(), purpose="dataset")
+    DataKey.objects.filter(pk=stored.pk).update(kek_id="0000000000000000")
+    with pytest.raises(vault.VaultIntegrityError) as error:
+        vault.data_key_unwrap(DataKey.objects.get(pk=stored.pk))
+    assert error.value.code == ErrorCode.KEK_UNKNOWN
+
+
+def test_small_secret_round_trip() -> None:
+    data_key, sealed = vault.secret_seal(plaintext=b"\x01" * 32, purpose="wallet")
+    assert vault.secret_open(data_key=data_key, sealed=sealed) == b"\x01" * 32
+    with pytest.raises(vault.VaultIntegrityError):
+        vault.secret_open(data_key=data_key, sealed=sealed[:-1] + bytes([sealed[-1] ^ 1]))

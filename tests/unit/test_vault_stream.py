@@ -1,0 +1,91 @@
+"""The sealed blob format: round trips at every chunk boundary, and every kind of tampering."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from dataspace.vault.stream import HEADER, TAG_SIZE, BlobTamperedError, OpeningReader, SealingWriter
+
+pytestmark = pytest.mark.smoke
+KEY = bytes(range(32))
+CHUNK = 64
+
+
+def seal(plaintext: bytes, *, name: str = "blob", chunk: int = CHUNK, key: bytes = KEY) -> bytes:
+    sink = io.BytesIO()
+    writer = SealingWriter(sink, key=key, blob_name=name, chunk_size=chunk)
+    for start in range(0, len(plaintext), 7):  # odd write sizes cross chunk edges
+        writer.write(plaintext[start : start + 7])
+    writer.close()
+    return sink.getvalue()
+
+
+def open_(sealed: bytes, *, name: str = "blob", key: bytes = KEY) -> OpeningReader:
+    return OpeningReader(io.BytesIO(sealed), key=key, blob_name=name, sealed_length=len(sealed))
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 5])
+def test_round_trip_at_chunk_boundaries(size: int) -> None:
+    plaintext = os.urandom(size)
+    sealed = seal(plaintext)
+    reader = open_(sealed)
+    assert reader.size == size
+    assert reader.read() == plaintext
+    assert b"".join(open_(sealed).iter_chunks()) == plaintext
+
+
+def test_ciphertext_does_not_contain_plaintext() -> None:
+    plaintext = b"marker-0123456789" * 20
+    assert b"marker" not in seal(plaintext)
+
+
+def test_seek_reads_any_range() -> None:
+    plaintext = os.urandom(5 * CHUNK + 3)
+    reader = open_(seal(plaintext))
+    for offset in (0, CHUNK - 2, CHUNK, 4 * CHUNK + 1, len(plaintext) - 1):
+        reader.seek(offset)
+        assert reader.read(10) == plaintext[offset : offset + 10]
+    reader.seek(-4, io.SEEK_END)
+    assert reader.read() == plaintext[-4:]
+
+
+def test_flipped_bit_is_detected() -> None:
+    sealed = bytearray(seal(os.urandom(3 * CHUNK)))
+    sealed[HEADER.size + CHUNK + TAG_SIZE + 5] ^= 1  # inside the second chunk
+    with pytest.raises(BlobTamperedError, match="chunk 1"):
+        open_(bytes(sealed)).read()
+
+
+def test_truncation_at_a_chunk_edge_is_detected() -> None:
+    sealed = seal(os.urandom(3 * CHUNK + 10))
+    truncated = sealed[: HEADER.size + 2 * (CHUNK + TAG_SIZE)]
+    with pytest.raises(BlobTamperedError):
+        open_(truncated).read()
+
+
+def test_swapped_chunks_are_detected() -> None:
+    sealed = seal(os.urandom(3 * CHUNK + 1))
+    size = CHUNK + TAG_SIZE
+    first, second = sealed[HEADER.size : HEADER.size + size], sealed[HEADER.size + size : HEADER.size + 2 * size]
+    swapped = sealed[: HEADER.size] + second + first + sealed[HEADER.size + 2 * size :]
+    with pytest.raises(BlobTamperedError):
+        open_(swapped).read()
+
+
+def test_blob_moved_to_another_name_is_detected() -> None:
+    sealed = seal(b"content", name="datasets/a.sealed")
+    with pytest.raises(BlobTamperedError):
+        open_(sealed, name="datasets/b.sealed").read()
+
+
+def test_wrong_key_is_detected() -> None:
+    with pytest.raises(BlobTamperedError):
+        open_(seal(b"content"), key=bytes(32)).read()
+
+
+def test_garbage_header_is_rejected() -> None:
+    with pytest.raises(BlobTamperedError):
+        open_(b"not a sealed blob at all, just bytes")
