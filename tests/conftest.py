@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
@@ -21,6 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    # PBKDF2's deliberate slowness costs ~0.3 s a user; tests create hundreds.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def isolated_vault(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Unit tests get their own blob directory and keyring. Integration tests share the
     session's (env-driven) ones with the worker process, so they are left alone."""
@@ -30,7 +37,10 @@ def isolated_vault(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     from django.test import override_settings
 
     base = tmp_path_factory.mktemp("vault")
-    storages = {**settings.STORAGES, "default": {**settings.STORAGES["default"], "OPTIONS": {"location": str(base / "blobs")}}}
+    storages = {
+        **settings.STORAGES,
+        "default": {**settings.STORAGES["default"], "OPTIONS": {"location": str(base / "blobs")}},
+    }
     with override_settings(STORAGES=storages, BLOB_ROOT=base / "blobs", VAULT_KEK=f"file:{base / 'keys'}"):
         yield base
 
@@ -70,7 +80,9 @@ def auditor(db: Any) -> User:
 def upload(client: APIClient, content: bytes, name: str = "data.csv", **fields: Any) -> Any:
     handle = io.BytesIO(content)
     handle.name = name
-    return client.post("/api/datasets/", {"file": handle, "title": fields.pop("title", "t"), **fields}, format="multipart")
+    return client.post(
+        "/api/datasets/", {"file": handle, "title": fields.pop("title", "t"), **fields}, format="multipart"
+    )
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.1) -> Any:
@@ -126,7 +138,9 @@ def celery_worker_process(transactional_db: Any, tmp_path: Path) -> Iterator[Wor
     db = settings.DATABASES["default"]
     env = dict(os.environ)
     if db["ENGINE"].endswith("postgresql"):
-        env["DATABASE_URL"] = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        env["DATABASE_URL"] = (
+            f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        )
     else:
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
     env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
@@ -134,8 +148,9 @@ def celery_worker_process(transactional_db: Any, tmp_path: Path) -> Iterator[Wor
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "dataspace", "worker", "--pool=solo", "--queues=default,ingest",
-             "--loglevel=INFO", "--without-heartbeat", "--without-mingle", "--without-gossip", f"--hostname=test-{os.getpid()}@%h"],
+            [sys.executable, "-m", "celery", "-A", "dataspace", "worker", "--pool=solo",
+             "--queues=default,ingest", "--loglevel=INFO", "--without-heartbeat", "--without-mingle",
+             "--without-gossip", f"--hostname=test-{os.getpid()}@%h"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     worker = WorkerProcess(process, log_path)
@@ -153,8 +168,6 @@ def _purge_broker() -> None:
 
     with app.connection_for_write() as connection:
         for queue in ("default", "ingest"):
-            channel = connection.default_channel
-            try:
-                channel.queue_purge(queue)
-            except Exception:  # noqa: S110 - a queue that does not exist yet holds nothing to purge
-                pass
+            # A queue that does not exist yet holds nothing to purge.
+            with contextlib.suppress(Exception):
+                connection.default_channel.queue_purge(queue)

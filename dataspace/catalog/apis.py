@@ -114,7 +114,9 @@ class DatasetListCreateApi(APIView):
         mine = serializers.BooleanField(required=False, default=False)
 
     class InputSerializer(serializers.Serializer[Any]):
-        file = serializers.FileField(allow_empty_file=True, help_text="CSV (UTF-8) or Parquet; streamed and sealed as it arrives.")
+        file = serializers.FileField(
+            allow_empty_file=True, help_text="CSV (UTF-8) or Parquet; streamed and sealed as it arrives."
+        )
         title = serializers.CharField(max_length=200)
         description = serializers.CharField(required=False, allow_blank=True, max_length=10_000, default="")
         keywords = _KeywordsField(required=False, default=list, max_length=32)

@@ -67,7 +67,7 @@ BAD_UPLOADS: list[tuple[str, bytes, str, dict[str, Any]]] = [
     ("binary.csv", bytes(range(256)) * 4, "binary_content", {}),
     ("dup.csv", b"a,a\n1,2\n", "duplicate_column", {}),
     ("blank.csv", b"a,\n1,2\n", "empty_column_name", {}),
-    ("sql.csv", b"a,\"b'; DROP TABLE x;--\"\n1,2\n", "invalid_column_name", {}),
+    ("sql.csv", b'a,"b\'; DROP TABLE x;--"\n1,2\n', "invalid_column_name", {}),
     ("html.csv", b"a,<img src=x onerror=alert(1)>\n1,2\n", "invalid_column_name", {}),
     ("header.csv", b"a,b\n", "no_rows", {}),
     ("notes.txt", b"a,b\n1,2\n", "unsupported_format", {}),
@@ -78,7 +78,9 @@ BAD_UPLOADS: list[tuple[str, bytes, str, dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "content", "code", "fields"), BAD_UPLOADS, ids=[b[0] + ":" + b[2] for b in BAD_UPLOADS])
+@pytest.mark.parametrize(
+    ("name", "content", "code", "fields"), BAD_UPLOADS, ids=[b[0] + ":" + b[2] for b in BAD_UPLOADS]
+)
 def test_bad_upload_is_refused_and_leaves_nothing(
     provider: User, isolated_vault: Path, name: str, content: bytes, code: str, fields: dict[str, Any]
 ) -> None:

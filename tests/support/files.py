@@ -24,7 +24,8 @@ def parquet_lying_about_rows(table: pa.Table, claimed_rows: int) -> bytes:
     """
     data = parquet_bytes(table)
     rows, claimed = table.num_rows * 2, claimed_rows * 2  # zigzag encoding of small positives
-    assert rows < 128 and claimed < 128
+    assert rows < 128
+    assert claimed < 128
     footer_length = struct.unpack("<I", data[-8:-4])[0]
     start = len(data) - 8 - footer_length
     footer = data[start:-8]

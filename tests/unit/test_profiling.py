@@ -31,7 +31,8 @@ def test_infers_every_column_type() -> None:
     profile = profile_csv(("n,x,flag,group,day,remark\n" + "\n".join(rows) + "\n").encode())
     assert profile.rows == 60
     assert [(c.name, c.type) for c in profile.columns] == [
-        ("n", "integer"), ("x", "float"), ("flag", "boolean"), ("group", "categorical"), ("day", "date"), ("remark", "text"),
+        ("n", "integer"), ("x", "float"), ("flag", "boolean"),
+        ("group", "categorical"), ("day", "date"), ("remark", "text"),
     ]  # fmt: skip
     group = profile.columns[3]
     assert (group.cardinality, group.categories) == (3, ["a", "b", "c"])
@@ -68,7 +69,7 @@ def test_high_cardinality_strings_are_text() -> None:
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", ErrorCode.BINARY_CONTENT),
         (b"a,a\n1,2\n", ErrorCode.DUPLICATE_COLUMN),
         (b"a,,c\n1,2,3\n", ErrorCode.EMPTY_COLUMN_NAME),
-        (b"a,\"x'; DROP TABLE datasets;--\"\n1,2\n", ErrorCode.INVALID_COLUMN_NAME),
+        (b'a,"x\'; DROP TABLE datasets;--"\n1,2\n', ErrorCode.INVALID_COLUMN_NAME),
         (b"a,<script>alert(1)</script>\n1,2\n", ErrorCode.INVALID_COLUMN_NAME),
     ],
 )
