@@ -185,6 +185,10 @@ CELERY_BEAT_SCHEDULE = {
 }
 EMBEDDED_BROKER_POLLING_INTERVAL = env.float("EMBEDDED_BROKER_POLLING_INTERVAL", default=0.1)
 
+# An ingest message lost by the broker, or a worker killed mid-ingest, is re-sent after these.
+INGEST_REQUEUE_QUEUED_AFTER = env.int("INGEST_REQUEUE_QUEUED_AFTER", default=120)
+INGEST_REQUEUE_RUNNING_AFTER = env.int("INGEST_REQUEUE_RUNNING_AFTER", default=1800)
+
 CATALOG_BASE_URI = env.str("CATALOG_BASE_URI", default="http://localhost:8000")
 
 if not DEBUG:

@@ -105,9 +105,10 @@ def wait_for_ingest(ingest_id: str, *, timeout: float = 120.0) -> Ingest:
 
 
 class WorkerProcess:
-    def __init__(self, process: subprocess.Popen[bytes], log_path: Path):
+    def __init__(self, process: subprocess.Popen[bytes], log_path: Path, env: dict[str, str]):
         self.process = process
         self.log_path = log_path
+        self.env = env
 
     @property
     def pid(self) -> int:
@@ -132,32 +133,36 @@ class WorkerProcess:
                 self.process.wait()
 
 
+def start_worker(env: dict[str, str], log_path: Path) -> WorkerProcess:
+    """Starts ``celery worker`` in its own process and waits until it is ready."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "dataspace", "worker", "--pool=solo",
+             "--queues=default,ingest", "--loglevel=INFO", "--without-heartbeat", "--without-mingle",
+             "--without-gossip", f"--hostname=test-{os.getpid()}-{log_path.stem}@%h"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    worker = WorkerProcess(process, log_path, env)
+    wait_for(lambda: "ready" in worker.log() or process.poll() is not None, timeout=60)
+    if process.poll() is not None:
+        raise AssertionError(f"worker exited at start:\n{worker.log()}")
+    return worker
+
+
 @pytest.fixture
 def celery_worker_process(transactional_db: Any, tmp_path: Path) -> Iterator[WorkerProcess]:
     """A real Celery worker, in its own process, on the configured broker and the test database."""
     db = settings.DATABASES["default"]
     env = dict(os.environ)
     if db["ENGINE"].endswith("postgresql"):
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
+        host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+        env["DATABASE_URL"] = f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{port}/{db['NAME']}"
     else:
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
     env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
     _purge_broker()
-    log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "dataspace", "worker", "--pool=solo",
-             "--queues=default,ingest", "--loglevel=INFO", "--without-heartbeat", "--without-mingle",
-             "--without-gossip", f"--hostname=test-{os.getpid()}@%h"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    worker = WorkerProcess(process, log_path)
+    worker = start_worker(env, tmp_path / "worker.log")
     try:
-        wait_for(lambda: "ready" in worker.log() or process.poll() is not None, timeout=60)
-        if process.poll() is not None:
-            raise AssertionError(f"worker exited at start:\n{worker.log()}")
         yield worker
     finally:
         worker.stop()

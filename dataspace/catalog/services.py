@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import PurePosixPath
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from dataspace.accounts.models import User
@@ -109,13 +109,15 @@ def _enqueue_ingest(ingest_id: uuid.UUID) -> None:
         logger.warning("could not queue ingest %s (%s); it will be requeued", ingest_id, type(exc).__name__)
 
 
-STALE_AFTER = timedelta(minutes=2)
-
-
-def ingest_requeue_stale() -> int:
-    """Re-sends ingests still queued after ``STALE_AFTER`` (their message was lost or never
-    sent). Safe to overlap with a late original: the claim lets only one run."""
-    stale = Ingest.objects.filter(status=Ingest.Status.QUEUED, created_at__lt=timezone.now() - STALE_AFTER)
+def ingest_requeue_stale(*, queued_for: timedelta, running_for: timedelta) -> int:
+    """Re-sends ingests whose message was lost (queued too long) or whose worker died (running
+    longer than any ingest takes). Safe to overlap with a late original: the claim lets one run,
+    and attempts are capped."""
+    now = timezone.now()
+    stale = Ingest.objects.filter(
+        Q(status=Ingest.Status.QUEUED, created_at__lt=now - queued_for)
+        | Q(status=Ingest.Status.RUNNING, started_at__lt=now - running_for)
+    )
     ids = list(stale.values_list("id", flat=True)[:500])
     for ingest_id in ids:
         _enqueue_ingest(ingest_id)

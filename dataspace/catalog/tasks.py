@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
+from django.conf import settings
 from django.db import OperationalError
 
 from dataspace.catalog import services
@@ -32,4 +34,7 @@ def ingest_dataset(self: Any, ingest_id: str) -> None:
 
 @shared_task
 def requeue_stale_ingests() -> int:
-    return services.ingest_requeue_stale()
+    return services.ingest_requeue_stale(
+        queued_for=timedelta(seconds=settings.INGEST_REQUEUE_QUEUED_AFTER),
+        running_for=timedelta(seconds=settings.INGEST_REQUEUE_RUNNING_AFTER),
+    )

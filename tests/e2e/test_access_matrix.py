@@ -1,4 +1,4 @@
-"""Each role × each endpoint × own or another's object, asserted.
+"""Each role x each endpoint x own or another's object, asserted.
 
 Another user's private object answers 404 (ids do not leak); a missing role answers 403; no
 credentials answer 401.
@@ -42,7 +42,7 @@ def world() -> World:
     )
 
 
-# (method, path, body) → expected status per caller
+# (method, path, body) -> expected status per caller
 MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("get", "/api/datasets/", None, {"anonymous": 401, "owner": 200, "other_provider": 200, "consumer": 200, "auditor": 200}),
     ("get", "/api/datasets/{dataset}/", None, {"anonymous": 401, "owner": 200, "other_provider": 200, "consumer": 200, "auditor": 200}),
