@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import authenticate
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from knox.models import AuthToken
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -33,6 +33,7 @@ class WalletOutput(serializers.ModelSerializer[Wallet]):
 
 
 class MeApi(APIView):
+    @extend_schema_serializer(component_name="Me")
     class OutputSerializer(serializers.Serializer[Any]):
         username = serializers.CharField()
         email = serializers.EmailField()
@@ -55,11 +56,13 @@ class TokenCreateApi(APIView):
     throttle_classes = [AnonRateThrottle]
     throttle_scope = "login"
 
+    @extend_schema_serializer(component_name="TokenCredentials")
     class InputSerializer(serializers.Serializer[Any]):
         username = serializers.CharField()
         password = serializers.CharField(write_only=True)
         ttl_hours = serializers.IntegerField(min_value=1, max_value=24 * 365, required=False)
 
+    @extend_schema_serializer(component_name="IssuedToken")
     class OutputSerializer(serializers.Serializer[Any]):
         token = serializers.CharField()
         token_key = serializers.CharField()
@@ -79,6 +82,7 @@ class TokenCreateApi(APIView):
 
 
 class TokenListApi(APIView):
+    @extend_schema_serializer(component_name="ApiToken")
     class OutputSerializer(serializers.ModelSerializer[AuthToken]):
         class Meta:
             model = AuthToken
@@ -108,6 +112,7 @@ class WalletCustodialCreateApi(APIView):
 
 
 class WalletChallengeApi(APIView):
+    @extend_schema_serializer(component_name="WalletChallenge")
     class OutputSerializer(serializers.Serializer[Any]):
         nonce = serializers.CharField()
         message = serializers.CharField()
@@ -122,6 +127,7 @@ class WalletChallengeApi(APIView):
 class WalletRegisterApi(APIView):
     """Links an address you control: sign the challenge message (EIP-191 personal_sign)."""
 
+    @extend_schema_serializer(component_name="WalletRegistration")
     class InputSerializer(serializers.Serializer[Any]):
         nonce = serializers.CharField(max_length=64)
         address = serializers.RegexField(r"^0x[0-9a-fA-F]{40}$")

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import MultiPartParser
@@ -21,7 +21,7 @@ from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
 from dataspace.catalog import dcat, selectors, services
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.catalog.public_profile import public_profile
-from dataspace.catalog.uploads import SealedUpload, install_sealing_handler
+from dataspace.catalog.uploads import SealedUpload, discard_unclaimed_uploads, install_sealing_handler
 from dataspace.errors import DomainError, ErrorCode
 
 UPLOAD_ERRORS = (
@@ -113,6 +113,7 @@ class DatasetListCreateApi(APIView):
         format = serializers.ChoiceField(choices=["csv", "parquet"], required=False)
         mine = serializers.BooleanField(required=False, default=False)
 
+    @extend_schema_serializer(component_name="DatasetUpload")
     class InputSerializer(serializers.Serializer[Any]):
         file = serializers.FileField(
             allow_empty_file=True, help_text="CSV (UTF-8) or Parquet; streamed and sealed as it arrives."
@@ -129,6 +130,12 @@ class DatasetListCreateApi(APIView):
         if request.method == "POST":
             install_sealing_handler(request)
         return super().initialize_request(request, *args, **kwargs)
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            discard_unclaimed_uploads(request)
 
     def get_permissions(self) -> list[Any]:
         return [IsProvider()] if self.request.method == "POST" else list(super().get_permissions())
@@ -163,30 +170,27 @@ class DatasetListCreateApi(APIView):
         upload = request.FILES.get("file")
         if not isinstance(upload, SealedUpload):
             raise DomainError("Attach the dataset in the form field 'file'.", code=ErrorCode.FILE_MISSING)
-        try:
-            data = self.InputSerializer(data=request.data)
-            data.is_valid(raise_exception=True)
-            v = data.validated_data
-            ingest = services.ingest_start(
-                provider=_user(request),
-                upload=upload,
-                metadata=services.DatasetMetadata(
-                    title=v["title"],
-                    description=v["description"],
-                    keywords=v["keywords"],
-                    licence=v["licence"],
-                    public_value_columns=v["public_value_columns"],
-                ),
-                file_format=v.get("format"),
-                delimiter=v["delimiter"],
-            )
-        except BaseException:
-            upload.discard()
-            raise
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        ingest = services.ingest_start(
+            provider=_user(request),
+            upload=upload,
+            metadata=services.DatasetMetadata(
+                title=v["title"],
+                description=v["description"],
+                keywords=v["keywords"],
+                licence=v["licence"],
+                public_value_columns=v["public_value_columns"],
+            ),
+            file_format=v.get("format"),
+            delimiter=v["delimiter"],
+        )
         return Response(IngestOutputSerializer(ingest).data, status=status.HTTP_202_ACCEPTED)
 
 
 class DatasetDetailApi(APIView):
+    @extend_schema_serializer(component_name="DatasetUpdate")
     class UpdateSerializer(serializers.Serializer[Any]):
         title = serializers.CharField(max_length=200, required=False)
         description = serializers.CharField(max_length=10_000, required=False, allow_blank=True)

@@ -96,6 +96,7 @@ def ingest_start(
         upload.discard()
         raise
     # From here the ingest row owns the sealed upload; a broker outage only delays it.
+    upload.claimed = True
     transaction.on_commit(lambda: _enqueue_ingest(ingest.id))
     return ingest
 

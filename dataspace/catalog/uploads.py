@@ -41,6 +41,7 @@ class SealedUpload(UploadedFile[bytes]):
         self.sha256 = sha256
         self.blob_name = blob_name
         self.data_key = data_key
+        self.claimed = False  # set once an ingest owns the sealed blob
 
     def discard(self) -> None:
         vault.blob_delete(self.blob_name)
@@ -117,3 +118,15 @@ def seal_chunks(chunks: Iterable[bytes], *, name: str) -> SealedUpload:
 def install_sealing_handler(request: HttpRequest) -> None:
     """Must run before anything reads the request body (authentication, CSRF)."""
     request.upload_handlers = [SealingUploadHandler(request)]
+
+
+def discard_unclaimed_uploads(request: HttpRequest) -> None:
+    """Deletes sealed uploads no ingest took: the request failed (CSRF, role, validation) after
+    its body was read. Never parses a body that was not read."""
+    files = getattr(request, "_files", None)
+    if not files:
+        return
+    for _, uploads in files.lists():
+        for upload in uploads:
+            if isinstance(upload, SealedUpload) and not upload.claimed:
+                upload.discard()

@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from dataspace.accounts.models import User
 from dataspace.catalog import selectors, services
-from dataspace.catalog.uploads import SealedUpload, install_sealing_handler
+from dataspace.catalog.uploads import SealedUpload, discard_unclaimed_uploads, install_sealing_handler
 from dataspace.errors import DomainError
 
 
@@ -33,7 +33,10 @@ def home(request: HttpRequest) -> HttpResponse:
 def upload(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         install_sealing_handler(request)
-    return _upload(request)
+    try:
+        return _upload(request)
+    finally:
+        discard_unclaimed_uploads(request)
 
 
 @csrf_protect
@@ -44,8 +47,6 @@ def _upload(request: HttpRequest) -> HttpResponse:
         return redirect("portal:home")
     upload = request.FILES.get("file")
     if not user.is_provider:
-        if isinstance(upload, SealedUpload):
-            upload.discard()
         messages.error(request, "Only data providers can upload datasets.")
         return redirect("portal:home")
     if not isinstance(upload, SealedUpload):

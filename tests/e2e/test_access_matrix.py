@@ -63,7 +63,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body", "caller", "expected"), CASES, ids=[f"{c[0]} {c[1]} as {c[3]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "caller", "expected"), CASES, ids=[f"{c[0]} {c[1]} as {c[3]}" for c in CASES]
+)
 def test_access(world: World, method: str, path: str, body: dict[str, Any] | None, caller: str, expected: int) -> None:
     client = client_for(world.users[caller])
     response = getattr(client, method)(path.format(**world.ids), body, format="json")

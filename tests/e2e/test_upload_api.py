@@ -139,3 +139,13 @@ def test_ingest_run_is_idempotent(provider: User) -> None:
     assert first is not None
     assert services.ingest_run(ingest_id=response.json()["id"]) is None
     assert Dataset.objects.count() == 1
+
+
+def test_session_upload_without_csrf_leaves_nothing(provider: User, isolated_vault: Path) -> None:
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(provider)
+    response = upload(client, b"a,b\n1,2\n")
+    assert response.status_code == 403
+    assert_nothing_left(isolated_vault)

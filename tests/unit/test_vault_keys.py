@@ -77,6 +77,7 @@ def test_tampered_blob_is_reported_never_read(isolated_vault: Path) -> None:
 
 def test_failed_sealing_leaves_no_blob(isolated_vault: Path) -> None:
     new_key = vault.data_key_generate()
+
     def interrupted_upload() -> None:
         with vault.BlobSealer(key=new_key.plaintext, blob_name="uploads/x.sealed") as sealer:
             sealer.write(b"partial")
