@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every benchmark (each writes bench/results/<name>.json), then prints one summary table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+for bench in bench/ingest.py; do
+  echo "== $bench"
+  python "$bench"
+done
+if [ -f contracts/foundry.toml ] && [ -f bench/gas.py ]; then
+  echo "== bench/gas.py"
+  python bench/gas.py
+fi
+echo
+python bench/summary.py
