@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS  # noqa: E402
+from bench.common import RESULTS
 
 
 def verdict(entry: dict[str, object]) -> str:
