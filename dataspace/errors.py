@@ -58,6 +58,10 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_COLUMNS = "too_many_columns"
     UNSUPPORTED_COLUMN_TYPE = "unsupported_column_type"
     DATASET_NOT_READY = "dataset_not_ready"
+    # chain
+    CHAIN_UNAVAILABLE = "chain_unavailable"
+    CHAIN_MISMATCH = "chain_mismatch"
+    CHAIN_REVERTED = "chain_reverted"
 
 
 _STATUS: dict[ErrorCode, int] = {
@@ -73,6 +77,9 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.FILE_TOO_LARGE: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     ErrorCode.THROTTLED: status.HTTP_429_TOO_MANY_REQUESTS,
+    ErrorCode.CHAIN_REVERTED: status.HTTP_409_CONFLICT,
+    ErrorCode.CHAIN_UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
+    ErrorCode.CHAIN_MISMATCH: status.HTTP_503_SERVICE_UNAVAILABLE,
     # Integrity failures are the platform's problem, not the caller's: never a 4xx.
     ErrorCode.BLOB_TAMPERED: status.HTTP_500_INTERNAL_SERVER_ERROR,
     ErrorCode.KEY_TAMPERED: status.HTTP_500_INTERNAL_SERVER_ERROR,

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "dataspace.accounts",
     "dataspace.vault",
     "dataspace.catalog",
+    "dataspace.chain",
     "dataspace.portal",
 ]
 
@@ -171,7 +172,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"dataspace.catalog.tasks.*": {"queue": "ingest"}}
+CELERY_TASK_ROUTES = {
+    "dataspace.catalog.tasks.ingest_dataset": {"queue": "ingest"},
+    "dataspace.chain.tasks.*": {"queue": "chain"},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # On Redis an unacknowledged task is redelivered after this; it must exceed the longest task.
 # (kombu's SQLAlchemy transport hands its options to create_engine, so only Redis gets them.)
@@ -188,6 +192,19 @@ EMBEDDED_BROKER_POLLING_INTERVAL = env.float("EMBEDDED_BROKER_POLLING_INTERVAL",
 # An ingest message lost by the broker, or a worker killed mid-ingest, is re-sent after these.
 INGEST_REQUEUE_QUEUED_AFTER = env.int("INGEST_REQUEUE_QUEUED_AFTER", default=120)
 INGEST_REQUEUE_RUNNING_AFTER = env.int("INGEST_REQUEUE_RUNNING_AFTER", default=1800)
+
+# Chain. The defaults are anvil's: chain 31337 and its first well-known development key, which
+# production must replace (a system check refuses it outside DEBUG on any other chain).
+CHAIN_RPC_URL = env.str("CHAIN_RPC_URL", default="http://127.0.0.1:8545")
+CHAIN_RPC_TIMEOUT = env.float("CHAIN_RPC_TIMEOUT", default=10.0)
+CHAIN_ID = env.int("CHAIN_ID", default=31337)
+ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+CHAIN_OPERATOR_KEY = env.str("CHAIN_OPERATOR_KEY", default=ANVIL_DEV_KEY)
+CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=0)
+CHAIN_POLL_SECONDS = env.float("CHAIN_POLL_SECONDS", default=1.0)
+CHAIN_SWEEP_AFTER = env.int("CHAIN_SWEEP_AFTER", default=30)
+CHAIN_INDEXER_CHUNK = env.int("CHAIN_INDEXER_CHUNK", default=2000)
+CONTRACTS_OUT_DIR = Path(env.str("CONTRACTS_OUT_DIR", default=str(BASE_DIR / "contracts" / "out")))
 
 CATALOG_BASE_URI = env.str("CATALOG_BASE_URI", default="http://localhost:8000")
 

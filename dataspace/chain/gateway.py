@@ -1,0 +1,94 @@
+"""The one module that owns web3: the node connection, the operator account and contracts.
+
+Everything else reaches the chain through this module, the outbox and the agents.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractCustomError, ContractLogicError
+
+from dataspace.chain import artifacts
+from dataspace.chain.models import Deployment
+from dataspace.errors import DomainError, ErrorCode
+
+CONTRACTS = ("DatasetRegistry", "UsageAgreements", "DevToken")
+
+
+class ChainUnavailable(DomainError):
+    """The node cannot be reached or answers for another chain. Transient: retry."""
+
+    code = ErrorCode.CHAIN_UNAVAILABLE
+
+
+class ChainReverted(DomainError):
+    """The contract refused the call; ``message`` holds the decoded reason. Permanent."""
+
+    code = ErrorCode.CHAIN_REVERTED
+
+
+@cache
+def _web3(url: str, timeout: float) -> Web3:
+    return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+
+
+def web3() -> Web3:
+    return _web3(settings.CHAIN_RPC_URL, settings.CHAIN_RPC_TIMEOUT)
+
+
+def chain_id() -> int:
+    return int(settings.CHAIN_ID)
+
+
+def connected_web3() -> Web3:
+    """The node, after checking it answers and is the chain we expect (a wrong chain id would
+    replay our signed writes on someone else's chain)."""
+    w3 = web3()
+    try:
+        actual = w3.eth.chain_id
+    except Exception as exc:  # requests and web3 raise many types for "no node there"
+        raise ChainUnavailable(
+            f"The chain node at {settings.CHAIN_RPC_URL} is unreachable ({type(exc).__name__})."
+        ) from None
+    if actual != chain_id():
+        raise ChainUnavailable(
+            f"The node at {settings.CHAIN_RPC_URL} serves chain {actual}, not the configured {chain_id()}.",
+            code=ErrorCode.CHAIN_MISMATCH,
+        )
+    return w3
+
+
+@cache
+def _account(key: str) -> LocalAccount:
+    account: LocalAccount = Account.from_key(key)
+    return account
+
+
+def operator() -> LocalAccount:
+    return _account(settings.CHAIN_OPERATOR_KEY)
+
+
+def deployment(name: str) -> Deployment:
+    found = Deployment.objects.filter(chain_id=chain_id(), name=name).first()
+    if found is None:
+        raise ChainUnavailable(f"{name} is not deployed on chain {chain_id()}: run manage.py chain deploy.")
+    return found
+
+
+def contract(name: str, address: str | None = None) -> type[Contract] | Contract:
+    artifact = artifacts.load(name)
+    return web3().eth.contract(address=Web3.to_checksum_address(address or deployment(name).address), abi=artifact.abi)
+
+
+def revert_reason(exc: ContractLogicError) -> str:
+    data: Any = exc.data if isinstance(exc, ContractCustomError) or isinstance(exc.data, str) else None
+    if data is None and exc.message:
+        return str(exc.message).removeprefix("execution reverted: ")
+    return artifacts.decode_revert(data, CONTRACTS)

@@ -1,0 +1,205 @@
+"""Chain writes through an outbox: a row first, then sign (nonce under a lock, raw bytes and
+hash saved), then broadcast, then confirm. Every step is idempotent and keyed:
+
+- the same idempotency key never makes a second transaction;
+- a retry after a crash rebroadcasts the saved bytes (same hash) or finds them mined; it never
+  signs again, so nothing is sent twice;
+- a write that would revert fails before it takes a nonce, with the custom error decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
+
+from dataspace.chain import gateway
+from dataspace.chain.models import ChainTransaction, SenderNonce
+from dataspace.errors import DomainError, ErrorCode
+
+logger = logging.getLogger(__name__)
+Status = ChainTransaction.Status
+GAS_HEADROOM = 1.25
+
+
+def write_enqueue(
+    *, kind: str, contract: str, function: str, args: list[Any], idempotency_key: str
+) -> ChainTransaction:
+    """Records an intended write (once per key) and queues it for sending after commit."""
+    sender = gateway.operator().address
+    fields = {"kind": kind, "contract": contract, "function": function, "args": args, "sender": sender}
+    try:
+        with transaction.atomic():
+            tx, created = ChainTransaction.objects.get_or_create(
+                chain_id=gateway.chain_id(), idempotency_key=idempotency_key, defaults=fields
+            )
+    except IntegrityError:
+        tx, created = ChainTransaction.objects.get(chain_id=gateway.chain_id(), idempotency_key=idempotency_key), False
+    if not created and (tx.contract, tx.function, tx.args) != (contract, function, args):
+        raise DomainError(
+            f"Idempotency key {idempotency_key!r} was already used for a different chain write.",
+            code=ErrorCode.CONFLICT,
+        )
+    if created:
+        transaction.on_commit(lambda: _dispatch(tx.pk))
+    return tx
+
+
+def _dispatch(tx_id: int) -> None:
+    from dataspace.chain.tasks import send_chain_write
+
+    try:
+        send_chain_write.delay(tx_id)
+    except Exception as exc:  # broker down: the sweeper dispatches it later
+        logger.warning("could not queue chain write %s (%s); the sweeper will", tx_id, type(exc).__name__)
+
+
+def write_progress(*, tx_id: int) -> ChainTransaction:
+    """Moves one write as far as it can go now: sign, broadcast, confirm. Raises
+    ``ChainUnavailable`` when the node is away (the caller retries later)."""
+    tx = ChainTransaction.objects.get(pk=tx_id)
+    if tx.status == Status.PENDING:
+        _sign(tx)
+        tx.refresh_from_db()
+    if tx.status == Status.SIGNED:
+        _broadcast(tx)
+        tx.refresh_from_db()
+    if tx.status == Status.SENT:
+        _confirm(tx)
+        tx.refresh_from_db()
+    return tx
+
+
+def _call(tx: ChainTransaction) -> Any:
+    return gateway.contract(tx.contract).functions[tx.function](*tx.args)
+
+
+def _fail(tx: ChainTransaction, reason: str) -> None:
+    logger.warning("chain write %s (%s) failed: %s", tx.idempotency_key, tx.kind, reason)
+    ChainTransaction.objects.filter(pk=tx.pk).exclude(status=Status.CONFIRMED).update(
+        status=Status.FAILED, revert_reason=reason[:2000]
+    )
+
+
+def _sign(tx: ChainTransaction) -> None:
+    w3 = gateway.connected_web3()
+    call = _call(tx)
+    try:
+        gas = call.estimate_gas({"from": tx.sender})
+    except ContractLogicError as exc:
+        _fail(tx, gateway.revert_reason(exc))
+        return
+    except Exception as exc:
+        raise gateway.ChainUnavailable(f"Gas estimation failed ({type(exc).__name__}).") from None
+    # Fees come from the node before any lock is taken; they only need to be reasonable.
+    fees = {"maxFeePerGas": 2 * w3.eth.get_block("latest")["baseFeePerGas"] + w3.eth.max_priority_fee,
+            "maxPriorityFeePerGas": w3.eth.max_priority_fee}  # fmt: skip
+    chain_count = w3.eth.get_transaction_count(Web3.to_checksum_address(tx.sender), "pending")
+    SenderNonce.objects.get_or_create(chain_id=tx.chain_id, address=tx.sender, defaults={"next_nonce": chain_count})
+    with transaction.atomic():
+        locked = ChainTransaction.objects.select_for_update().get(pk=tx.pk)
+        if locked.status != Status.PENDING:
+            return  # another worker signed it first
+        nonce_row = SenderNonce.objects.select_for_update().get(chain_id=tx.chain_id, address=tx.sender)
+        # Someone else may have sent from this account: never reuse a nonce the chain has seen.
+        nonce = max(nonce_row.next_nonce, chain_count)
+        built = call.build_transaction(
+            {"from": tx.sender, "nonce": nonce, "gas": int(gas * GAS_HEADROOM), "chainId": tx.chain_id, **fees}
+        )
+        signed = gateway.operator().sign_transaction(built)
+        locked.nonce, locked.raw_tx = nonce, bytes(signed.raw_transaction)
+        locked.tx_hash, locked.status = "0x" + bytes(signed.hash).hex(), Status.SIGNED
+        locked.attempts = F("attempts") + 1
+        locked.save(update_fields=["nonce", "raw_tx", "tx_hash", "status", "attempts", "updated_at"])
+        nonce_row.next_nonce = nonce + 1
+        nonce_row.save(update_fields=["next_nonce"])
+
+
+def _mined_or_pending(w3: Web3, tx_hash: str) -> bool:
+    try:
+        w3.eth.get_transaction(HexBytes(tx_hash))
+        return True
+    except TransactionNotFound:
+        return False
+
+
+def _broadcast(tx: ChainTransaction) -> None:
+    w3 = gateway.connected_web3()
+    try:
+        w3.eth.send_raw_transaction(bytes(tx.raw_tx or b""))
+    except Web3RPCError as exc:
+        message = str(exc).lower()
+        if "already known" in message or "already imported" in message:
+            pass  # our earlier broadcast arrived
+        elif "nonce too low" in message and not _mined_or_pending(w3, tx.tx_hash):
+            # The nonce went to another transaction and ours can never be mined: replace it,
+            # explicitly and logged, by signing again with a fresh nonce.
+            logger.warning("chain write %s lost nonce %s; re-signing", tx.idempotency_key, tx.nonce)
+            ChainTransaction.objects.filter(pk=tx.pk, status=Status.SIGNED).update(
+                status=Status.PENDING, nonce=None, raw_tx=None, tx_hash="", last_error="nonce taken; re-signed"
+            )
+            return
+        elif "nonce too low" not in message:
+            ChainTransaction.objects.filter(pk=tx.pk).update(last_error=str(exc)[:2000])
+            raise gateway.ChainUnavailable(f"The node refused the transaction for now: {exc}") from None
+    except Exception as exc:
+        raise gateway.ChainUnavailable(f"Broadcast failed ({type(exc).__name__}).") from None
+    ChainTransaction.objects.filter(pk=tx.pk, status=Status.SIGNED).update(
+        status=Status.SENT, broadcasts=F("broadcasts") + 1
+    )
+
+
+def _confirm(tx: ChainTransaction) -> None:
+    w3 = gateway.connected_web3()
+    try:
+        receipt = w3.eth.get_transaction_receipt(HexBytes(tx.tx_hash))
+    except TransactionNotFound:
+        if not _mined_or_pending(w3, tx.tx_hash):
+            # The node forgot it (restart, eviction): send the same bytes again.
+            ChainTransaction.objects.filter(pk=tx.pk, status=Status.SENT).update(status=Status.SIGNED)
+        return
+    except Exception as exc:
+        raise gateway.ChainUnavailable(f"Receipt lookup failed ({type(exc).__name__}).") from None
+    if w3.eth.block_number - receipt["blockNumber"] < settings.CHAIN_CONFIRMATIONS:
+        return  # mined but not yet deep enough
+    block_hash = "0x" + bytes(receipt["blockHash"]).hex()
+    if receipt["status"] == 0:
+        _fail(tx, _replay_revert(tx, receipt["blockNumber"]))
+        ChainTransaction.objects.filter(pk=tx.pk).update(
+            block_number=receipt["blockNumber"], block_hash=block_hash, gas_used=receipt["gasUsed"]
+        )
+        return
+    ChainTransaction.objects.filter(pk=tx.pk, status=Status.SENT).update(
+        status=Status.CONFIRMED,
+        block_number=receipt["blockNumber"],
+        block_hash=block_hash,
+        gas_used=receipt["gasUsed"],
+        confirmed_at=timezone.now(),
+    )
+
+
+def _replay_revert(tx: ChainTransaction, block: int) -> str:
+    try:
+        _call(tx).call({"from": tx.sender}, block_identifier=block - 1)
+    except ContractLogicError as exc:
+        return gateway.revert_reason(exc)
+    except Exception:  # noqa: S110 - the reason is a courtesy; the failure itself is recorded
+        pass
+    return "reverted (reason not recoverable)"
+
+
+def writes_to_retry(*, older_than_seconds: int) -> list[int]:
+    """Unfinished writes nobody has touched for a while (lost messages, exhausted retries)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    unfinished = ChainTransaction.objects.filter(
+        status__in=[Status.PENDING, Status.SIGNED, Status.SENT], updated_at__lt=cutoff
+    )
+    return list(unfinished.order_by("pk").values_list("pk", flat=True)[:500])
