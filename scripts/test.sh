@@ -36,12 +36,21 @@ if [ -f contracts/foundry.toml ]; then
   bash contracts/forge.sh test
 fi
 
+# System tools some checks use: Debian's docker-compose (validates the compose file offline) and
+# Chromium (the portal's browser tests). Installed where we may (root with apt, as in CI);
+# elsewhere those checks say they were skipped.
+apt_ensure() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
+  echo "installing $2 (apt)"
+  # Without --no-install-recommends, docker-compose pulls the whole Docker engine.
+  apt-get install -y -qq --no-install-recommends "$2" >/dev/null 2>&1 ||
+    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends "$2" >/dev/null 2>&1) || true
+}
+apt_ensure docker-compose docker-compose
+apt_ensure chromium chromium
+
 echo "== docker-compose.yml"
-if ! command -v docker-compose >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  # Debian's docker-compose validates offline; without --no-install-recommends apt pulls the engine.
-  apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1 ||
-    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1) || true
-fi
 if command -v docker-compose >/dev/null 2>&1; then
   # The secrets the file requires, with throwaway values: this checks structure, not secrets.
   SECRET_KEY=validate POSTGRES_PASSWORD=validate REDLAKE_KEK=validate \
