@@ -16,7 +16,11 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed
+contracts/out/.built: node_modules/.installed contracts/foundry.toml $(wildcard contracts/src/*.sol)
+	bash contracts/forge.sh build --quiet
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed contracts/out/.built
 
 run: install
 	@bash scripts/run.sh

@@ -3,13 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-for bench in bench/ingest.py; do
+for bench in bench/ingest.py bench/gas.py; do
   echo "== $bench"
   python "$bench"
 done
-if [ -f contracts/foundry.toml ] && [ -f bench/gas.py ]; then
-  echo "== bench/gas.py"
-  python bench/gas.py
-fi
 echo
 python bench/summary.py

@@ -31,10 +31,8 @@ ruff check .
 echo "== mypy"
 mypy
 
-if [ -f contracts/foundry.toml ]; then
-  echo "== forge test"
-  bash contracts/forge.sh test
-fi
+echo "== forge test (contracts: unit, fuzz, invariant)"
+bash contracts/forge.sh test
 
 # System tools some checks use: Debian's docker-compose (validates the compose file offline) and
 # Chromium (the portal's browser tests). Installed where we may (root with apt, as in CI);

@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {Test} from "forge-std/Test.sol";
+
+import {DatasetRegistry} from "../src/DatasetRegistry.sol";
+
+contract DatasetRegistryTest is Test {
+    DatasetRegistry internal registry;
+    address internal operator = makeAddr("operator");
+    uint256 internal providerKey = 0xA11CE;
+    address internal provider;
+    bytes32 internal constant ID = keccak256("d");
+    bytes32 internal constant META = keccak256("m");
+    bytes32 internal constant CONTENT = keccak256("c");
+
+    event DatasetRegistered(bytes32 indexed datasetId, address indexed provider, bytes32 metadataHash, bytes32 contentHash);
+
+    function setUp() public {
+        registry = new DatasetRegistry(address(this), operator);
+        provider = vm.addr(providerKey);
+    }
+
+    function _sign(uint256 key, bytes32 id, uint8 action, bytes32 meta, bytes32 content, uint256 nonce, uint256 deadline)
+        internal
+        view
+        returns (bytes memory)
+    {
+        bytes32 typehash = keccak256(
+            "DatasetChange(bytes32 datasetId,uint8 action,bytes32 metadataHash,bytes32 contentHash,uint256 nonce,uint256 deadline)"
+        );
+        bytes32 digest = keccak256(
+            abi.encodePacked(
+                "\x19\x01",
+                registry.domainSeparator(),
+                keccak256(abi.encode(typehash, id, action, meta, content, nonce, deadline))
+            )
+        );
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, digest);
+        return abi.encodePacked(r, s, v);
+    }
+
+    function test_register_recordsProviderAndHashes() public {
+        vm.expectEmit(address(registry));
+        emit DatasetRegistered(ID, provider, META, CONTENT);
+        vm.prank(provider);
+        registry.register(ID, META, CONTENT);
+        DatasetRegistry.Dataset memory d = registry.getDataset(ID);
+        assertEq(d.provider, provider);
+        assertTrue(d.active);
+        assertEq(d.contentHash, CONTENT);
+        assertEq(registry.activeProvider(ID), provider);
+    }
+
+    function test_register_revertsWhenExists() public {
+        vm.prank(provider);
+        registry.register(ID, META, CONTENT);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetExists.selector, ID));
+        registry.register(ID, META, CONTENT);
+    }
+
+    function test_register_revertsOnEmptyHash() public {
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.EmptyHash.selector, ID));
+        registry.register(ID, META, bytes32(0));
+    }
+
+    function test_registerFor_acceptsProviderSignature() public {
+        bytes memory sig = _sign(providerKey, ID, 0, META, CONTENT, 0, block.timestamp + 1);
+        vm.prank(operator);
+        registry.registerFor(ID, provider, META, CONTENT, block.timestamp + 1, sig);
+        assertEq(registry.activeProvider(ID), provider);
+        assertEq(registry.nonces(provider), 1);
+    }
+
+    function test_registerFor_revertsOnReplay() public {
+        bytes memory sig = _sign(providerKey, ID, 0, META, CONTENT, 0, block.timestamp + 1);
+        vm.startPrank(operator);
+        registry.registerFor(ID, provider, META, CONTENT, block.timestamp + 1, sig);
+        vm.expectRevert(); // nonce moved on: the same signature now recovers another address
+        registry.registerFor(keccak256("other"), provider, META, CONTENT, block.timestamp + 1, sig);
+        vm.stopPrank();
+    }
+
+    function test_registerFor_revertsOnWrongSigner() public {
+        bytes memory sig = _sign(0xBAD, ID, 0, META, CONTENT, 0, block.timestamp + 1);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.InvalidSignature.selector, vm.addr(0xBAD), provider));
+        registry.registerFor(ID, provider, META, CONTENT, block.timestamp + 1, sig);
+    }
+
+    function test_registerFor_revertsWhenExpired() public {
+        bytes memory sig = _sign(providerKey, ID, 0, META, CONTENT, 0, block.timestamp);
+        vm.warp(block.timestamp + 10);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.SignatureExpired.selector, block.timestamp - 10, block.timestamp));
+        registry.registerFor(ID, provider, META, CONTENT, block.timestamp - 10, sig);
+    }
+
+    function test_registerFor_revertsForNonOperator() public {
+        vm.expectRevert();
+        registry.registerFor(ID, provider, META, CONTENT, block.timestamp, "");
+    }
+
+    function test_update_changesHashes() public {
+        vm.startPrank(provider);
+        registry.register(ID, META, CONTENT);
+        registry.update(ID, keccak256("m2"), keccak256("c2"));
+        vm.stopPrank();
+        assertEq(registry.getDataset(ID).metadataHash, keccak256("m2"));
+    }
+
+    function test_update_revertsForOthers() public {
+        vm.prank(provider);
+        registry.register(ID, META, CONTENT);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.NotProvider.selector, ID, address(this)));
+        registry.update(ID, META, CONTENT);
+    }
+
+    function test_updateFor_acceptsProviderSignature() public {
+        vm.prank(provider);
+        registry.register(ID, META, CONTENT);
+        bytes memory sig = _sign(providerKey, ID, 1, META, keccak256("c2"), 0, block.timestamp);
+        vm.prank(operator);
+        registry.updateFor(ID, META, keccak256("c2"), block.timestamp, sig);
+        assertEq(registry.getDataset(ID).contentHash, keccak256("c2"));
+    }
+
+    function test_retire_deactivates() public {
+        vm.startPrank(provider);
+        registry.register(ID, META, CONTENT);
+        registry.retire(ID);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetInactive.selector, ID));
+        registry.update(ID, META, CONTENT);
+        vm.stopPrank();
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetInactive.selector, ID));
+        registry.activeProvider(ID);
+    }
+
+    function test_retireFor_acceptsProviderSignature() public {
+        vm.prank(provider);
+        registry.register(ID, META, CONTENT);
+        bytes memory sig = _sign(providerKey, ID, 2, bytes32(0), bytes32(0), 0, block.timestamp);
+        vm.prank(operator);
+        registry.retireFor(ID, block.timestamp, sig);
+        assertFalse(registry.getDataset(ID).active);
+    }
+
+    function test_activeProvider_revertsWhenUnknown() public {
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetUnknown.selector, ID));
+        registry.activeProvider(ID);
+    }
+
+    function testFuzz_registerFor_rejectsAnyOtherKey(uint256 key) public {
+        key = bound(key, 1, 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364140);
+        vm.assume(key != providerKey);
+        bytes memory sig = _sign(key, ID, 0, META, CONTENT, 0, block.timestamp);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.InvalidSignature.selector, vm.addr(key), provider));
+        registry.registerFor(ID, provider, META, CONTENT, block.timestamp, sig);
+    }
+}
