@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS, metric, write_result  # noqa: E402
+from bench.common import RESULTS, metric, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 FORGE = [str(ROOT / "contracts" / "forge.sh")]
