@@ -175,6 +175,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "dataspace.catalog.tasks.ingest_dataset": {"queue": "ingest"},
     "dataspace.chain.tasks.*": {"queue": "chain"},
+    "dataspace.catalog.tasks.register_datasets_on_chain": {"queue": "chain"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # On Redis an unacknowledged task is redelivered after this; it must exceed the longest task.
@@ -186,6 +187,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 )
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-ingests": {"task": "dataspace.catalog.tasks.requeue_stale_ingests", "schedule": 60.0},
+    "register-datasets-on-chain": {"task": "dataspace.catalog.tasks.register_datasets_on_chain", "schedule": 60.0},
+    "sweep-chain-writes": {"task": "dataspace.chain.tasks.sweep_chain_writes", "schedule": 30.0},
+    "index-chain-events": {"task": "dataspace.chain.tasks.index_chain_events", "schedule": 5.0},
 }
 EMBEDDED_BROKER_POLLING_INTERVAL = env.float("EMBEDDED_BROKER_POLLING_INTERVAL", default=0.1)
 

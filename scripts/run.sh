@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
 # Starts the whole platform on the embedded defaults (SQLite, the SQLAlchemy broker, local blobs
-# and keys under var/) with demo data, under one process manager. Ctrl-C stops everything.
+# and keys under var/, an anvil chain whose state persists in var/) with demo data, under one
+# process manager. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export DEBUG="${DEBUG:-1}"   # the embedded platform is a development server: say so
 export REDLAKE_PORT="${REDLAKE_PORT:-8000}"
+export CHAIN_PORT="${CHAIN_PORT:-8545}"
+export CHAIN_RPC_URL="${CHAIN_RPC_URL:-http://127.0.0.1:${CHAIN_PORT}}"
+mkdir -p var
+
+# anvil answers at once; its chain survives restarts through the state file (written on exit).
+node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil --host 127.0.0.1 --port "$CHAIN_PORT" --chain-id 31337 \
+  --state var/anvil-state.json --silent &
+ANVIL_PID=$!
+trap 'kill -TERM "$ANVIL_PID" 2>/dev/null; wait "$ANVIL_PID" 2>/dev/null' EXIT
+for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$CHAIN_PORT") 2>/dev/null && break; sleep 0.1; done
+
 python manage.py migrate --no-input -v 0
 python manage.py collectstatic --no-input -v 0
+python manage.py chain deploy
 echo "Demo accounts:"
 python manage.py demo seed
 cat <<MSG
@@ -16,7 +29,8 @@ Redlake is starting at http://127.0.0.1:${REDLAKE_PORT}/
   portal:      http://127.0.0.1:${REDLAKE_PORT}/            (log in as provider / redlake-provider)
   REST API:    http://127.0.0.1:${REDLAKE_PORT}/api/docs/
   DCAT:        http://127.0.0.1:${REDLAKE_PORT}/catalog.jsonld
+  chain:       ${CHAIN_RPC_URL} (anvil, chain id 31337; python manage.py chain status)
 Ctrl-C stops everything.
 
 MSG
-exec honcho start -f Procfile
+honcho start -f Procfile

@@ -138,7 +138,7 @@ def start_worker(env: dict[str, str], log_path: Path) -> WorkerProcess:
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "dataspace", "worker", "--pool=solo",
-             "--queues=default,ingest", "--loglevel=INFO", "--without-heartbeat", "--without-mingle",
+             "--queues=default,ingest,chain", "--loglevel=INFO", "--without-heartbeat", "--without-mingle",
              "--without-gossip", f"--hostname=test-{os.getpid()}-{log_path.stem}@%h"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -168,11 +168,28 @@ def celery_worker_process(transactional_db: Any, tmp_path: Path) -> Iterator[Wor
         worker.stop()
 
 
+@pytest.fixture
+def anvil(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A real anvil node on a free port with the contracts deployed; worker processes started
+    after this fixture talk to it too."""
+    from dataspace.chain import deploy
+    from tests.support.anvil import AnvilNode
+
+    node = AnvilNode(tmp_path / "anvil-state.json").start()
+    settings.CHAIN_RPC_URL = node.url
+    monkeypatch.setenv("CHAIN_RPC_URL", node.url)
+    try:
+        list(deploy.deploy_all())
+        yield node
+    finally:
+        node.stop()
+
+
 def _purge_broker() -> None:
     from dataspace.celery import app
 
     with app.connection_for_write() as connection:
-        for queue in ("default", "ingest"):
+        for queue in ("default", "ingest", "chain"):
             # A queue that does not exist yet holds nothing to purge.
             with contextlib.suppress(Exception):
                 connection.default_channel.queue_purge(queue)

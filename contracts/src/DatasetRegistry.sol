@@ -27,8 +27,10 @@ contract DatasetRegistry is AccessControl, EIP712 {
     }
 
     mapping(bytes32 datasetId => Dataset) private _datasets;
-    /// @notice Next signature nonce of each provider (relayed changes are replay protected).
-    mapping(address provider => uint256) public nonces;
+    /// @notice Next signature nonce of each dataset. Per dataset, not per provider: changes to
+    ///         one dataset are sequential anyway, and a refused change elsewhere cannot strand
+    ///         signatures the platform already holds for other datasets.
+    mapping(bytes32 datasetId => uint256) public nonces;
 
     event DatasetRegistered(bytes32 indexed datasetId, address indexed provider, bytes32 metadataHash, bytes32 contentHash);
     event DatasetUpdated(bytes32 indexed datasetId, bytes32 metadataHash, bytes32 contentHash);
@@ -158,7 +160,7 @@ contract DatasetRegistry is AccessControl, EIP712 {
         bytes calldata signature
     ) private {
         if (block.timestamp > deadline) revert SignatureExpired(deadline, block.timestamp);
-        uint256 nonce = nonces[provider]++;
+        uint256 nonce = nonces[datasetId]++;
         bytes32 digest = _hashTypedDataV4(
             keccak256(abi.encode(_CHANGE_TYPEHASH, datasetId, action, metadataHash, contentHash, nonce, deadline))
         );

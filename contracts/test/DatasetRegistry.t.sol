@@ -69,15 +69,26 @@ contract DatasetRegistryTest is Test {
         vm.prank(operator);
         registry.registerFor(ID, provider, META, CONTENT, block.timestamp + 1, sig);
         assertEq(registry.activeProvider(ID), provider);
-        assertEq(registry.nonces(provider), 1);
+        assertEq(registry.nonces(ID), 1);
     }
 
     function test_registerFor_revertsOnReplay() public {
         bytes memory sig = _sign(providerKey, ID, 0, META, CONTENT, 0, block.timestamp + 1);
         vm.startPrank(operator);
         registry.registerFor(ID, provider, META, CONTENT, block.timestamp + 1, sig);
-        vm.expectRevert(); // nonce moved on: the same signature now recovers another address
-        registry.registerFor(keccak256("other"), provider, META, CONTENT, block.timestamp + 1, sig);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetExists.selector, ID));
+        registry.registerFor(ID, provider, META, CONTENT, block.timestamp + 1, sig);
+        vm.stopPrank();
+    }
+
+    function test_updateFor_revertsOnReplay() public {
+        vm.prank(provider);
+        registry.register(ID, META, CONTENT);
+        bytes memory sig = _sign(providerKey, ID, 1, META, keccak256("c2"), 0, block.timestamp);
+        vm.startPrank(operator);
+        registry.updateFor(ID, META, keccak256("c2"), block.timestamp, sig);
+        vm.expectRevert(); // the dataset's nonce moved on: the old signature recovers another address
+        registry.updateFor(ID, META, keccak256("c2"), block.timestamp, sig);
         vm.stopPrank();
     }
 

@@ -56,16 +56,23 @@ class DatasetOutputSerializer(serializers.ModelSerializer[Dataset]):
 
     provider = serializers.CharField(source="provider.username")
     profile = serializers.SerializerMethodField()
+    chain = serializers.SerializerMethodField(help_text="The on-chain registration: status and transaction.")
 
     class Meta:
         model = Dataset
         fields = [
             "id", "title", "description", "keywords", "licence", "provider", "file_format",
-            "content_sha256", "size_bytes", "profile", "created_at", "updated_at",
+            "content_sha256", "size_bytes", "profile", "chain", "created_at", "updated_at",
         ]  # fmt: skip
 
     def get_profile(self, dataset: Dataset) -> dict[str, Any]:
         return public_profile(dataset)
+
+    def get_chain(self, dataset: Dataset) -> dict[str, Any] | None:
+        tx = dataset.chain_registration
+        if tx is None:
+            return None
+        return {"status": tx.status, "tx_hash": tx.tx_hash or None, "block_number": tx.block_number}
 
 
 class OwnedDatasetOutputSerializer(DatasetOutputSerializer):

@@ -62,6 +62,10 @@ class Dataset(models.Model):
     content_sha256 = models.CharField(max_length=64)
     blob_name = models.CharField(max_length=255, unique=True)
     data_key = models.OneToOneField("vault.DataKey", on_delete=models.PROTECT, related_name="+")
+    # The outbox write that registers the dataset on chain (null until queued).
+    chain_registration = models.OneToOneField(
+        "chain.ChainTransaction", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -14,7 +14,7 @@ from dataspace.catalog.models import Dataset, Ingest
 def dataset_list(
     *, search: str = "", keyword: str = "", provider: str = "", file_format: str = "", owner: User | None = None
 ) -> QuerySet[Dataset]:
-    datasets = Dataset.objects.select_related("provider")
+    datasets = Dataset.objects.select_related("provider", "chain_registration")
     if owner is not None:
         datasets = datasets.filter(provider=owner)
     if search:
@@ -37,7 +37,7 @@ def _parse_id(raw: uuid.UUID | str) -> uuid.UUID:
 
 
 def dataset_get(*, dataset_id: uuid.UUID | str) -> Dataset:
-    dataset = Dataset.objects.select_related("provider").filter(pk=_parse_id(dataset_id)).first()
+    dataset = Dataset.objects.select_related("provider", "chain_registration").filter(pk=_parse_id(dataset_id)).first()
     if dataset is None:
         raise Http404
     return dataset

@@ -6,7 +6,9 @@ leaves no blob, no data key and no dataset behind.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import time
 import uuid
@@ -18,10 +20,13 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from dataspace.accounts import selectors as accounts_selectors
+from dataspace.accounts import services as accounts_services
 from dataspace.accounts.models import User
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.catalog.profiling import ColumnType, IngestError, TableProfile, check_head, profile_table
 from dataspace.catalog.uploads import SealedUpload
+from dataspace.chain.agents import DatasetRegistryAgent
 from dataspace.errors import DomainError, ErrorCode
 from dataspace.vault import services as vault
 from dataspace.vault.models import DataKey
@@ -229,7 +234,53 @@ def _dataset_create(*, ingest: Ingest, profile: TableProfile) -> Dataset:
     Ingest.objects.filter(pk=ingest.pk).update(
         status=Ingest.Status.SUCCEEDED, progress=100, dataset=dataset, finished_at=timezone.now()
     )
+    transaction.on_commit(lambda: dataset_register_on_chain(dataset_id=dataset.id))
     return dataset
+
+
+def dataset_metadata_hash(dataset: Dataset) -> bytes:
+    """SHA-256 of the dataset's canonical metadata (what the chain pins; timestamps excluded)."""
+    document = {
+        "id": str(dataset.id),
+        "title": dataset.title,
+        "description": dataset.description,
+        "keywords": dataset.keywords,
+        "licence": dataset.licence,
+        "format": dataset.file_format,
+        "columns": [[c["name"], c["type"]] for c in dataset.schema],
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).digest()
+
+
+def dataset_register_on_chain(*, dataset_id: uuid.UUID) -> bool:
+    """Queues the dataset's registration (provider, metadata hash, content SHA-256) through the
+    outbox. Providers with a custodial wallet are registered with a signature made here; one
+    with their own address must sign themselves (not yet offered). Never raises: the periodic
+    sweep retries datasets still unregistered."""
+    dataset = Dataset.objects.select_related("provider").filter(pk=dataset_id, chain_registration=None).first()
+    if dataset is None:
+        return False
+    wallet = accounts_selectors.wallet_get(user=dataset.provider)
+    if wallet is None or wallet.kind != wallet.Kind.CUSTODIAL:
+        logger.info("dataset %s waits for its provider's own signature to be registered on chain", dataset.id)
+        return False
+    try:
+        tx = DatasetRegistryAgent().register(
+            dataset_id=dataset.id,
+            provider_key=accounts_services.wallet_private_key(wallet=wallet),
+            metadata_hash=dataset_metadata_hash(dataset),
+            content_hash=bytes.fromhex(dataset.content_sha256),
+        )
+    except DomainError as exc:
+        logger.warning("dataset %s not yet registered on chain: %s", dataset.id, exc.code)
+        return False
+    Dataset.objects.filter(pk=dataset.pk).update(chain_registration=tx)
+    return True
+
+
+def datasets_register_pending() -> int:
+    ids = list(Dataset.objects.filter(chain_registration=None).values_list("id", flat=True)[:200])
+    return sum(dataset_register_on_chain(dataset_id=dataset_id) for dataset_id in ids)
 
 
 def ingest_give_up(*, ingest_id: uuid.UUID, reason: str) -> None:

@@ -38,3 +38,8 @@ def requeue_stale_ingests() -> int:
         queued_for=timedelta(seconds=settings.INGEST_REQUEUE_QUEUED_AFTER),
         running_for=timedelta(seconds=settings.INGEST_REQUEUE_RUNNING_AFTER),
     )
+
+
+@shared_task
+def register_datasets_on_chain() -> int:
+    return services.datasets_register_pending()

@@ -58,3 +58,10 @@ def test_debug_is_off_unless_asked(tmp_path: Path) -> None:
         cwd=ROOT, env=env | {"DJANGO_SETTINGS_MODULE": "dataspace.settings"}, capture_output=True, text=True,
     )  # fmt: skip
     assert result.stdout.strip() == "False"
+
+
+def test_check_deploy_refuses_the_anvil_key_on_a_real_chain(tmp_path: Path) -> None:
+    env = production_env(tmp_path) | {"CHAIN_ID": "1"}
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode != 0
+    assert "redlake.E001" in result.stdout + result.stderr

@@ -4,98 +4,123 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='IndexerCursor',
+            name="IndexerCursor",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('chain_id', models.BigIntegerField(unique=True)),
-                ('block_number', models.BigIntegerField()),
-                ('block_hash', models.CharField(max_length=66)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("chain_id", models.BigIntegerField(unique=True)),
+                ("block_number", models.BigIntegerField()),
+                ("block_hash", models.CharField(max_length=66)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.CreateModel(
-            name='ChainEvent',
+            name="ChainEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('chain_id', models.BigIntegerField()),
-                ('contract', models.CharField(max_length=64)),
-                ('address', models.CharField(max_length=42)),
-                ('event', models.CharField(db_index=True, max_length=64)),
-                ('args', models.JSONField(default=dict)),
-                ('block_number', models.BigIntegerField(db_index=True)),
-                ('block_hash', models.CharField(max_length=66)),
-                ('tx_hash', models.CharField(max_length=66)),
-                ('log_index', models.IntegerField()),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("chain_id", models.BigIntegerField()),
+                ("contract", models.CharField(max_length=64)),
+                ("address", models.CharField(max_length=42)),
+                ("event", models.CharField(db_index=True, max_length=64)),
+                ("args", models.JSONField(default=dict)),
+                ("block_number", models.BigIntegerField(db_index=True)),
+                ("block_hash", models.CharField(max_length=66)),
+                ("tx_hash", models.CharField(max_length=66)),
+                ("log_index", models.IntegerField()),
             ],
             options={
-                'ordering': ['block_number', 'log_index'],
-                'constraints': [models.UniqueConstraint(fields=('chain_id', 'tx_hash', 'log_index'), name='one_row_per_log')],
+                "ordering": ["block_number", "log_index"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("chain_id", "tx_hash", "log_index"), name="one_row_per_log")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ChainTransaction',
+            name="ChainTransaction",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('chain_id', models.BigIntegerField()),
-                ('idempotency_key', models.CharField(max_length=200)),
-                ('kind', models.CharField(max_length=64)),
-                ('contract', models.CharField(max_length=64)),
-                ('function', models.CharField(max_length=64)),
-                ('args', models.JSONField(default=list)),
-                ('sender', models.CharField(max_length=42)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('signed', 'Signed'), ('sent', 'Sent'), ('confirmed', 'Confirmed'), ('failed', 'Failed')], db_index=True, default='pending', max_length=16)),
-                ('nonce', models.BigIntegerField(blank=True, null=True)),
-                ('raw_tx', models.BinaryField(blank=True, null=True)),
-                ('tx_hash', models.CharField(blank=True, db_index=True, max_length=66)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('broadcasts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True)),
-                ('revert_reason', models.TextField(blank=True)),
-                ('block_number', models.BigIntegerField(blank=True, null=True)),
-                ('block_hash', models.CharField(blank=True, max_length=66)),
-                ('gas_used', models.BigIntegerField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('confirmed_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("chain_id", models.BigIntegerField()),
+                ("idempotency_key", models.CharField(max_length=200)),
+                ("kind", models.CharField(max_length=64)),
+                ("contract", models.CharField(max_length=64)),
+                ("function", models.CharField(max_length=64)),
+                ("args", models.JSONField(default=list)),
+                ("sender", models.CharField(max_length=42)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("signed", "Signed"),
+                            ("sent", "Sent"),
+                            ("confirmed", "Confirmed"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("nonce", models.BigIntegerField(blank=True, null=True)),
+                ("raw_tx", models.BinaryField(blank=True, null=True)),
+                ("tx_hash", models.CharField(blank=True, db_index=True, max_length=66)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("broadcasts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True)),
+                ("revert_reason", models.TextField(blank=True)),
+                ("block_number", models.BigIntegerField(blank=True, null=True)),
+                ("block_hash", models.CharField(blank=True, max_length=66)),
+                ("gas_used", models.BigIntegerField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("confirmed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('chain_id', 'idempotency_key'), name='one_write_per_key'), models.UniqueConstraint(condition=models.Q(('nonce__isnull', False)), fields=('chain_id', 'sender', 'nonce'), name='one_write_per_nonce')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("chain_id", "idempotency_key"), name="one_write_per_key"),
+                    models.UniqueConstraint(
+                        condition=models.Q(("nonce__isnull", False)),
+                        fields=("chain_id", "sender", "nonce"),
+                        name="one_write_per_nonce",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Deployment',
+            name="Deployment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('chain_id', models.BigIntegerField()),
-                ('name', models.CharField(max_length=64)),
-                ('address', models.CharField(max_length=42)),
-                ('tx_hash', models.CharField(blank=True, max_length=66)),
-                ('block_number', models.BigIntegerField(null=True)),
-                ('bytecode_hash', models.CharField(max_length=66)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("chain_id", models.BigIntegerField()),
+                ("name", models.CharField(max_length=64)),
+                ("address", models.CharField(max_length=42)),
+                ("tx_hash", models.CharField(blank=True, max_length=66)),
+                ("block_number", models.BigIntegerField(null=True)),
+                ("bytecode_hash", models.CharField(max_length=66)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('chain_id', 'name'), name='one_deployment_per_contract')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("chain_id", "name"), name="one_deployment_per_contract")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SenderNonce',
+            name="SenderNonce",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('chain_id', models.BigIntegerField()),
-                ('address', models.CharField(max_length=42)),
-                ('next_nonce', models.BigIntegerField()),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("chain_id", models.BigIntegerField()),
+                ("address", models.CharField(max_length=42)),
+                ("next_nonce", models.BigIntegerField()),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('chain_id', 'address'), name='one_nonce_row_per_sender')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("chain_id", "address"), name="one_nonce_row_per_sender")
+                ],
             },
         ),
     ]

@@ -1,0 +1,89 @@
+"""EIP-712 typed data for the contracts' relayed signatures, built and signed with eth-account.
+
+The type strings here and in the contracts must match exactly; the integration tests prove it by
+having the contracts accept what this module signs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+
+DATASET_CHANGE_TYPES = {
+    "DatasetChange": [
+        {"name": "datasetId", "type": "bytes32"},
+        {"name": "action", "type": "uint8"},
+        {"name": "metadataHash", "type": "bytes32"},
+        {"name": "contentHash", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ]
+}
+USAGE_TYPES = {
+    "Usage": [
+        {"name": "agreementId", "type": "uint256"},
+        {"name": "jobId", "type": "bytes32"},
+        {"name": "purpose", "type": "bytes32"},
+        {"name": "operation", "type": "bytes32"},
+        {"name": "epsilon", "type": "uint64"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"},
+    ]
+}
+ACTION_REGISTER, ACTION_UPDATE, ACTION_RETIRE = 0, 1, 2
+
+
+def _domain(name: str, chain_id: int, contract: str) -> dict[str, Any]:
+    return {"name": name, "version": "1", "chainId": chain_id, "verifyingContract": contract}
+
+
+def sign_dataset_change(
+    *,
+    key: bytes,
+    chain_id: int,
+    registry: str,
+    dataset_id: bytes,
+    action: int,
+    metadata_hash: bytes,
+    content_hash: bytes,
+    nonce: int,
+    deadline: int,
+) -> bytes:
+    message = {
+        "datasetId": dataset_id,
+        "action": action,
+        "metadataHash": metadata_hash,
+        "contentHash": content_hash,
+        "nonce": nonce,
+        "deadline": deadline,
+    }
+    signable = encode_typed_data(_domain("Redlake DatasetRegistry", chain_id, registry), DATASET_CHANGE_TYPES, message)
+    return bytes(Account.sign_message(signable, private_key=key).signature)
+
+
+def sign_usage(
+    *,
+    key: bytes,
+    chain_id: int,
+    contract: str,
+    agreement_id: int,
+    job_id: bytes,
+    purpose: bytes,
+    operation: bytes,
+    epsilon: int,
+    nonce: int,
+    deadline: int,
+) -> bytes:
+    message = {
+        "agreementId": agreement_id,
+        "jobId": job_id,
+        "purpose": purpose,
+        "operation": operation,
+        "epsilon": epsilon,
+        "nonce": nonce,
+        "deadline": deadline,
+    }
+    signable = encode_typed_data(_domain("Redlake UsageAgreements", chain_id, contract), USAGE_TYPES, message)
+    return bytes(Account.sign_message(signable, private_key=key).signature)
