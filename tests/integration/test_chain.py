@@ -208,3 +208,45 @@ def test_indexer_rewinds_past_a_reorg(anvil: AnvilNode) -> None:
     assert report is not None
     assert report.rewound_to is not None
     assert ChainEvent.objects.filter(event="Transfer").count() == 0
+
+
+def test_unfunded_operator_leaves_the_write_signed_until_funded(anvil: AnvilNode, settings: Any) -> None:
+    poor = Account.create()
+    settings.CHAIN_OPERATOR_KEY = "0x" + bytes(poor.key).hex()
+    # Anyone may register a dataset as its own provider, so no role is needed for this write.
+    write = outbox.write_enqueue(
+        kind="dataset_register", contract="DatasetRegistry", function="register",
+        args=["0x" + "44" * 32, "0x" + "55" * 32, "0x" + "66" * 32], idempotency_key="poor",
+    )  # fmt: skip
+    with pytest.raises(gateway.ChainUnavailable) as error:
+        outbox.write_progress(tx_id=write.pk)
+    assert "insufficient funds" in error.value.message.lower()
+    stuck = ChainTransaction.objects.get(pk=write.pk)
+    assert (stuck.status, stuck.nonce) == (Status.SIGNED, 0)
+    assert "insufficient funds" in stuck.last_error.lower()
+    gateway.web3().provider.make_request("anvil_setBalance", [poor.address, hex(10**18)])  # type: ignore[arg-type]
+    done = outbox.write_progress(tx_id=write.pk)
+    assert done.status == Status.CONFIRMED
+    assert done.tx_hash == stuck.tx_hash
+
+
+def test_expired_deadline_is_refused_with_its_reason(anvil: AnvilNode) -> None:
+    import uuid
+
+    from dataspace.chain import eip712
+
+    key = Account.create().key
+    dataset = agents.dataset_chain_id(uuid.uuid4())
+    signature = eip712.sign_dataset_change(
+        key=bytes(key), chain_id=31337, registry=gateway.deployment("DatasetRegistry").address, dataset_id=dataset,
+        action=eip712.ACTION_REGISTER, metadata_hash=b"\x01" * 32, content_hash=b"\x02" * 32, nonce=0, deadline=1,
+    )  # fmt: skip
+    write = outbox.write_enqueue(
+        kind="dataset_register", contract="DatasetRegistry", function="registerFor",
+        args=["0x" + dataset.hex(), Account.from_key(key).address, "0x" + "01" * 32, "0x" + "02" * 32, 1,
+              "0x" + signature.hex()],
+        idempotency_key="expired",
+    )  # fmt: skip
+    failed = outbox.write_progress(tx_id=write.pk)
+    assert failed.status == Status.FAILED
+    assert failed.revert_reason.startswith("SignatureExpired(deadline=1, nowTimestamp=")
