@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -11,9 +12,13 @@ from django.conf import settings
 from eth_abi.abi import decode as abi_decode
 from eth_utils.crypto import keccak
 
+from dataspace.errors import DomainError, ErrorCode
 
-class ArtifactMissing(Exception):
-    pass
+
+class ArtifactMissing(DomainError):
+    """The contracts were not built: the chain cannot be used until they are."""
+
+    code = ErrorCode.CHAIN_UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -27,21 +32,19 @@ class Artifact:
 def load(name: str) -> Artifact:
     path = Path(settings.CONTRACTS_OUT_DIR) / f"{name}.sol" / f"{name}.json"
     if not path.exists():
-        raise ArtifactMissing(f"{path} not found: build the contracts (make build, or contracts/forge.sh build)")
-    import json
-
+        raise ArtifactMissing(f"{path} not found: build the contracts (make install, or contracts/forge.sh build)")
     body = json.loads(path.read_text())
     bytecode = body["bytecode"]["object"] if isinstance(body["bytecode"], dict) else body["bytecode"]
     return Artifact(name=name, abi=body["abi"], bytecode=bytecode)
 
 
 def _signature(item: dict[str, Any]) -> str:
-    return f"{item['name']}({','.join(_type(i) for i in item['inputs'])})"
+    return f"{item['name']}({','.join(abi_type(i) for i in item['inputs'])})"
 
 
-def _type(item: dict[str, Any]) -> str:
+def abi_type(item: dict[str, Any]) -> str:
     if item["type"].startswith("tuple"):
-        return f"({','.join(_type(c) for c in item['components'])}){item['type'][5:]}"
+        return f"({','.join(abi_type(c) for c in item['components'])}){item['type'][5:]}"
     return str(item["type"])
 
 
@@ -75,7 +78,7 @@ def decode_revert(data: bytes | str | None, contracts: tuple[str, ...]) -> str:
     item = _error_table(contracts).get(selector)
     if item is None:
         return f"unknown error 0x{raw[:4].hex()}"
-    values = abi_decode([_type(i) for i in item["inputs"]], body)
+    values = abi_decode([abi_type(i) for i in item["inputs"]], body)
     rendered = ", ".join(
         f"{i['name'] or f'arg{n}'}={'0x' + v.hex() if isinstance(v, bytes) else v}"
         for n, (i, v) in enumerate(zip(item["inputs"], values, strict=True))

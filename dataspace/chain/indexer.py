@@ -35,7 +35,7 @@ def _event_table(deployments: list[Deployment]) -> dict[tuple[str, bytes], tuple
     for deployed in deployments:
         for item in artifacts.load(deployed.name).abi:
             if item.get("type") == "event" and not item.get("anonymous"):
-                signature = f"{item['name']}({','.join(artifacts._type(i) for i in item['inputs'])})"
+                signature = f"{item['name']}({','.join(artifacts.abi_type(i) for i in item['inputs'])})"
                 table[(deployed.address.lower(), keccak(text=signature))] = (deployed.name, item)
     return table
 

@@ -100,8 +100,8 @@ def _sign(tx: ChainTransaction) -> None:
     except Exception as exc:
         raise gateway.ChainUnavailable(f"Gas estimation failed ({type(exc).__name__}).") from None
     # Fees come from the node before any lock is taken; they only need to be reasonable.
-    fees = {"maxFeePerGas": 2 * w3.eth.get_block("latest")["baseFeePerGas"] + w3.eth.max_priority_fee,
-            "maxPriorityFeePerGas": w3.eth.max_priority_fee}  # fmt: skip
+    tip = w3.eth.max_priority_fee
+    fees = {"maxFeePerGas": 2 * w3.eth.get_block("latest")["baseFeePerGas"] + tip, "maxPriorityFeePerGas": tip}
     chain_count = w3.eth.get_transaction_count(Web3.to_checksum_address(tx.sender), "pending")
     SenderNonce.objects.get_or_create(chain_id=tx.chain_id, address=tx.sender, defaults={"next_nonce": chain_count})
     with transaction.atomic():
