@@ -69,3 +69,25 @@ class DatasetRegistryAgent:
         if int(provider, 16) == 0:
             return None
         return OnChainDataset(provider, active, _hex(metadata_hash), _hex(content_hash))
+
+
+class DevTokenAgent:
+    """The development chain's ERC-20 (anvil only): demo users pay with it."""
+
+    name = "DevToken"
+
+    def mint(self, *, to: str, amount: int, key: str) -> ChainTransaction:
+        return outbox.write_enqueue(
+            kind="dev_mint", contract=self.name, function="mint", args=[to, amount], idempotency_key=key
+        )
+
+    def balance(self, address: str) -> int:
+        return int(gateway.contract(self.name).functions.balanceOf(address).call())
+
+
+def fund_for_gas(*, address: str, wei: int) -> None:
+    """Gives an account ether on a development chain (anvil's anvil_setBalance), so custodial
+    wallets can send their own transactions (accepting offers, withdrawing)."""
+    if gateway.chain_id() != 31337:
+        raise gateway.ChainUnavailable("Funding accounts is only possible on the development chain.")
+    gateway.connected_web3().provider.make_request("anvil_setBalance", [address, hex(wei)])  # type: ignore[arg-type]

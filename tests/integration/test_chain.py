@@ -248,3 +248,17 @@ def test_expired_deadline_is_refused_with_its_reason(anvil: AnvilNode) -> None:
     failed = outbox.write_progress(tx_id=write.pk)
     assert failed.status == Status.FAILED
     assert failed.revert_reason.startswith("SignatureExpired(deadline=1, nowTimestamp=")
+
+
+def test_demo_seed_funds_demo_wallets_once(anvil: AnvilNode) -> None:
+    import io
+
+    from django.core.management import call_command
+
+    from dataspace.accounts.models import Wallet
+
+    for _ in range(2):  # running it twice mints nothing more
+        call_command("demo", "seed", "--rows", "500", stdout=io.StringIO())
+    token = agents.DevTokenAgent()
+    balances = {w.user.username: token.balance(w.address) for w in Wallet.objects.select_related("user")}
+    assert balances == {name: 10_000 * 10**18 for name in ("provider", "consumer", "auditor", "operator")}

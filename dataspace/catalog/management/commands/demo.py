@@ -3,12 +3,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from dataspace.accounts.models import Role, User
+from dataspace.accounts.models import Role, User, Wallet
 from dataspace.accounts.services import user_create, wallet_create_custodial
 from dataspace.catalog import services
 from dataspace.catalog.models import Dataset
 from dataspace.catalog.synthetic import registry_csv_chunks
 from dataspace.catalog.uploads import seal_chunks
+from dataspace.chain import agents, gateway, outbox
 
 DEMO_USERS: list[tuple[str, str, list[Role]]] = [
     ("provider", "redlake-provider", [Role.PROVIDER]),
@@ -17,6 +18,7 @@ DEMO_USERS: list[tuple[str, str, list[Role]]] = [
     ("operator", "redlake-operator", [Role.OPERATOR]),
 ]
 DEMO_TITLE = "Hospital registry (synthetic)"
+DEMO_TOKENS = 10_000 * 10**18
 
 
 class Command(BaseCommand):
@@ -37,6 +39,7 @@ class Command(BaseCommand):
                     user.save(update_fields=["is_superuser"])
                 wallet_create_custodial(user=user)
             self.stdout.write(f"  {username:<9} password {password:<18} roles {', '.join(user.roles)}")
+        self._fund_demo_wallets()
         provider = User.objects.get(username="provider")
         if Dataset.objects.filter(provider=provider, title=DEMO_TITLE).exists():
             self.stdout.write(f"demo dataset '{DEMO_TITLE}' already present")
@@ -62,3 +65,19 @@ class Command(BaseCommand):
         self.stdout.write(
             f"demo dataset '{dataset.title}': {dataset.row_count:,} rows, sha256 {dataset.content_sha256[:16]}…"
         )
+
+    def _fund_demo_wallets(self) -> None:
+        """On the development chain, each demo wallet gets ether for gas and DEMO_TOKENS rEUR,
+        minted through the outbox (once per wallet, whatever the number of runs)."""
+        try:
+            gateway.deployment("DevToken")
+            gateway.connected_web3()
+        except gateway.ChainUnavailable as exc:
+            self.stdout.write(f"demo wallets not funded: {exc.message}")
+            return
+        token = agents.DevTokenAgent()
+        for wallet in Wallet.objects.filter(user__username__in=[u for u, _, _ in DEMO_USERS]):
+            agents.fund_for_gas(address=wallet.address, wei=10 * 10**18)
+            mint = token.mint(to=wallet.address, amount=DEMO_TOKENS, key=f"demo-mint:{wallet.address}")
+            outbox.write_progress(tx_id=mint.pk)
+        self.stdout.write(f"demo wallets funded: 10 ETH and {DEMO_TOKENS // 10**18:,} rEUR each")
