@@ -11,126 +11,85 @@ import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 
 import {DatasetRegistry} from "./DatasetRegistry.sol";
+import {IUsageAgreements} from "./IUsageAgreements.sol";
+import {JobCells} from "./JobCells.sol";
 
 /// @title UsageAgreements
-/// @notice Offers of a dataset's use, agreements that escrow their price, and the record of every
-///         use: recorded (call counted, price held as pending), then settled (price to the
-///         provider, result hash on chain) or refunded (call and price back to the consumer).
-/// @dev A job id packs its agreement and the consumer's nonce: `(agreementId << 128) | nonce`.
-///      Nonces are unordered (any unused one), tracked in per-agreement bitmaps, so recording a
-///      job costs a bit in a word most jobs share instead of a fresh storage slot. Money is
-///      conserved: sum(escrow) + sum(openCalls * price) + sum(balances) + paidOut == deposited.
-contract UsageAgreements is AccessControl, Pausable, ReentrancyGuard, EIP712 {
+/// @notice Offers of a dataset's use, agreements that hold their price in escrow, and the record
+///         of every use. A use is first recorded (one call counted, its epsilon spent, its price
+///         moved from escrow to pending), then either settled (the price becomes the provider's,
+///         the result and attestation hashes go on chain) or refunded (call, epsilon and price go
+///         back to the agreement). Nothing is settled without a record, nothing twice.
+/// @dev Money. An agreement's price is fixed at acceptance, so its money is counted in calls:
+///        escrow  = (callsBought - callsUsed - callsReclaimed) * price
+///        pending = (callsUsed - callsSettled) * price        (recorded, neither settled nor refunded)
+///        paid to the provider's withdrawable balance = callsSettled * price
+///        returned to the consumer = callsReclaimed * price
+///      so `escrow + pending + withdrawable + totalPaidOut == totalDeposited` holds by construction,
+///      and recording, settling and refunding write counters, never amounts.
+///
+///      Jobs. A job id is `(agreementId << 128) | nonce`: the nonce is the consumer's, scoped to
+///      the agreement (which has exactly one consumer) and unordered (any unused one is valid, so
+///      a refused use never strands signatures signed after it). A job's record is a 32-bit cell
+///      (status and epsilon, see JobCells), eight to a storage word: a platform that numbers
+///      nonces 0, 1, 2, ... pays for a fresh storage word once every eight jobs.
+contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, ReentrancyGuard, EIP712 {
     using SafeERC20 for IERC20;
+
+    /// @dev Storage layout: slot 0 holds every counter recordUsage reads and writes; slot 1 what
+    ///      it only reads; slot 2 what settling needs (who is paid, how much).
+    struct AgreementState {
+        uint32 callsBought;
+        uint32 callsUsed;
+        uint32 callsSettled;
+        uint32 callsReclaimed;
+        uint64 budgetUsed;
+        uint64 privacyBudget;
+        address consumer;
+        uint40 expiry;
+        bool suspended;
+        uint48 offerId;
+        address provider;
+        uint96 pricePerCall;
+    }
 
     bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
     bytes32 public constant USAGE_TYPEHASH = keccak256(
         "Usage(uint256 agreementId,bytes32 jobId,bytes32 purpose,bytes32 operation,uint64 epsilon,uint256 nonce,uint256 deadline)"
     );
+    /// @notice Largest epsilon one job may spend (2^30 - 1, i.e. about 1073.74 at 1e6 = 1.0).
+    uint64 public constant MAX_JOB_EPSILON = uint64(JobCells.EPSILON_MASK);
+    /// @notice Longest agreement an offer may grant.
+    uint64 public constant MAX_DURATION = 10 * 365 days;
 
-    uint8 public constant JOB_NONE = 0;
-    uint8 public constant JOB_RECORDED = 1;
-    uint8 public constant JOB_SETTLED = 2;
-    uint8 public constant JOB_REFUNDED = 3;
-
-    struct Offer {
-        address provider;
-        uint32 maxCalls;
-        uint64 duration;
-        uint128 pricePerCall;
-        uint64 privacyBudget;
-        bool active;
-        bytes32 datasetId;
-        bytes32 policyHash;
-    }
-
-    struct Agreement {
-        // slot 0
-        address consumer;
-        uint64 offerId;
-        uint32 callsBought;
-        // slot 1
-        address provider;
-        uint64 expiry;
-        bool suspended;
-        // slot 2: the state every use touches, in one word
-        uint32 callsUsed;
-        uint32 openCalls;
-        uint64 budgetUsed;
-        uint128 escrow;
-        // slot 3
-        uint128 pricePerCall;
-        uint64 privacyBudget;
-    }
-
+    /// @notice The ERC-20 agreements are paid in.
     IERC20 public immutable token;
+    /// @notice Where datasets and their providers are registered.
     DatasetRegistry public immutable registry;
 
-    uint64 public offerCount;
+    uint48 public offerCount;
     uint64 public agreementCount;
     uint64 public batchCount;
-    uint256 public totalDeposited;
-    uint256 public totalPaidOut;
+    uint128 public totalDeposited;
+    uint128 public totalPaidOut;
 
     mapping(uint256 offerId => Offer) private _offers;
+    /// @notice Whether an offer allows a purpose (O(1) check for recordUsage).
     mapping(uint256 offerId => mapping(bytes32 purpose => bool)) public purposeAllowed;
+    /// @notice Whether an offer allows an operation (O(1) check for recordUsage).
     mapping(uint256 offerId => mapping(bytes32 operation => bool)) public operationAllowed;
-    mapping(uint256 agreementId => Agreement) private _agreements;
-    mapping(uint256 agreementId => mapping(uint256 word => uint256)) private _recorded;
-    mapping(uint256 agreementId => mapping(uint256 word => uint256)) private _closed;
-    mapping(uint256 agreementId => mapping(uint256 word => uint256)) private _refunded;
-    mapping(address provider => uint256) public balanceOf;
-    mapping(uint256 batchId => bytes32 root) public batchRoot;
+    mapping(uint256 agreementId => AgreementState) private _agreements;
+    /// @dev Job cells, eight per word, keyed by `uint256(jobId) >> 3`.
+    mapping(uint256 cellWord => uint256) private _jobCells;
+    /// @notice Settled earnings a provider may withdraw.
+    mapping(address provider => uint256) public withdrawable;
+    /// @notice The Merkle root of each settled batch's receipts.
+    mapping(uint256 batchId => bytes32) public batchRoot;
 
-    event OfferPublished(
-        uint256 indexed offerId,
-        bytes32 indexed datasetId,
-        address indexed provider,
-        bytes32 policyHash,
-        bytes32[] purposes,
-        bytes32[] operations,
-        uint32 maxCalls,
-        uint128 pricePerCall,
-        uint64 duration,
-        uint64 privacyBudget
-    );
-    event OfferRevoked(uint256 indexed offerId);
-    event AgreementCreated(
-        uint256 indexed agreementId, uint256 indexed offerId, address indexed consumer, uint32 calls, uint128 escrow, uint64 expiry
-    );
-    event AgreementSuspended(uint256 indexed agreementId);
-    event AgreementResumed(uint256 indexed agreementId);
-    event UsageRecorded(
-        bytes32 indexed jobId, uint256 indexed agreementId, bytes32 purpose, bytes32 operation, uint64 epsilon, uint128 price
-    );
-    event JobSettled(bytes32 indexed jobId, uint256 indexed agreementId, bytes32 resultHash, bytes32 attestationHash);
-    event BatchSettled(uint256 indexed batchId, bytes32 root, bytes32[] jobIds);
-    event UsageRefunded(bytes32 indexed jobId, uint256 indexed agreementId, bytes32 reason, uint128 price);
-    event Withdrawn(address indexed provider, uint256 amount);
-    event EscrowReclaimed(uint256 indexed agreementId, address indexed consumer, uint256 amount);
-
-    error OfferUnknown(uint256 offerId);
-    error OfferInactive(uint256 offerId);
-    error NotOfferProvider(uint256 offerId, address caller);
-    error InvalidOffer(string field);
-    error CallsOutOfRange(uint256 requested, uint256 maxCalls);
-    error AgreementUnknown(uint256 agreementId);
-    error NotAgreementProvider(uint256 agreementId, address caller);
-    error NotAgreementConsumer(uint256 agreementId, address caller);
-    error AgreementSuspendedError(uint256 agreementId);
-    error AgreementExpired(uint256 agreementId, uint64 expiry);
-    error AgreementNotExpired(uint256 agreementId, uint64 expiry);
-    error PurposeNotAllowed(uint256 agreementId, bytes32 purpose);
-    error OperationNotAllowed(uint256 agreementId, bytes32 operation);
-    error CallsExhausted(uint256 agreementId, uint32 used, uint32 bought);
-    error BudgetExhausted(uint256 agreementId, uint64 used, uint64 requested, uint64 budget);
-    error JobAlreadyRecorded(bytes32 jobId);
-    error JobNotOpen(bytes32 jobId, uint8 status);
-    error SignatureExpired(uint256 deadline, uint256 nowTimestamp);
-    error InvalidSignature(address recovered, address expected);
-    error NothingToWithdraw(address account);
-    error EmptyBatch();
-
+    /// @param token_ The ERC-20 agreements are paid in.
+    /// @param registry_ The dataset registry offers are checked against.
+    /// @param admin Holder of DEFAULT_ADMIN_ROLE (grants roles, pauses).
+    /// @param operator Holder of OPERATOR_ROLE (the platform's relayer).
     constructor(IERC20 token_, DatasetRegistry registry_, address admin, address operator)
         EIP712("Redlake UsageAgreements", "1")
     {
@@ -140,42 +99,42 @@ contract UsageAgreements is AccessControl, Pausable, ReentrancyGuard, EIP712 {
         _grantRole(OPERATOR_ROLE, operator);
     }
 
-    // ---------------------------------------------------------------- offers
+    // ------------------------------------------------------------------------------ offers
 
     /// @notice Publishes an offer for one of the caller's active datasets.
-    /// @param datasetId The dataset, registered to the caller in the DatasetRegistry.
+    /// @param datasetId The dataset, registered to the caller in the DatasetRegistry and active.
     /// @param policyHash Hash of the ODRL policy document the platform evaluates off chain.
     /// @param purposes Allowed purposes (ids); recordUsage refuses any other.
     /// @param operations Allowed operations (ids); recordUsage refuses any other.
-    /// @param maxCalls Most calls one agreement may buy.
-    /// @param pricePerCall Price of one call in the token's smallest unit.
-    /// @param duration Seconds an agreement lasts from acceptance.
-    /// @param privacyBudget Total epsilon an agreement may spend (fixed point, 1e6 = 1.0).
-    /// @return offerId The new offer's id.
+    /// @param maxCalls Most calls one agreement may buy (at least 1).
+    /// @param pricePerCall Price of one call in the token's smallest unit (0 for a free offer).
+    /// @param duration Seconds an agreement lasts from acceptance (1 .. MAX_DURATION).
+    /// @param privacyBudget Total epsilon one agreement may spend (fixed point, 1e6 = 1.0).
+    /// @return offerId The new offer's id (from 1).
     function publishOffer(
         bytes32 datasetId,
         bytes32 policyHash,
         bytes32[] calldata purposes,
         bytes32[] calldata operations,
         uint32 maxCalls,
-        uint128 pricePerCall,
+        uint96 pricePerCall,
         uint64 duration,
         uint64 privacyBudget
     ) external whenNotPaused returns (uint256 offerId) {
-        address provider = registry.activeProvider(datasetId);
-        if (provider != msg.sender) revert NotOfferProvider(0, msg.sender);
-        if (maxCalls == 0) revert InvalidOffer("maxCalls");
-        if (duration == 0) revert InvalidOffer("duration");
-        if (purposes.length == 0) revert InvalidOffer("purposes");
-        if (operations.length == 0) revert InvalidOffer("operations");
+        DatasetRegistry.Dataset memory dataset = registry.getDataset(datasetId);
+        if (!dataset.active) revert DatasetNotActive(datasetId);
+        if (dataset.provider != msg.sender) revert NotDatasetProvider(datasetId, msg.sender);
+        if (maxCalls == 0 || duration == 0 || duration > MAX_DURATION || purposes.length == 0 || operations.length == 0) {
+            revert InvalidOfferTerms(maxCalls, duration, purposes.length, operations.length);
+        }
         offerId = ++offerCount;
         _offers[offerId] = Offer({
-            provider: provider,
+            provider: msg.sender,
             maxCalls: maxCalls,
             duration: duration,
+            active: true,
             pricePerCall: pricePerCall,
             privacyBudget: privacyBudget,
-            active: true,
             datasetId: datasetId,
             policyHash: policyHash
         });
@@ -186,11 +145,12 @@ contract UsageAgreements is AccessControl, Pausable, ReentrancyGuard, EIP712 {
             operationAllowed[offerId][operations[i]] = true;
         }
         emit OfferPublished(
-            offerId, datasetId, provider, policyHash, purposes, operations, maxCalls, pricePerCall, duration, privacyBudget
+            offerId, datasetId, msg.sender, policyHash, purposes, operations, maxCalls, pricePerCall, duration, privacyBudget
         );
     }
 
-    /// @notice Revokes an offer: no new agreements; existing ones run to their end.
+    /// @notice Revokes (retires) an offer: no new agreements; existing ones run to their end.
+    /// @param offerId The offer, published by the caller and still active.
     function revokeOffer(uint256 offerId) external {
         Offer storage offer = _offer(offerId);
         if (offer.provider != msg.sender) revert NotOfferProvider(offerId, msg.sender);
@@ -199,68 +159,80 @@ contract UsageAgreements is AccessControl, Pausable, ReentrancyGuard, EIP712 {
         emit OfferRevoked(offerId);
     }
 
-    /// @notice An offer's terms.
-    function getOffer(uint256 offerId) external view returns (Offer memory) {
-        return _offers[offerId];
-    }
+    // -------------------------------------------------------------------------- agreements
 
-    // ------------------------------------------------------------ agreements
-
-    /// @notice Accepts an offer for `calls` calls, moving calls * price of the token into escrow.
-    /// @dev The caller must have approved this contract for the amount.
-    /// @return agreementId The new agreement's id.
+    /// @notice Accepts an offer for `calls` calls, pulling calls * pricePerCall of the token from
+    ///         the caller into escrow. The caller becomes the agreement's consumer.
+    /// @dev The caller must have approved this contract for the amount. The offer must be active
+    ///      and its dataset still active in the registry.
+    /// @param offerId The offer accepted.
+    /// @param calls Calls bought (1 .. the offer's maxCalls).
+    /// @return agreementId The new agreement's id (from 1).
     function acceptOffer(uint256 offerId, uint32 calls) external whenNotPaused nonReentrant returns (uint256 agreementId) {
         Offer storage offer = _offer(offerId);
         if (!offer.active) revert OfferInactive(offerId);
-        if (calls == 0 || calls > offer.maxCalls) revert CallsOutOfRange(calls, offer.maxCalls);
-        registry.activeProvider(offer.datasetId); // reverts once the dataset is retired
-        uint128 amount = offer.pricePerCall * calls;
+        uint32 maxCalls = offer.maxCalls;
+        if (calls == 0 || calls > maxCalls) revert CallsOutOfRange(offerId, calls, maxCalls);
+        if (!registry.getDataset(offer.datasetId).active) revert DatasetNotActive(offer.datasetId);
+        uint96 price = offer.pricePerCall;
+        uint256 amount = uint256(price) * calls;
         uint64 expiry = uint64(block.timestamp) + offer.duration;
         agreementId = ++agreementCount;
-        Agreement storage agreement = _agreements[agreementId];
-        agreement.consumer = msg.sender;
-        agreement.offerId = uint64(offerId);
-        agreement.callsBought = calls;
-        agreement.provider = offer.provider;
-        agreement.expiry = expiry;
-        agreement.escrow = amount;
-        agreement.pricePerCall = offer.pricePerCall;
-        agreement.privacyBudget = offer.privacyBudget;
-        totalDeposited += amount;
+        _agreements[agreementId] = AgreementState({
+            callsBought: calls,
+            callsUsed: 0,
+            callsSettled: 0,
+            callsReclaimed: 0,
+            budgetUsed: 0,
+            privacyBudget: offer.privacyBudget,
+            consumer: msg.sender,
+            expiry: uint40(expiry),
+            suspended: false,
+            offerId: uint48(offerId),
+            provider: offer.provider,
+            pricePerCall: price
+        });
+        totalDeposited += uint128(amount);
         emit AgreementCreated(agreementId, offerId, msg.sender, calls, amount, expiry);
         token.safeTransferFrom(msg.sender, address(this), amount);
     }
 
-    /// @notice Suspends an agreement (provider only): no new usage until resumed.
+    /// @notice Suspends an agreement (its provider only): no usage is recorded until resumed.
+    ///         Jobs already recorded can still be settled or refunded.
+    /// @param agreementId The agreement, not already suspended.
     function suspendAgreement(uint256 agreementId) external {
-        Agreement storage agreement = _providedBy(agreementId, msg.sender);
+        AgreementState storage agreement = _providedBy(agreementId, msg.sender);
+        if (agreement.suspended) revert AgreementIsSuspended(agreementId);
         agreement.suspended = true;
         emit AgreementSuspended(agreementId);
     }
 
-    /// @notice Resumes a suspended agreement (provider only).
+    /// @notice Resumes a suspended agreement (its provider only).
+    /// @param agreementId The agreement, currently suspended.
     function resumeAgreement(uint256 agreementId) external {
-        Agreement storage agreement = _providedBy(agreementId, msg.sender);
+        AgreementState storage agreement = _providedBy(agreementId, msg.sender);
+        if (!agreement.suspended) revert AgreementNotSuspended(agreementId);
         agreement.suspended = false;
         emit AgreementResumed(agreementId);
     }
 
-    /// @notice An agreement's terms and state.
-    function getAgreement(uint256 agreementId) external view returns (Agreement memory) {
-        return _agreements[agreementId];
-    }
-
-    // ----------------------------------------------------------------- usage
+    // ------------------------------------------------------------------------------- usage
 
     /// @notice Records one use of an agreement, relayed by the operator with the consumer's
-    ///         EIP-712 signature; the price moves from escrow to pending.
-    /// @param agreementId The agreement used.
-    /// @param jobId `(agreementId << 128) | nonce`, the nonce being any the consumer has not used.
+    ///         EIP-712 signature: one call and `epsilon` of the privacy budget are spent and one
+    ///         price moves from escrow to pending, until the job is settled or refunded.
+    /// @dev The consumer signs
+    ///      Usage(uint256 agreementId,bytes32 jobId,bytes32 purpose,bytes32 operation,uint64 epsilon,uint256 nonce,uint256 deadline)
+    ///      under the domain ("Redlake UsageAgreements", "1", chainId, this contract), where nonce
+    ///      is the low 128 bits of jobId. A job id is recorded at most once, so a signature is
+    ///      usable at most once.
+    /// @param agreementId The agreement used; must be the high 128 bits of jobId.
+    /// @param jobId `(agreementId << 128) | nonce`, with a nonce not used before on this agreement.
     /// @param purpose The declared purpose; must be allowed by the offer.
     /// @param operation The computation; must be allowed by the offer.
-    /// @param epsilon Privacy budget this use spends (fixed point, 1e6 = 1.0).
-    /// @param deadline Last timestamp the signature is valid.
-    /// @param signature The consumer's signature over Usage(...).
+    /// @param epsilon Privacy budget this use spends (fixed point, 1e6 = 1.0; at most MAX_JOB_EPSILON).
+    /// @param deadline Last timestamp at which the signature may be used.
+    /// @param consumerSignature The consumer's 65-byte signature over the Usage struct.
     function recordUsage(
         uint256 agreementId,
         bytes32 jobId,
@@ -268,169 +240,193 @@ contract UsageAgreements is AccessControl, Pausable, ReentrancyGuard, EIP712 {
         bytes32 operation,
         uint64 epsilon,
         uint256 deadline,
-        bytes calldata signature
+        bytes calldata consumerSignature
     ) external onlyRole(OPERATOR_ROLE) whenNotPaused {
         if (block.timestamp > deadline) revert SignatureExpired(deadline, block.timestamp);
-        (uint256 jobAgreement, uint256 nonce) = splitJobId(jobId);
-        if (jobAgreement != agreementId) revert AgreementUnknown(jobAgreement);
-        Agreement storage agreement = _agreements[agreementId];
-        address consumer = agreement.consumer;
-        if (consumer == address(0)) revert AgreementUnknown(agreementId);
-        if (agreement.suspended) revert AgreementSuspendedError(agreementId);
-        if (block.timestamp >= agreement.expiry) revert AgreementExpired(agreementId, agreement.expiry);
-        uint256 offerId = agreement.offerId;
-        if (!purposeAllowed[offerId][purpose]) revert PurposeNotAllowed(agreementId, purpose);
-        if (!operationAllowed[offerId][operation]) revert OperationNotAllowed(agreementId, operation);
-        uint32 used = agreement.callsUsed;
-        if (used >= agreement.callsBought) revert CallsExhausted(agreementId, used, agreement.callsBought);
-        uint64 budgetUsed = agreement.budgetUsed;
-        if (budgetUsed + epsilon > agreement.privacyBudget) {
-            revert BudgetExhausted(agreementId, budgetUsed, epsilon, agreement.privacyBudget);
-        }
-        (uint256 word, uint256 bit) = (nonce >> 8, uint256(1) << (nonce & 0xff));
-        uint256 recorded = _recorded[agreementId][word];
-        if (recorded & bit != 0) revert JobAlreadyRecorded(jobId);
-
-        bytes32 digest = _hashTypedDataV4(
-            keccak256(abi.encode(USAGE_TYPEHASH, agreementId, jobId, purpose, operation, epsilon, nonce, deadline))
-        );
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
+        if (uint256(jobId) >> 128 != agreementId) revert JobIdMismatch(jobId, agreementId);
+        address consumer = _spend(agreementId, purpose, operation, epsilon);
+        _recordJob(jobId, epsilon);
+        bytes32 digest = _usageDigest(agreementId, jobId, purpose, operation, epsilon, deadline);
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, consumerSignature);
         if (err != ECDSA.RecoverError.NoError || signer != consumer) revert InvalidSignature(signer, consumer);
-
-        _recorded[agreementId][word] = recorded | bit;
-        uint128 price = agreement.pricePerCall;
-        agreement.callsUsed = used + 1;
-        agreement.openCalls += 1;
-        agreement.budgetUsed = budgetUsed + epsilon;
-        agreement.escrow -= price;
-        emit UsageRecorded(jobId, agreementId, purpose, operation, epsilon, price);
+        emit UsageRecorded(jobId, agreementId, purpose, operation, epsilon);
     }
 
-    /// @notice Settles one recorded job: its price goes to the provider, its result hash on chain.
-    function settle(bytes32 jobId, bytes32 resultHash, bytes32 attestationHash) external onlyRole(OPERATOR_ROLE) {
-        (uint256 agreementId, uint256 nonce) = splitJobId(jobId);
-        _close(agreementId, nonce, jobId);
-        Agreement storage agreement = _agreements[agreementId];
-        agreement.openCalls -= 1;
-        balanceOf[agreement.provider] += agreement.pricePerCall;
+    /// @notice Settles one recorded job: its price goes to the provider's withdrawable balance and
+    ///         the hashes of its result and of the enclave's attestation go on chain (in the event).
+    /// @param jobId A recorded job, neither settled nor refunded.
+    /// @param resultHash Hash of the result released to the consumer.
+    /// @param attestationHash Hash of the attestation of the computation that produced it.
+    function settle(bytes32 jobId, bytes32 resultHash, bytes32 attestationHash) external onlyRole(OPERATOR_ROLE) whenNotPaused {
+        _closeJob(jobId, JobCells.SETTLED);
+        uint256 agreementId = uint256(jobId) >> 128;
+        AgreementState storage agreement = _agreements[agreementId];
+        agreement.callsSettled += 1;
+        withdrawable[agreement.provider] += agreement.pricePerCall;
         emit JobSettled(jobId, agreementId, resultHash, attestationHash);
     }
 
-    /// @notice Settles many recorded jobs at once under a Merkle root of their receipts
-    ///         (leaf = keccak256(bytes.concat(keccak256(abi.encode(jobId, resultHash, attestationHash))))).
-    /// @dev Runs of jobs of the same agreement are accounted once, so order jobs by agreement.
-    /// @return batchId The batch's id, for verifyReceipt.
-    function settleBatch(bytes32 root, bytes32[] calldata jobIds) external onlyRole(OPERATOR_ROLE) returns (uint256 batchId) {
-        uint256 count = jobIds.length;
-        if (count == 0) revert EmptyBatch();
-        uint256 runAgreement;
-        uint32 runCount;
-        uint256 runWord = type(uint256).max;
-        uint256 runBits;
-        for (uint256 i; i < count; ++i) {
-            (uint256 agreementId, uint256 nonce) = splitJobId(jobIds[i]);
-            uint256 word = nonce >> 8;
-            if (agreementId != runAgreement || word != runWord) {
-                if (runBits != 0) _closed[runAgreement][runWord] |= runBits;
-                if (agreementId != runAgreement && runCount != 0) _creditRun(runAgreement, runCount);
-                if (agreementId != runAgreement) runCount = 0;
-                runAgreement = agreementId;
-                runWord = word;
-                runBits = 0;
-            }
-            uint256 bit = uint256(1) << (nonce & 0xff);
-            if (_recorded[agreementId][word] & bit == 0 || (_closed[agreementId][word] | runBits) & bit != 0) {
-                revert JobNotOpen(jobIds[i], jobStatus(jobIds[i]));
-            }
-            runBits |= bit;
-            ++runCount;
-        }
-        _closed[runAgreement][runWord] |= runBits;
-        _creditRun(runAgreement, runCount);
+    /// @notice Settles many recorded jobs at once and stores the Merkle root of their receipts, so
+    ///         an auditor can prove each receipt with verifyReceipt. The receipt leaf of a job is
+    ///         receiptLeaf(jobId, resultHash, attestationHash) = keccak256(abi.encode(jobId,
+    ///         resultHash, attestationHash)); the tree hashes sorted pairs (OpenZeppelin MerkleProof).
+    /// @dev Cheapest when jobs are ordered by agreement and nonce: each run of jobs sharing a
+    ///      storage word or an agreement is written once. Any order is correct.
+    /// @param root Merkle root over the receipt leaves of exactly these jobs (not zero).
+    /// @param jobIds Recorded jobs, each neither settled nor refunded, none twice.
+    /// @return batchId The batch's id (from 1), for verifyReceipt and batchRoot.
+    function settleBatch(bytes32 root, bytes32[] calldata jobIds)
+        external
+        onlyRole(OPERATOR_ROLE)
+        whenNotPaused
+        returns (uint256 batchId)
+    {
+        if (jobIds.length == 0) revert EmptyBatch();
+        if (root == bytes32(0)) revert ZeroRoot();
+        _settleAll(jobIds);
         batchId = ++batchCount;
         batchRoot[batchId] = root;
         emit BatchSettled(batchId, root, jobIds);
     }
 
-    /// @notice Refunds a recorded, unsettled job: the call and its price return to the agreement.
-    function refund(bytes32 jobId, bytes32 reason) external onlyRole(OPERATOR_ROLE) {
-        (uint256 agreementId, uint256 nonce) = splitJobId(jobId);
-        _close(agreementId, nonce, jobId);
-        _refunded[agreementId][nonce >> 8] |= uint256(1) << (nonce & 0xff);
-        Agreement storage agreement = _agreements[agreementId];
-        uint128 price = agreement.pricePerCall;
-        agreement.openCalls -= 1;
+    /// @notice Refunds a recorded, unsettled job: its call, its epsilon and its price return to
+    ///         the agreement (the price to escrow, reclaimable after expiry).
+    /// @param jobId A recorded job, neither settled nor refunded.
+    /// @param reason Why (a short code, e.g. "worker_lost", "cohort_too_small").
+    function refund(bytes32 jobId, bytes32 reason) external onlyRole(OPERATOR_ROLE) whenNotPaused {
+        uint64 epsilon = _closeJob(jobId, JobCells.REFUNDED);
+        uint256 agreementId = uint256(jobId) >> 128;
+        AgreementState storage agreement = _agreements[agreementId];
         agreement.callsUsed -= 1;
-        agreement.escrow += price;
-        emit UsageRefunded(jobId, agreementId, reason, price);
+        agreement.budgetUsed -= epsilon;
+        emit UsageRefunded(jobId, agreementId, reason, epsilon, agreement.pricePerCall);
     }
 
-    /// @notice Whether a receipt is included in a settled batch.
-    function verifyReceipt(
-        uint256 batchId,
-        bytes32 jobId,
-        bytes32 resultHash,
-        bytes32 attestationHash,
-        bytes32[] calldata proof
-    ) external view returns (bool) {
-        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(jobId, resultHash, attestationHash))));
-        return batchRoot[batchId] != bytes32(0) && MerkleProof.verifyCalldata(proof, batchRoot[batchId], leaf);
+    // ------------------------------------------------------------------------------- money
+
+    /// @notice Pays the caller's settled earnings out (pull payment).
+    /// @return amount The amount transferred.
+    function withdraw() external nonReentrant returns (uint256 amount) {
+        amount = withdrawable[msg.sender];
+        if (amount == 0) revert NothingToWithdraw(msg.sender);
+        withdrawable[msg.sender] = 0;
+        totalPaidOut += uint128(amount);
+        emit Withdrawn(msg.sender, amount);
+        token.safeTransfer(msg.sender, amount);
     }
 
-    /// @notice JOB_NONE, JOB_RECORDED (open), JOB_SETTLED or JOB_REFUNDED.
-    function jobStatus(bytes32 jobId) public view returns (uint8) {
-        (uint256 agreementId, uint256 nonce) = splitJobId(jobId);
-        (uint256 word, uint256 bit) = (nonce >> 8, uint256(1) << (nonce & 0xff));
-        if (_recorded[agreementId][word] & bit == 0) return JOB_NONE;
-        if (_closed[agreementId][word] & bit == 0) return JOB_RECORDED;
-        return _refunded[agreementId][word] & bit == 0 ? JOB_SETTLED : JOB_REFUNDED;
+    /// @notice Returns an expired agreement's unused escrow to its consumer. Jobs still pending
+    ///         stay pending; if they are refunded later, their price can be reclaimed again.
+    /// @param agreementId The caller's agreement, expired.
+    /// @return amount The amount transferred.
+    function reclaim(uint256 agreementId) external nonReentrant returns (uint256 amount) {
+        AgreementState storage agreement = _agreements[agreementId];
+        address consumer = agreement.consumer;
+        if (consumer == address(0)) revert AgreementUnknown(agreementId);
+        if (consumer != msg.sender) revert NotAgreementConsumer(agreementId, msg.sender);
+        if (block.timestamp < agreement.expiry) revert AgreementNotExpired(agreementId, agreement.expiry, block.timestamp);
+        uint32 calls = agreement.callsBought - agreement.callsUsed - agreement.callsReclaimed;
+        if (calls == 0) revert NothingToReclaim(agreementId);
+        agreement.callsReclaimed += calls;
+        amount = uint256(agreement.pricePerCall) * calls;
+        totalPaidOut += uint128(amount);
+        emit EscrowReclaimed(agreementId, consumer, calls, amount);
+        token.safeTransfer(consumer, amount);
     }
 
-    /// @notice The job id of an agreement's nonce.
+    // ------------------------------------------------------------------------------- admin
+
+    /// @notice Stops new offers, agreements and every operator action (admin only), e.g. while
+    ///         the operator key is rotated. Withdrawals and reclaims stay open.
+    function pause() external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _pause();
+    }
+
+    /// @notice Lifts a pause (admin only).
+    function unpause() external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _unpause();
+    }
+
+    // ------------------------------------------------------------------------------- views
+
+    /// @notice An offer's terms (provider zero if unknown).
+    /// @param offerId The offer.
+    function getOffer(uint256 offerId) external view returns (Offer memory) {
+        return _offers[offerId];
+    }
+
+    /// @notice An agreement's terms and state, with its escrow and pending amounts (consumer zero
+    ///         if unknown).
+    /// @param agreementId The agreement.
+    function getAgreement(uint256 agreementId) external view returns (Agreement memory view_) {
+        AgreementState storage a = _agreements[agreementId];
+        view_ = Agreement({
+            consumer: a.consumer,
+            provider: a.provider,
+            offerId: a.offerId,
+            callsBought: a.callsBought,
+            callsUsed: a.callsUsed,
+            callsSettled: a.callsSettled,
+            callsReclaimed: a.callsReclaimed,
+            pricePerCall: a.pricePerCall,
+            escrow: uint256(a.pricePerCall) * (a.callsBought - a.callsUsed - a.callsReclaimed),
+            pending: uint256(a.pricePerCall) * (a.callsUsed - a.callsSettled),
+            budgetUsed: a.budgetUsed,
+            privacyBudget: a.privacyBudget,
+            expiry: a.expiry,
+            suspended: a.suspended
+        });
+    }
+
+    /// @notice The usage record of a job: its agreement, status and the epsilon it spent.
+    /// @param jobId The job.
+    /// @return agreementId The agreement the job id names (whether or not it was recorded).
+    /// @return status None, Recorded (pending), Settled or Refunded.
+    /// @return epsilon The epsilon recorded (still reported after a refund, which returned it).
+    function getUsage(bytes32 jobId) external view returns (uint256 agreementId, JobStatus status, uint64 epsilon) {
+        uint256 word = _jobCells[JobCells.wordKey(jobId)];
+        return (uint256(jobId) >> 128, JobStatus(JobCells.status(word, jobId)), JobCells.epsilon(word, jobId));
+    }
+
+    /// @notice A job's status: None, Recorded (pending), Settled or Refunded.
+    /// @param jobId The job.
+    function jobStatus(bytes32 jobId) external view returns (JobStatus) {
+        return JobStatus(JobCells.status(_jobCells[JobCells.wordKey(jobId)], jobId));
+    }
+
+    /// @notice Whether the consumer's nonce on an agreement is used (its job was recorded).
+    /// @param agreementId The agreement.
+    /// @param nonce The nonce (low 128 bits of the job id).
+    function nonceUsed(uint256 agreementId, uint256 nonce) external view returns (bool) {
+        bytes32 jobId = jobIdOf(agreementId, nonce);
+        return JobCells.status(_jobCells[JobCells.wordKey(jobId)], jobId) != 0;
+    }
+
+    /// @notice The job id of an agreement's nonce: `(agreementId << 128) | nonce`.
+    /// @param agreementId The agreement (below 2^128).
+    /// @param nonce The consumer's nonce on it (below 2^128).
     function jobIdOf(uint256 agreementId, uint256 nonce) public pure returns (bytes32) {
         return bytes32((agreementId << 128) | uint128(nonce));
     }
 
     /// @notice The agreement and nonce a job id packs.
-    function splitJobId(bytes32 jobId) public pure returns (uint256 agreementId, uint256 nonce) {
+    /// @param jobId The job.
+    function splitJobId(bytes32 jobId) external pure returns (uint256 agreementId, uint256 nonce) {
         return (uint256(jobId) >> 128, uint256(uint128(uint256(jobId))));
     }
 
-    // ----------------------------------------------------------------- money
-
-    /// @notice Pays the caller's settled earnings out.
-    function withdraw() external nonReentrant {
-        uint256 amount = balanceOf[msg.sender];
-        if (amount == 0) revert NothingToWithdraw(msg.sender);
-        balanceOf[msg.sender] = 0;
-        totalPaidOut += amount;
-        emit Withdrawn(msg.sender, amount);
-        token.safeTransfer(msg.sender, amount);
+    /// @notice The receipt leaf of a settled job: keccak256(abi.encode(jobId, resultHash, attestationHash)).
+    function receiptLeaf(bytes32 jobId, bytes32 resultHash, bytes32 attestationHash) public pure returns (bytes32) {
+        return keccak256(abi.encode(jobId, resultHash, attestationHash));
     }
 
-    /// @notice Returns an expired agreement's unused escrow to its consumer. Refunds that arrive
-    ///         later add to escrow and can be reclaimed again.
-    function reclaim(uint256 agreementId) external nonReentrant {
-        Agreement storage agreement = _agreements[agreementId];
-        if (agreement.consumer == address(0)) revert AgreementUnknown(agreementId);
-        if (agreement.consumer != msg.sender) revert NotAgreementConsumer(agreementId, msg.sender);
-        if (block.timestamp < agreement.expiry) revert AgreementNotExpired(agreementId, agreement.expiry);
-        uint256 amount = agreement.escrow;
-        if (amount == 0) revert NothingToWithdraw(msg.sender);
-        agreement.escrow = 0;
-        totalPaidOut += amount;
-        emit EscrowReclaimed(agreementId, msg.sender, amount);
-        token.safeTransfer(msg.sender, amount);
-    }
-
-    /// @notice Stops offers, agreements and usage (admin), e.g. while a key is rotated.
-    function pause() external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _pause();
-    }
-
-    /// @notice Lifts a pause (admin).
-    function unpause() external onlyRole(DEFAULT_ADMIN_ROLE) {
-        _unpause();
+    /// @notice Whether a receipt leaf is included in a settled batch's Merkle root.
+    /// @param batchId The batch (from settleBatch / BatchSettled).
+    /// @param leaf receiptLeaf(jobId, resultHash, attestationHash).
+    /// @param proof Sibling hashes from the leaf up to the root (sorted-pair tree).
+    function verifyReceipt(uint256 batchId, bytes32 leaf, bytes32[] calldata proof) external view returns (bool) {
+        bytes32 root = batchRoot[batchId];
+        return root != bytes32(0) && MerkleProof.verifyCalldata(proof, root, leaf);
     }
 
     /// @notice The EIP-712 domain separator usage signatures are made under.
@@ -438,29 +434,120 @@ contract UsageAgreements is AccessControl, Pausable, ReentrancyGuard, EIP712 {
         return _domainSeparatorV4();
     }
 
-    // -------------------------------------------------------------- internal
+    // ---------------------------------------------------------------------------- internal
 
     function _offer(uint256 offerId) private view returns (Offer storage offer) {
         offer = _offers[offerId];
         if (offer.provider == address(0)) revert OfferUnknown(offerId);
     }
 
-    function _providedBy(uint256 agreementId, address caller) private view returns (Agreement storage agreement) {
+    function _providedBy(uint256 agreementId, address caller) private view returns (AgreementState storage agreement) {
         agreement = _agreements[agreementId];
         if (agreement.consumer == address(0)) revert AgreementUnknown(agreementId);
         if (agreement.provider != caller) revert NotAgreementProvider(agreementId, caller);
     }
 
-    function _close(uint256 agreementId, uint256 nonce, bytes32 jobId) private {
-        (uint256 word, uint256 bit) = (nonce >> 8, uint256(1) << (nonce & 0xff));
-        uint256 closed = _closed[agreementId][word];
-        if (_recorded[agreementId][word] & bit == 0 || closed & bit != 0) revert JobNotOpen(jobId, jobStatus(jobId));
-        _closed[agreementId][word] = closed | bit;
+    /// @dev Checks that the agreement allows one more use with this purpose, operation and
+    ///      epsilon, counts the call and the epsilon, and returns the consumer who must have signed.
+    function _spend(uint256 agreementId, bytes32 purpose, bytes32 operation, uint64 epsilon) private returns (address consumer) {
+        AgreementState storage agreement = _agreements[agreementId];
+        consumer = agreement.consumer;
+        if (consumer == address(0)) revert AgreementUnknown(agreementId);
+        if (agreement.suspended) revert AgreementIsSuspended(agreementId);
+        if (block.timestamp >= agreement.expiry) revert AgreementExpired(agreementId, agreement.expiry, block.timestamp);
+        uint32 used = agreement.callsUsed;
+        if (used >= agreement.callsBought) revert CallsExhausted(agreementId, used, agreement.callsBought);
+        if (epsilon > MAX_JOB_EPSILON) revert EpsilonTooLarge(epsilon, MAX_JOB_EPSILON);
+        uint64 budgetUsed = agreement.budgetUsed;
+        if (budgetUsed + epsilon > agreement.privacyBudget) {
+            revert BudgetExhausted(agreementId, budgetUsed, epsilon, agreement.privacyBudget);
+        }
+        uint256 offerId = agreement.offerId;
+        if (!purposeAllowed[offerId][purpose]) revert PurposeNotAllowed(agreementId, purpose);
+        if (!operationAllowed[offerId][operation]) revert OperationNotAllowed(agreementId, operation);
+        agreement.callsUsed = used + 1;
+        agreement.budgetUsed = budgetUsed + epsilon;
     }
 
-    function _creditRun(uint256 agreementId, uint32 count) private {
-        Agreement storage agreement = _agreements[agreementId];
-        agreement.openCalls -= count;
-        balanceOf[agreement.provider] += uint256(agreement.pricePerCall) * count;
+    /// @dev Marks a job never seen before as recorded with its epsilon.
+    function _recordJob(bytes32 jobId, uint64 epsilon) private {
+        uint256 key = JobCells.wordKey(jobId);
+        uint256 word = _jobCells[key];
+        uint256 status = JobCells.status(word, jobId);
+        if (status != JobCells.NONE) revert JobAlreadyRecorded(jobId, JobStatus(status));
+        _jobCells[key] = JobCells.record(word, jobId, epsilon);
+    }
+
+    /// @dev The EIP-712 digest of a Usage message; its nonce is the low 128 bits of the job id.
+    function _usageDigest(
+        uint256 agreementId,
+        bytes32 jobId,
+        bytes32 purpose,
+        bytes32 operation,
+        uint64 epsilon,
+        uint256 deadline
+    ) private view returns (bytes32) {
+        uint256 nonce = uint128(uint256(jobId));
+        return _hashTypedDataV4(
+            keccak256(abi.encode(USAGE_TYPEHASH, agreementId, jobId, purpose, operation, epsilon, nonce, deadline))
+        );
+    }
+
+    /// @dev Moves a recorded job to `to` (settled or refunded) and returns the epsilon it spent.
+    function _closeJob(bytes32 jobId, uint256 to) private returns (uint64) {
+        uint256 key = JobCells.wordKey(jobId);
+        uint256 word = _jobCells[key];
+        uint256 status = JobCells.status(word, jobId);
+        if (status != JobCells.RECORDED) revert JobNotRecorded(jobId, JobStatus(status));
+        _jobCells[key] = JobCells.close(word, jobId, to);
+        return JobCells.epsilon(word, jobId);
+    }
+
+    /// @dev Settles every job of a batch, writing each storage word of cells once per run of
+    ///      jobs sharing it, each agreement's counter once per run of its jobs, and each
+    ///      provider's balance once per run of jobs it is paid for.
+    function _settleAll(bytes32[] calldata jobIds) private {
+        uint256 key = type(uint256).max; // no job id maps here: its agreement would exceed 2^125
+        uint256 word;
+        uint256 agreementId;
+        uint32 runCalls;
+        address payee;
+        uint256 payeeAmount;
+        for (uint256 i; i < jobIds.length; ++i) {
+            bytes32 jobId = jobIds[i];
+            if (JobCells.wordKey(jobId) != key) {
+                if (i != 0) _jobCells[key] = word;
+                key = JobCells.wordKey(jobId);
+                word = _jobCells[key];
+                if (uint256(jobId) >> 128 != agreementId) {
+                    if (runCalls != 0) (payee, payeeAmount) = _settleRun(agreementId, runCalls, payee, payeeAmount);
+                    agreementId = uint256(jobId) >> 128;
+                    runCalls = 0;
+                }
+            }
+            if (JobCells.status(word, jobId) != JobCells.RECORDED) {
+                revert JobNotRecorded(jobId, JobStatus(JobCells.status(word, jobId)));
+            }
+            word = JobCells.close(word, jobId, JobCells.SETTLED);
+            ++runCalls;
+        }
+        _jobCells[key] = word;
+        (payee, payeeAmount) = _settleRun(agreementId, runCalls, payee, payeeAmount);
+        withdrawable[payee] += payeeAmount;
+    }
+
+    /// @dev Counts `calls` settled jobs of an agreement and adds their price to the running payee
+    ///      total, writing the previous payee's total when the payee changes.
+    function _settleRun(uint256 agreementId, uint32 calls, address payee, uint256 payeeAmount)
+        private
+        returns (address, uint256)
+    {
+        AgreementState storage agreement = _agreements[agreementId];
+        agreement.callsSettled += calls;
+        address provider = agreement.provider;
+        uint256 amount = uint256(agreement.pricePerCall) * calls;
+        if (provider == payee) return (payee, payeeAmount + amount);
+        if (payeeAmount != 0) withdrawable[payee] += payeeAmount;
+        return (provider, amount);
     }
 }

@@ -5,13 +5,13 @@ import {Test} from "forge-std/Test.sol";
 
 import {DatasetRegistry} from "../src/DatasetRegistry.sol";
 import {DevToken} from "../src/DevToken.sol";
-import {UsageAgreements} from "../src/UsageAgreements.sol";
+import {IUsageAgreements} from "../src/IUsageAgreements.sol";
 
 /// Deployed contracts, one registered dataset, one offer and helpers to sign as the consumer.
 abstract contract Fixture is Test {
     DevToken internal token;
     DatasetRegistry internal registry;
-    UsageAgreements internal usage;
+    IUsageAgreements internal usage;
 
     address internal admin = makeAddr("admin");
     address internal operator = makeAddr("operator");
@@ -25,10 +25,12 @@ abstract contract Fixture is Test {
     bytes32 internal constant MARKETING = keccak256("marketing");
     bytes32 internal constant MEAN = keccak256("mean");
     bytes32 internal constant EXPORT = keccak256("export");
-    uint128 internal constant PRICE = 5e18;
+    bytes32 internal constant POLICY = keccak256("policy");
+    uint96 internal constant PRICE = 5e18;
     uint32 internal constant MAX_CALLS = 1_000;
     uint64 internal constant DURATION = 30 days;
     uint64 internal constant BUDGET = 10e6; // epsilon 10.0
+    uint64 internal constant EPS = 1e5; // epsilon 0.1 per job
 
     uint256 internal offerId;
 
@@ -37,23 +39,31 @@ abstract contract Fixture is Test {
         consumer = vm.addr(consumerKey);
         token = new DevToken(admin);
         registry = new DatasetRegistry(admin, operator);
-        usage = new UsageAgreements(token, registry, admin, operator);
+        // Deployed from its artifact: UsageAgreements is compiled alone through the IR pipeline.
+        usage = IUsageAgreements(
+            deployCode("UsageAgreements.sol:UsageAgreements", abi.encode(address(token), address(registry), admin, operator))
+        );
         vm.prank(provider);
         registry.register(DATASET, keccak256("meta"), keccak256("content"));
         offerId = _publish(provider, DATASET);
+        _fund(consumer);
+    }
+
+    function _fund(address who) internal {
         vm.prank(admin);
-        token.mint(consumer, 1_000_000e18);
-        vm.prank(consumer);
+        token.mint(who, 1_000_000_000e18);
+        vm.prank(who);
         token.approve(address(usage), type(uint256).max);
     }
 
+    function _one(bytes32 value) internal pure returns (bytes32[] memory list) {
+        list = new bytes32[](1);
+        list[0] = value;
+    }
+
     function _publish(address who, bytes32 datasetId) internal returns (uint256) {
-        bytes32[] memory purposes = new bytes32[](1);
-        purposes[0] = RESEARCH;
-        bytes32[] memory operations = new bytes32[](1);
-        operations[0] = MEAN;
         vm.prank(who);
-        return usage.publishOffer(datasetId, keccak256("policy"), purposes, operations, MAX_CALLS, PRICE, DURATION, BUDGET);
+        return usage.publishOffer(datasetId, POLICY, _one(RESEARCH), _one(MEAN), MAX_CALLS, PRICE, DURATION, BUDGET);
     }
 
     function _accept(uint32 calls) internal returns (uint256 agreementId) {
@@ -61,12 +71,16 @@ abstract contract Fixture is Test {
         agreementId = usage.acceptOffer(offerId, calls);
     }
 
-    function _sign(uint256 key, uint256 agreementId, bytes32 jobId, bytes32 purpose, bytes32 operation, uint64 epsilon, uint256 deadline)
-        internal
-        view
-        returns (bytes memory)
-    {
-        (, uint256 nonce) = usage.splitJobId(jobId);
+    function _sign(
+        uint256 key,
+        uint256 agreementId,
+        bytes32 jobId,
+        bytes32 purpose,
+        bytes32 operation,
+        uint64 epsilon,
+        uint256 deadline
+    ) internal view returns (bytes memory) {
+        uint256 nonce = uint128(uint256(jobId));
         bytes32 structHash = keccak256(
             abi.encode(usage.USAGE_TYPEHASH(), agreementId, jobId, purpose, operation, epsilon, nonce, deadline)
         );
@@ -75,11 +89,20 @@ abstract contract Fixture is Test {
         return abi.encodePacked(r, s, v);
     }
 
-    function _record(uint256 agreementId, uint256 nonce) internal returns (bytes32 jobId) {
+    function _recordAs(uint256 key, uint256 agreementId, uint256 nonce, uint64 epsilon) internal returns (bytes32 jobId) {
         jobId = usage.jobIdOf(agreementId, nonce);
         uint256 deadline = block.timestamp + 1 hours;
-        bytes memory sig = _sign(consumerKey, agreementId, jobId, RESEARCH, MEAN, 1e5, deadline);
+        bytes memory sig = _sign(key, agreementId, jobId, RESEARCH, MEAN, epsilon, deadline);
         vm.prank(operator);
-        usage.recordUsage(agreementId, jobId, RESEARCH, MEAN, 1e5, deadline, sig);
+        usage.recordUsage(agreementId, jobId, RESEARCH, MEAN, epsilon, deadline, sig);
+    }
+
+    function _record(uint256 agreementId, uint256 nonce) internal returns (bytes32) {
+        return _recordAs(consumerKey, agreementId, nonce, EPS);
+    }
+
+    function _settle(bytes32 jobId) internal {
+        vm.prank(operator);
+        usage.settle(jobId, keccak256(abi.encode("result", jobId)), keccak256(abi.encode("attestation", jobId)));
     }
 }

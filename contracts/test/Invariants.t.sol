@@ -5,27 +5,44 @@ import {StdInvariant} from "forge-std/StdInvariant.sol";
 import {Test} from "forge-std/Test.sol";
 
 import {DevToken} from "../src/DevToken.sol";
-import {UsageAgreements} from "../src/UsageAgreements.sol";
+import {IUsageAgreements} from "../src/IUsageAgreements.sol";
 import {Fixture} from "./Fixture.sol";
 
-/// Drives random sequences of accept / record / settle / refund / withdraw / reclaim / time.
+/// Drives random sequences of accept / record / settle / settleBatch / refund / suspend /
+/// withdraw / reclaim / time, keeping its own (ghost) account of what should be true.
 contract UsageHandler is Test {
-    UsageAgreements internal usage;
+    IUsageAgreements internal usage;
     DevToken internal token;
-    address internal consumer;
     uint256 internal consumerKey;
+    address internal consumer;
     address internal provider;
     address internal operator;
     uint256 internal offerId;
     bytes32 internal purpose;
     bytes32 internal operation;
+    uint256 internal price;
 
     uint256[] public agreements;
-    bytes32[] public openJobs;
-    mapping(bytes32 => uint256) public timesRecorded;
-    uint256 public settledWithoutRecord;
+    bytes32[] internal openJobs;
+    mapping(uint256 agreementId => uint256) public nextNonce;
+    mapping(uint256 agreementId => uint256) public ghostBudget;
+    mapping(bytes32 jobId => uint256) public timesRecorded;
+    mapping(bytes32 jobId => uint64) internal epsilonOf;
+    uint256 public ghostDeposited;
+    uint256 public doubleRecords;
+    uint256 public closedWithoutOpenRecord;
+    uint256 public recorded;
 
-    constructor(UsageAgreements usage_, DevToken token_, uint256 consumerKey_, address provider_, address operator_, uint256 offerId_, bytes32 purpose_, bytes32 operation_) {
+    constructor(
+        IUsageAgreements usage_,
+        DevToken token_,
+        uint256 consumerKey_,
+        address provider_,
+        address operator_,
+        uint256 offerId_,
+        bytes32 purpose_,
+        bytes32 operation_
+    ) {
         usage = usage_;
         token = token_;
         consumerKey = consumerKey_;
@@ -35,36 +52,53 @@ contract UsageHandler is Test {
         offerId = offerId_;
         purpose = purpose_;
         operation = operation_;
+        price = usage_.getOffer(offerId_).pricePerCall;
     }
 
     function accept(uint32 calls) external {
-        calls = uint32(bound(calls, 1, 20));
+        calls = uint32(bound(calls, 1, 50));
         vm.prank(consumer);
         agreements.push(usage.acceptOffer(offerId, calls));
+        ghostDeposited += calls * price;
     }
 
-    function record(uint256 agreementSeed, uint128 nonce, uint64 epsilon) external {
+    /// Records several jobs in a row (fresh nonces), as a busy agreement would.
+    function recordMany(uint256 agreementSeed, uint8 count, uint64 epsilon) external {
+        uint256 n = bound(count, 1, 8);
+        for (uint256 i; i < n; ++i) {
+            record(agreementSeed, 1, epsilon);
+        }
+    }
+
+    /// Records with the next fresh nonce, or (one time in four) tries a nonce that may be used.
+    function record(uint256 agreementSeed, uint256 nonceSeed, uint64 epsilon) public {
         if (agreements.length == 0) return;
         uint256 agreementId = agreements[agreementSeed % agreements.length];
-        bytes32 jobId = usage.jobIdOf(agreementId, nonce % 600);
-        epsilon = uint64(bound(epsilon, 0, 2e6));
-        (, uint256 n) = usage.splitJobId(jobId);
-        bytes32 digest = keccak256(abi.encodePacked(
-            "\x19\x01", usage.domainSeparator(),
-            keccak256(abi.encode(usage.USAGE_TYPEHASH(), agreementId, jobId, purpose, operation, epsilon, n, block.timestamp))
-        ));  // forgefmt: disable-line
+        uint256 nonce = nonceSeed % 4 == 0 ? nonceSeed % (nextNonce[agreementId] + 1) : nextNonce[agreementId];
+        bytes32 jobId = usage.jobIdOf(agreementId, nonce);
+        epsilon = uint64(bound(epsilon, 0, 4e5));
+        bytes32 digest = keccak256(
+            abi.encodePacked(
+                "\x19\x01",
+                usage.domainSeparator(),
+                keccak256(abi.encode(usage.USAGE_TYPEHASH(), agreementId, jobId, purpose, operation, epsilon, nonce, block.timestamp))
+            )
+        );
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(consumerKey, digest);
         vm.prank(operator);
         try usage.recordUsage(agreementId, jobId, purpose, operation, epsilon, block.timestamp, abi.encodePacked(r, s, v)) {
-            timesRecorded[jobId] += 1;
+            if (timesRecorded[jobId]++ != 0) doubleRecords += 1;
+            if (nonce == nextNonce[agreementId]) nextNonce[agreementId] += 1;
+            epsilonOf[jobId] = epsilon;
+            ghostBudget[agreementId] += epsilon;
             openJobs.push(jobId);
+            recorded += 1;
         } catch {}
     }
 
     function settle(uint256 seed) external {
         if (openJobs.length == 0) return;
         bytes32 jobId = _takeOpen(seed);
-        if (timesRecorded[jobId] == 0) settledWithoutRecord += 1;
         vm.prank(operator);
         usage.settle(jobId, keccak256(abi.encode(jobId)), bytes32(0));
     }
@@ -74,7 +108,7 @@ contract UsageHandler is Test {
         if (openJobs.length < n) return;
         bytes32[] memory jobs = new bytes32[](n);
         for (uint256 i; i < n; ++i) {
-            jobs[i] = _takeOpen(seed + i);
+            jobs[i] = _takeOpen(uint256(keccak256(abi.encode(seed, i))));
         }
         vm.prank(operator);
         usage.settleBatch(keccak256(abi.encode(jobs)), jobs);
@@ -84,20 +118,41 @@ contract UsageHandler is Test {
         if (openJobs.length == 0) return;
         bytes32 jobId = _takeOpen(seed);
         vm.prank(operator);
-        usage.refund(jobId, "test");
+        usage.refund(jobId, "invariant");
+        ghostBudget[uint256(jobId) >> 128] -= epsilonOf[jobId];
     }
 
-    function settleUnrecorded(uint256 agreementSeed, uint128 nonce) external {
+    /// Tries to settle or refund a job that is not open (never recorded, or already closed):
+    /// the contract must refuse every time.
+    function closeNotOpen(uint256 agreementSeed, uint256 nonceSeed, bool asRefund) external {
         if (agreements.length == 0) return;
-        bytes32 jobId = usage.jobIdOf(agreements[agreementSeed % agreements.length], nonce);
-        vm.prank(operator);
-        try usage.settle(jobId, bytes32(0), bytes32(0)) {
-            if (timesRecorded[jobId] == 0) settledWithoutRecord += 1;
-        } catch {}
+        uint256 agreementId = agreements[agreementSeed % agreements.length];
+        bytes32 jobId = usage.jobIdOf(agreementId, nonceSeed % (nextNonce[agreementId] + 3));
+        if (usage.jobStatus(jobId) == IUsageAgreements.JobStatus.Recorded) return;
+        vm.startPrank(operator);
+        if (asRefund) {
+            try usage.refund(jobId, "bogus") {
+                closedWithoutOpenRecord += 1;
+            } catch {}
+        } else {
+            try usage.settle(jobId, bytes32(0), bytes32(0)) {
+                closedWithoutOpenRecord += 1;
+            } catch {}
+        }
+        vm.stopPrank();
+    }
+
+    function toggleSuspension(uint256 seed) external {
+        if (agreements.length == 0) return;
+        uint256 agreementId = agreements[seed % agreements.length];
+        bool suspended = usage.getAgreement(agreementId).suspended;
+        vm.prank(provider);
+        if (suspended) usage.resumeAgreement(agreementId);
+        else usage.suspendAgreement(agreementId);
     }
 
     function withdraw() external {
-        if (usage.balanceOf(provider) == 0) return;
+        if (usage.withdrawable(provider) == 0) return;
         vm.prank(provider);
         usage.withdraw();
     }
@@ -110,11 +165,15 @@ contract UsageHandler is Test {
     }
 
     function passTime(uint32 secondsAhead) external {
-        vm.warp(block.timestamp + bound(secondsAhead, 1, 10 days));
+        vm.warp(block.timestamp + bound(secondsAhead, 1, 3 days));
     }
 
     function agreementCount() external view returns (uint256) {
         return agreements.length;
+    }
+
+    function openJobCount() external view returns (uint256) {
+        return openJobs.length;
     }
 
     function _takeOpen(uint256 seed) internal returns (bytes32 jobId) {
@@ -131,12 +190,20 @@ contract UsageInvariants is StdInvariant, Fixture {
     function setUp() public override {
         super.setUp();
         handler = new UsageHandler(usage, token, consumerKey, provider, operator, offerId, RESEARCH, MEAN);
-        vm.prank(consumer);
-        token.approve(address(usage), 0);
-        // The handler acts as the consumer through pranks; the consumer's approval stays.
-        vm.prank(consumer);
-        token.approve(address(usage), type(uint256).max);
         targetContract(address(handler));
+        bytes4[] memory actions = new bytes4[](11);
+        actions[0] = UsageHandler.accept.selector;
+        actions[1] = UsageHandler.record.selector;
+        actions[2] = UsageHandler.settle.selector;
+        actions[3] = UsageHandler.settleMany.selector;
+        actions[4] = UsageHandler.refund.selector;
+        actions[5] = UsageHandler.closeNotOpen.selector;
+        actions[6] = UsageHandler.toggleSuspension.selector;
+        actions[7] = UsageHandler.withdraw.selector;
+        actions[8] = UsageHandler.reclaim.selector;
+        actions[9] = UsageHandler.passTime.selector;
+        actions[10] = UsageHandler.recordMany.selector;
+        targetSelector(FuzzSelector({addr: address(handler), selectors: actions}));
     }
 
     /// escrow + pending + provider balances + paid out == deposited, and the tokens are there.
@@ -144,34 +211,37 @@ contract UsageInvariants is StdInvariant, Fixture {
         uint256 escrow;
         uint256 pending;
         for (uint256 i; i < handler.agreementCount(); ++i) {
-            UsageAgreements.Agreement memory a = usage.getAgreement(handler.agreements(i));
+            IUsageAgreements.Agreement memory a = usage.getAgreement(handler.agreements(i));
             escrow += a.escrow;
-            pending += uint256(a.openCalls) * a.pricePerCall;
+            pending += a.pending;
         }
-        uint256 accounted = escrow + pending + usage.balanceOf(provider) + usage.totalPaidOut();
-        assertEq(accounted, usage.totalDeposited());
-        assertEq(token.balanceOf(address(usage)), escrow + pending + usage.balanceOf(provider));
+        uint256 balances = usage.withdrawable(provider);
+        assertEq(escrow + pending + balances + usage.totalPaidOut(), usage.totalDeposited(), "conservation");
+        assertEq(usage.totalDeposited(), handler.ghostDeposited(), "deposits");
+        assertEq(pending, handler.openJobCount() * PRICE, "pending = open jobs * price");
+        assertEq(token.balanceOf(address(usage)), escrow + pending + balances, "tokens held");
     }
 
+    /// Calls used never exceed calls bought; budget is what the open and settled jobs spent.
     function invariant_callsNeverExceedBought() public view {
         for (uint256 i; i < handler.agreementCount(); ++i) {
-            UsageAgreements.Agreement memory a = usage.getAgreement(handler.agreements(i));
-            assertLe(a.callsUsed, a.callsBought);
-            assertLe(a.openCalls, a.callsUsed);
-            assertLe(a.budgetUsed, a.privacyBudget);
-        }
-    }
-
-    function invariant_noSettleWithoutRecord() public view {
-        assertEq(handler.settledWithoutRecord(), 0);
-    }
-
-    function invariant_jobRecordedAtMostOnce() public view {
-        for (uint256 i; i < handler.agreementCount(); ++i) {
             uint256 agreementId = handler.agreements(i);
-            for (uint256 nonce; nonce < 600; nonce += 37) {
-                assertLe(handler.timesRecorded(usage.jobIdOf(agreementId, nonce)), 1);
-            }
+            IUsageAgreements.Agreement memory a = usage.getAgreement(agreementId);
+            assertLe(a.callsUsed, a.callsBought);
+            assertLe(uint256(a.callsUsed) + a.callsReclaimed, a.callsBought);
+            assertLe(a.callsSettled, a.callsUsed);
+            assertLe(a.budgetUsed, a.privacyBudget);
+            assertEq(a.budgetUsed, handler.ghostBudget(agreementId));
         }
+    }
+
+    /// A job id is recorded at most once.
+    function invariant_jobRecordedAtMostOnce() public view {
+        assertEq(handler.doubleRecords(), 0);
+    }
+
+    /// Nothing is settled or refunded without an open record.
+    function invariant_noSettleWithoutRecord() public view {
+        assertEq(handler.closedWithoutOpenRecord(), 0);
     }
 }
