@@ -86,7 +86,8 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
     /// @notice The Merkle root of each settled batch's receipts.
     mapping(uint256 batchId => bytes32) public batchRoot;
 
-    /// @param token_ The ERC-20 agreements are paid in.
+    /// @param token_ The ERC-20 agreements are paid in: a plain token (no fee on transfer, no
+    ///        rebasing), since escrow is counted in calls times price, not in balances.
     /// @param registry_ The dataset registry offers are checked against.
     /// @param admin Holder of DEFAULT_ADMIN_ROLE (grants roles, pauses).
     /// @param operator Holder of OPERATOR_ROLE (the platform's relayer).

@@ -170,4 +170,100 @@ contract DatasetRegistryTest is Test {
         vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.InvalidSignature.selector, vm.addr(key), provider));
         registry.registerFor(ID, provider, META, CONTENT, block.timestamp, sig);
     }
+
+    function testFuzz_registerFor_acceptsAnyProviderKey(uint256 key, bytes32 id) public {
+        key = bound(key, 1, 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364140);
+        address signer = vm.addr(key);
+        bytes memory sig = _sign(key, id, 0, META, CONTENT, 0, block.timestamp);
+        vm.prank(operator);
+        registry.registerFor(id, signer, META, CONTENT, block.timestamp, sig);
+        assertEq(registry.activeProvider(id), signer);
+    }
+
+    function test_update_emitsDatasetUpdated() public {
+        vm.startPrank(provider);
+        registry.register(ID, META, CONTENT);
+        vm.expectEmit(address(registry));
+        emit DatasetRegistry.DatasetUpdated(ID, keccak256("m2"), keccak256("c2"));
+        registry.update(ID, keccak256("m2"), keccak256("c2"));
+        vm.stopPrank();
+    }
+
+    function test_update_revertsOnEmptyHash() public {
+        vm.startPrank(provider);
+        registry.register(ID, META, CONTENT);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.EmptyHash.selector, ID));
+        registry.update(ID, bytes32(0), CONTENT);
+        vm.stopPrank();
+    }
+
+    function test_update_revertsWhenUnknown() public {
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetUnknown.selector, ID));
+        registry.update(ID, META, CONTENT);
+    }
+
+    function test_updateFor_revertsWhenUnknown() public {
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetUnknown.selector, ID));
+        registry.updateFor(ID, META, CONTENT, block.timestamp, "");
+    }
+
+    function test_updateFor_revertsForNonOperator() public {
+        vm.prank(provider);
+        registry.register(ID, META, CONTENT);
+        vm.expectRevert(
+            abi.encodeWithSelector(bytes4(keccak256("AccessControlUnauthorizedAccount(address,bytes32)")), address(this), registry.OPERATOR_ROLE())
+        );
+        registry.updateFor(ID, META, CONTENT, block.timestamp, "");
+    }
+
+    function test_retire_emitsDatasetRetired() public {
+        vm.startPrank(provider);
+        registry.register(ID, META, CONTENT);
+        vm.expectEmit(address(registry));
+        emit DatasetRegistry.DatasetRetired(ID);
+        registry.retire(ID);
+        vm.stopPrank();
+    }
+
+    function test_retire_revertsTwice() public {
+        vm.startPrank(provider);
+        registry.register(ID, META, CONTENT);
+        registry.retire(ID);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetInactive.selector, ID));
+        registry.retire(ID);
+        vm.stopPrank();
+    }
+
+    function test_retire_revertsForOthers() public {
+        vm.prank(provider);
+        registry.register(ID, META, CONTENT);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.NotProvider.selector, ID, address(this)));
+        registry.retire(ID);
+    }
+
+    function test_retireFor_revertsWhenUnknown() public {
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetUnknown.selector, ID));
+        registry.retireFor(ID, block.timestamp, "");
+    }
+
+    function test_retireFor_revertsOnWrongSigner() public {
+        vm.prank(provider);
+        registry.register(ID, META, CONTENT);
+        bytes memory sig = _sign(0xBAD, ID, 2, bytes32(0), bytes32(0), 0, block.timestamp);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.InvalidSignature.selector, vm.addr(0xBAD), provider));
+        registry.retireFor(ID, block.timestamp, sig);
+    }
+
+    function test_retireFor_revertsOnSignatureForAnotherAction() public {
+        vm.prank(provider);
+        registry.register(ID, META, CONTENT);
+        // An update signature (action 1) cannot retire the dataset.
+        bytes memory sig = _sign(providerKey, ID, 1, bytes32(0), bytes32(0), 0, block.timestamp);
+        vm.prank(operator);
+        vm.expectPartialRevert(DatasetRegistry.InvalidSignature.selector);
+        registry.retireFor(ID, block.timestamp, sig);
+    }
 }
