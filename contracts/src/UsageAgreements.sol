@@ -359,9 +359,9 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
     /// @notice An agreement's terms and state, with its escrow and pending amounts (consumer zero
     ///         if unknown).
     /// @param agreementId The agreement.
-    function getAgreement(uint256 agreementId) external view returns (Agreement memory view_) {
+    function getAgreement(uint256 agreementId) external view returns (Agreement memory details) {
         AgreementState storage a = _agreements[agreementId];
-        view_ = Agreement({
+        details = Agreement({
             consumer: a.consumer,
             provider: a.provider,
             offerId: a.offerId,

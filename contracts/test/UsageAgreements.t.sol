@@ -37,6 +37,17 @@ contract UsageAgreementsTest is Fixture {
         usage.pause();
     }
 
+    function test_constructor_wiresTokenRegistryAndRoles() public view {
+        assertEq(address(usage.token()), address(token));
+        assertEq(address(usage.registry()), address(registry));
+        IAccessControl roles = IAccessControl(address(usage));
+        assertTrue(roles.hasRole(bytes32(0), admin));
+        assertTrue(roles.hasRole(usage.OPERATOR_ROLE(), operator));
+        assertFalse(roles.hasRole(usage.OPERATOR_ROLE(), admin));
+        assertEq(usage.OPERATOR_ROLE(), keccak256("OPERATOR_ROLE"));
+        assertEq(usage.MAX_JOB_EPSILON(), 2 ** 30 - 1);
+    }
+
     // ---------------------------------------------------------------------------- offers
 
     function test_publishOffer_recordsTerms() public view {
