@@ -1,0 +1,79 @@
+"""Fresh CKKS keys per dataset and level, and the only two ways to load them.
+
+The secret context uses symmetric encryption: the store builder, the one party that encrypts,
+already holds the secret key, and symmetric CKKS encrypts ~2-3x faster than public-key
+encryption at the same ciphertext size. The public context therefore holds no public
+(encryption) key at all: an HE worker can evaluate but neither decrypt nor forge inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import tenseal as ts
+
+from dataspace.compute.he.params import LEVELS, ParamSet
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    level: str
+    secret_context: bytes  # serialized context WITH the secret key (symmetric encryption)
+    public_context: bytes  # serialized WITHOUT the secret key: Galois keys (+ relin keys for products)
+
+
+def param_set(level: str) -> ParamSet:
+    try:
+        return LEVELS[level]
+    except KeyError:
+        raise ValueError(f"unknown level {level!r}; known: {', '.join(sorted(LEVELS))}") from None
+
+
+def generate_keys(level: str) -> KeyPair:
+    params = param_set(level)
+    context = ts.context(
+        ts.SCHEME_TYPE.CKKS,
+        params.poly_modulus_degree,
+        coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes),
+        encryption_type=ts.ENCRYPTION_TYPE.SYMMETRIC,
+        n_threads=1,
+    )
+    context.global_scale = params.scale
+    # The secret context only encrypts (store builder) and decrypts (custodian): no evaluation
+    # keys, which keeps the sealed blob small.
+    secret = context.serialize(
+        save_public_key=False, save_secret_key=True, save_galois_keys=False, save_relin_keys=False
+    )
+    context.generate_galois_keys()  # rotate-and-sum of depth-0 aggregates
+    if params.depth > 0:
+        # Our products stay unrelinearised, but the keys cost little next to the Galois keys and
+        # keep relinearisation open to a later operation without rebuilding stores.
+        context.generate_relin_keys()
+    public = context.serialize(
+        save_public_key=False, save_secret_key=False, save_galois_keys=True, save_relin_keys=params.depth > 0
+    )
+    return KeyPair(level=level, secret_context=secret, public_context=public)
+
+
+def _configure(context: Any) -> Any:
+    # Products are accumulated unrelinearised and unrescaled (see params); threads would only
+    # contend for the GIL, parallelism is by process.
+    context.auto_relin = False
+    context.auto_rescale = False
+    context.auto_mod_switch = True
+    return context
+
+
+def load_public_context(data: bytes) -> ts.Context:
+    context = ts.context_from(data, n_threads=1)
+    if context.is_private():
+        raise ValueError("refusing a context that holds a secret key where a public one is required")
+    return _configure(context)
+
+
+def load_secret_context(data: bytes) -> ts.Context:
+    context = ts.context_from(data, n_threads=1)
+    if not context.is_private():
+        raise ValueError("the context holds no secret key")
+    return _configure(context)

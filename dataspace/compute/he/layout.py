@@ -1,0 +1,175 @@
+"""What an encrypted store holds: one plan per encrypted column and one blob per series.
+
+A column becomes one or more *series*, each a run of ciphertexts of ``slots`` rows:
+
+- ``num:<col>``       the numeric value x / scale (nulls stored as 0),
+- ``present:<col>``   1 where the value is present, 0 where null (only for columns with nulls),
+- ``cat:<col>:<i>``   1 where a categorical column equals ``categories[i]``,
+- ``bucket:<col>:<i>`` 1 where a numeric value falls in bucket i.
+
+The layout is custodian data (it carries each column's scale); ``public_view`` is what a
+consumer may see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+MAX_CATEGORIES = 32
+LAYOUT_VERSION = 1
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    name: str
+    kind: str  # "numeric" | "categorical"
+    level: str  # "sums" | "products"
+    scale: float = 1.0  # numeric: stored value is x/scale (power of two >= max|x|); never in public_view
+    has_nulls: bool = False  # numeric: a presence-indicator series is stored too (nulls stored as 0)
+    categories: tuple[str, ...] = ()  # categorical: indicator series i <-> categories[i]
+    bucket_edges: tuple[float, ...] = ()  # numeric: bucket i = [e[i], e[i+1]) (last one closed)
+
+    @property
+    def series_keys(self) -> list[str]:
+        if self.kind == "categorical":
+            return [category_key(self.name, i) for i in range(len(self.categories))]
+        keys = [numeric_key(self.name)]
+        if self.has_nulls:
+            keys.append(presence_key(self.name))
+        keys.extend(bucket_key(self.name, i) for i in range(max(len(self.bucket_edges) - 1, 0)))
+        return keys
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["categories"] = list(self.categories)
+        data["bucket_edges"] = list(self.bucket_edges)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ColumnPlan:
+        return cls(
+            name=str(data["name"]),
+            kind=str(data["kind"]),
+            level=str(data["level"]),
+            scale=float(data.get("scale", 1.0)),
+            has_nulls=bool(data.get("has_nulls", False)),
+            categories=tuple(str(c) for c in data.get("categories", ())),
+            bucket_edges=tuple(float(e) for e in data.get("bucket_edges", ())),
+        )
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    key: str
+    level: str
+    blob_name: str
+    chunks: int
+    sha256: str
+
+
+def numeric_key(column: str) -> str:
+    return f"num:{column}"
+
+
+def presence_key(column: str) -> str:
+    return f"present:{column}"
+
+
+def category_key(column: str, index: int) -> str:
+    return f"cat:{column}:{index}"
+
+
+def bucket_key(column: str, index: int) -> str:
+    return f"bucket:{column}:{index}"
+
+
+def blob_name(prefix: str, key: str) -> str:
+    """The series' blob. Column names are provider-chosen: anything outside a safe alphabet is
+    replaced, and a digest of the key is appended then so two keys never share a blob."""
+    safe = key.replace(":", ".")
+    if not _SAFE_NAME.fullmatch(safe):
+        digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", safe)[:80] + "-" + digest
+    return f"{prefix}/{safe}.ct"
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    rows: int
+    slots: int
+    columns: tuple[ColumnPlan, ...]
+    series: dict[str, SeriesInfo]
+
+    def column(self, name: str) -> ColumnPlan:
+        for plan in self.columns:
+            if plan.name == name:
+                return plan
+        raise KeyError(name)
+
+    def levels(self) -> set[str]:
+        return {plan.level for plan in self.columns}
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.rows // self.slots)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": LAYOUT_VERSION,
+            "rows": self.rows,
+            "slots": self.slots,
+            "columns": [plan.to_json() for plan in self.columns],
+            "series": {key: asdict(info) for key, info in self.series.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StoreLayout:
+        if data.get("version") != LAYOUT_VERSION:
+            raise ValueError(f"unsupported store layout version {data.get('version')!r}")
+        return cls(
+            rows=int(data["rows"]),
+            slots=int(data["slots"]),
+            columns=tuple(ColumnPlan.from_json(c) for c in data["columns"]),
+            series={key: SeriesInfo(**info) for key, info in data["series"].items()},
+        )
+
+    def public_view(self) -> dict[str, Any]:
+        """Per column what a consumer may ask for. Scales stay out: a scale is a power of two
+        bounding max|x|, which would disclose the column's extreme value to within 2x."""
+        columns = []
+        for plan in self.columns:
+            entry: dict[str, Any] = {"name": plan.name, "kind": plan.kind, "level": plan.level}
+            if plan.kind == "categorical":
+                entry["categories"] = list(plan.categories)
+            else:
+                entry["nulls"] = plan.has_nulls
+                entry["bucket_edges"] = list(plan.bucket_edges)
+            entry["operations"] = _operations_for(plan)
+            columns.append(entry)
+        return {"rows": self.rows, "columns": columns}
+
+
+def _operations_for(plan: ColumnPlan) -> list[str]:
+    """How the column may be used, as "<operation>" or "<operation>.<role>" entries; mirrors the
+    checks in ``operations`` (which has the final word)."""
+    products = plan.level == "products"
+    if plan.kind == "categorical":
+        uses = ["count.where", "group_by.by"]
+        if products:
+            uses.append("where_on_numeric")
+        return uses
+    uses = ["sum", "mean"]
+    if plan.bucket_edges:
+        uses += ["histogram", "count.where"]
+    if products:
+        uses += ["variance", "group_by.column"]
+        if not plan.has_nulls:
+            uses += ["covariance", "linear_regression"]
+        if plan.bucket_edges:
+            uses.append("where_on_numeric")
+    return uses
