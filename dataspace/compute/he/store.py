@@ -277,29 +277,58 @@ class _InlineExecutor(Executor):
         return future
 
 
+class _BilliardExecutor(Executor):
+    """Celery's billiard pool behind the Executor interface. A Celery prefork child is a daemonic
+    process, and the stdlib refuses to start children from one; billiard does not."""
+
+    def __init__(self, workers: int, secret_contexts: dict[str, bytes]) -> None:
+        import billiard  # Celery's own dependency, needed only here
+
+        self._pool = billiard.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(secret_contexts,))
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._pool.apply_async(fn, args, kwargs, callback=future.set_result, error_callback=future.set_exception)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if cancel_futures:
+            self._pool.terminate()
+        else:
+            self._pool.close()
+        if wait:
+            self._pool.join()
+
+
+def _start_pool(workers: int, secret_contexts: dict[str, bytes]) -> Executor:
+    if multiprocessing.current_process().daemon:
+        return _BilliardExecutor(workers, secret_contexts)
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(secret_contexts,),
+    )
+
+
 def _open_executor(workers: int, secret_contexts: dict[str, bytes]) -> Executor:
     """A pool of ``workers`` encryption processes, or this process alone if none can start.
 
-    Children are spawned, not forked: a fork of a Celery worker inherits its broker connections
-    and threads, and a fork of a TenSEAL process its thread pools. Inside a daemonic process
-    (a Celery prefork child) the stdlib refuses to start children; then one process it is."""
+    Children are spawned, not forked: a fork of a Celery worker would inherit its broker
+    connections and threads. If no pool can start, encryption runs here, slower but correct."""
     if workers > 1:
         try:
-            pool = ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_init,
-                initargs=(secret_contexts,),
-            )
+            pool = _start_pool(workers, secret_contexts)
             try:
                 # Start every worker now (and load its contexts) so a refusal surfaces here.
                 for probe in [pool.submit(_worker_ready) for _ in range(workers)]:
-                    probe.result(timeout=300)
+                    if not probe.result(timeout=300):
+                        raise RuntimeError("a worker started without its contexts")
                 return pool
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-        except Exception as exc:
+        except Exception as exc:  # any refusal means the same fallback
             logger.warning(
                 "encrypting in one process: worker processes could not start (%s: %s)", type(exc).__name__, exc
             )
