@@ -1,0 +1,434 @@
+"""The HE engine end to end on a synthetic table: every operation against its plaintext reference,
+every refusal code, the store's framing and the layout round trip. No database."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from dataspace.compute.he.keys import KeyPair, generate_keys, load_public_context, load_secret_context
+from dataspace.compute.he.layout import StoreLayout
+from dataspace.compute.he.operations import (
+    CKKS_RELATIVE_TOLERANCE,
+    REGISTRY,
+    EncryptedResult,
+    OperationRejected,
+    get_operation,
+    required_depth,
+)
+from dataspace.compute.he.store import MAGIC, StoreOptions, build_store, delete_store, read_series
+from dataspace.vault import blobs
+
+ROWS = 20_000
+
+SCHEMA: list[dict[str, Any]] = [
+    {"name": "age", "type": "float", "nulls": 1},
+    {"name": "w", "type": "float", "nulls": 0},
+    {"name": "z", "type": "float", "nulls": 0},
+    {"name": "y", "type": "float", "nulls": 0},
+    {"name": "visits", "type": "integer", "nulls": 0},
+    {"name": "smoker", "type": "boolean", "nulls": 0},
+    {"name": "region", "type": "categorical", "nulls": 0, "cardinality": 3, "categories": ["north", "south", "west"]},
+    {"name": "grade", "type": "categorical", "nulls": 5, "cardinality": 8, "categories": [f"g{i}" for i in range(8)]},
+    {"name": "note", "type": "text", "nulls": 0},
+]
+OPTIONS = StoreOptions(levels={"visits": "sums"}, buckets={"age": [0, 20, 40, 60, 80, 100]}, workers=2)
+
+
+def synthetic_table(rows: int = ROWS, seed: int = 7) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    age = np.clip(rng.normal(50, 15, rows), 0, 99.5)
+    age_missing = rng.random(rows) < 0.1
+    w = rng.uniform(-5, 5, rows)
+    z = rng.normal(10, 3, rows)
+    y = 3 + 1.5 * w - 0.7 * z + rng.normal(0, 1, rows)
+    grade = rng.choice([f"g{i}" for i in range(8)], rows).astype(object)
+    grade[rng.random(rows) < 0.02] = None
+    return pa.table(
+        {
+            "age": pa.array(np.where(age_missing, np.nan, age), from_pandas=True),
+            "w": w,
+            "z": z,
+            "y": y,
+            "visits": rng.integers(0, 1000, rows),
+            "smoker": rng.random(rows) < 0.3,
+            "region": rng.choice(["north", "south", "west"], rows, p=[0.5, 0.3, 0.2]),
+            "grade": pa.array(list(grade), type=pa.string()),
+            "note": pa.array(["free text"] * rows),
+        }
+    )
+
+
+@dataclass
+class Built:
+    table: pa.Table
+    layout: StoreLayout
+    keys: dict[str, KeyPair]
+    public: dict[str, Any]
+    secret: dict[str, Any]
+    storage: Path
+
+
+@contextmanager
+def storage_at(path: Path) -> Iterator[None]:
+    storages = {**settings.STORAGES, "default": {**settings.STORAGES["default"], "OPTIONS": {"location": str(path)}}}
+    with override_settings(STORAGES=storages):
+        yield
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    table = synthetic_table()
+    keys = {level: generate_keys(level) for level in ("sums", "products")}
+    storage = tmp_path_factory.mktemp("he-store")
+    with storage_at(storage):
+        layout = build_store(
+            batches=lambda: iter(table.to_batches(max_chunksize=3_000)),
+            schema=SCHEMA,
+            rows=table.num_rows,
+            options=OPTIONS,
+            keys=keys,
+            blob_prefix="he/test",
+        )
+    return Built(
+        table=table,
+        layout=layout,
+        keys=keys,
+        public={level: load_public_context(pair.public_context) for level, pair in keys.items()},
+        secret={level: load_secret_context(pair.secret_context) for level, pair in keys.items()},
+        storage=storage,
+    )
+
+
+def run(built: Built, name: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    operation = get_operation(name)
+    normalised = operation.validate(params, built.layout)
+    with storage_at(built.storage):
+        result = operation.compute(normalised, built.layout, built.public, lambda key: read_series(built.layout, key))
+    # The custodian receives bytes: go through them.
+    result = EncryptedResult.from_bytes(result.to_bytes())
+    aggregates = operation.decrypt(normalised, built.layout, result, built.secret)
+    released = operation.finish(normalised, built.layout, {a.name: a.value for a in aggregates})
+    return released, operation.reference(normalised, built.table), aggregates
+
+
+def assert_close(he: Any, ref: Any, path: str = "") -> None:
+    if isinstance(ref, dict):
+        assert isinstance(he, dict), path
+        assert set(he) == set(ref), path
+        for key in ref:
+            assert_close(he[key], ref[key], f"{path}.{key}")
+    elif isinstance(ref, list):
+        assert isinstance(he, list), path
+        assert len(he) == len(ref), path
+        for index, (a, b) in enumerate(zip(he, ref, strict=True)):
+            assert_close(a, b, f"{path}[{index}]")
+    elif isinstance(ref, int | float) and not isinstance(ref, bool):
+        assert isinstance(he, int | float), path
+        assert abs(he - ref) <= CKKS_RELATIVE_TOLERANCE * max(1.0, abs(ref)), f"{path}: he {he} vs reference {ref}"
+    else:
+        assert he == ref, path
+
+
+CASES: list[tuple[str, dict[str, Any]]] = [
+    ("count", {}),
+    ("count", {"where": {"column": "region", "equals": "south"}}),
+    ("count", {"where": {"column": "age", "bucket_from": 1, "bucket_to": 3}}),
+    ("sum", {"column": "y"}),
+    ("sum", {"column": "visits"}),
+    ("sum", {"column": "age", "where": {"column": "grade", "equals": "g3"}}),
+    ("mean", {"column": "age"}),
+    ("mean", {"column": "smoker"}),
+    ("mean", {"column": "visits"}),
+    ("mean", {"column": "w", "where": {"column": "age", "bucket_from": 2, "bucket_to": 4}}),
+    ("mean", {"column": "age", "where": {"column": "region", "equals": "west"}}),
+    ("variance", {"column": "age"}),
+    ("variance", {"column": "z"}),
+    ("group_by", {"by": "region", "aggregate": "count"}),
+    ("group_by", {"by": "grade", "aggregate": "mean", "column": "age"}),
+    ("group_by", {"by": "grade", "aggregate": "sum", "column": "y"}),
+    ("group_by", {"by": "region", "aggregate": "count", "where": {"column": "grade", "equals": "g1"}}),
+    ("histogram", {"column": "age"}),
+    ("histogram", {"column": "z"}),
+    ("histogram", {"column": "y", "where": {"column": "region", "equals": "north"}}),
+    ("covariance", {"columns": ["w", "z", "y"]}),
+    ("linear_regression", {"target": "y", "features": ["w", "z"]}),
+]
+
+
+@pytest.mark.parametrize(("name", "params"), CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_operation_matches_plaintext_reference(built: Built, name: str, params: dict[str, Any]) -> None:
+    released, reference, aggregates = run(built, name, params)
+    assert_close(released, reference)
+    names = {a.name for a in aggregates}
+    for aggregate in aggregates:
+        assert aggregate.cohort in names  # every number names its cohort's count
+        assert aggregate.sensitivity > 0
+
+
+def test_every_registered_operation_is_covered() -> None:
+    assert {name for name, _ in CASES} == set(REGISTRY)
+
+
+def test_regression_recovers_the_generating_coefficients(built: Built) -> None:
+    released, _, _ = run(built, "linear_regression", {"target": "y", "features": ["w", "z"]})
+    assert released["coefficients"]["w"] == pytest.approx(1.5, abs=0.02)
+    assert released["coefficients"]["z"] == pytest.approx(-0.7, abs=0.02)
+    assert released["intercept"] == pytest.approx(3, abs=0.1)
+
+
+def test_sensitivities_follow_the_column_scales(built: Built) -> None:
+    _, _, aggregates = run(built, "variance", {"column": "age"})
+    by_name = {a.name: a for a in aggregates}
+    scale = built.layout.column("age").scale
+    assert scale == 128  # 99.5 <= 128
+    assert by_name["sum"].sensitivity == scale
+    assert by_name["sum_sq"].sensitivity == scale * scale
+    assert by_name["count"].sensitivity == 1
+    assert by_name["sum"].cohort == "count"
+
+
+def test_unfiltered_count_on_a_complete_column_is_the_exact_row_count(built: Built) -> None:
+    released, _, aggregates = run(built, "mean", {"column": "w"})
+    assert released["count"] == ROWS
+    assert {a.name: a.value for a in aggregates}["count"] == ROWS
+
+
+def test_homomorphic_counts_decrypt_to_integers(built: Built) -> None:
+    _, _, aggregates = run(built, "group_by", {"by": "grade", "aggregate": "mean", "column": "age"})
+    counts = [a.value for a in aggregates if a.name.endswith(".count")]
+    assert len(counts) == 8
+    assert all(float(c).is_integer() for c in counts)
+
+
+def test_finish_rounds_to_the_operation_precision(built: Built) -> None:
+    operation = get_operation("mean")
+    params = operation.validate({"column": "w"}, built.layout)
+    released = operation.finish(params, built.layout, {"sum": 1234.56789123, "count": 3.0})
+    assert released == {"mean": 411.523, "count": 3.0}
+
+
+def rejection(built: Built, name: str, params: Any) -> str:
+    with pytest.raises(OperationRejected) as caught:
+        get_operation(name).validate(params, built.layout)
+    assert str(caught.value)
+    return caught.value.code
+
+
+def test_unknown_operation_is_refused_listing_the_known_ones() -> None:
+    with pytest.raises(OperationRejected) as caught:
+        get_operation("median")
+    assert caught.value.code == "unknown_operation"
+    assert "linear_regression" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("sum", {}),
+        ("sum", {"column": "y", "bogus": 1}),
+        ("sum", []),
+        ("count", {"where": {"column": "region", "equals": "east"}}),
+        ("count", {"where": {"column": "age", "bucket_from": 3, "bucket_to": 9}}),
+        ("count", {"where": {"column": "age", "bucket_from": 2, "bucket_to": 1}}),
+        ("group_by", {"by": "region", "aggregate": "median", "column": "y"}),
+        ("group_by", {"by": "region", "aggregate": "mean"}),
+        ("covariance", {"columns": ["w"]}),
+        ("covariance", {"columns": ["w", "w"]}),
+        ("linear_regression", {"target": "y", "features": []}),
+        ("linear_regression", {"target": "y", "features": ["y", "w"]}),
+    ],
+)
+def test_malformed_parameters_are_refused(built: Built, name: str, params: Any) -> None:
+    assert rejection(built, name, params) == "invalid_parameters"
+
+
+def test_missing_column_is_refused(built: Built) -> None:
+    assert rejection(built, "mean", {"column": "income"}) == "column_not_found"
+    assert rejection(built, "count", {"where": {"column": "income", "equals": "x"}}) == "column_not_found"
+    # Text columns are not encrypted at all.
+    assert rejection(built, "group_by", {"by": "note", "aggregate": "count"}) == "column_not_found"
+
+
+def test_wrong_column_kind_is_refused(built: Built) -> None:
+    assert rejection(built, "sum", {"column": "region"}) == "column_kind"
+    assert rejection(built, "group_by", {"by": "age", "aggregate": "count"}) == "column_kind"
+    assert rejection(built, "histogram", {"column": "smoker"}) == "column_kind"  # booleans have no buckets
+
+
+def test_sums_level_column_is_refused_in_a_product(built: Built) -> None:
+    assert rejection(built, "variance", {"column": "visits"}) == "level_too_low"
+    assert rejection(built, "group_by", {"by": "region", "aggregate": "mean", "column": "visits"}) == "level_too_low"
+    assert rejection(built, "covariance", {"columns": ["w", "visits"]}) == "level_too_low"
+    where = {"column": "region", "equals": "north"}
+    assert rejection(built, "sum", {"column": "visits", "where": where}) == "level_too_low"
+    # Depth 0 on the same column is fine.
+    assert get_operation("sum").validate({"column": "visits"}, built.layout) == {"column": "visits"}
+
+
+def test_depth_two_is_refused(built: Built) -> None:
+    where = {"column": "region", "equals": "north"}
+    assert rejection(built, "variance", {"column": "z", "where": where}) == "depth_exceeded"
+    assert rejection(built, "covariance", {"columns": ["w", "z"], "where": where}) == "depth_exceeded"
+    assert rejection(built, "group_by", {"by": "grade", "aggregate": "sum", "column": "y", "where": where}) == (
+        "depth_exceeded"
+    )
+    assert required_depth("variance", {"column": "z", "where": where}) == 2
+
+
+def test_columns_with_nulls_are_refused_where_rows_must_be_complete(built: Built) -> None:
+    assert rejection(built, "covariance", {"columns": ["w", "age"]}) == "incomplete_column"
+    assert rejection(built, "linear_regression", {"target": "age", "features": ["w"]}) == "incomplete_column"
+
+
+def test_validation_is_idempotent(built: Built) -> None:
+    for name, params in CASES:
+        operation = get_operation(name)
+        once = operation.validate(params, built.layout)
+        assert operation.validate(once, built.layout) == once
+
+
+def test_public_context_holds_no_secret_and_cannot_decrypt(built: Built) -> None:
+    import tenseal as ts
+
+    for level, pair in built.keys.items():
+        public = load_public_context(pair.public_context)
+        assert public.is_private() is False
+        assert public.has_galois_keys()
+        vector = ts.ckks_vector(built.secret[level], [1.0, 2.0])
+        on_worker = ts.ckks_vector_from(public, vector.serialize())
+        with pytest.raises(ValueError, match="secret"):
+            on_worker.decrypt()
+        with pytest.raises(ValueError):
+            load_public_context(pair.secret_context)
+        with pytest.raises(ValueError):
+            load_secret_context(pair.public_context)
+
+
+def test_compute_refuses_secret_contexts(built: Built) -> None:
+    operation = get_operation("count")
+    with pytest.raises(ValueError, match="public"):
+        operation.compute({}, built.layout, built.secret, lambda key: iter(()))
+
+
+def test_layout_round_trips_through_json(built: Built) -> None:
+    import json
+
+    data = json.loads(json.dumps(built.layout.to_json()))
+    assert StoreLayout.from_json(data) == built.layout
+
+
+def test_layout_plans_every_encryptable_column(built: Built) -> None:
+    layout = built.layout
+    assert [c.name for c in layout.columns] == ["age", "w", "z", "y", "visits", "smoker", "region", "grade"]
+    assert layout.levels() == {"sums", "products"}
+    assert layout.column("age").has_nulls
+    assert not layout.column("w").has_nulls
+    assert layout.column("age").bucket_edges == (0, 20, 40, 60, 80, 100)
+    assert layout.column("grade").categories == tuple(f"g{i}" for i in range(8))
+    edges = layout.column("z").bucket_edges
+    assert 2 <= len(edges) <= 9
+    assert list(edges) == sorted(set(edges))
+    assert all(float(f"{e:.3g}") == e for e in edges)  # 3 significant digits
+    assert layout.column("smoker").scale == 1
+    assert layout.column("visits").scale == 1024
+    assert set(layout.series) == {key for plan in layout.columns for key in plan.series_keys}
+    with pytest.raises(KeyError):
+        layout.column("note")
+
+
+def test_public_view_shows_no_scales(built: Built) -> None:
+    view = built.layout.public_view()
+    assert "scale" not in repr(view)
+    region = next(c for c in view["columns"] if c["name"] == "region")
+    assert region["categories"] == ["north", "south", "west"]
+    visits = next(c for c in view["columns"] if c["name"] == "visits")
+    assert visits["level"] == "sums"
+    assert "variance" not in visits["operations"]
+
+
+def test_series_blobs_are_framed_and_hashed(built: Built) -> None:
+    chunks = math.ceil(ROWS / built.layout.slots)
+    with storage_at(built.storage):
+        for info in built.layout.series.values():
+            assert info.chunks == chunks
+            with blobs.open_for_read(info.blob_name) as source:
+                data = source.read()
+            assert data.startswith(MAGIC)
+            assert hashlib.sha256(data).hexdigest() == info.sha256
+            assert info.blob_name.startswith("he/test/")
+            assert info.blob_name.endswith(".ct")
+        assert len(list(read_series(built.layout, "num:age"))) == chunks
+
+
+def test_read_series_refuses_a_truncated_blob(built: Built, isolated_vault: Path) -> None:
+    info = built.layout.series["num:w"]
+    with storage_at(built.storage), blobs.open_for_read(info.blob_name) as source:
+        data = source.read()
+    with blobs.open_for_write(info.blob_name) as sink:
+        sink.write(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        list(read_series(built.layout, "num:w"))
+
+
+def test_encrypted_result_round_trips_and_digests_canonically() -> None:
+    result = EncryptedResult(parts={"b": b"\x01\x02", "a": b"xyz"}, folded={"b": False, "a": True})
+    again = EncryptedResult.from_bytes(result.to_bytes())
+    assert again == result
+    assert again.digest() == result.digest()
+    flipped = EncryptedResult(parts=result.parts, folded={"b": True, "a": True})
+    assert flipped.digest() != result.digest()
+
+
+def test_delete_store_removes_every_series(built: Built) -> None:
+    table = synthetic_table(rows=5_000, seed=3)
+    schema = [c for c in SCHEMA if c["name"] in ("w", "region")]
+    layout = build_store(
+        batches=lambda: iter(table.select(["w", "region"]).to_batches(max_chunksize=1_000)),
+        schema=schema,
+        rows=5_000,
+        options=StoreOptions(workers=1),
+        keys={"products": built.keys["products"]},
+        blob_prefix="he/small",
+    )
+    assert all(blobs.exists(info.blob_name) for info in layout.series.values())
+    delete_store(layout)
+    assert not any(blobs.exists(info.blob_name) for info in layout.series.values())
+
+
+def test_build_refuses_a_level_without_keys(built: Built) -> None:
+    table = synthetic_table(rows=100)
+    with pytest.raises(ValueError, match="sums"):
+        build_store(
+            batches=lambda: iter(table.to_batches()),
+            schema=SCHEMA,
+            rows=100,
+            options=OPTIONS,
+            keys={"products": built.keys["products"]},
+            blob_prefix="he/nokeys",
+        )
+
+
+def test_build_refuses_a_row_count_that_does_not_match(built: Built) -> None:
+    table = synthetic_table(rows=100).select(["w"])
+    with pytest.raises(ValueError, match="rows"):
+        build_store(
+            batches=lambda: iter(table.to_batches()),
+            schema=[SCHEMA[1]],
+            rows=101,
+            options=StoreOptions(workers=1),
+            keys={"products": built.keys["products"]},
+            blob_prefix="he/rows",
+        )
+    assert not blobs.exists("he/rows/num.w.ct")
