@@ -305,6 +305,8 @@ def test_public_context_holds_no_secret_and_cannot_decrypt(built: Built) -> None
     for level, pair in built.keys.items():
         public = load_public_context(pair.public_context)
         assert public.is_private() is False
+        assert not public.auto_relin  # products stay size 3: a relinearisation costs ~6x the product
+        assert not public.auto_rescale
         assert public.has_galois_keys()
         vector = ts.ckks_vector(built.secret[level], [1.0, 2.0])
         on_worker = ts.ckks_vector_from(public, vector.serialize())

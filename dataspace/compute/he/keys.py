@@ -40,6 +40,9 @@ def generate_keys(level: str) -> KeyPair:
         n_threads=1,
     )
     context.global_scale = params.scale
+    # The flags travel with the serialized context, and TenSEAL 0.3.18 cannot turn auto_relin off
+    # again on a context loaded with it on (measured): they must be off before serializing.
+    _configure(context)
     # The secret context only encrypts (store builder) and decrypts (custodian): no evaluation
     # keys, which keeps the sealed blob small.
     secret = context.serialize(
@@ -62,6 +65,8 @@ def _configure(context: Any) -> Any:
     context.auto_relin = False
     context.auto_rescale = False
     context.auto_mod_switch = True
+    if context.auto_relin or context.auto_rescale:
+        raise ValueError("this context would relinearise or rescale products; regenerate its keys")
     return context
 
 

@@ -311,29 +311,43 @@ def _start_pool(workers: int, secret_contexts: dict[str, bytes]) -> Executor:
     )
 
 
-def _open_executor(workers: int, secret_contexts: dict[str, bytes]) -> Executor:
-    """A pool of ``workers`` encryption processes, or this process alone if none can start.
-
-    Children are spawned, not forked: a fork of a Celery worker would inherit its broker
-    connections and threads. If no pool can start, encryption runs here, slower but correct."""
-    if workers > 1:
-        try:
-            pool = _start_pool(workers, secret_contexts)
-            try:
-                # Start every worker now (and load its contexts) so a refusal surfaces here.
-                for probe in [pool.submit(_worker_ready) for _ in range(workers)]:
-                    if not probe.result(timeout=300):
-                        raise RuntimeError("a worker started without its contexts")
-                return pool
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-        except Exception as exc:  # any refusal means the same fallback
-            logger.warning(
-                "encrypting in one process: worker processes could not start (%s: %s)", type(exc).__name__, exc
-            )
+def _inline(secret_contexts: dict[str, bytes]) -> Executor:
     _worker_init(secret_contexts)
     return _InlineExecutor()
+
+
+def _fallback(exc: BaseException, secret_contexts: dict[str, bytes]) -> Executor:
+    logger.warning("encrypting in one process: worker processes could not start (%s: %s)", type(exc).__name__, exc)
+    return _inline(secret_contexts)
+
+
+def _open_executor(workers: int, secret_contexts: dict[str, bytes]) -> Callable[[], Executor]:
+    """Starts ``workers`` encryption processes and returns a call that waits until they are ready
+    (or, if they cannot start, falls back to this process alone, slower but correct). Starting
+    comes first so the workers' imports overlap the profiling pass.
+
+    Children are spawned, not forked: a fork of a Celery worker would inherit its broker
+    connections and threads."""
+    if workers <= 1:
+        return lambda: _inline(secret_contexts)
+    try:
+        pool = _start_pool(workers, secret_contexts)
+        probes = [pool.submit(_worker_ready) for _ in range(workers)]
+    except Exception as exc:  # any refusal means the same fallback
+        failure = exc
+        return lambda: _fallback(failure, secret_contexts)
+
+    def ready() -> Executor:
+        try:
+            # Every worker has started and loaded its contexts, so a refusal surfaces here.
+            if not all(probe.result(timeout=300) for probe in probes):
+                raise RuntimeError("a worker started without its contexts")
+        except Exception as exc:
+            pool.shutdown(wait=False, cancel_futures=True)
+            return _fallback(exc, secret_contexts)
+        return pool
+
+    return ready
 
 
 class _SeriesWriter:
@@ -445,16 +459,21 @@ def build_store(
     if len(slots) != 1:
         raise ValueError("all levels must share one slot count")
     slot_count = slots.pop()
-    plans, profiled_rows = _profile(batches(), planned, options)
-    if profiled_rows != rows:
-        raise ValueError(f"the data has {profiled_rows} rows, the catalogue says {rows}")
+    levels_used = {level for _, _, level in planned}
+    secret = {level: pair.secret_context for level, pair in keys.items() if level in levels_used}
+    executor_ready = _open_executor(options.workers if planned else 1, secret)
+    try:
+        plans, profiled_rows = _profile(batches(), planned, options)
+        if profiled_rows != rows:
+            raise ValueError(f"the data has {profiled_rows} rows, the catalogue says {rows}")
+    except BaseException:
+        executor_ready().shutdown(wait=False, cancel_futures=True)
+        raise
+    executor = executor_ready()
 
     all_keys = [(plan, key) for plan in plans for key in plan.series_keys]
-    levels_used = {plan.level for plan in plans}
-    secret = {level: pair.secret_context for level, pair in keys.items() if level in levels_used}
     series: dict[str, SeriesInfo] = {}
     written: list[str] = []
-    executor = _open_executor(max(1, options.workers), secret) if all_keys else _InlineExecutor()
     try:
         for start in range(0, len(all_keys), MAX_OPEN_SERIES):
             group = all_keys[start : start + MAX_OPEN_SERIES]
