@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_checksum_address, to_checksum_address
 from knox.models import AuthToken
 
@@ -67,6 +68,15 @@ def wallet_private_key(*, wallet: Wallet) -> bytes:
     if wallet.kind != Wallet.Kind.CUSTODIAL or wallet.data_key is None or wallet.sealed_private_key is None:
         raise DomainError("Only custodial wallets hold a key on the platform.")
     return vault.secret_open(data_key=wallet.data_key, sealed=bytes(wallet.sealed_private_key))
+
+
+def custodial_account(*, address: str) -> LocalAccount:
+    """The signing account of the custodial wallet at ``address`` (for the chain outbox)."""
+    wallet = Wallet.objects.filter(address__iexact=address, kind=Wallet.Kind.CUSTODIAL).first()
+    if wallet is None:
+        raise DomainError(f"No custodial wallet holds the address {address}.", code=ErrorCode.NOT_FOUND)
+    account: LocalAccount = Account.from_key(wallet_private_key(wallet=wallet))
+    return account
 
 
 def wallet_challenge_issue(*, user: User) -> WalletChallenge:

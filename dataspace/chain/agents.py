@@ -5,8 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import IntEnum
+from typing import Any
 
 from django.utils import timezone
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
+from web3.logs import DISCARD
 
 from dataspace.chain import eip712, gateway, outbox
 from dataspace.chain.models import ChainTransaction
@@ -91,3 +96,188 @@ def fund_for_gas(*, address: str, wei: int) -> None:
     if gateway.chain_id() != 31337:
         raise gateway.ChainUnavailable("Funding accounts is only possible on the development chain.")
     gateway.connected_web3().provider.make_request("anvil_setBalance", [address, hex(wei)])  # type: ignore[arg-type]
+
+
+def label_hash(label: str) -> bytes:
+    """A purpose or operation name as the contracts see it: keccak256 of its UTF-8 text, so an
+    auditor maps a hash back by hashing the names an offer lists."""
+    return bytes(keccak(text=label))
+
+
+def job_chain_id(*, agreement_id: int, nonce: int) -> bytes:
+    """The contract's job id: agreement id in the high 128 bits, the consumer's nonce below."""
+    return ((agreement_id << 128) | nonce).to_bytes(32, "big")
+
+
+def receipt_event(tx: ChainTransaction, *, contract: str, event: str) -> dict[str, Any]:
+    """The arguments of ``event`` emitted by a confirmed write (e.g. the new offer's id)."""
+    receipt = gateway.connected_web3().eth.get_transaction_receipt(HexBytes(tx.tx_hash))
+    handler = gateway.contract(contract).events[event]()
+    for log in handler.process_receipt(receipt, errors=DISCARD):
+        return dict(log["args"])
+    raise gateway.ChainReverted(f"{tx.function} in {tx.tx_hash} emitted no {event}.")
+
+
+class JobStatus(IntEnum):
+    NONE = 0
+    RECORDED = 1
+    SETTLED = 2
+    REFUNDED = 3
+
+
+@dataclass(frozen=True)
+class OnChainUsage:
+    agreement_id: int
+    status: JobStatus
+    epsilon: int
+
+
+class UsageAgreementsAgent:
+    """Offers, agreements, usage and money. Users' own writes (publish, accept, withdraw) are
+    sent from their custodial wallets; the operator relays usage records, settlements, refunds."""
+
+    name = "UsageAgreements"
+
+    def address(self) -> str:
+        return gateway.deployment(self.name).address
+
+    def publish_offer(
+        self,
+        *,
+        key: str,
+        provider: str,
+        dataset_id: uuid.UUID,
+        policy_hash: bytes,
+        purposes: list[str],
+        operations: list[str],
+        max_calls: int,
+        price_per_call: int,
+        duration_seconds: int,
+        privacy_budget: int,
+    ) -> ChainTransaction:
+        args = [
+            _hex(dataset_chain_id(dataset_id)),
+            _hex(policy_hash),
+            [_hex(label_hash(p)) for p in purposes],
+            [_hex(label_hash(o)) for o in operations],
+            max_calls,
+            price_per_call,
+            duration_seconds,
+            privacy_budget,
+        ]
+        return outbox.write_enqueue(
+            kind="offer_publish",
+            contract=self.name,
+            function="publishOffer",
+            args=args,
+            idempotency_key=key,
+            sender=provider,
+        )
+
+    def approve_escrow(self, *, key: str, consumer: str, amount: int) -> ChainTransaction:
+        return outbox.write_enqueue(
+            kind="escrow_approve",
+            contract=DevTokenAgent.name,
+            function="approve",
+            args=[self.address(), amount],
+            idempotency_key=key,
+            sender=consumer,
+        )
+
+    def accept_offer(self, *, key: str, consumer: str, offer_id: int, calls: int) -> ChainTransaction:
+        return outbox.write_enqueue(
+            kind="offer_accept",
+            contract=self.name,
+            function="acceptOffer",
+            args=[offer_id, calls],
+            idempotency_key=key,
+            sender=consumer,
+        )
+
+    def record_usage(
+        self,
+        *,
+        key: str,
+        agreement_id: int,
+        job_id: bytes,
+        purpose: str,
+        operation: str,
+        epsilon: int,
+        deadline: int,
+        signature: bytes,
+    ) -> ChainTransaction:
+        args = [
+            agreement_id,
+            _hex(job_id),
+            _hex(label_hash(purpose)),
+            _hex(label_hash(operation)),
+            epsilon,
+            deadline,
+            _hex(signature),
+        ]
+        return outbox.write_enqueue(
+            kind="usage_record", contract=self.name, function="recordUsage", args=args, idempotency_key=key
+        )
+
+    def settle(self, *, key: str, job_id: bytes, result_hash: bytes, attestation_hash: bytes) -> ChainTransaction:
+        return outbox.write_enqueue(
+            kind="usage_settle",
+            contract=self.name,
+            function="settle",
+            args=[_hex(job_id), _hex(result_hash), _hex(attestation_hash)],
+            idempotency_key=key,
+        )
+
+    def refund(self, *, key: str, job_id: bytes, reason: str) -> ChainTransaction:
+        return outbox.write_enqueue(
+            kind="usage_refund",
+            contract=self.name,
+            function="refund",
+            args=[_hex(job_id), _hex(label_hash(reason))],
+            idempotency_key=key,
+        )
+
+    def withdraw(self, *, key: str, provider: str) -> ChainTransaction:
+        return outbox.write_enqueue(
+            kind="earnings_withdraw",
+            contract=self.name,
+            function="withdraw",
+            args=[],
+            idempotency_key=key,
+            sender=provider,
+        )
+
+    def usage(self, job_id: bytes) -> OnChainUsage:
+        agreement_id, status, epsilon = gateway.contract(self.name).functions.getUsage(job_id).call()
+        return OnChainUsage(int(agreement_id), JobStatus(status), int(epsilon))
+
+    def agreement(self, agreement_id: int) -> dict[str, Any]:
+        found = gateway.contract(self.name).functions.getAgreement(agreement_id).call()
+        names = [
+            "consumer",
+            "provider",
+            "offer_id",
+            "calls_bought",
+            "calls_used",
+            "calls_settled",
+            "calls_reclaimed",
+            "price_per_call",
+            "escrow",
+            "pending",
+            "budget_used",
+            "privacy_budget",
+            "expiry",
+            "suspended",
+        ]
+        return dict(zip(names, found, strict=True))
+
+    def withdrawable(self, address: str) -> int:
+        return int(gateway.contract(self.name).functions.withdrawable(address).call())
+
+    def usage_typed_data_domain(self) -> dict[str, Any]:
+        return {
+            "name": "Redlake UsageAgreements",
+            "version": "1",
+            "chainId": gateway.chain_id(),
+            "verifyingContract": self.address(),
+        }

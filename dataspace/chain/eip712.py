@@ -63,6 +63,35 @@ def sign_dataset_change(
     return bytes(Account.sign_message(signable, private_key=key).signature)
 
 
+def _usage_signable(
+    *,
+    chain_id: int,
+    contract: str,
+    agreement_id: int,
+    job_id: bytes,
+    purpose: bytes,
+    operation: bytes,
+    epsilon: int,
+    nonce: int,
+    deadline: int,
+) -> Any:
+    message = {
+        "agreementId": agreement_id,
+        "jobId": job_id,
+        "purpose": purpose,
+        "operation": operation,
+        "epsilon": epsilon,
+        "nonce": nonce,
+        "deadline": deadline,
+    }
+    return encode_typed_data(_domain("Redlake UsageAgreements", chain_id, contract), USAGE_TYPES, message)
+
+
+def recover_usage_signer(*, signature: bytes, **fields: Any) -> str:
+    """The address that signed a Usage message (checked off chain before anything is reserved)."""
+    return str(Account.recover_message(_usage_signable(**fields), signature=signature))
+
+
 def sign_usage(
     *,
     key: bytes,
@@ -76,14 +105,15 @@ def sign_usage(
     nonce: int,
     deadline: int,
 ) -> bytes:
-    message = {
-        "agreementId": agreement_id,
-        "jobId": job_id,
-        "purpose": purpose,
-        "operation": operation,
-        "epsilon": epsilon,
-        "nonce": nonce,
-        "deadline": deadline,
-    }
-    signable = encode_typed_data(_domain("Redlake UsageAgreements", chain_id, contract), USAGE_TYPES, message)
+    signable = _usage_signable(
+        chain_id=chain_id,
+        contract=contract,
+        agreement_id=agreement_id,
+        job_id=job_id,
+        purpose=purpose,
+        operation=operation,
+        epsilon=epsilon,
+        nonce=nonce,
+        deadline=deadline,
+    )
     return bytes(Account.sign_message(signable, private_key=key).signature)

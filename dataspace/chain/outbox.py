@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
@@ -31,10 +32,13 @@ GAS_HEADROOM = 1.25
 
 
 def write_enqueue(
-    *, kind: str, contract: str, function: str, args: list[Any], idempotency_key: str
+    *, kind: str, contract: str, function: str, args: list[Any], idempotency_key: str, sender: str | None = None
 ) -> ChainTransaction:
-    """Records an intended write (once per key) and queues it for sending after commit."""
-    sender = gateway.operator().address
+    """Records an intended write (once per key) and queues it for sending after commit.
+
+    ``sender`` is the operator unless given: a custodial wallet's address sends as that user
+    (accepting an offer, withdrawing earnings); its key is unsealed only to sign."""
+    sender = sender or gateway.operator().address
     fields = {"kind": kind, "contract": contract, "function": function, "args": args, "sender": sender}
     try:
         with transaction.atomic():
@@ -114,13 +118,22 @@ def _sign(tx: ChainTransaction) -> None:
         built = call.build_transaction(
             {"from": tx.sender, "nonce": nonce, "gas": int(gas * GAS_HEADROOM), "chainId": tx.chain_id, **fees}
         )
-        signed = gateway.operator().sign_transaction(built)
+        signed = _signer(tx.sender).sign_transaction(built)
         locked.nonce, locked.raw_tx = nonce, bytes(signed.raw_transaction)
         locked.tx_hash, locked.status = "0x" + bytes(signed.hash).hex(), Status.SIGNED
         locked.attempts = F("attempts") + 1
         locked.save(update_fields=["nonce", "raw_tx", "tx_hash", "status", "attempts", "updated_at"])
         nonce_row.next_nonce = nonce + 1
         nonce_row.save(update_fields=["next_nonce"])
+
+
+def _signer(address: str) -> LocalAccount:
+    operator = gateway.operator()
+    if address.lower() == operator.address.lower():
+        return operator
+    from dataspace.accounts.services import custodial_account
+
+    return custodial_account(address=address)
 
 
 def _mined_or_pending(w3: Web3, tx_hash: str) -> bool:
