@@ -62,6 +62,24 @@ class ErrorCode(enum.StrEnum):
     CHAIN_UNAVAILABLE = "chain_unavailable"
     CHAIN_MISMATCH = "chain_mismatch"
     CHAIN_REVERTED = "chain_reverted"
+    DATASET_NOT_ON_CHAIN = "dataset_not_on_chain"
+    WALLET_REQUIRED = "wallet_required"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    # policies and jobs
+    PURPOSE_NOT_ALLOWED = "purpose_not_allowed"
+    OPERATION_NOT_ALLOWED = "operation_not_allowed"
+    OFFER_NOT_PUBLISHED = "offer_not_published"
+    AGREEMENT_NOT_ACTIVE = "agreement_not_active"
+    AGREEMENT_EXPIRED = "agreement_expired"
+    CALLS_EXHAUSTED = "calls_exhausted"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    EPSILON_INVALID = "epsilon_invalid"
+    COHORT_TOO_SMALL = "cohort_too_small"
+    SIGNATURE_REPLAYED = "signature_replayed"
+    SIGNATURE_EXPIRED = "signature_expired"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    INVALID_OPERATION = "invalid_operation"
+    ENCRYPTED_STORE_NOT_READY = "encrypted_store_not_ready"
 
 
 _STATUS: dict[ErrorCode, int] = {
@@ -78,6 +96,20 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     ErrorCode.THROTTLED: status.HTTP_429_TOO_MANY_REQUESTS,
     ErrorCode.CHAIN_REVERTED: status.HTTP_409_CONFLICT,
+    ErrorCode.DATASET_NOT_ON_CHAIN: status.HTTP_409_CONFLICT,
+    ErrorCode.WALLET_REQUIRED: status.HTTP_409_CONFLICT,
+    ErrorCode.INSUFFICIENT_FUNDS: status.HTTP_402_PAYMENT_REQUIRED,
+    ErrorCode.PURPOSE_NOT_ALLOWED: status.HTTP_403_FORBIDDEN,
+    ErrorCode.OPERATION_NOT_ALLOWED: status.HTTP_403_FORBIDDEN,
+    ErrorCode.OFFER_NOT_PUBLISHED: status.HTTP_409_CONFLICT,
+    ErrorCode.AGREEMENT_NOT_ACTIVE: status.HTTP_409_CONFLICT,
+    ErrorCode.AGREEMENT_EXPIRED: status.HTTP_409_CONFLICT,
+    ErrorCode.CALLS_EXHAUSTED: status.HTTP_409_CONFLICT,
+    ErrorCode.BUDGET_EXHAUSTED: status.HTTP_409_CONFLICT,
+    ErrorCode.COHORT_TOO_SMALL: status.HTTP_422_UNPROCESSABLE_ENTITY,
+    ErrorCode.SIGNATURE_REPLAYED: status.HTTP_409_CONFLICT,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: status.HTTP_409_CONFLICT,
+    ErrorCode.ENCRYPTED_STORE_NOT_READY: status.HTTP_409_CONFLICT,
     ErrorCode.CHAIN_UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
     ErrorCode.CHAIN_MISMATCH: status.HTTP_503_SERVICE_UNAVAILABLE,
     # Integrity failures are the platform's problem, not the caller's: never a 4xx.

@@ -46,6 +46,9 @@ INSTALLED_APPS = [
     "dataspace.vault",
     "dataspace.catalog",
     "dataspace.chain",
+    "dataspace.policies",
+    "dataspace.compute",
+    "dataspace.audit",
     "dataspace.portal",
 ]
 
@@ -176,6 +179,13 @@ CELERY_TASK_ROUTES = {
     "dataspace.catalog.tasks.ingest_dataset": {"queue": "ingest"},
     "dataspace.chain.tasks.*": {"queue": "chain"},
     "dataspace.catalog.tasks.register_datasets_on_chain": {"queue": "chain"},
+    "dataspace.policies.tasks.follow_*": {"queue": "chain"},
+    "dataspace.compute.tasks.authorise_job": {"queue": "chain"},
+    "dataspace.compute.tasks.settle_job": {"queue": "chain"},
+    "dataspace.compute.tasks.refund_job": {"queue": "chain"},
+    "dataspace.compute.tasks.compute_job": {"queue": "he"},
+    "dataspace.compute.tasks.release_job": {"queue": "custody"},
+    "dataspace.compute.tasks.build_encrypted_store": {"queue": "ingest"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # On Redis an unacknowledged task is redelivered after this; it must exceed the longest task.
@@ -190,6 +200,8 @@ CELERY_BEAT_SCHEDULE = {
     "register-datasets-on-chain": {"task": "dataspace.catalog.tasks.register_datasets_on_chain", "schedule": 60.0},
     "sweep-chain-writes": {"task": "dataspace.chain.tasks.sweep_chain_writes", "schedule": 30.0},
     "index-chain-events": {"task": "dataspace.chain.tasks.index_chain_events", "schedule": 5.0},
+    "sweep-jobs": {"task": "dataspace.compute.tasks.sweep_jobs", "schedule": 30.0},
+    "sweep-policy-followups": {"task": "dataspace.policies.tasks.sweep_policy_followups", "schedule": 60.0},
 }
 EMBEDDED_BROKER_POLLING_INTERVAL = env.float("EMBEDDED_BROKER_POLLING_INTERVAL", default=0.1)
 
@@ -209,6 +221,11 @@ CHAIN_POLL_SECONDS = env.float("CHAIN_POLL_SECONDS", default=1.0)
 CHAIN_SWEEP_AFTER = env.int("CHAIN_SWEEP_AFTER", default=30)
 CHAIN_INDEXER_CHUNK = env.int("CHAIN_INDEXER_CHUNK", default=2000)
 CONTRACTS_OUT_DIR = Path(env.str("CONTRACTS_OUT_DIR", default=str(BASE_DIR / "contracts" / "out")))
+
+# Jobs and the key custodian. A job nobody moved for JOB_SWEEP_AFTER seconds gets its next step
+# re-sent. CUSTODIAN_KEY signs release receipts (hex private key); empty: a key file in VAR_DIR.
+JOB_SWEEP_AFTER = env.int("JOB_SWEEP_AFTER", default=60)
+CUSTODIAN_KEY = env.str("CUSTODIAN_KEY", default="")
 
 CATALOG_BASE_URI = env.str("CATALOG_BASE_URI", default="http://localhost:8000")
 

@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from dataspace.accounts import apis as accounts
 from dataspace.catalog import apis as catalog
+from dataspace.compute import apis as compute
+from dataspace.policies import apis as policies
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -21,8 +23,21 @@ api = [
     path("me/wallet/register/", accounts.WalletRegisterApi.as_view(), name="wallet-register"),
     path("datasets/", catalog.DatasetListCreateApi.as_view(), name="dataset-list"),
     path("datasets/<str:dataset_id>/", catalog.DatasetDetailApi.as_view(), name="dataset-detail"),
+    path(
+        "datasets/<str:dataset_id>/encrypted-store/",
+        compute.EncryptedStoreApi.as_view(),
+        name="dataset-encrypted-store",
+    ),
     path("ingests/", catalog.IngestListApi.as_view(), name="ingest-list"),
     path("ingests/<str:ingest_id>/", catalog.IngestDetailApi.as_view(), name="ingest-detail"),
+    path("offers/", policies.OfferListCreateApi.as_view(), name="offer-list"),
+    path("offers/<str:offer_id>/", policies.OfferDetailApi.as_view(), name="offer-detail"),
+    path("agreements/", policies.AgreementListCreateApi.as_view(), name="agreement-list"),
+    path("agreements/<str:agreement_id>/", policies.AgreementDetailApi.as_view(), name="agreement-detail"),
+    path("earnings/", policies.EarningsApi.as_view(), name="earnings"),
+    path("operations/", compute.OperationListApi.as_view(), name="operation-list"),
+    path("jobs/", compute.JobListCreateApi.as_view(), name="job-list"),
+    path("jobs/<str:job_id>/", compute.JobDetailApi.as_view(), name="job-detail"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

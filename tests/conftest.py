@@ -133,12 +133,15 @@ class WorkerProcess:
                 self.process.wait()
 
 
-def start_worker(env: dict[str, str], log_path: Path) -> WorkerProcess:
-    """Starts ``celery worker`` in its own process and waits until it is ready."""
+ALL_QUEUES = "default,ingest,chain,he,custody"
+
+
+def start_worker(env: dict[str, str], log_path: Path, *, queues: str = ALL_QUEUES) -> WorkerProcess:
+    """Starts ``celery worker`` in its own process, serving ``queues``, and waits until it is ready."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "dataspace", "worker", "--pool=solo",
-             "--queues=default,ingest,chain", "--loglevel=INFO", "--without-heartbeat", "--without-mingle",
+             f"--queues={queues}", "--loglevel=INFO", "--without-heartbeat", "--without-mingle",
              "--without-gossip", f"--hostname=test-{os.getpid()}-{log_path.stem}@%h"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -149,9 +152,9 @@ def start_worker(env: dict[str, str], log_path: Path) -> WorkerProcess:
     return worker
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db: Any, tmp_path: Path) -> Iterator[WorkerProcess]:
-    """A real Celery worker, in its own process, on the configured broker and the test database."""
+def celery_env() -> dict[str, str]:
+    """The environment of a worker process on the configured broker and the test database (the
+    broker's queues purged of earlier tests' messages)."""
     db = settings.DATABASES["default"]
     env = dict(os.environ)
     if db["ENGINE"].endswith("postgresql"):
@@ -161,7 +164,13 @@ def celery_worker_process(transactional_db: Any, tmp_path: Path) -> Iterator[Wor
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
     env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
     _purge_broker()
-    worker = start_worker(env, tmp_path / "worker.log")
+    return env
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db: Any, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A real Celery worker, in its own process, on the configured broker and the test database."""
+    worker = start_worker(celery_env(), tmp_path / "worker.log")
     try:
         yield worker
     finally:
@@ -189,7 +198,7 @@ def _purge_broker() -> None:
     from dataspace.celery import app
 
     with app.connection_for_write() as connection:
-        for queue in ("default", "ingest", "chain"):
+        for queue in ALL_QUEUES.split(","):
             # A queue that does not exist yet holds nothing to purge.
             with contextlib.suppress(Exception):
                 connection.default_channel.queue_purge(queue)

@@ -132,6 +132,31 @@ class DatasetListCreateApi(APIView):
         format = serializers.ChoiceField(choices=["csv", "parquet"], required=False)
         delimiter = serializers.ChoiceField(choices=[",", ";", "\t", "|"], required=False, default=",")
         public_value_columns = _KeywordsField(required=False, default=list, max_length=1000)
+        encryption = serializers.JSONField(
+            required=False,
+            default=dict,
+            binary=True,
+            help_text='Encrypted store options, JSON: {"sums_only": [columns stored at the smaller depth-0 '
+            'parameters: count/sum/mean/histogram only], "buckets": {column: [ascending edges]}}. Numeric '
+            "columns without edges get 8 quantile buckets.",
+        )
+
+        def validate_encryption(self, value: Any) -> dict[str, Any]:
+            if not isinstance(value, dict) or set(value) - {"sums_only", "buckets"}:
+                raise serializers.ValidationError('Expected an object with "sums_only" and/or "buckets".')
+            sums_only = value.get("sums_only", [])
+            if not isinstance(sums_only, list) or not all(isinstance(c, str) for c in sums_only):
+                raise serializers.ValidationError('"sums_only" must be a list of column names.')
+            buckets = value.get("buckets", {})
+            if not isinstance(buckets, dict):
+                raise serializers.ValidationError('"buckets" must map column names to edge lists.')
+            for column, edges in buckets.items():
+                numbers = isinstance(edges, list) and all(isinstance(e, int | float) for e in edges)
+                if not numbers or len(edges) < 2 or len(edges) > 65 or sorted(set(edges)) != edges:
+                    raise serializers.ValidationError(
+                        f"Buckets of {column!r} must be 2 to 65 strictly ascending numbers."
+                    )
+            return {"sums_only": sums_only, "buckets": buckets}
 
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
         if request.method == "POST":
@@ -189,6 +214,7 @@ class DatasetListCreateApi(APIView):
                 keywords=v["keywords"],
                 licence=v["licence"],
                 public_value_columns=v["public_value_columns"],
+                encryption=v["encryption"],
             ),
             file_format=v.get("format"),
             delimiter=v["delimiter"],

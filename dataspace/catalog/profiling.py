@@ -273,7 +273,7 @@ def _profile_csv_once(
 # Parquet
 
 
-def _open_parquet(stream: BinaryIO, size: int) -> pq.ParquetFile:
+def open_parquet(stream: BinaryIO, size: int) -> pq.ParquetFile:
     stream.seek(0)
     head = stream.read(4)
     stream.seek(max(0, size - 4))
@@ -299,7 +299,7 @@ def _iter_parquet(parquet: pq.ParquetFile) -> Iterator[pa.RecordBatch]:
 
 
 def profile_parquet(stream: BinaryIO, *, size: int, on_progress: ProgressCallback | None = None) -> TableProfile:
-    parquet = _open_parquet(stream, size)
+    parquet = open_parquet(stream, size)
     schema = parquet.schema_arrow
     check_column_names(schema.names)
     for arrow_field in schema:
@@ -347,7 +347,7 @@ def check_head(stream: BinaryIO, *, file_format: str, size: int, delimiter: str 
         if size <= HEAD_BYTES:
             profile_parquet(stream, size=size)
             return
-        parquet = _open_parquet(stream, size)
+        parquet = open_parquet(stream, size)
         check_column_names(parquet.schema_arrow.names)
         for arrow_field in parquet.schema_arrow:
             _column_type(arrow_field.type)

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import PurePosixPath
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q
@@ -25,6 +26,7 @@ from dataspace.accounts import services as accounts_services
 from dataspace.accounts.models import User
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.catalog.profiling import ColumnType, IngestError, TableProfile, check_head, profile_table
+from dataspace.catalog.signals import dataset_ingested
 from dataspace.catalog.uploads import SealedUpload
 from dataspace.chain.agents import DatasetRegistryAgent
 from dataspace.errors import DomainError, ErrorCode
@@ -44,9 +46,12 @@ class DatasetMetadata:
     keywords: list[str] = field(default_factory=list)
     licence: str = ""
     public_value_columns: list[str] = field(default_factory=list)
+    # How the encrypted column store is built: {"sums_only": [columns], "buckets": {column: [edges]}}.
+    encryption: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "encryption": self.encryption,
             "title": self.title,
             "description": self.description,
             "keywords": self.keywords,
@@ -235,6 +240,7 @@ def _dataset_create(*, ingest: Ingest, profile: TableProfile) -> Dataset:
         status=Ingest.Status.SUCCEEDED, progress=100, dataset=dataset, finished_at=timezone.now()
     )
     transaction.on_commit(lambda: dataset_register_on_chain(dataset_id=dataset.id))
+    transaction.on_commit(lambda: dataset_ingested.send(sender=Dataset, dataset_id=dataset.id))
     return dataset
 
 

@@ -250,15 +250,24 @@ def test_expired_deadline_is_refused_with_its_reason(anvil: AnvilNode) -> None:
     assert failed.revert_reason.startswith("SignatureExpired(deadline=1, nowTimestamp=")
 
 
-def test_demo_seed_funds_demo_wallets_once(anvil: AnvilNode) -> None:
+def test_demo_seed_funds_demo_wallets_once_and_opens_a_market(anvil: AnvilNode) -> None:
     import io
 
     from django.core.management import call_command
 
     from dataspace.accounts.models import Wallet
+    from dataspace.compute.models import EncryptedStore
+    from dataspace.policies.models import Agreement, Offer
 
-    for _ in range(2):  # running it twice mints nothing more
+    for _ in range(2):  # running it twice mints, offers and accepts nothing more
         call_command("demo", "seed", "--rows", "500", stdout=io.StringIO())
     token = agents.DevTokenAgent()
     balances = {w.user.username: token.balance(w.address) for w in Wallet.objects.select_related("user")}
-    assert balances == {name: 10_000 * 10**18 for name in ("provider", "consumer", "auditor", "operator")}
+    escrow = 100 * 10**18  # the demo consumer's agreement: 100 calls at 1 rEUR
+    assert balances == {
+        "provider": 10_000 * 10**18, "consumer": 10_000 * 10**18 - escrow, "auditor": 10_000 * 10**18,
+        "operator": 10_000 * 10**18,
+    }  # fmt: skip
+    assert EncryptedStore.objects.get().status == EncryptedStore.Status.READY
+    assert Offer.objects.get().status == Offer.Status.PUBLISHED
+    assert Agreement.objects.get().status == Agreement.Status.ACTIVE

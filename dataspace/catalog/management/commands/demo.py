@@ -1,3 +1,4 @@
+import time
 from argparse import ArgumentParser
 from typing import Any
 
@@ -41,8 +42,10 @@ class Command(BaseCommand):
             self.stdout.write(f"  {username:<9} password {password:<18} roles {', '.join(user.roles)}")
         self._fund_demo_wallets()
         provider = User.objects.get(username="provider")
-        if Dataset.objects.filter(provider=provider, title=DEMO_TITLE).exists():
+        existing = Dataset.objects.filter(provider=provider, title=DEMO_TITLE).first()
+        if existing is not None:
             self.stdout.write(f"demo dataset '{DEMO_TITLE}' already present")
+            self._demo_market(existing)
             return
         rows = options["rows"]
         upload = seal_chunks(registry_csv_chunks(rows), name="hospital_registry.csv")
@@ -64,6 +67,60 @@ class Command(BaseCommand):
             raise SystemExit(f"demo ingest failed: {ingest.error_code}: {ingest.error_message}")
         self.stdout.write(
             f"demo dataset '{dataset.title}': {dataset.row_count:,} rows, sha256 {dataset.content_sha256[:16]}…"
+        )
+        self._demo_market(dataset)
+
+    def _demo_market(self, dataset: Dataset) -> None:
+        """The dataset encrypted, registered on chain, offered, and the offer accepted by the demo
+        consumer: done here, synchronously, so the platform starts ready for a first job."""
+        from dataspace.compute.stores import store_build
+        from dataspace.policies import odrl
+        from dataspace.policies import services as policies
+        from dataspace.policies.models import Agreement, Offer
+
+        store_build(dataset_id=dataset.id)
+        try:
+            gateway.connected_web3()
+        except gateway.ChainUnavailable as exc:
+            self.stdout.write(f"demo offer not published: {exc.message}")
+            return
+        if dataset.chain_registration is None:
+            services.dataset_register_on_chain(dataset_id=dataset.id)
+            dataset.refresh_from_db()
+        assert dataset.chain_registration is not None
+        outbox.write_progress(tx_id=dataset.chain_registration.pk)
+        dataset.refresh_from_db()
+        offer = Offer.objects.filter(dataset=dataset).exclude(status=Offer.Status.FAILED).first()
+        if offer is None:
+            offer = policies.offer_publish(
+                provider=dataset.provider,
+                dataset=dataset,
+                terms=odrl.Terms(
+                    purposes=["public-health", "research"],
+                    operations=["count", "sum", "mean", "variance", "group_by", "histogram", "covariance",
+                                "linear_regression"],
+                    max_calls=1000,
+                    price_per_call=10**18,
+                    duration_seconds=365 * 86400,
+                    privacy_budget=0.0,
+                    min_cohort=10,
+                ),
+            )  # fmt: skip
+        policies.offer_progress(offer_id=offer.id)
+        offer.refresh_from_db()
+        consumer = User.objects.get(username="consumer")
+        agreement = Agreement.objects.filter(offer=offer, consumer=consumer).first()
+        if agreement is None and offer.status == Offer.Status.PUBLISHED:
+            agreement = policies.agreement_create(consumer=consumer, offer=offer, calls=100)
+        if agreement is not None:
+            for _ in range(100):  # approve, then accept: a few blocks on the development chain
+                if policies.agreement_progress(agreement_id=agreement.id):
+                    break
+                time.sleep(0.2)
+            agreement.refresh_from_db()
+        self.stdout.write(
+            f"demo offer {offer.id} ({offer.status}); consumer agreement "
+            f"{agreement.id if agreement else '-'} ({agreement.status if agreement else 'none'})"
         )
 
     def _fund_demo_wallets(self) -> None:

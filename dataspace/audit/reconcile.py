@@ -1,0 +1,128 @@
+"""Chain against database, both ways: every use, settlement, refund, agreement and offer the chain
+holds must be in the platform's records in the matching state, and the reverse. The chain side is
+read from the contracts' events (indexed to the head first) and their view functions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from dataspace.chain import agents, gateway, indexer
+from dataspace.chain.models import ChainEvent
+from dataspace.compute.models import Job
+from dataspace.policies.models import Agreement, Offer
+
+RECORDED_STATES = {
+    Job.Status.AUTHORISED, Job.Status.COMPUTED, Job.Status.RELEASED, Job.Status.SETTLED, Job.Status.FAILED,
+    Job.Status.REFUNDED,
+}  # fmt: skip
+
+
+@dataclass
+class Report:
+    checked: Counter[str] = field(default_factory=Counter)
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checked": dict(self.checked), "mismatches": self.mismatches}
+
+
+def _events(name: str) -> list[dict[str, Any]]:
+    rows = ChainEvent.objects.filter(chain_id=gateway.chain_id(), contract="UsageAgreements", event=name)
+    return [row.args for row in rows]
+
+
+def _catch_up() -> None:
+    while True:
+        report = indexer.index_events()
+        if report is None or report.to_block < report.from_block:
+            return
+
+
+def reconcile() -> Report:
+    _catch_up()
+    report = Report()
+    jobs = {job.chain_job_id: job for job in Job.objects.all()}
+    recorded = {e["jobId"]: e for e in _events("UsageRecorded")}
+    settled = {e["jobId"]: e for e in _events("JobSettled")}
+    refunded = {e["jobId"]: e for e in _events("UsageRefunded")}
+    for job_id in recorded:
+        report.checked["usage_recorded"] += 1
+        job = jobs.get(job_id)
+        if job is None:
+            report.mismatches.append(f"chain recorded job {job_id}; the platform has no such job")
+        elif job.status not in RECORDED_STATES:
+            report.mismatches.append(f"chain recorded job {job_id}; the platform has it {job.status}")
+    for job_id, event in settled.items():
+        report.checked["job_settled"] += 1
+        job = jobs.get(job_id)
+        if job is None or job.status != Job.Status.SETTLED:
+            report.mismatches.append(
+                f"chain settled job {job_id}; the platform has it {job.status if job else 'absent'}"
+            )
+        elif job.result_hash != event["resultHash"]:
+            report.mismatches.append(f"job {job_id}: result hash on chain differs from the platform's")
+    for job_id in refunded:
+        report.checked["usage_refunded"] += 1
+        job = jobs.get(job_id)
+        if job is None or job.status != Job.Status.REFUNDED:
+            report.mismatches.append(
+                f"chain refunded job {job_id}; the platform has it {job.status if job else 'absent'}"
+            )
+    for job_id, job in jobs.items():
+        report.checked["platform_jobs"] += 1
+        on_chain = job_id in recorded
+        if job.status in RECORDED_STATES and not on_chain:
+            report.mismatches.append(f"platform job {job.id} is {job.status} but the chain never recorded its use")
+        if job.status not in RECORDED_STATES and on_chain:
+            continue  # already reported above
+        if job.status == Job.Status.SETTLED and job_id not in settled:
+            report.mismatches.append(f"platform job {job.id} is settled but the chain has no settlement")
+        if job.status == Job.Status.REFUNDED and job_id not in refunded:
+            report.mismatches.append(f"platform job {job.id} is refunded but the chain has no refund")
+    _reconcile_agreements(report)
+    _reconcile_offers(report)
+    return report
+
+
+def _reconcile_agreements(report: Report) -> None:
+    agent = agents.UsageAgreementsAgent()
+    created = {int(e["agreementId"]): e for e in _events("AgreementCreated")}
+    mirrored = {int(a.chain_agreement_id or 0): a for a in Agreement.objects.exclude(chain_agreement_id=None)}
+    for agreement_id in created.keys() - mirrored.keys():
+        report.mismatches.append(f"chain agreement {agreement_id} is missing from the platform")
+    for agreement_id, agreement in mirrored.items():
+        report.checked["agreements"] += 1
+        if agreement_id not in created:
+            report.mismatches.append(f"platform agreement {agreement.id} has no AgreementCreated on chain")
+            continue
+        state = agent.agreement(agreement_id)
+        in_use = agreement.jobs.filter(status__in=[s for s in RECORDED_STATES if s != Job.Status.REFUNDED]).count()
+        settled = agreement.jobs.filter(status=Job.Status.SETTLED).count()
+        if state["calls_used"] != in_use:
+            report.mismatches.append(
+                f"agreement {agreement_id}: {state['calls_used']} calls used on chain, {in_use} on the platform"
+            )
+        if state["calls_settled"] != settled:
+            report.mismatches.append(
+                f"agreement {agreement_id}: {state['calls_settled']} calls settled on chain, {settled} on the platform"
+            )
+
+
+def _reconcile_offers(report: Report) -> None:
+    published = {int(e["offerId"]): e for e in _events("OfferPublished")}
+    mirrored = {int(o.chain_offer_id or 0): o for o in Offer.objects.exclude(chain_offer_id=None)}
+    for offer_id in published.keys() - mirrored.keys():
+        report.mismatches.append(f"chain offer {offer_id} is missing from the platform")
+    for offer_id, offer in mirrored.items():
+        report.checked["offers"] += 1
+        event = published.get(offer_id)
+        if event is None:
+            report.mismatches.append(f"platform offer {offer.id} has no OfferPublished on chain")
+        elif event["policyHash"] != offer.policy_hash:
+            report.mismatches.append(f"offer {offer_id}: policy hash on chain differs from the platform's")

@@ -1,0 +1,236 @@
+"""Jobs: ask for a permitted computation, follow it, read its result once settled on chain."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from dataspace.accounts.models import User
+from dataspace.accounts.permissions import IsConsumer
+from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
+from dataspace.catalog import selectors as catalog_selectors
+from dataspace.compute import jobs
+from dataspace.compute.he.layout import StoreLayout
+from dataspace.compute.he.operations import REGISTRY
+from dataspace.compute.he.params import LEVELS
+from dataspace.compute.models import EncryptedStore, Job
+from dataspace.errors import DomainError, ErrorCode
+
+JOB_ERRORS = (
+    *ERRORS_COMMON, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND, ErrorCode.AGREEMENT_NOT_ACTIVE,
+    ErrorCode.AGREEMENT_EXPIRED, ErrorCode.PURPOSE_NOT_ALLOWED, ErrorCode.OPERATION_NOT_ALLOWED,
+    ErrorCode.INVALID_OPERATION, ErrorCode.CALLS_EXHAUSTED, ErrorCode.BUDGET_EXHAUSTED, ErrorCode.EPSILON_INVALID,
+    ErrorCode.COHORT_TOO_SMALL, ErrorCode.SIGNATURE_INVALID, ErrorCode.SIGNATURE_REPLAYED,
+    ErrorCode.SIGNATURE_EXPIRED, ErrorCode.IDEMPOTENCY_KEY_REUSED, ErrorCode.ENCRYPTED_STORE_NOT_READY,
+    ErrorCode.WALLET_REQUIRED,
+)  # fmt: skip
+STATES = ["requested", "authorised", "computed", "released", "settled", "rejected", "failed", "refunded"]
+
+
+def _user(request: Request) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+def _tx(tx: Any) -> dict[str, Any] | None:
+    if tx is None:
+        return None
+    return {"status": tx.status, "tx_hash": tx.tx_hash or None, "block_number": tx.block_number}
+
+
+class JobOutputSerializer(serializers.ModelSerializer[Job]):
+    timestamps = serializers.SerializerMethodField()
+    transactions = serializers.SerializerMethodField()
+    result = serializers.SerializerMethodField(help_text="Present once the job is settled on chain.")
+    receipt = serializers.SerializerMethodField(help_text="The custodian's signed receipt, once settled.")
+    failure = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "url", "status", "agreement", "dataset", "operation", "params", "purpose", "epsilon",
+            "chain_job_id", "signed_by_platform", "timestamps", "transactions", "result", "result_hash", "receipt",
+            "failure",
+        ]  # fmt: skip
+
+    def get_url(self, job: Job) -> str:
+        return f"/api/jobs/{job.id}/"
+
+    def get_timestamps(self, job: Job) -> dict[str, str | None]:
+        return {state: (value.isoformat() if (value := getattr(job, f"{state}_at")) else None) for state in STATES}
+
+    def get_transactions(self, job: Job) -> dict[str, Any]:
+        return {"record_usage": _tx(job.record_tx), "settle": _tx(job.settle_tx), "refund": _tx(job.refund_tx)}
+
+    def get_result(self, job: Job) -> Any:
+        # Invariant 2: the answer is readable only once the chain holds the use and its result hash.
+        return job.result if job.status == Job.Status.SETTLED else None
+
+    def get_receipt(self, job: Job) -> Any:
+        return job.receipt if job.status == Job.Status.SETTLED else None
+
+    def get_failure(self, job: Job) -> dict[str, str] | None:
+        if not job.failure_code:
+            return None
+        return {"code": job.failure_code, "message": job.failure_message}
+
+
+class OperationOutputSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    depth = serializers.IntegerField(help_text="Multiplicative depth of its HE plan.")
+    parameters = serializers.JSONField()
+    output = serializers.CharField()
+    precision_significant_digits = serializers.IntegerField()
+
+
+class EncryptedStoreOutputSerializer(serializers.Serializer[Any]):
+    status = serializers.CharField()
+    stored_bytes = serializers.IntegerField(required=False)
+    columns = serializers.JSONField(required=False)
+    parameters = serializers.JSONField(required=False)
+
+
+class JobListCreateApi(APIView):
+    permission_classes = [IsConsumer]
+
+    @extend_schema_serializer(component_name="JobCreate")
+    class InputSerializer(serializers.Serializer[Any]):
+        agreement = serializers.UUIDField()
+        operation = serializers.CharField(max_length=64)
+        params = serializers.DictField(required=False, default=dict)
+        purpose = serializers.CharField(max_length=64)
+        epsilon = serializers.FloatField(min_value=0, max_value=1000, default=0.0)
+        nonce = serializers.IntegerField(min_value=1, required=False, help_text="Own-wallet consumers only.")
+        deadline = serializers.IntegerField(min_value=0, required=False, help_text="Own-wallet consumers only.")
+        signature = serializers.RegexField(
+            r"^0x[0-9a-fA-F]{130}$", required=False, help_text="EIP-712 Usage signature (own-wallet consumers)."
+        )
+
+    @extend_schema(
+        responses={200: JobOutputSerializer(many=True), **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED)}
+    )
+    def get(self, request: Request) -> Response:
+        queryset = Job.objects.filter(consumer=_user(request)).select_related("record_tx", "settle_tx", "refund_tx")
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(JobOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=InputSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="A retry with the same key returns the same job (200) instead of a new one.",
+            )
+        ],
+        responses={202: JobOutputSerializer, 200: JobOutputSerializer, **error_responses(*JOB_ERRORS)},
+        description="Ask for a permitted computation. The policy is checked and a call reserved now; the "
+        "use is recorded on chain (signed by you, or by the platform for a custodial wallet), computed "
+        "over ciphertexts, released by the key custodian and settled on chain. Poll the job URL.",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        key = request.headers.get("Idempotency-Key") or jobs.new_idempotency_key()
+        if len(key) > 128:
+            raise DomainError("The Idempotency-Key header is longer than 128 characters.")
+        job, created = jobs.job_request(
+            consumer=_user(request),
+            request=jobs.JobRequest(
+                agreement_id=v["agreement"],
+                operation=v["operation"],
+                params=v["params"],
+                purpose=v["purpose"],
+                epsilon=v["epsilon"],
+                idempotency_key=key,
+                nonce=v.get("nonce"),
+                deadline=v.get("deadline"),
+                signature=v.get("signature"),
+            ),
+        )
+        code = status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
+        return Response(JobOutputSerializer(job).data, status=code, headers={"Location": f"/api/jobs/{job.id}/"})
+
+
+class JobDetailApi(APIView):
+    permission_classes = [IsConsumer]
+
+    @extend_schema(
+        responses={
+            200: JobOutputSerializer,
+            **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND),
+        }
+    )
+    def get(self, request: Request, job_id: str) -> Response:
+        try:
+            pk = uuid.UUID(job_id)
+        except ValueError:
+            raise DomainError("No job of yours has this id.", code=ErrorCode.NOT_FOUND) from None
+        job = Job.objects.filter(pk=pk, consumer=_user(request)).select_related("record_tx", "settle_tx", "refund_tx")
+        found = job.first()
+        if found is None:
+            raise DomainError("No job of yours has this id.", code=ErrorCode.NOT_FOUND)
+        return Response(JobOutputSerializer(found).data)
+
+
+class OperationListApi(APIView):
+    @extend_schema(
+        responses={200: OperationOutputSerializer(many=True), **error_responses(*ERRORS_AUTH)},
+        description="The operations an offer can allow: inputs, multiplicative depth, output shape, precision.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(
+            [
+                {
+                    "name": op.name,
+                    "description": op.description,
+                    "depth": op.depth,
+                    "parameters": op.parameters,
+                    "output": op.output,
+                    "precision_significant_digits": op.precision,
+                }
+                for op in REGISTRY.values()
+            ]
+        )
+
+
+class EncryptedStoreApi(APIView):
+    @extend_schema(
+        responses={200: EncryptedStoreOutputSerializer, **error_responses(*ERRORS_AUTH, ErrorCode.NOT_FOUND)},
+        description="What can be computed on a dataset: its encrypted columns, their level (sums or "
+        "products), categories and bucket edges, and the CKKS parameters with their security level.",
+    )
+    def get(self, request: Request, dataset_id: str) -> Response:
+        dataset = catalog_selectors.dataset_get(dataset_id=dataset_id)
+        store = EncryptedStore.objects.filter(dataset=dataset).first()
+        if store is None:
+            return Response({"status": "not built"})
+        body: dict[str, Any] = {"status": store.status, "stored_bytes": store.stored_bytes}
+        if store.status == EncryptedStore.Status.READY:
+            layout = StoreLayout.from_json(store.layout)
+            body["columns"] = layout.public_view()
+            body["parameters"] = {
+                level: {
+                    "poly_modulus_degree": p.poly_modulus_degree,
+                    "coeff_mod_bit_sizes": list(p.coeff_mod_bit_sizes),
+                    "scale_bits": p.scale_bits,
+                    "multiplicative_depth": p.depth,
+                    "security_bits": p.security_bits,
+                }
+                for level, p in LEVELS.items()
+                if level in layout.levels()
+            }
+        return Response(body)

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class ComputeConfig(AppConfig):
+    name = "dataspace.compute"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from dataspace.catalog.signals import dataset_ingested
+        from dataspace.compute import receivers
+
+        dataset_ingested.connect(receivers.build_encrypted_store, dispatch_uid="compute.build_encrypted_store")

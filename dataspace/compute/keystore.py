@@ -1,0 +1,66 @@
+"""Where a dataset's CKKS keys live. Public contexts are plain blobs any HE worker loads; secret
+contexts are sealed by the vault (a data key wrapped by the KEK) and opened only by the custodian
+(``custody.py``), the single code path that unwraps a CKKS secret key."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from dataspace.compute.he.keys import KeyPair, load_public_context
+from dataspace.compute.models import EncryptedStore, HEKey
+from dataspace.vault import blobs
+from dataspace.vault import services as vault
+
+_CACHE_SIZE = 4  # contexts are tens of MB; a worker keeps the few datasets it is busy with
+_cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def keys_save(*, store: EncryptedStore, keys: KeyPair) -> HEKey:
+    public_blob = f"{store.blob_prefix}/public-{keys.level}.ctx"
+    with blobs.open_for_write(public_blob) as sink:
+        sink.write(keys.public_context)
+    secret_blob = f"{store.blob_prefix}/secret-{keys.level}.ctx.sealed"
+    new_key = vault.data_key_generate()
+    with vault.BlobSealer(key=new_key.plaintext, blob_name=secret_blob) as sealer:
+        sealer.write(keys.secret_context)
+    return HEKey.objects.create(
+        store=store,
+        level=keys.level,
+        public_blob=public_blob,
+        public_sha256=hashlib.sha256(keys.public_context).hexdigest(),
+        secret_blob=secret_blob,
+        data_key=vault.data_key_save(new_key=new_key, purpose="ckks-secret"),
+    )
+
+
+def public_contexts(store: EncryptedStore) -> dict[str, Any]:
+    """The store's public contexts (no secret key), loaded once per worker process."""
+    contexts = {}
+    for key in store.keys.all():
+        cache_key = (key.public_blob, key.public_sha256)
+        with _cache_lock:
+            context = _cache.get(cache_key)
+            if context is not None:
+                _cache.move_to_end(cache_key)
+        if context is None:
+            with blobs.open_for_read(key.public_blob) as source:
+                data = source.read()
+            if hashlib.sha256(data).hexdigest() != key.public_sha256:
+                raise vault.VaultIntegrityError(f"public context {key.public_blob} does not match its hash")
+            context = load_public_context(data)
+            with _cache_lock:
+                _cache[cache_key] = context
+                while len(_cache) > _CACHE_SIZE:
+                    _cache.popitem(last=False)
+        contexts[key.level] = context
+    return contexts
+
+
+def keys_delete(store: EncryptedStore) -> None:
+    for key in store.keys.all():
+        vault.blob_delete(key.public_blob)
+        vault.blob_delete(key.secret_blob)

@@ -1,0 +1,120 @@
+"""Encrypted column stores, their CKKS keys and the jobs computed over them."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class EncryptedStore(models.Model):
+    """A dataset's columns under CKKS, built at ingest. The layout names every ciphertext series;
+    the cohort counts (exact, from the plaintext at ingest) let requests whose cohort is below the
+    policy's minimum be refused before anything is charged. Both stay server-side."""
+
+    class Status(models.TextChoices):
+        BUILDING = "building"
+        READY = "ready"
+        FAILED = "failed"
+
+    dataset = models.OneToOneField(
+        "catalog.Dataset", primary_key=True, on_delete=models.CASCADE, related_name="encrypted_store"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.BUILDING)
+    blob_prefix = models.CharField(max_length=255, blank=True)
+    layout = models.JSONField(default=dict)
+    cohort_counts = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    stored_bytes = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"encrypted store of {self.dataset_id} ({self.status})"
+
+
+class HEKey(models.Model):
+    """One CKKS key set of a dataset. The public context (evaluation keys, no secret key) is a
+    plain blob workers load; the secret context is a vault-sealed blob only the custodian opens."""
+
+    store = models.ForeignKey(EncryptedStore, on_delete=models.CASCADE, related_name="keys")
+    level = models.CharField(max_length=16)
+    public_blob = models.CharField(max_length=255)
+    public_sha256 = models.CharField(max_length=64)
+    secret_blob = models.CharField(max_length=255)
+    data_key = models.OneToOneField("vault.DataKey", on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["store", "level"], name="one_key_per_store_level")]
+
+    def __str__(self) -> str:
+        return f"{self.level} keys of {self.store_id}"
+
+
+class Job(models.Model):
+    class Status(models.TextChoices):
+        REQUESTED = "requested"  # accepted by the policy; recordUsage queued
+        AUTHORISED = "authorised"  # recordUsage confirmed: the call is counted and paid from escrow
+        COMPUTED = "computed"  # the HE worker produced the result ciphertext
+        RELEASED = "released"  # the custodian decrypted, checked, noised and signed it
+        SETTLED = "settled"  # settle(jobId, resultHash) confirmed: the consumer may read it
+        REJECTED = "rejected"  # the chain refused the use: nothing was charged
+        FAILED = "failed"  # failed after authorisation: a refund is on its way
+        REFUNDED = "refunded"  # refund confirmed: call and budget returned
+
+    TERMINAL = (Status.SETTLED, Status.REJECTED, Status.REFUNDED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    consumer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
+    agreement = models.ForeignKey("policies.Agreement", on_delete=models.PROTECT, related_name="jobs")
+    dataset = models.ForeignKey("catalog.Dataset", on_delete=models.PROTECT, related_name="jobs")
+    idempotency_key = models.CharField(max_length=128)
+    request_digest = models.CharField(max_length=64)
+    operation = models.CharField(max_length=64)
+    params = models.JSONField(default=dict)
+    purpose = models.CharField(max_length=128)
+    epsilon = models.FloatField(default=0.0)
+    nonce = models.DecimalField(max_digits=40, decimal_places=0)
+    chain_job_id = models.CharField(max_length=66, unique=True)
+    deadline = models.BigIntegerField()
+    signature = models.CharField(max_length=140)
+    signed_by_platform = models.BooleanField(default=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.REQUESTED, db_index=True)
+    record_tx = models.OneToOneField(
+        "chain.ChainTransaction", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    settle_tx = models.OneToOneField(
+        "chain.ChainTransaction", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    refund_tx = models.OneToOneField(
+        "chain.ChainTransaction", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    compute_attempts = models.PositiveSmallIntegerField(default=0)
+    result_blob = models.CharField(max_length=255, blank=True)
+    ciphertext_sha256 = models.CharField(max_length=64, blank=True)  # as the HE worker reported it
+    result = models.JSONField(null=True, blank=True)
+    result_hash = models.CharField(max_length=66, blank=True)
+    receipt = models.JSONField(null=True, blank=True)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.TextField(blank=True)
+    requested_at = models.DateTimeField(auto_now_add=True)
+    authorised_at = models.DateTimeField(null=True, blank=True)
+    computed_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["consumer", "idempotency_key"], name="one_job_per_idempotency_key"),
+        ]
+        indexes = [models.Index(fields=["status", "updated_at"])]
+
+    def __str__(self) -> str:
+        return f"job {self.id} {self.operation} ({self.status})"

@@ -1,0 +1,157 @@
+"""Building a dataset's encrypted column store, on the ingest worker (the one place, besides an
+enclave, that may read plaintext): fresh CKKS keys per dataset, every numeric and categorical
+column encrypted, the secret keys sealed for the custodian."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from django.db import transaction
+from django.utils import timezone
+
+from dataspace.catalog.models import Dataset
+from dataspace.catalog.reading import dataset_batches
+from dataspace.compute import keystore
+from dataspace.compute.he import keys as he_keys
+from dataspace.compute.he.layout import StoreLayout
+from dataspace.compute.he.store import StoreOptions, build_store, delete_store
+from dataspace.compute.models import EncryptedStore
+from dataspace.errors import DomainError, ErrorCode
+
+logger = logging.getLogger(__name__)
+MAX_BUILD_ATTEMPTS = 3
+
+
+def _options(dataset: Dataset) -> StoreOptions:
+    encryption: dict[str, Any] = {}
+    ingest = getattr(dataset, "ingest", None)
+    if ingest is not None:
+        encryption = ingest.metadata.get("encryption", {}) or {}
+    return StoreOptions(
+        levels={column: "sums" for column in encryption.get("sums_only", [])},
+        buckets={column: [float(e) for e in edges] for column, edges in encryption.get("buckets", {}).items()},
+    )
+
+
+def _claim(dataset_id: uuid.UUID) -> EncryptedStore | None:
+    with transaction.atomic():
+        store, _ = EncryptedStore.objects.select_for_update().get_or_create(dataset_id=dataset_id)
+        if store.status == EncryptedStore.Status.READY:
+            return None
+        if store.attempts >= MAX_BUILD_ATTEMPTS:
+            store.status, store.error = EncryptedStore.Status.FAILED, "The encrypted store failed to build 3 times."
+            store.save(update_fields=["status", "error"])
+            return None
+        # A fresh prefix per attempt: a build killed half-way never collides with the next one.
+        store.blob_prefix = f"he/{dataset_id}/{uuid.uuid4().hex[:12]}"
+        store.attempts += 1
+        store.status = EncryptedStore.Status.BUILDING
+        store.save(update_fields=["blob_prefix", "attempts", "status"])
+        store.keys.all().delete()
+    return store
+
+
+def store_build(*, dataset_id: uuid.UUID) -> EncryptedStore | None:
+    store = _claim(dataset_id)
+    if store is None:
+        return None
+    dataset = Dataset.objects.select_related("data_key").get(pk=dataset_id)
+    options = _options(dataset)
+    layout: StoreLayout | None = None
+    try:
+        levels = {"products"} | set(options.levels.values())
+        key_pairs = {level: he_keys.generate_keys(level) for level in sorted(levels)}
+        columns = [c["name"] for c in dataset.schema]
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            return dataset_batches(dataset, columns)
+
+        layout = build_store(
+            batches=batches,
+            schema=dataset.schema,
+            rows=dataset.row_count,
+            options=options,
+            keys=key_pairs,
+            blob_prefix=store.blob_prefix,
+        )
+        counts = _cohort_counts(layout, batches())
+        with transaction.atomic():
+            for pair in key_pairs.values():
+                keystore.keys_save(store=store, keys=pair)
+            EncryptedStore.objects.filter(pk=store.pk).update(
+                status=EncryptedStore.Status.READY,
+                layout=layout.to_json(),
+                cohort_counts=counts,
+                stored_bytes=_stored_bytes(layout),
+                ready_at=timezone.now(),
+                error="",
+            )
+    except DomainError as exc:
+        _abandon(store, layout, f"{exc.code}: {exc.message}")
+        return None
+    except Exception as exc:
+        logger.exception("encrypted store of %s failed", dataset_id)
+        _abandon(store, layout, f"internal error ({type(exc).__name__})")
+        raise
+    store.refresh_from_db()
+    return store
+
+
+def _abandon(store: EncryptedStore, layout: StoreLayout | None, reason: str) -> None:
+    if layout is not None:
+        delete_store(layout)
+    keystore.keys_delete(store)
+    failed = store.attempts >= MAX_BUILD_ATTEMPTS
+    EncryptedStore.objects.filter(pk=store.pk).update(
+        status=EncryptedStore.Status.FAILED if failed else EncryptedStore.Status.BUILDING, error=reason[:2000]
+    )
+
+
+def _stored_bytes(layout: StoreLayout) -> int:
+    from dataspace.vault import blobs
+
+    return sum(blobs.size(info.blob_name) for info in layout.series.values())
+
+
+def _cohort_counts(layout: StoreLayout, batches: Iterator[pa.RecordBatch]) -> dict[str, Any]:
+    """Exact row counts per category and per bucket, for refusing small cohorts up front. The
+    custodian checks the encrypted counts again before it releases anything."""
+    categorical = [c for c in layout.columns if c.kind == "categorical"]
+    bucketed = [c for c in layout.columns if c.kind == "numeric" and c.bucket_edges]
+    categories: dict[str, Counter[str]] = {c.name: Counter() for c in categorical}
+    buckets: dict[str, np.ndarray] = {c.name: np.zeros(len(c.bucket_edges) - 1, dtype=np.int64) for c in bucketed}
+    for batch in batches:
+        for plan in categorical:
+            values = batch.column(plan.name).value_counts()
+            for item in values.to_pylist():
+                if item["values"] is not None:
+                    categories[plan.name][item["values"]] += item["counts"]
+        for plan in bucketed:
+            edges = np.asarray(plan.bucket_edges)
+            x = batch.column(plan.name).to_numpy(zero_copy_only=False)
+            x = x[~np.isnan(x)]
+            index = np.searchsorted(edges, x, side="right") - 1
+            index[x == edges[-1]] = len(edges) - 2  # the last bucket is closed
+            inside = (index >= 0) & (index < len(edges) - 1)
+            buckets[plan.name] += np.bincount(index[inside], minlength=len(edges) - 1)
+    return {
+        "categories": {name: dict(counter) for name, counter in categories.items()},
+        "buckets": {name: counts.tolist() for name, counts in buckets.items()},
+    }
+
+
+def store_for_jobs(dataset: Dataset) -> EncryptedStore:
+    store = EncryptedStore.objects.filter(dataset=dataset).first()
+    if store is None or store.status != EncryptedStore.Status.READY:
+        state = "not built" if store is None else store.status
+        raise DomainError(
+            f"The dataset's encrypted store is {state}; computations start once it is ready.",
+            code=ErrorCode.ENCRYPTED_STORE_NOT_READY,
+        )
+    return store

@@ -1,0 +1,136 @@
+"""The usage policy as one ODRL document, and the one evaluation of it off chain.
+
+The document is what the provider publishes and what the chain pins (its SHA-256 is the offer's
+``policyHash``). ``evaluate`` reads the terms back from the document itself, so the decision is
+made on exactly what was hashed; the contract then enforces the part a chain can (purpose,
+operation, calls, expiry, budget, price).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dataspace.errors import DomainError, ErrorCode
+
+ODRL_CONTEXT = ["http://www.w3.org/ns/odrl.jsonld", {"redlake": "urn:redlake:terms:"}]
+
+
+@dataclass(frozen=True)
+class Terms:
+    purposes: list[str]
+    operations: list[str]
+    max_calls: int
+    price_per_call: int
+    duration_seconds: int
+    privacy_budget: float
+    min_cohort: int
+
+
+def policy_document(*, offer_id: uuid.UUID, dataset_id: uuid.UUID, provider: str, terms: Terms) -> dict[str, Any]:
+    constraints = [
+        {"leftOperand": "purpose", "operator": "isAnyOf", "rightOperand": sorted(terms.purposes)},
+        {"leftOperand": "redlake:operation", "operator": "isAnyOf", "rightOperand": sorted(terms.operations)},
+        {"leftOperand": "count", "operator": "lteq", "rightOperand": terms.max_calls},
+        {"leftOperand": "elapsedTime", "operator": "lteq", "rightOperand": f"PT{terms.duration_seconds}S"},
+        {"leftOperand": "redlake:privacyBudget", "operator": "lteq", "rightOperand": terms.privacy_budget},
+        {"leftOperand": "redlake:minCohort", "operator": "gteq", "rightOperand": terms.min_cohort},
+    ]
+    return {
+        "@context": ODRL_CONTEXT,
+        "@type": "Offer",
+        "uid": f"urn:redlake:offer:{offer_id}",
+        "assigner": provider,
+        "target": f"urn:redlake:dataset:{dataset_id}",
+        "permission": [
+            {
+                "action": "use",
+                "constraint": constraints,
+                "duty": [
+                    {
+                        "action": "compensate",
+                        "constraint": [
+                            {"leftOperand": "payAmount", "operator": "eq", "rightOperand": str(terms.price_per_call)}
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def policy_hash(document: dict[str, Any]) -> bytes:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+def terms_of(document: dict[str, Any]) -> Terms:
+    permission = document["permission"][0]
+    found = {c["leftOperand"]: c["rightOperand"] for c in permission["constraint"]}
+    price = permission["duty"][0]["constraint"][0]["rightOperand"]
+    return Terms(
+        purposes=list(found["purpose"]),
+        operations=list(found["redlake:operation"]),
+        max_calls=int(found["count"]),
+        price_per_call=int(price),
+        duration_seconds=int(str(found["elapsedTime"]).removeprefix("PT").removesuffix("S")),
+        privacy_budget=float(found["redlake:privacyBudget"]),
+        min_cohort=int(found["redlake:minCohort"]),
+    )
+
+
+@dataclass(frozen=True)
+class UsageRequest:
+    purpose: str
+    operation: str
+    epsilon: float
+    now: datetime
+
+
+@dataclass(frozen=True)
+class AgreementState:
+    calls_bought: int
+    calls_reserved: int
+    budget_reserved: float
+    expires_at: datetime
+
+
+def evaluate(document: dict[str, Any], state: AgreementState, request: UsageRequest) -> None:
+    """Raises a ``DomainError`` naming the first term the request breaks; returns if it fits."""
+    terms = terms_of(document)
+    if request.purpose not in terms.purposes:
+        raise DomainError(
+            f"The purpose {request.purpose!r} is not allowed by this agreement; allowed: {', '.join(terms.purposes)}.",
+            code=ErrorCode.PURPOSE_NOT_ALLOWED,
+        )
+    if request.operation not in terms.operations:
+        raise DomainError(
+            f"The operation {request.operation!r} is not in this offer; allowed: {', '.join(terms.operations)}.",
+            code=ErrorCode.OPERATION_NOT_ALLOWED,
+        )
+    if request.now >= state.expires_at:
+        raise DomainError(f"The agreement expired at {state.expires_at.isoformat()}.", code=ErrorCode.AGREEMENT_EXPIRED)
+    if state.calls_reserved >= state.calls_bought:
+        raise DomainError(
+            f"All {state.calls_bought} calls of this agreement are used or in flight.", code=ErrorCode.CALLS_EXHAUSTED
+        )
+    if terms.privacy_budget == 0:
+        if request.epsilon != 0:
+            raise DomainError(
+                "This offer adds no differential-privacy noise; send epsilon 0.", code=ErrorCode.EPSILON_INVALID
+            )
+        return
+    if request.epsilon <= 0:
+        raise DomainError(
+            "This offer spends a privacy budget: epsilon must be greater than 0.", code=ErrorCode.EPSILON_INVALID
+        )
+    remaining = terms.privacy_budget - state.budget_reserved
+    if request.epsilon > remaining + 1e-12:
+        raise DomainError(
+            f"Epsilon {request.epsilon} exceeds the remaining privacy budget {max(remaining, 0):.6g}.",
+            code=ErrorCode.BUDGET_EXHAUSTED,
+        )

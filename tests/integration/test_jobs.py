@@ -1,0 +1,292 @@
+"""The whole mission end to end, through REST, against a real anvil, a real Celery worker process
+and the configured database and broker: upload, offer, agreement, encrypted computations, chain
+settlement, withdrawal, reconciliation; then refusals, concurrency and faults."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from dataspace.accounts.models import Role, Wallet
+from dataspace.accounts.services import wallet_private_key
+from dataspace.catalog.synthetic import registry_csv_chunks, registry_frames
+from dataspace.chain import agents, eip712, gateway, outbox
+from dataspace.chain.models import ChainTransaction
+from dataspace.compute import custody, keystore, tasks
+from dataspace.compute.he.operations import CKKS_RELATIVE_TOLERANCE, get_operation
+from dataspace.compute.models import EncryptedStore, Job
+from dataspace.policies.models import Agreement
+from tests.conftest import WorkerProcess, start_worker, wait_for
+from tests.support.anvil import AnvilNode
+from tests.support.space import (
+    PRICE,
+    TOKENS,
+    accept_offer,
+    close_to,
+    funded_user,
+    ingest_dataset,
+    publish_offer,
+    run_job,
+    table_of,
+    wait_job,
+)  # fmt: skip
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+ROWS = 3000
+TOLERANCE = max(CKKS_RELATIVE_TOLERANCE, 1e-5)  # CKKS error, then 6 significant digits of rounding
+Status = Job.Status
+
+
+def registry_csv(rows: int = ROWS, *, rare_clinic_rows: int = 0) -> bytes:
+    """The synthetic registry; optionally a `clinic` column where one clinic has only a few rows."""
+    frame = pd.concat(list(registry_frames(rows)))
+    if rare_clinic_rows:
+        clinics = np.array(["a", "b", "c", "d"])[np.arange(rows) % 4]
+        clinics[:rare_clinic_rows] = "rare"
+        frame["clinic"] = clinics
+        frame.loc[frame.index[:rare_clinic_rows], "clinic"] = "rare"
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, date_format="%Y-%m-%d")
+    return buffer.getvalue().encode()
+
+
+def usage_agent() -> agents.UsageAgreementsAgent:
+    return agents.UsageAgreementsAgent()
+
+
+def calls_on_chain(agreement: Agreement) -> tuple[int, int]:
+    agreement.refresh_from_db()
+    assert agreement.chain_agreement_id is not None
+    state = usage_agent().agreement(agreement.chain_agreement_id)
+    return int(state["calls_used"]), int(state["calls_settled"])
+
+
+def test_the_whole_story(anvil: AnvilNode, celery_worker_process: WorkerProcess) -> None:
+    provider, provider_api = funded_user("hospital", Role.PROVIDER)
+    _, consumer_api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
+    content = b"".join(registry_csv_chunks(ROWS))
+    dataset = ingest_dataset(provider_api, content)
+    # Workers get public contexts only; consumers see what can be computed, never the scales.
+    contexts = keystore.public_contexts(EncryptedStore.objects.get(pk=dataset.id))
+    assert set(contexts) == {"products"}
+    assert not any(context.is_private() for context in contexts.values())
+    store_view = consumer_api.get(f"/api/datasets/{dataset.id}/encrypted-store/").json()
+    assert store_view["status"] == "ready"
+    assert store_view["parameters"]["products"]["security_bits"] == 128
+    assert "scale" not in str(store_view["columns"])
+    assert {op["name"] for op in consumer_api.get("/api/operations/").json()} >= {"mean", "linear_regression"}
+    offer = publish_offer(provider_api, dataset)
+    assert offer.chain_offer_id is not None
+    agreement = accept_offer(consumer_api, offer, calls=5)
+
+    table = table_of(content)
+    asks = [
+        ("mean", {"column": "cost"}),
+        ("group_by", {"by": "region", "aggregate": "mean", "column": "bmi"}),
+        ("linear_regression", {"target": "systolic_bp", "features": ["age", "bmi"]}),
+    ]
+    for operation, params in asks:
+        response = run_job(consumer_api, agreement, operation, params)
+        assert response.status_code == 202, response.json()
+        assert response["Location"] == response.json()["url"]
+        job = wait_job(response.json()["id"])
+        assert job.status == Status.SETTLED, (job.failure_code, job.failure_message)
+        body = consumer_api.get(f"/api/jobs/{job.id}/").json()
+        expected = get_operation(operation).reference(job.params, table)
+        assert close_to(body["result"], expected, TOLERANCE), (body["result"], expected)
+        assert body["transactions"]["record_usage"]["status"] == "confirmed"
+        assert body["transactions"]["settle"]["status"] == "confirmed"
+        assert all(body["timestamps"][s] for s in ["requested", "authorised", "computed", "released", "settled"])
+        # The chain holds the use settled; the receipt is the custodian's and names the result hash.
+        usage = usage_agent().usage(bytes.fromhex(job.chain_job_id[2:]))
+        assert usage.status == agents.JobStatus.SETTLED
+        assert body["receipt"]["result_sha256"] == body["result_hash"]
+        assert custody.receipt_signer(body["receipt"]) == custody.custodian().address
+        assert body["receipt"]["dataset_sha256"] == dataset.content_sha256
+
+    assert calls_on_chain(agreement) == (3, 3)
+    # Only the job's consumer sees it.
+    _, stranger_api = funded_user("stranger", Role.CONSUMER)
+    assert stranger_api.get(f"/api/jobs/{job.id}/").status_code == 404
+
+    earnings = provider_api.get("/api/earnings/").json()
+    assert int(earnings["withdrawable"]) == 3 * PRICE
+    response = provider_api.post("/api/earnings/")
+    assert response.status_code == 202, response.json()
+    withdraw = ChainTransaction.objects.get(pk=response.json()["id"])
+    wait_for(lambda: ChainTransaction.objects.get(pk=withdraw.pk).status == "confirmed", timeout=60)
+    provider_wallet = Wallet.objects.get(user=provider)
+    assert agents.DevTokenAgent().balance(provider_wallet.address) == 3 * PRICE
+
+    out = io.StringIO()
+    call_command("audit", "reconcile", stdout=out)
+    assert "chain and database agree" in out.getvalue()
+
+
+@pytest.fixture
+def space(anvil: AnvilNode, celery_worker_process: WorkerProcess) -> dict[str, Any]:
+    provider, provider_api = funded_user("hospital", Role.PROVIDER)
+    consumer, consumer_api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
+    dataset = ingest_dataset(provider_api, registry_csv(rare_clinic_rows=3))
+    return {
+        "anvil": anvil, "worker": celery_worker_process, "provider": provider, "provider_api": provider_api,
+        "consumer": consumer, "consumer_api": consumer_api, "dataset": dataset,
+    }  # fmt: skip
+
+
+def test_refusals_name_their_reason_and_charge_nothing(space: dict[str, Any]) -> None:
+    api = space["consumer_api"]
+    offer = publish_offer(space["provider_api"], space["dataset"], operations=["count", "group_by", "mean"])
+    agreement = accept_offer(api, offer, calls=5)
+    dp_offer = publish_offer(space["provider_api"], space["dataset"], privacy_budget=1.0)
+    dp_agreement = accept_offer(api, dp_offer, calls=5)
+
+    def refused(response: Any, status: int, code: str) -> None:
+        assert response.status_code == status, response.json()
+        assert response.json()["error"]["code"] == code
+
+    refused(run_job(api, agreement, "count", {}, purpose="marketing"), 403, "purpose_not_allowed")
+    refused(run_job(api, agreement, "linear_regression", {"target": "age", "features": ["bmi"]}), 403,
+            "operation_not_allowed")  # fmt: skip
+    refused(run_job(api, agreement, "group_by", {"by": "clinic", "aggregate": "count"}), 422, "cohort_too_small")
+    refused(run_job(api, agreement, "count", {"where": {"column": "clinic", "equals": "rare"}}), 422,
+            "cohort_too_small")  # fmt: skip
+    refused(run_job(api, agreement, "mean", {"column": "no_such_column"}), 400, "invalid_operation")
+    refused(run_job(api, dp_agreement, "count", {}, epsilon=2.0), 409, "budget_exhausted")
+    refused(run_job(api, dp_agreement, "count", {}), 400, "epsilon_invalid")
+    _, stranger_api = funded_user("stranger", Role.CONSUMER)
+    refused(run_job(stranger_api, agreement, "count", {}), 404, "not_found")
+
+    # A replayed signature: the same signed nonce sent again under another idempotency key.
+    wallet = Wallet.objects.get(user=space["consumer"])
+    assert agreement.chain_agreement_id is not None
+    nonce, deadline = 10**6, int(time.time()) + 3600
+    signature = eip712.sign_usage(
+        key=wallet_private_key(wallet=wallet), chain_id=gateway.chain_id(), contract=usage_agent().address(),
+        agreement_id=agreement.chain_agreement_id,
+        job_id=agents.job_chain_id(agreement_id=agreement.chain_agreement_id, nonce=nonce),
+        purpose=agents.label_hash("research"), operation=agents.label_hash("count"), epsilon=0, nonce=nonce,
+        deadline=deadline,
+    )  # fmt: skip
+    signed = {"nonce": nonce, "deadline": deadline, "signature": "0x" + signature.hex()}
+    first = run_job(api, agreement, "count", {}, **signed)
+    assert first.status_code == 202, first.json()
+    refused(run_job(api, agreement, "count", {}, **signed), 409, "signature_replayed")
+    forged = {**signed, "nonce": nonce + 1}
+    refused(run_job(api, agreement, "count", {}, **forged), 400, "signature_invalid")
+    assert wait_job(first.json()["id"]).status == Status.SETTLED
+
+    # A noised job within the budget: released, and the receipt says how much noise.
+    noisy = run_job(api, dp_agreement, "mean", {"column": "age"}, epsilon=0.5)
+    assert noisy.status_code == 202, noisy.json()
+    job = wait_job(noisy.json()["id"])
+    assert job.status == Status.SETTLED, job.failure_message
+    assert job.receipt is not None
+    assert job.receipt["noise"]["mechanism"].startswith("laplace")
+    table = table_of(registry_csv(rare_clinic_rows=3))
+    reference = get_operation("mean").reference(job.params, table)["mean"]
+    scale = max(job.receipt["noise"]["scales"].values())
+    assert abs(job.result["mean"] - reference) < 40 * scale + 1e-3  # far in the Laplace tail otherwise
+
+    # An expired agreement (the clock moved past its expiry) is refused before anything is sent.
+    Agreement.objects.filter(pk=agreement.pk).update(expires_at=agreement.expires_at.replace(year=2001))  # type: ignore[union-attr]
+    refused(run_job(api, agreement, "count", {}), 409, "agreement_expired")
+
+    assert calls_on_chain(agreement) == (1, 1)
+    assert calls_on_chain(dp_agreement) == (1, 1)
+    assert Job.objects.count() == 2
+    call_command("audit", "reconcile", stdout=io.StringIO())
+
+
+def test_two_hundred_requests_for_fifty_calls(space: dict[str, Any]) -> None:
+    api = space["consumer_api"]
+    offer = publish_offer(space["provider_api"], space["dataset"], operations=["count"])
+    agreement = accept_offer(api, offer, calls=50)
+    statuses: list[int] = []
+    codes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def fire(count: int) -> None:
+        try:
+            for _ in range(count):
+                response = run_job(api, agreement, "count", {})
+                with lock:
+                    statuses.append(response.status_code)
+                    if response.status_code != 202:
+                        codes[response.json()["error"]["code"]] += 1
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=fire, args=(25,)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses.count(202) == 50
+    assert codes == Counter({"calls_exhausted": 150})
+    wait_for(lambda: Job.objects.filter(status=Status.SETTLED).count() == 50, timeout=300, interval=0.5)
+    assert calls_on_chain(agreement) == (50, 50)
+    call_command("audit", "reconcile", stdout=io.StringIO())
+
+
+def test_he_worker_killed_mid_job_completes_once(
+    anvil: AnvilNode, transactional_db: Any, tmp_path: Path, settings: Any
+) -> None:
+    from tests.conftest import celery_env
+
+    env = celery_env()
+    main = start_worker(env, tmp_path / "main.log", queues="default,ingest,chain,custody")
+    he = start_worker(env, tmp_path / "he.log", queues="he")
+    try:
+        _, provider_api = funded_user("hospital", Role.PROVIDER)
+        _, api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
+        dataset = ingest_dataset(provider_api, registry_csv())
+        agreement = accept_offer(api, publish_offer(provider_api, dataset), calls=5)
+        response = run_job(api, agreement, "group_by", {"by": "region", "aggregate": "mean", "column": "cost"})
+        job_id = response.json()["id"]
+        # The HE worker counts an attempt before it starts; its first job also loads the public
+        # context (tens of MB), so there is time to kill it mid-computation.
+        wait_for(lambda: Job.objects.get(pk=job_id).compute_attempts >= 1, timeout=60, interval=0.005)
+        os.kill(he.pid, signal.SIGKILL)
+        he.process.wait()
+        assert Job.objects.get(pk=job_id).status == Status.AUTHORISED
+        he = start_worker(env, tmp_path / "he-2.log", queues="he")
+        settings.JOB_SWEEP_AFTER = 0
+        time.sleep(0.05)
+        tasks.sweep_jobs()
+        job = wait_job(job_id)
+        assert job.status == Status.SETTLED
+        assert job.compute_attempts == 2
+        assert calls_on_chain(agreement) == (1, 1)
+        assert ChainTransaction.objects.filter(kind="usage_settle").count() == 1
+    finally:
+        he.stop()
+        main.stop()
+
+
+def test_jobs_queued_while_the_node_is_down_finish_after_it_returns(space: dict[str, Any]) -> None:
+    api = space["consumer_api"]
+    agreement = accept_offer(api, publish_offer(space["provider_api"], space["dataset"]), calls=5)
+    node: AnvilNode = space["anvil"]
+    node.stop()
+    responses = [run_job(api, agreement, "mean", {"column": "age"}) for _ in range(3)]
+    assert [r.status_code for r in responses] == [202] * 3
+    time.sleep(3)
+    assert set(Job.objects.values_list("status", flat=True)) == {Status.REQUESTED}
+    node.start()
+    for response in responses:
+        assert wait_job(response.json()["id"], timeout=180).status == Status.SETTLED
+    assert calls_on_chain(agreement) == (3, 3)
+    assert outbox.writes_to_retry(older_than_seconds=0) == []
