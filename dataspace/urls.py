@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from dataspace.accounts import apis as accounts
+from dataspace.audit import apis as audit
 from dataspace.catalog import apis as catalog
 from dataspace.compute import apis as compute
 from dataspace.policies import apis as policies
@@ -38,6 +39,7 @@ api = [
     path("operations/", compute.OperationListApi.as_view(), name="operation-list"),
     path("jobs/", compute.JobListCreateApi.as_view(), name="job-list"),
     path("jobs/<str:job_id>/", compute.JobDetailApi.as_view(), name="job-detail"),
+    path("audit/reconcile/", audit.ReconcileApi.as_view(), name="audit-reconcile"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -133,6 +133,11 @@ def test_the_whole_story(anvil: AnvilNode, celery_worker_process: WorkerProcess)
     out = io.StringIO()
     call_command("audit", "reconcile", stdout=out)
     assert "chain and database agree" in out.getvalue()
+    _, auditor_api = funded_user("auditor", Role.AUDITOR)
+    report = auditor_api.get("/api/audit/reconcile/").json()
+    assert report["ok"], report
+    assert report["checked"]["job_settled"] == 3
+    assert consumer_api.get("/api/audit/reconcile/").status_code == 403
 
 
 @pytest.fixture
