@@ -295,3 +295,40 @@ def test_jobs_queued_while_the_node_is_down_finish_after_it_returns(space: dict[
         assert wait_job(response.json()["id"], timeout=180).status == Status.SETTLED
     assert calls_on_chain(agreement) == (3, 3)
     assert outbox.writes_to_retry(older_than_seconds=0) == []
+
+
+def test_a_job_whose_computation_keeps_dying_is_refunded(
+    anvil: AnvilNode, transactional_db: Any, tmp_path: Path
+) -> None:
+    from tests.conftest import celery_env
+
+    env = celery_env()
+    main = start_worker(env, tmp_path / "main.log", queues="default,ingest,chain,custody")
+    he: WorkerProcess | None = None
+    try:
+        _, provider_api = funded_user("hospital", Role.PROVIDER)
+        _, api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
+        dataset = ingest_dataset(provider_api, registry_csv())
+        agreement = accept_offer(api, publish_offer(provider_api, dataset), calls=5)
+        job_id = run_job(api, agreement, "mean", {"column": "age"}).json()["id"]
+        wait_for(lambda: Job.objects.get(pk=job_id).status == Status.AUTHORISED, timeout=60)
+        assert calls_on_chain(agreement) == (1, 0)  # recorded: the call is counted and paid from escrow
+        # As if three workers had died on it: the next attempt gives up and refunds.
+        Job.objects.filter(pk=job_id).update(compute_attempts=tasks.MAX_COMPUTE_ATTEMPTS)
+        he = start_worker(env, tmp_path / "he.log", queues="he")
+        job = wait_job(job_id)
+        assert job.status == Status.REFUNDED
+        assert job.failure_code == "compute_failed"
+        assert calls_on_chain(agreement) == (0, 0)
+        usage = usage_agent().usage(bytes.fromhex(job.chain_job_id[2:]))
+        assert usage.status == agents.JobStatus.REFUNDED
+        agreement.refresh_from_db()
+        assert agreement.calls_reserved == 0
+        body = api.get(f"/api/jobs/{job_id}/").json()
+        assert body["result"] is None
+        assert body["transactions"]["refund"]["status"] == "confirmed"
+        call_command("audit", "reconcile", stdout=io.StringIO())
+    finally:
+        if he is not None:
+            he.stop()
+        main.stop()
