@@ -254,7 +254,14 @@ class DatasetDetailApi(APIView):
         dataset = services.dataset_update(dataset=dataset, **data.validated_data)
         return Response(OwnedDatasetOutputSerializer(dataset).data)
 
-    @extend_schema(responses={204: None, **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND)})
+    @extend_schema(
+        responses={
+            204: None,
+            **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
+        },
+        description="Delete a dataset and crypto-shred its content and encrypted store. A dataset with "
+        "offers stays (409): consumers may hold paid agreements on it.",
+    )
     def delete(self, request: Request, dataset_id: str) -> Response:
         dataset = selectors.dataset_get_owned(owner=_user(request), dataset_id=dataset_id)
         services.dataset_delete(dataset=dataset)

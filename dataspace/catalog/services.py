@@ -26,7 +26,7 @@ from dataspace.accounts import services as accounts_services
 from dataspace.accounts.models import User
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.catalog.profiling import ColumnType, IngestError, TableProfile, check_head, profile_table
-from dataspace.catalog.signals import dataset_ingested
+from dataspace.catalog.signals import dataset_deleting, dataset_ingested
 from dataspace.catalog.uploads import SealedUpload
 from dataspace.chain.agents import DatasetRegistryAgent
 from dataspace.errors import DomainError, ErrorCode
@@ -322,8 +322,14 @@ def dataset_update(
 
 def dataset_delete(*, dataset: Dataset) -> None:
     """Removes a dataset and crypto-shreds its content: without the data key the blob is noise."""
+    if dataset.offers.exists():
+        raise DomainError(
+            "The dataset has offers: consumers may hold agreements on it, so it cannot be deleted.",
+            code=ErrorCode.CONFLICT,
+        )
     blob_name, data_key_id = dataset.blob_name, dataset.data_key_id
     with transaction.atomic():
+        dataset_deleting.send(sender=Dataset, dataset_id=dataset.id)
         Ingest.objects.filter(dataset=dataset).update(dataset=None)
         dataset.delete()
         DataKey.objects.filter(pk=data_key_id).delete()

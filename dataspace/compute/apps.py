@@ -6,7 +6,8 @@ class ComputeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from dataspace.catalog.signals import dataset_ingested
+        from dataspace.catalog.signals import dataset_deleting, dataset_ingested
         from dataspace.compute import receivers
 
         dataset_ingested.connect(receivers.build_encrypted_store, dispatch_uid="compute.build_encrypted_store")
+        dataset_deleting.connect(receivers.delete_encrypted_store, dispatch_uid="compute.delete_encrypted_store")

@@ -9,6 +9,12 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+def delete_encrypted_store(sender: Any, *, dataset_id: uuid.UUID, **_: Any) -> None:
+    from dataspace.compute.stores import store_delete
+
+    store_delete(dataset_id=dataset_id)
+
+
 def build_encrypted_store(sender: Any, *, dataset_id: uuid.UUID, **_: Any) -> None:
     from dataspace.compute.tasks import build_encrypted_store as task
 

@@ -23,6 +23,7 @@ from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.he.store import StoreOptions, build_store, delete_store
 from dataspace.compute.models import EncryptedStore
 from dataspace.errors import DomainError, ErrorCode
+from dataspace.vault.models import DataKey
 
 logger = logging.getLogger(__name__)
 MAX_BUILD_ATTEMPTS = 3
@@ -144,6 +145,20 @@ def _cohort_counts(layout: StoreLayout, batches: Iterator[pa.RecordBatch]) -> di
         "categories": {name: dict(counter) for name, counter in categories.items()},
         "buckets": {name: counts.tolist() for name, counts in buckets.items()},
     }
+
+
+def store_delete(*, dataset_id: uuid.UUID) -> None:
+    """Crypto-shreds a dataset's encrypted store: ciphertext blobs, public contexts and the sealed
+    secret contexts with their data keys."""
+    store = EncryptedStore.objects.filter(dataset_id=dataset_id).first()
+    if store is None:
+        return
+    if store.layout:
+        delete_store(StoreLayout.from_json(store.layout))
+    keystore.keys_delete(store)
+    data_keys = list(store.keys.values_list("data_key_id", flat=True))
+    store.delete()
+    DataKey.objects.filter(pk__in=data_keys).delete()
 
 
 def store_for_jobs(dataset: Dataset) -> EncryptedStore:

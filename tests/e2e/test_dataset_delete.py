@@ -1,0 +1,54 @@
+"""Deleting a dataset shreds its encrypted store too, and refuses while offers exist."""
+
+from __future__ import annotations
+
+import pytest
+
+from dataspace.accounts.models import Role
+from dataspace.catalog.models import Dataset
+from dataspace.compute.he.layout import StoreLayout
+from dataspace.compute.models import EncryptedStore, HEKey
+from dataspace.compute.stores import store_build
+from dataspace.policies import odrl
+from dataspace.policies.models import Offer
+from dataspace.vault import blobs
+from dataspace.vault.models import DataKey
+from tests.conftest import client_for, make_user
+from tests.support.datasets import ready_dataset
+
+pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
+CSV = b"age,region\n" + b"".join(f"{20 + i % 50},{'nsew'[i % 4]}\n".encode() for i in range(200))
+
+
+def test_delete_shreds_the_encrypted_store() -> None:
+    owner = make_user("owner", Role.PROVIDER)
+    dataset = ready_dataset(owner, CSV)
+    store = store_build(dataset_id=dataset.id)
+    assert store is not None
+    assert store.status == EncryptedStore.Status.READY
+    layout = StoreLayout.from_json(store.layout)
+    names = [info.blob_name for info in layout.series.values()]
+    names += [name for key in HEKey.objects.all() for name in (key.public_blob, key.secret_blob)]
+    key_ids = list(HEKey.objects.values_list("data_key_id", flat=True))
+    assert all(blobs.exists(name) for name in names)
+
+    assert client_for(owner).delete(f"/api/datasets/{dataset.id}/").status_code == 204
+    assert not any(blobs.exists(name) for name in names)
+    assert not EncryptedStore.objects.exists()
+    assert not DataKey.objects.filter(pk__in=key_ids).exists()
+
+
+def test_a_dataset_with_offers_is_not_deleted() -> None:
+    owner = make_user("owner", Role.PROVIDER)
+    dataset = ready_dataset(owner, CSV)
+    terms = odrl.Terms(["research"], ["mean"], 5, 1, 86400, 0.0, 10)
+    Offer.objects.create(
+        dataset=dataset, provider=owner, purposes=["research"], operations=["mean"], max_calls=5, price_per_call=1,
+        duration_seconds=86400, policy=odrl.policy_document(offer_id=dataset.id, dataset_id=dataset.id,
+                                                            provider="0x0", terms=terms),
+        policy_hash="0x",
+    )  # fmt: skip
+    response = client_for(owner).delete(f"/api/datasets/{dataset.id}/")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "conflict"
+    assert Dataset.objects.filter(pk=dataset.id).exists()
