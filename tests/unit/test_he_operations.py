@@ -3,7 +3,9 @@ every refusal code, the store's framing and the layout round trip. No database."
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +20,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from dataspace.compute.he.keys import KeyPair, generate_keys, load_public_context, load_secret_context
-from dataspace.compute.he.layout import StoreLayout
+from dataspace.compute.he.layout import StoreLayout, total_key
 from dataspace.compute.he.operations import (
     CKKS_RELATIVE_TOLERANCE,
     REGISTRY,
@@ -111,16 +113,33 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     )
 
 
-def run(built: Built, name: str, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+def run(
+    built: Built, name: str, params: dict[str, Any], layout: StoreLayout | None = None, reads: list[str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+    layout = layout or built.layout
     operation = get_operation(name)
-    normalised = operation.validate(params, built.layout)
+    normalised = operation.validate(params, layout)
+
+    def read(key: str) -> Iterator[bytes]:
+        if reads is not None:
+            reads.append(key)
+        return read_series(layout, key)
+
     with storage_at(built.storage):
-        result = operation.compute(normalised, built.layout, built.public, lambda key: read_series(built.layout, key))
+        result = operation.compute(normalised, layout, built.public, read)
     # The custodian receives bytes: go through them.
     result = EncryptedResult.from_bytes(result.to_bytes())
-    aggregates = operation.decrypt(normalised, built.layout, result, built.secret)
-    released = operation.finish(normalised, built.layout, {a.name: a.value for a in aggregates})
+    aggregates = operation.decrypt(normalised, layout, result, built.secret)
+    released = operation.finish(normalised, layout, {a.name: a.value for a in aggregates})
     return released, operation.reference(normalised, built.table), aggregates
+
+
+def without_totals(layout: StoreLayout) -> StoreLayout:
+    """The layout as written before totals existed: its JSON has no total fields."""
+    data = json.loads(json.dumps(layout.to_json()))
+    for info in data["series"].values():
+        del info["total_blob"], info["total_sha256"]
+    return StoreLayout.from_json(data)
 
 
 def assert_close(he: Any, ref: Any, path: str = "") -> None:
@@ -175,6 +194,63 @@ def test_operation_matches_plaintext_reference(built: Built, name: str, params: 
     for aggregate in aggregates:
         assert aggregate.cohort in names  # every number names its cohort's count
         assert aggregate.sensitivity > 0
+
+
+@pytest.mark.parametrize(("name", "params"), CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_a_layout_without_totals_streams_the_chunks_to_the_same_result(
+    built: Built, name: str, params: dict[str, Any]
+) -> None:
+    old = without_totals(built.layout)
+    assert all(info.total_blob is None for info in old.series.values())
+    reads: list[str] = []
+    released_old, reference, aggregates_old = run(built, name, params, layout=old, reads=reads)
+    assert not any(key.startswith("total:") for key in reads)
+    assert_close(released_old, reference)
+    _, _, aggregates = run(built, name, params)
+    assert [a.name for a in aggregates] == [a.name for a in aggregates_old]
+    for new, previous in zip(aggregates, aggregates_old, strict=True):
+        # Before rounding: the two paths differ by CKKS noise only (a count not at all).
+        assert abs(new.value - previous.value) <= 1e-6 * max(1.0, abs(previous.value)), new.name
+
+
+def test_unfiltered_depth_zero_terms_read_one_total_per_series(built: Built) -> None:
+    reads: list[str] = []
+    run(built, "mean", {"column": "age"}, reads=reads)  # sum and a null-aware count
+    assert sorted(reads) == [total_key("num:age"), total_key("present:age")]
+    reads.clear()
+    run(built, "histogram", {"column": "age"}, reads=reads)
+    assert sorted(reads) == [total_key(f"bucket:age:{i}") for i in range(5)]
+    reads.clear()
+    # A bucket-range filter is a sum of indicator series: its count is a sum of their totals.
+    run(built, "count", {"where": {"column": "age", "bucket_from": 1, "bucket_to": 3}}, reads=reads)
+    assert sorted(reads) == [total_key(f"bucket:age:{i}") for i in (1, 2, 3)]
+    reads.clear()
+    # The sum comes from the total, the sum of squares (a product) streams the chunks.
+    run(built, "variance", {"column": "z"}, reads=reads)
+    assert sorted(reads) == ["num:z", total_key("num:z")]
+    reads.clear()
+    # Filtered: the sum is a product and streams; the filter's count is the category's total.
+    run(built, "mean", {"column": "w", "where": {"column": "region", "equals": "west"}}, reads=reads)
+    assert sorted(reads) == ["cat:region:2", "num:w", total_key("cat:region:2")]
+
+
+def test_totals_are_framed_and_hashed_one_ciphertext_each(built: Built) -> None:
+    with storage_at(built.storage):
+        for key, info in built.layout.series.items():
+            assert info.total_blob == info.blob_name.removesuffix(".ct") + ".tot"
+            with blobs.open_for_read(info.total_blob) as source:
+                data = source.read()
+            assert data.startswith(MAGIC)
+            assert hashlib.sha256(data).hexdigest() == info.total_sha256
+            assert len(list(read_series(built.layout, total_key(key)))) == 1
+        total = built.secret["products"]
+        (chunk,) = read_series(built.layout, total_key("cat:region:0"))
+    import tenseal as ts
+
+    north = int((np.asarray(built.table.column("region").to_pylist()) == "north").sum())
+    assert ts.ckks_vector_from(total, chunk).decrypt()[0] == pytest.approx(north, abs=1e-3)
+    with pytest.raises(KeyError):
+        next(read_series(without_totals(built.layout), total_key("num:w")))
 
 
 def test_every_registered_operation_is_covered() -> None:
@@ -325,10 +401,11 @@ def test_compute_refuses_secret_contexts(built: Built) -> None:
 
 
 def test_layout_round_trips_through_json(built: Built) -> None:
-    import json
-
     data = json.loads(json.dumps(built.layout.to_json()))
     assert StoreLayout.from_json(data) == built.layout
+    old = without_totals(built.layout)
+    assert StoreLayout.from_json(json.loads(json.dumps(old.to_json()))) == old
+    assert old.series["num:w"] == dataclasses.replace(built.layout.series["num:w"], total_blob=None, total_sha256=None)
 
 
 def test_layout_plans_every_encryptable_column(built: Built) -> None:
@@ -404,9 +481,10 @@ def test_delete_store_removes_every_series(built: Built) -> None:
         keys={"products": built.keys["products"]},
         blob_prefix="he/small",
     )
-    assert all(blobs.exists(info.blob_name) for info in layout.series.values())
+    names = [name for info in layout.series.values() for name in (info.blob_name, info.total_blob)]
+    assert all(name is not None and blobs.exists(name) for name in names)
     delete_store(layout)
-    assert not any(blobs.exists(info.blob_name) for info in layout.series.values())
+    assert not any(blobs.exists(name) for name in names if name is not None)
 
 
 def test_build_refuses_a_level_without_keys(built: Built) -> None:
@@ -434,3 +512,4 @@ def test_build_refuses_a_row_count_that_does_not_match(built: Built) -> None:
             blob_prefix="he/rows",
         )
     assert not blobs.exists("he/rows/num.w.ct")
+    assert not blobs.exists("he/rows/num.w.tot")

@@ -7,6 +7,12 @@ A column becomes one or more *series*, each a run of ciphertexts of ``slots`` ro
 - ``cat:<col>:<i>``   1 where a categorical column equals ``categories[i]``,
 - ``bucket:<col>:<i>`` 1 where a numeric value falls in bucket i.
 
+A series may also have a materialised *total*: one ciphertext holding the series' sum over all
+rows (normalised like the series), as a rotate-and-sum of the sum of its chunks would hold it, so
+an unfiltered depth-0 aggregate reads one ciphertext instead of every chunk. It is read as the
+series ``total:<key>``; layouts written before totals existed have none (``total_blob`` None) and
+their aggregates stream the chunks.
+
 The layout is custodian data (it carries each column's scale); ``public_view`` is what a
 consumer may see.
 """
@@ -70,6 +76,8 @@ class SeriesInfo:
     blob_name: str
     chunks: int
     sha256: str
+    total_blob: str | None = None  # the materialised total (one framed ciphertext); None: not available
+    total_sha256: str | None = None
 
 
 def numeric_key(column: str) -> str:
@@ -88,6 +96,14 @@ def bucket_key(column: str, index: int) -> str:
     return f"bucket:{column}:{index}"
 
 
+TOTAL_PREFIX = "total:"
+
+
+def total_key(key: str) -> str:
+    """The name under which ``read_series`` reads the materialised total of series ``key``."""
+    return TOTAL_PREFIX + key
+
+
 def blob_name(prefix: str, key: str) -> str:
     """The series' blob. Column names are provider-chosen: anything outside a safe alphabet is
     replaced, and a digest of the key is appended then so two keys never share a blob."""
@@ -96,6 +112,12 @@ def blob_name(prefix: str, key: str) -> str:
         digest = hashlib.sha256(key.encode()).hexdigest()[:10]
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", safe)[:80] + "-" + digest
     return f"{prefix}/{safe}.ct"
+
+
+def total_blob_name(prefix: str, key: str) -> str:
+    """The blob of the series' total: its series blob's name with ``.tot`` for ``.ct`` (series
+    blobs all end in ``.ct``, so no total can share a name with a series)."""
+    return blob_name(prefix, key).removesuffix(".ct") + ".tot"
 
 
 @dataclass(frozen=True)

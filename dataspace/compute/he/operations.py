@@ -42,6 +42,7 @@ from dataspace.compute.he.layout import (
     category_key,
     numeric_key,
     presence_key,
+    total_key,
 )
 
 # Bound on |he - reference| / max(1, |reference|) of every released number before noise. Measured
@@ -360,17 +361,35 @@ class Operation(ABC):
         contexts: dict[str, ts.Context],
         read: Callable[[str], Iterator[bytes]],
     ) -> EncryptedResult:
-        """Evaluates every term over all chunks with public contexts only, holding one chunk of
-        each needed series (plus one accumulator per term) at a time."""
+        """Evaluates every term with public contexts only. A depth-0 term whose series all have
+        materialised totals is the sum of those totals (one ciphertext per series, already
+        folded); every other term streams all chunks, holding one chunk of each needed series
+        (plus one accumulator per term) at a time. ``read(key)`` yields a series' chunks, and
+        ``read(total_key(key))`` its total (``store.read_series`` does both)."""
         if any(context.is_private() for context in contexts.values()):
             raise ValueError("compute takes public contexts only")
         params = self.validate(params, layout)
         terms = [t for t in self._checked_terms(params, layout) if t.factors]
-        keys = sorted({key for term in terms for factor in term.factors for key in factor.keys})
-        distinct_factors = sorted({factor.keys for term in terms for factor in term.factors})
-        streams = {key: read(key) for key in keys}
+        from_totals = [t for t in terms if t.depth == 0 and all(layout.series[k].total_blob for k in t.factors[0].keys)]
+        totals: dict[str, Any] = {}
+        for key in sorted({key for term in from_totals for key in term.factors[0].keys}):
+            stream = read(total_key(key))
+            totals[key] = ts.ckks_vector_from(contexts[layout.series[key].level], next(stream))
+            if next(stream, None) is not None:
+                raise ValueError(f"the total of series {key!r} has more than one ciphertext")
         accumulators: dict[str, Any] = {}
-        for _ in range(layout.chunks):
+        for term in from_totals:
+            factor_keys = term.factors[0].keys
+            accumulator = totals[factor_keys[0]]
+            for key in factor_keys[1:]:
+                accumulator = accumulator + totals[key]  # not in place: totals are shared by terms
+            accumulators[term.name] = accumulator
+        streamed = [t for t in terms if t.name not in accumulators]
+        streamed_names = {t.name for t in streamed}
+        keys = sorted({key for term in streamed for factor in term.factors for key in factor.keys})
+        distinct_factors = sorted({factor.keys for term in streamed for factor in term.factors})
+        streams = {key: read(key) for key in keys}
+        for _ in range(layout.chunks if streamed else 0):
             chunk = {
                 key: ts.ckks_vector_from(contexts[layout.series[key].level], next(stream))
                 for key, stream in streams.items()
@@ -381,7 +400,7 @@ class Operation(ABC):
                 for key in factor_keys[1:]:
                     total = total + chunk[key]
                 sums[factor_keys] = total
-            for term in terms:
+            for term in streamed:
                 values = [sums[f.keys] for f in term.factors]
                 # Products stay size 3: relinearising costs ~7x the multiplication and the
                 # custodian decrypts size-3 ciphertexts as they are.
@@ -398,7 +417,9 @@ class Operation(ABC):
         for term in terms:
             accumulator = accumulators[term.name]
             if term.depth == 0:
-                parts[term.name], folded[term.name] = accumulator.sum().serialize(), True
+                # A sum of totals is folded already; a sum of chunks is rotate-and-summed here.
+                folded_sum = accumulator if term.name not in streamed_names else accumulator.sum()
+                parts[term.name], folded[term.name] = folded_sum.serialize(), True
             else:
                 parts[term.name], folded[term.name] = accumulator.serialize(), False
         return EncryptedResult(parts=parts, folded=folded)

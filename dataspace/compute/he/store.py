@@ -6,10 +6,14 @@ Two passes over the data, each streaming the provider's batches with bounded mem
    it), whether it has nulls, and a fixed-size uniform sample for quantile bucket edges;
 2. encrypt: rows are cut into blocks of ``BLOCK_CHUNKS * slots``; every series' block goes to a
    worker process that encrypts it with the symmetric secret context, and the main process
-   appends the ciphertexts to the series' blob in order.
+   appends the ciphertexts to the series' blob in order. Meanwhile it sums each series'
+   plaintext (normalised) values; at the end every series' total is encrypted too, as a
+   one-value vector: what rotate-and-sum of the sum of its chunks would decrypt to (slot 0),
+   with less noise (one fresh encryption instead of the chunks' noise and twelve rotations).
+   It fits wherever the rotate-and-sum total fits, which ``max_rows`` guarantees.
 
-Blob format (one blob per series): ``b"RLCT1\\n"``, then per chunk a 4-byte big-endian length
-and the CKKSVector's ``serialize()`` bytes.
+Blob format (one blob per series, one per series' total): ``b"RLCT1\\n"``, then per chunk a
+4-byte big-endian length and the CKKSVector's ``serialize()`` bytes (a total has one chunk).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dataspace.compute.he import keys as he_keys
 from dataspace.compute.he.keys import KeyPair
 from dataspace.compute.he.layout import (
     MAX_CATEGORIES,
+    TOTAL_PREFIX,
     ColumnPlan,
     SeriesInfo,
     StoreLayout,
@@ -43,6 +48,7 @@ from dataspace.compute.he.layout import (
     category_key,
     numeric_key,
     presence_key,
+    total_blob_name,
 )
 from dataspace.compute.he.params import LEVELS
 from dataspace.vault import blobs
@@ -350,12 +356,29 @@ def _open_executor(workers: int, secret_contexts: dict[str, bytes]) -> Callable[
     return ready
 
 
+def _encrypt_total(level: str, total: float) -> bytes:
+    data: bytes = ts.ckks_vector(_worker_contexts[level], [total]).serialize()
+    return data
+
+
+def _write_blob(name: str, chunks: list[bytes]) -> str:
+    """Writes a framed blob of ``chunks``; returns its sha256."""
+    hasher = hashlib.sha256()
+    with blobs.open_for_write(name) as sink:
+        for data in (MAGIC, *(part for chunk in chunks for part in (_LENGTH.pack(len(chunk)), chunk))):
+            sink.write(data)
+            hasher.update(data)
+    return hasher.hexdigest()
+
+
 class _SeriesWriter:
-    def __init__(self, key: str, level: str, name: str) -> None:
-        self.key, self.level, self.name = key, level, name
+    def __init__(self, key: str, level: str, name: str, total_name: str) -> None:
+        self.key, self.level, self.name, self.total_name = key, level, name, total_name
         self.sink: IO[bytes] = blobs.open_for_write(name)
         self.hasher = hashlib.sha256()
         self.chunks = 0
+        self.partial_sums: list[float] = []  # plaintext (normalised) sum of each submitted block
+        self.total_sha256: str | None = None
         self._write(MAGIC)
 
     def _write(self, data: bytes) -> None:
@@ -367,10 +390,19 @@ class _SeriesWriter:
         self._write(chunk)
         self.chunks += 1
 
+    def write_total(self, chunk: bytes) -> None:
+        self.total_sha256 = _write_blob(self.total_name, [chunk])
+
     def close(self) -> SeriesInfo:
         self.sink.close()
         return SeriesInfo(
-            key=self.key, level=self.level, blob_name=self.name, chunks=self.chunks, sha256=self.hasher.hexdigest()
+            key=self.key,
+            level=self.level,
+            blob_name=self.name,
+            chunks=self.chunks,
+            sha256=self.hasher.hexdigest(),
+            total_blob=self.total_name if self.total_sha256 else None,
+            total_sha256=self.total_sha256,
         )
 
 
@@ -418,6 +450,7 @@ def _encrypt_pass(
             values = np.concatenate(parts) if len(parts) > 1 else parts[0]
             pending[key] = [values[count:]] if len(values) > count else []
             writer = writers[key]
+            writer.partial_sums.append(float(np.sum(values[:count])))
             in_flight.append((writer, executor.submit(_encrypt_block, writer.level, values[:count], slots)))
             drain(in_flight_limit)
         pending_rows -= count
@@ -437,6 +470,12 @@ def _encrypt_pass(
     if pending_rows:
         submit(pending_rows)
     drain(0)
+    totals = [
+        (writer, executor.submit(_encrypt_total, writer.level, math.fsum(writer.partial_sums)))
+        for writer in writers.values()
+    ]
+    for writer, future in totals:
+        writer.write_total(future.result())
     return rows
 
 
@@ -480,8 +519,10 @@ def build_store(
             writers: dict[str, _SeriesWriter] = {}
             try:
                 for plan, key in group:
-                    writers[key] = _SeriesWriter(key, plan.level, blob_name(blob_prefix, key))
-                    written.append(writers[key].name)
+                    writers[key] = _SeriesWriter(
+                        key, plan.level, blob_name(blob_prefix, key), total_blob_name(blob_prefix, key)
+                    )
+                    written += [writers[key].name, writers[key].total_name]
                 group_plans = [p for p in plans if any(p is q for q, _ in group)]
                 encrypted_rows = _encrypt_pass(
                     batches(), group_plans, writers, executor, slot_count, in_flight_limit=4 * max(1, options.workers)
@@ -506,27 +547,37 @@ def build_store(
 
 def read_series(layout: StoreLayout, key: str) -> Iterator[bytes]:
     """Each chunk's serialized ciphertext, in row order, read lazily. Checks the framing only
-    (magic, lengths, chunk count); the blob's sha256 is the caller's to check if it wants."""
-    info = layout.series[key]
-    with blobs.open_for_read(info.blob_name) as source:
+    (magic, lengths, chunk count); the blob's sha256 is the caller's to check if it wants.
+    ``total_key(key)`` reads the series' materialised total instead: one ciphertext (KeyError if
+    the layout has none)."""
+    if key.startswith(TOTAL_PREFIX):
+        info = layout.series[key.removeprefix(TOTAL_PREFIX)]
+        if info.total_blob is None:
+            raise KeyError(f"series {info.key!r} has no materialised total")
+        name, chunks = info.total_blob, 1
+    else:
+        info = layout.series[key]
+        name, chunks = info.blob_name, info.chunks
+    with blobs.open_for_read(name) as source:
         if source.read(len(MAGIC)) != MAGIC:
             raise ValueError(f"series {key!r}: not an RLCT1 blob")
-        for index in range(info.chunks):
+        for index in range(chunks):
             header = source.read(_LENGTH.size)
             if len(header) != _LENGTH.size:
-                raise ValueError(f"series {key!r}: truncated at chunk {index} of {info.chunks}")
+                raise ValueError(f"series {key!r}: truncated at chunk {index} of {chunks}")
             (length,) = _LENGTH.unpack(header)
             if length > MAX_CHUNK_BYTES:
                 raise ValueError(f"series {key!r}: chunk {index} claims {length} bytes")
             chunk = source.read(length)
             if len(chunk) != length:
-                raise ValueError(f"series {key!r}: truncated in chunk {index} of {info.chunks}")
+                raise ValueError(f"series {key!r}: truncated in chunk {index} of {chunks}")
             yield chunk
         if source.read(1):
-            raise ValueError(f"series {key!r}: bytes after the last of {info.chunks} chunks")
+            raise ValueError(f"series {key!r}: bytes after the last of {chunks} chunks")
 
 
 def delete_store(layout: StoreLayout) -> None:
     for info in layout.series.values():
-        if blobs.exists(info.blob_name):
-            blobs.delete(info.blob_name)
+        for name in (info.blob_name, info.total_blob):
+            if name is not None and blobs.exists(name):
+                blobs.delete(name)
