@@ -261,13 +261,16 @@ def _worker_ready() -> bool:
 
 
 def _encrypt_block(level: str, values: np.ndarray, slots: int) -> list[bytes]:
-    context = _worker_contexts[level]
+    # TenSEAL's own CKKSVector constructor goes array -> np.array -> flatten -> list ->
+    # PlainTensor -> list again (~0.25 ms of a ~3 ms chunk, measured); its C++ constructor takes
+    # the list directly and yields the same ciphertext.
+    context = _worker_contexts[level].data
     out = []
     for start in range(0, len(values), slots):
         chunk = values[start : start + slots]
         if len(chunk) < slots:  # every vector the same size, so any two chunks can be added
             chunk = np.concatenate([chunk, np.zeros(slots - len(chunk))])
-        out.append(ts.ckks_vector(context, chunk).serialize())
+        out.append(ts._ts_cpp.CKKSVector(context, chunk.tolist()).serialize())
     return out
 
 
