@@ -23,6 +23,7 @@ from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.he.store import StoreOptions, build_store, delete_store
 from dataspace.compute.models import EncryptedStore
 from dataspace.errors import DomainError, ErrorCode
+from dataspace.vault import blobs
 from dataspace.vault.models import DataKey
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ def _options(dataset: Dataset) -> StoreOptions:
 
 
 def _claim(dataset_id: uuid.UUID) -> EncryptedStore | None:
+    """Marks the store BUILDING under a fresh blob prefix, or returns None if there is nothing to
+    build. Whatever an earlier attempt left under its own prefix (a worker killed mid-build writes
+    part of a store and never saves its keys, so those blobs cannot be decrypted) is deleted."""
     with transaction.atomic():
         store, _ = EncryptedStore.objects.select_for_update().get_or_create(dataset_id=dataset_id)
         if store.status == EncryptedStore.Status.READY:
@@ -49,12 +53,16 @@ def _claim(dataset_id: uuid.UUID) -> EncryptedStore | None:
             store.status, store.error = EncryptedStore.Status.FAILED, "The encrypted store failed to build 3 times."
             store.save(update_fields=["status", "error"])
             return None
+        abandoned = store.blob_prefix
         # A fresh prefix per attempt: a build killed half-way never collides with the next one.
         store.blob_prefix = f"he/{dataset_id}/{uuid.uuid4().hex[:12]}"
         store.attempts += 1
         store.status = EncryptedStore.Status.BUILDING
         store.save(update_fields=["blob_prefix", "attempts", "status"])
         store.keys.all().delete()
+    if abandoned:
+        removed = blobs.delete_under(abandoned)
+        logger.info("encrypted store of %s: deleted %d blobs of an abandoned build", dataset_id, removed)
     return store
 
 
@@ -64,7 +72,6 @@ def store_build(*, dataset_id: uuid.UUID) -> EncryptedStore | None:
         return None
     dataset = Dataset.objects.select_related("data_key").get(pk=dataset_id)
     options = _options(dataset)
-    layout: StoreLayout | None = None
     try:
         levels = {"products"} | set(options.levels.values())
         key_pairs = {level: he_keys.generate_keys(level) for level in sorted(levels)}
@@ -83,6 +90,12 @@ def store_build(*, dataset_id: uuid.UUID) -> EncryptedStore | None:
         )
         counts = _cohort_counts(layout, batches())
         with transaction.atomic():
+            claimed = EncryptedStore.objects.select_for_update().filter(pk=store.pk)
+            if list(claimed.values_list("blob_prefix", flat=True)) != [store.blob_prefix]:
+                # A later attempt claimed the store meanwhile (this one was thought dead): it owns it.
+                blobs.delete_under(store.blob_prefix)
+                logger.warning("encrypted store of %s: build under %s superseded", dataset_id, store.blob_prefix)
+                return None
             for pair in key_pairs.values():
                 keystore.keys_save(store=store, keys=pair)
             EncryptedStore.objects.filter(pk=store.pk).update(
@@ -94,29 +107,27 @@ def store_build(*, dataset_id: uuid.UUID) -> EncryptedStore | None:
                 error="",
             )
     except DomainError as exc:
-        _abandon(store, layout, f"{exc.code}: {exc.message}")
+        _abandon(store, f"{exc.code}: {exc.message}")
         return None
     except Exception as exc:
         logger.exception("encrypted store of %s failed", dataset_id)
-        _abandon(store, layout, f"internal error ({type(exc).__name__})")
+        _abandon(store, f"internal error ({type(exc).__name__})")
         raise
     store.refresh_from_db()
     return store
 
 
-def _abandon(store: EncryptedStore, layout: StoreLayout | None, reason: str) -> None:
-    if layout is not None:
-        delete_store(layout)
-    keystore.keys_delete(store)
+def _abandon(store: EncryptedStore, reason: str) -> None:
+    """Deletes everything this attempt wrote (series, totals, key blobs: all under its prefix) and
+    records the failure, unless a later attempt has claimed the store meanwhile."""
+    blobs.delete_under(store.blob_prefix)
     failed = store.attempts >= MAX_BUILD_ATTEMPTS
-    EncryptedStore.objects.filter(pk=store.pk).update(
+    EncryptedStore.objects.filter(pk=store.pk, blob_prefix=store.blob_prefix).update(
         status=EncryptedStore.Status.FAILED if failed else EncryptedStore.Status.BUILDING, error=reason[:2000]
     )
 
 
 def _stored_bytes(layout: StoreLayout) -> int:
-    from dataspace.vault import blobs
-
     return sum(blobs.size(info.blob_name) for info in layout.series.values())
 
 
@@ -156,6 +167,8 @@ def store_delete(*, dataset_id: uuid.UUID) -> None:
     if store.layout:
         delete_store(StoreLayout.from_json(store.layout))
     keystore.keys_delete(store)
+    if store.blob_prefix:
+        blobs.delete_under(store.blob_prefix)
     data_keys = list(store.keys.values_list("data_key_id", flat=True))
     store.delete()
     DataKey.objects.filter(pk__in=data_keys).delete()

@@ -40,3 +40,15 @@ def exists(name: str) -> bool:
 
 def delete(name: str) -> None:
     default_storage.delete(name)
+
+
+def delete_under(prefix: str) -> int:
+    """Deletes every blob whose name starts with ``prefix/``, at any depth; returns how many.
+    For what no layout lists any more, such as the blobs of a build that was killed half-way."""
+    try:
+        folders, files = default_storage.listdir(prefix)
+    except FileNotFoundError:
+        return 0
+    for name in files:
+        default_storage.delete(f"{prefix}/{name}")
+    return len(files) + sum(delete_under(f"{prefix}/{folder}") for folder in folders)

@@ -34,6 +34,7 @@ def test_delete_shreds_the_encrypted_store() -> None:
 
     assert client_for(owner).delete(f"/api/datasets/{dataset.id}/").status_code == 204
     assert not any(blobs.exists(name) for name in names)
+    assert blobs.delete_under(store.blob_prefix) == 0  # nothing else was left under the store's prefix
     assert not EncryptedStore.objects.exists()
     assert not DataKey.objects.filter(pk__in=key_ids).exists()
 

@@ -1,0 +1,68 @@
+"""Building the encrypted store when an earlier attempt died half-way or a later one overtook it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dataspace.accounts.models import Role
+from dataspace.compute import stores
+from dataspace.compute.models import EncryptedStore, HEKey
+from dataspace.vault import blobs
+from tests.conftest import make_user
+from tests.support.datasets import ready_dataset
+
+pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
+CSV = b"age,region\n" + b"".join(f"{20 + i % 50},{'nsew'[i % 4]}\n".encode() for i in range(200))
+
+
+def _write(name: str) -> None:
+    with blobs.open_for_write(name) as sink:
+        sink.write(b"partial ciphertext")
+
+
+def test_the_next_attempt_deletes_what_a_killed_build_left() -> None:
+    dataset = ready_dataset(make_user("owner", Role.PROVIDER), CSV)
+    dead = f"he/{dataset.id}/killed"
+    EncryptedStore.objects.create(dataset=dataset, status=EncryptedStore.Status.BUILDING, attempts=1, blob_prefix=dead)
+    left = [f"{dead}/num.age.ct", f"{dead}/cat.region.0.ct", f"{dead}/deeper/public-products.ctx"]
+    for name in left:
+        _write(name)
+
+    store = stores.store_build(dataset_id=dataset.id)
+
+    assert store is not None
+    assert store.status == EncryptedStore.Status.READY
+    assert store.attempts == 2
+    assert store.blob_prefix != dead
+    assert not any(blobs.exists(name) for name in left)
+
+
+def test_a_build_overtaken_by_a_later_attempt_keeps_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = ready_dataset(make_user("owner", Role.PROVIDER), CSV)
+    real_counts = stores._cohort_counts
+    first: dict[str, str] = {}
+
+    def overtaken(layout: Any, batches: Any) -> dict[str, Any]:
+        # While this build finishes, another worker decides it died and claims the store.
+        first["prefix"] = EncryptedStore.objects.get(dataset=dataset).blob_prefix
+        assert stores._claim(dataset.id) is not None
+        return real_counts(layout, batches)
+
+    monkeypatch.setattr(stores, "_cohort_counts", overtaken)
+    assert stores.store_build(dataset_id=dataset.id) is None
+
+    store = EncryptedStore.objects.get(dataset=dataset)
+    assert store.status == EncryptedStore.Status.BUILDING
+    assert store.attempts == 2
+    assert store.blob_prefix != first["prefix"]
+    assert not store.layout
+    assert not HEKey.objects.exists()
+    assert blobs.delete_under(first["prefix"]) == 0  # the overtaken build removed its own blobs
+
+    monkeypatch.setattr(stores, "_cohort_counts", real_counts)
+    rebuilt = stores.store_build(dataset_id=dataset.id)
+    assert rebuilt is not None
+    assert rebuilt.status == EncryptedStore.Status.READY
+    assert rebuilt.attempts == 3
