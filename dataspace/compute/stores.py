@@ -128,7 +128,9 @@ def _abandon(store: EncryptedStore, reason: str) -> None:
 
 
 def _stored_bytes(layout: StoreLayout) -> int:
-    return sum(blobs.size(info.blob_name) for info in layout.series.values())
+    """Every ciphertext blob of the store: the series and their materialised totals."""
+    names = [name for info in layout.series.values() for name in (info.blob_name, info.total_blob) if name]
+    return sum(blobs.size(name) for name in names)
 
 
 def _cohort_counts(layout: StoreLayout, batches: Iterator[pa.RecordBatch]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import pytest
 
 from dataspace.accounts.models import Role
 from dataspace.compute import stores
+from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.models import EncryptedStore, HEKey
 from dataspace.vault import blobs
 from tests.conftest import make_user
@@ -37,6 +38,9 @@ def test_the_next_attempt_deletes_what_a_killed_build_left() -> None:
     assert store.attempts == 2
     assert store.blob_prefix != dead
     assert not any(blobs.exists(name) for name in left)
+    layout = StoreLayout.from_json(store.layout)
+    ciphertexts = [name for info in layout.series.values() for name in (info.blob_name, info.total_blob) if name]
+    assert store.stored_bytes == sum(blobs.size(name) for name in ciphertexts)
 
 
 def test_a_build_overtaken_by_a_later_attempt_keeps_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
