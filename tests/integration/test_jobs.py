@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -16,11 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from django.core.management import call_command
 from django.db import connection
 
 from dataspace.accounts.models import Role, Wallet
-from dataspace.accounts.services import wallet_private_key
+from dataspace.accounts.services import api_token_issue, wallet_private_key
 from dataspace.catalog.synthetic import registry_csv_chunks, registry_frames
 from dataspace.chain import agents, eip712, gateway, outbox
 from dataspace.chain.models import ChainTransaction
@@ -29,7 +32,7 @@ from dataspace.compute.he.operations import CKKS_RELATIVE_TOLERANCE, get_operati
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.policies.models import Agreement
 from tests.conftest import WorkerProcess, start_worker, wait_for
-from tests.support.anvil import AnvilNode
+from tests.support.anvil import AnvilNode, free_port
 from tests.support.space import (
     PRICE,
     TOKENS,
@@ -295,6 +298,56 @@ def test_jobs_queued_while_the_node_is_down_finish_after_it_returns(space: dict[
         assert wait_job(response.json()["id"], timeout=180).status == Status.SETTLED
     assert calls_on_chain(agreement) == (3, 3)
     assert outbox.writes_to_retry(older_than_seconds=0) == []
+
+
+def test_jobs_requested_while_the_broker_is_gone_run_once_it_is_back(
+    space: dict[str, Any], settings: Any, tmp_path: Path
+) -> None:
+    """The web process cannot reach any broker: jobs are still accepted and recorded, nothing is
+    charged, and the sweeper (on a process that can reach the broker) moves them on, once each."""
+    from tests.conftest import celery_env
+
+    offer = publish_offer(space["provider_api"], space["dataset"])
+    agreement = accept_offer(space["consumer_api"], offer, calls=5)
+    env = celery_env()
+    env["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    port, log_path = free_port(), tmp_path / "web.log"
+    with log_path.open("wb") as log:
+        web = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "dataspace.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
+            cwd=Path(__file__).resolve().parents[2], env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}/api"
+        session = requests.Session()
+        _, token = api_token_issue(user=space["consumer"])
+        session.headers["Authorization"] = f"Token {token}"
+        wait_for(lambda: _answers(session, f"{base}/me/") or web.poll() is not None, timeout=60)
+        body = {"agreement": str(agreement.id), "operation": "mean", "params": {"column": "age"}, "purpose": "research"}
+        responses = [session.post(f"{base}/jobs/", json=body, timeout=60) for _ in range(3)]
+        assert [r.status_code for r in responses] == [202] * 3, [r.text for r in responses]
+        assert log_path.read_text().count("could not queue authorise") == 3
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+
+    time.sleep(2)  # the worker is up, but no message reached it
+    assert set(Job.objects.values_list("status", flat=True)) == {Status.REQUESTED}
+    assert calls_on_chain(agreement) == (0, 0)
+
+    settings.JOB_SWEEP_AFTER = 0
+    assert tasks.sweep_jobs() == 3
+    for response in responses:
+        assert wait_job(response.json()["id"], timeout=180).status == Status.SETTLED
+    assert calls_on_chain(agreement) == (3, 3)
+    call_command("audit", "reconcile", stdout=io.StringIO())
+
+
+def _answers(session: requests.Session, url: str) -> bool:
+    try:
+        return session.get(url, timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
 
 
 def test_a_job_whose_computation_keeps_dying_is_refunded(
