@@ -479,6 +479,19 @@ def _mean(total: float, count: float) -> float | None:
     return total / count if count > 0 else None
 
 
+def _column_and_where(operation: Operation, params: dict[str, Any], layout: StoreLayout) -> dict[str, Any]:
+    """Parameters ``column`` (numeric) and an optional ``where``, normalised; the operation's terms
+    are checked too, so a filter that would exceed the store's depth is refused here."""
+    _check_keys(params, {"column", "where"}, {"column"})
+    plan = _numeric(layout, params["column"], "column")
+    normalised: dict[str, Any] = {"column": plan.name}
+    where = _validate_where(params.get("where"), layout)
+    if where:
+        normalised["where"] = where
+    operation._checked_terms(normalised, layout)
+    return normalised
+
+
 class Count(Operation):
     name = "count"
     depth = 0
@@ -515,14 +528,7 @@ class Sum(Operation):
     precision = 6
 
     def validate(self, params: dict[str, Any], layout: StoreLayout) -> dict[str, Any]:
-        _check_keys(params, {"column", "where"}, {"column"})
-        plan = _numeric(layout, params["column"], "column")
-        where = _validate_where(params.get("where"), layout)
-        normalised: dict[str, Any] = {"column": plan.name}
-        if where:
-            normalised["where"] = where
-        self._checked_terms(normalised, layout)
-        return normalised
+        return _column_and_where(self, params, layout)
 
     def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
         plan = layout.column(params["column"])
@@ -567,14 +573,7 @@ class Variance(Operation):
     precision = 6
 
     def validate(self, params: dict[str, Any], layout: StoreLayout) -> dict[str, Any]:
-        _check_keys(params, {"column", "where"}, {"column"})
-        plan = _numeric(layout, params["column"], "column")
-        normalised: dict[str, Any] = {"column": plan.name}
-        where = _validate_where(params.get("where"), layout)
-        if where:  # x * x * filter: depth 2, refused by the term check
-            normalised["where"] = where
-        self._checked_terms(normalised, layout)
-        return normalised
+        return _column_and_where(self, params, layout)  # with a filter, x * x * filter: depth 2, refused
 
     def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
         plan = layout.column(params["column"])
