@@ -479,17 +479,23 @@ def _mean(total: float, count: float) -> float | None:
     return total / count if count > 0 else None
 
 
-def _column_and_where(operation: Operation, params: dict[str, Any], layout: StoreLayout) -> dict[str, Any]:
-    """Parameters ``column`` (numeric) and an optional ``where``, normalised; the operation's terms
-    are checked too, so a filter that would exceed the store's depth is refused here."""
-    _check_keys(params, {"column", "where"}, {"column"})
-    plan = _numeric(layout, params["column"], "column")
-    normalised: dict[str, Any] = {"column": plan.name}
+def _with_where(
+    operation: Operation, normalised: dict[str, Any], params: dict[str, Any], layout: StoreLayout
+) -> dict[str, Any]:
+    """``normalised`` with the request's validated ``where`` filter, if any, after checking the
+    operation's terms: a filter that would exceed the store's depth is refused here."""
     where = _validate_where(params.get("where"), layout)
     if where:
         normalised["where"] = where
     operation._checked_terms(normalised, layout)
     return normalised
+
+
+def _column_and_where(operation: Operation, params: dict[str, Any], layout: StoreLayout) -> dict[str, Any]:
+    """Parameters ``column`` (numeric) and an optional ``where``, normalised and checked."""
+    _check_keys(params, {"column", "where"}, {"column"})
+    normalised: dict[str, Any] = {"column": _numeric(layout, params["column"], "column").name}
+    return _with_where(operation, normalised, params, layout)
 
 
 class Count(Operation):
@@ -631,11 +637,7 @@ class GroupBy(Operation):
             if params.get("column") is None:
                 raise _reject(f"column is required for {aggregate}")
             normalised["column"] = _numeric(layout, params["column"], "column").name
-        where = _validate_where(params.get("where"), layout)
-        if where:
-            normalised["where"] = where
-        self._checked_terms(normalised, layout)
-        return normalised
+        return _with_where(self, normalised, params, layout)
 
     def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
         by = layout.column(params["by"])
@@ -707,11 +709,7 @@ class Histogram(Operation):
         if not plan.bucket_edges:
             raise _reject(f"column: numeric column {plan.name!r} has no buckets", "column_kind")
         normalised: dict[str, Any] = {"column": plan.name, "edges": list(plan.bucket_edges)}
-        where = _validate_where(params.get("where"), layout)
-        if where:
-            normalised["where"] = where
-        self._checked_terms(normalised, layout)
-        return normalised
+        return _with_where(self, normalised, params, layout)
 
     def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
         name = params["column"]
@@ -783,11 +781,7 @@ class Covariance(Operation):
         for plan in plans:
             _complete(plan, "columns")
         normalised: dict[str, Any] = {"columns": [plan.name for plan in plans]}
-        where = _validate_where(params.get("where"), layout)
-        if where:
-            normalised["where"] = where
-        self._checked_terms(normalised, layout)
-        return normalised
+        return _with_where(self, normalised, params, layout)
 
     def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
         return _product_terms([layout.column(name) for name in params["columns"]], _where(params))
@@ -833,11 +827,7 @@ class LinearRegression(Operation):
         for plan, role in [(target, "target"), *((p, "features") for p in plans)]:
             _complete(plan, role)
         normalised: dict[str, Any] = {"target": target.name, "features": [plan.name for plan in plans]}
-        where = _validate_where(params.get("where"), layout)
-        if where:
-            normalised["where"] = where
-        self._checked_terms(normalised, layout)
-        return normalised
+        return _with_where(self, normalised, params, layout)
 
     def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
         # The target is listed last: its products with the features are X'y, its square is unused
