@@ -7,7 +7,8 @@ It releases a job's result only when
 4. the epsilon recorded on chain fits the agreement's privacy budget on chain;
 and then it adds the policy's Laplace noise (OpenDP), lets the operation round every number to
 its documented precision (a raw CKKS decryption leaks information about the secret key: Li and
-Micciancio, 2021), and signs a receipt an auditor can check with any EIP-191 tool.
+Micciancio, 2021), and signs a receipt an auditor can check with any EIP-191 tool. The chain gets
+a salted commitment to the result, never a plain hash of it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import time
 import uuid
 from functools import cache, lru_cache
@@ -51,6 +53,14 @@ class CustodyRefused(DomainError):
 
 def canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def result_commitment(result: Any, salt: bytes) -> bytes:
+    """The hash the chain records for a result: sha256(salt || canonical JSON). Salted because the
+    chain is public and a released result has little entropy (a count, or a mean rounded to 6
+    significant digits, is found from a plain hash by trying every candidate); the salt travels
+    only in the receipt, to the job's consumer, who can show it to an auditor."""
+    return hashlib.sha256(salt + canonical(result)).digest()
 
 
 @cache
@@ -172,13 +182,15 @@ def release(job_id: uuid.UUID) -> bool:
     except CustodyRefused as exc:
         jobs.fail(job.id, code=str(exc.details.get("reason", exc.code)), message=exc.message)
         return False
-    result_hash = hashlib.sha256(canonical(result)).digest()
+    salt = secrets.token_bytes(32)
+    result_hash = result_commitment(result, salt)
     receipt: dict[str, Any] = {
         "job_id": job.chain_job_id,
         "operation": job.operation,
         "parameters": job.params,
         "dataset_sha256": job.dataset.content_sha256,
         "result_sha256": "0x" + result_hash.hex(),
+        "result_salt": "0x" + salt.hex(),
         "ciphertext_sha256": job.ciphertext_sha256,
         "noise": noise,
         "engine": "he-ckks (TenSEAL)",

@@ -4,6 +4,7 @@ settlement, withdrawal, reconciliation; then refusals, concurrency and faults.""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import signal
@@ -116,6 +117,10 @@ def test_the_whole_story(anvil: AnvilNode, celery_worker_process: WorkerProcess)
         usage = usage_agent().usage(bytes.fromhex(job.chain_job_id[2:]))
         assert usage.status == agents.JobStatus.SETTLED
         assert body["receipt"]["result_sha256"] == body["result_hash"]
+        # What an auditor checks with the consumer's receipt; a plain hash of the result is not on chain.
+        salt = bytes.fromhex(body["receipt"]["result_salt"][2:])
+        assert "0x" + custody.result_commitment(body["result"], salt).hex() == body["result_hash"]
+        assert "0x" + hashlib.sha256(custody.canonical(body["result"])).hexdigest() != body["result_hash"]
         assert custody.receipt_signer(body["receipt"]) == custody.custodian().address
         assert body["receipt"]["dataset_sha256"] == dataset.content_sha256
 
