@@ -437,6 +437,26 @@ def test_public_view_shows_no_scales(built: Built) -> None:
     assert "variance" not in visits["operations"]
 
 
+def test_quantile_buckets_show_no_extremes(built: Built) -> None:
+    """Quantile edges begin and end at the column's extremes: consumers see open ends instead,
+    in the store's view, in a filter and in a histogram. The provider's own edges are shown."""
+    z = built.layout.column("z")
+    assert z.open_ends
+    view = {c["name"]: c for c in built.layout.public_view()["columns"]}
+    assert view["z"]["bucket_edges"] == [None, *z.bucket_edges[1:-1], None]
+    assert view["age"]["bucket_edges"] == [0, 20, 40, 60, 80, 100]
+    last = len(z.bucket_edges) - 2
+    where = get_operation("count").validate({"where": {"column": "z", "bucket_from": 0, "bucket_to": last}},
+                                            built.layout)["where"]  # fmt: skip
+    assert where["from"] is None
+    assert where["to"] is None
+    histogram = get_operation("histogram").validate({"column": "z"}, built.layout)
+    assert histogram["edges"] == view["z"]["bucket_edges"]
+    shown = repr((view["z"], where, histogram))
+    assert repr(z.bucket_edges[0]) not in shown
+    assert repr(z.bucket_edges[-1]) not in shown
+
+
 def test_series_blobs_are_framed_and_hashed(built: Built) -> None:
     chunks = math.ceil(ROWS / built.layout.slots)
     with storage_at(built.storage):

@@ -39,6 +39,16 @@ class ColumnPlan:
     has_nulls: bool = False  # numeric: a presence-indicator series is stored too (nulls stored as 0)
     categories: tuple[str, ...] = ()  # categorical: indicator series i <-> categories[i]
     bucket_edges: tuple[float, ...] = ()  # numeric: bucket i = [e[i], e[i+1]) (last one closed)
+    # Quantile edges: the outer two are the column's extremes (rounded outwards), which no one is
+    # shown, so the first and last buckets read as open ("below e[1]", "e[-2] and above").
+    open_ends: bool = False
+
+    def public_edges(self) -> list[float | None]:
+        """The bucket edges as consumers see them: None at an open end."""
+        edges: list[float | None] = list(self.bucket_edges)
+        if self.open_ends and edges:
+            edges[0] = edges[-1] = None
+        return edges
 
     @property
     def series_keys(self) -> list[str]:
@@ -66,6 +76,7 @@ class ColumnPlan:
             has_nulls=bool(data.get("has_nulls", False)),
             categories=tuple(str(c) for c in data.get("categories", ())),
             bucket_edges=tuple(float(e) for e in data.get("bucket_edges", ())),
+            open_ends=bool(data.get("open_ends", False)),
         )
 
 
@@ -170,7 +181,7 @@ class StoreLayout:
                 entry["categories"] = list(plan.categories)
             else:
                 entry["nulls"] = plan.has_nulls
-                entry["bucket_edges"] = list(plan.bucket_edges)
+                entry["bucket_edges"] = plan.public_edges()
             entry["operations"] = _operations_for(plan)
             columns.append(entry)
         return {"rows": self.rows, "columns": columns}

@@ -270,9 +270,9 @@ def _validate_where(where: Any, layout: StoreLayout) -> dict[str, Any] | None:
         "column": plan.name,
         "bucket_from": first,
         "bucket_to": last,
-        # Public edges, kept so the filter reads on its own (and the reference needs no layout).
-        "from": plan.bucket_edges[first],
-        "to": plan.bucket_edges[last + 1],
+        # Public edges (None: open), kept so the filter reads on its own and the reference needs no layout.
+        "from": plan.public_edges()[first],
+        "to": plan.public_edges()[last + 1],
         "closed": last == count - 1,
     }
 
@@ -320,8 +320,15 @@ def _plain_mask(params: dict[str, Any], table: pa.Table) -> np.ndarray:
     if "equals" in where:
         return np.asarray(_plain_strings(table, where["column"]) == where["equals"], dtype=bool)
     values, valid = _plain_numeric(table, where["column"])
-    upper = values <= where["to"] if where["closed"] else values < where["to"]
-    return np.asarray(valid & (values >= where["from"]) & upper, dtype=bool)
+    return np.asarray(valid & _in_range(values, where["from"], where["to"], closed=where["closed"]), dtype=bool)
+
+
+def _in_range(values: np.ndarray, low: float | None, high: float | None, *, closed: bool) -> np.ndarray:
+    """low <= v < high (v <= high when closed); None is an open end."""
+    inside = np.ones(len(values), dtype=bool) if low is None else values >= low
+    if high is not None:
+        inside &= values <= high if closed else values < high
+    return np.asarray(inside, dtype=bool)
 
 
 # --------------------------------------------------------------------------- operations
@@ -691,7 +698,7 @@ class GroupBy(Operation):
 class Histogram(Operation):
     name = "histogram"
     depth = 1
-    description = "Row counts per bucket of a bucketed numeric column (nulls in no bucket)."
+    description = "Row counts per bucket of a bucketed numeric column (nulls in no bucket); a null edge is an open end."
     parameters = {
         "type": "object",
         "properties": {
@@ -700,7 +707,7 @@ class Histogram(Operation):
         },
         "required": ["column"],
     }
-    output = '{"buckets": [{"from": number, "to": number, "count": number}]}'
+    output = '{"buckets": [{"from": number | null, "to": number | null, "count": number}]}'
     precision = 6
 
     def validate(self, params: dict[str, Any], layout: StoreLayout) -> dict[str, Any]:
@@ -708,7 +715,7 @@ class Histogram(Operation):
         plan = _numeric(layout, params["column"], "column")
         if not plan.bucket_edges:
             raise _reject(f"column: numeric column {plan.name!r} has no buckets", "column_kind")
-        normalised: dict[str, Any] = {"column": plan.name, "edges": list(plan.bucket_edges)}
+        normalised: dict[str, Any] = {"column": plan.name, "edges": plan.public_edges()}
         return _with_where(self, normalised, params, layout)
 
     def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
@@ -733,8 +740,7 @@ class Histogram(Operation):
         edges = params["edges"]
         buckets = []
         for i in range(len(edges) - 1):
-            last = i == len(edges) - 2
-            inside = (chosen >= edges[i]) & ((chosen <= edges[i + 1]) if last else (chosen < edges[i + 1]))
+            inside = _in_range(chosen, edges[i], edges[i + 1], closed=i == len(edges) - 2)
             buckets.append({"from": edges[i], "to": edges[i + 1], "count": int(inside.sum())})
         return {"buckets": buckets}
 

@@ -232,6 +232,7 @@ def _profile(
             edges = ()  # a 0/1 column's histogram is its sum
         else:
             edges = quantile_edges(profile.sample_values, profile.minimum, profile.maximum, options.quantile_buckets)
+        open_ends = bool(edges) and name not in options.buckets
         plans.append(
             ColumnPlan(
                 name=name,
@@ -240,6 +241,7 @@ def _profile(
                 scale=_power_of_two_scale(profile.max_abs),
                 has_nulls=profile.nulls > 0 or int(column.get("nulls") or 0) > 0,
                 bucket_edges=edges,
+                open_ends=open_ends,
             )
         )
     return plans, rows
