@@ -16,6 +16,7 @@ from dataspace.accounts.models import User
 from dataspace.accounts.permissions import IsConsumer
 from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
 from dataspace.catalog import selectors as catalog_selectors
+from dataspace.catalog.public_profile import approximate_count
 from dataspace.compute import jobs
 from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.he.operations import REGISTRY
@@ -95,6 +96,8 @@ class OperationOutputSerializer(serializers.Serializer[Any]):
 class EncryptedStoreOutputSerializer(serializers.Serializer[Any]):
     status = serializers.CharField()
     stored_bytes = serializers.IntegerField(required=False)
+    rows = serializers.IntegerField(required=False, help_text="Exact for the provider, rounded for others.")
+    rows_exact = serializers.BooleanField(required=False)
     columns = serializers.JSONField(required=False)
     parameters = serializers.JSONField(required=False)
 
@@ -221,7 +224,12 @@ class EncryptedStoreApi(APIView):
         body: dict[str, Any] = {"status": store.status, "stored_bytes": store.stored_bytes}
         if store.status == EncryptedStore.Status.READY:
             layout = StoreLayout.from_json(store.layout)
-            body["columns"] = layout.public_view()
+            # Others see what the public profile shows: rounded rows, category names only where
+            # the provider made them public.
+            owner = dataset.provider_id == request.user.pk
+            body["rows"] = layout.rows if owner else approximate_count(layout.rows)
+            body["rows_exact"] = owner
+            body["columns"] = layout.public_view(values_of=None if owner else dataset.public_value_columns)
             body["parameters"] = {
                 level: {
                     "poly_modulus_degree": p.poly_modulus_degree,

@@ -430,9 +430,9 @@ def test_layout_plans_every_encryptable_column(built: Built) -> None:
 def test_public_view_shows_no_scales(built: Built) -> None:
     view = built.layout.public_view()
     assert "scale" not in repr(view)
-    region = next(c for c in view["columns"] if c["name"] == "region")
+    region = next(c for c in view if c["name"] == "region")
     assert region["categories"] == ["north", "south", "west"]
-    visits = next(c for c in view["columns"] if c["name"] == "visits")
+    visits = next(c for c in view if c["name"] == "visits")
     assert visits["level"] == "sums"
     assert "variance" not in visits["operations"]
 
@@ -442,7 +442,7 @@ def test_quantile_buckets_show_no_extremes(built: Built) -> None:
     in the store's view, in a filter and in a histogram. The provider's own edges are shown."""
     z = built.layout.column("z")
     assert z.open_ends
-    view = {c["name"]: c for c in built.layout.public_view()["columns"]}
+    view = {c["name"]: c for c in built.layout.public_view()}
     assert view["z"]["bucket_edges"] == [None, *z.bucket_edges[1:-1], None]
     assert view["age"]["bucket_edges"] == [0, 20, 40, 60, 80, 100]
     last = len(z.bucket_edges) - 2

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -171,20 +172,25 @@ class StoreLayout:
             series={key: SeriesInfo(**info) for key, info in data["series"].items()},
         )
 
-    def public_view(self) -> dict[str, Any]:
+    def public_view(self, *, values_of: Collection[str] | None = None) -> list[dict[str, Any]]:
         """Per column what a consumer may ask for. Scales stay out: a scale is a power of two
-        bounding max|x|, which would disclose the column's extreme value to within 2x."""
+        bounding max|x|, which would disclose the column's extreme value to within 2x. Category
+        names are listed only for the columns in ``values_of`` (None: every column, for the
+        dataset's provider); elsewhere only their number, as in the public profile. The row count
+        is the caller's to show or round."""
         columns = []
         for plan in self.columns:
             entry: dict[str, Any] = {"name": plan.name, "kind": plan.kind, "level": plan.level}
             if plan.kind == "categorical":
-                entry["categories"] = list(plan.categories)
+                entry["cardinality"] = len(plan.categories)
+                if values_of is None or plan.name in values_of:
+                    entry["categories"] = list(plan.categories)
             else:
                 entry["nulls"] = plan.has_nulls
                 entry["bucket_edges"] = plan.public_edges()
             entry["operations"] = _operations_for(plan)
             columns.append(entry)
-        return {"rows": self.rows, "columns": columns}
+        return columns
 
 
 def _operations_for(plan: ColumnPlan) -> list[str]:

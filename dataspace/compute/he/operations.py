@@ -254,7 +254,8 @@ def _validate_where(where: Any, layout: StoreLayout) -> dict[str, Any] | None:
         category = where["equals"]
         if not isinstance(category, str) or category not in plan.categories:
             raise _reject(
-                f"where.equals: {category!r} is not a category of {plan.name!r}: {', '.join(plan.categories)}"
+                # The categories are not listed: the provider may not have made them public.
+                f"where.equals: {category!r} is not a category of {plan.name!r}"
             )
         return {"column": plan.name, "equals": category, "index": plan.categories.index(category)}
     if not plan.bucket_edges:
