@@ -92,6 +92,7 @@ class Job(models.Model):
         "chain.ChainTransaction", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     compute_attempts = models.PositiveSmallIntegerField(default=0)
+    release_attempts = models.PositiveSmallIntegerField(default=0)
     result_blob = models.CharField(max_length=255, blank=True)
     ciphertext_sha256 = models.CharField(max_length=64, blank=True)  # as the HE worker reported it
     result = models.JSONField(null=True, blank=True)

@@ -5,6 +5,7 @@ dies, so a killed worker's job is redelivered; attempts are bounded."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from typing import Any
@@ -20,6 +21,7 @@ from dataspace.compute.models import Job
 
 logger = logging.getLogger(__name__)
 MAX_COMPUTE_ATTEMPTS = 3
+MAX_RELEASE_ATTEMPTS = 3
 
 
 def _follow(task: Any, progress: Any, job_id: str) -> None:
@@ -75,16 +77,33 @@ def compute_job(self: Any, job_id: str) -> None:
             transaction.on_commit(lambda: jobs.dispatch("release", job.id))
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=5,
-    autoretry_for=(gateway.ChainUnavailable, OperationalError),
-    retry_backoff=True,
-)
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=10)
 def release_job(self: Any, job_id: str) -> None:
-    custody.release(uuid.UUID(job_id))
+    job_uuid = uuid.UUID(job_id)
+    # Counted before the work, as for compute: a release that fails or kills the custodian every
+    # time ends in a refund instead of being swept forever.
+    if not Job.objects.filter(pk=job_uuid, status=Job.Status.COMPUTED).update(
+        release_attempts=F("release_attempts") + 1
+    ):
+        return
+    attempts = Job.objects.values_list("release_attempts", flat=True).get(pk=job_uuid)
+    if attempts > MAX_RELEASE_ATTEMPTS:
+        jobs.fail(job_uuid, code="release_failed", message=f"The release failed {MAX_RELEASE_ATTEMPTS} times.")
+        return
+    try:
+        custody.release(job_uuid)
+    except (gateway.ChainUnavailable, OperationalError) as exc:
+        # The node or the database away is not the job's fault: not counted; tried again (and swept
+        # later if it stays away).
+        with contextlib.suppress(OperationalError):
+            Job.objects.filter(pk=job_uuid).update(release_attempts=F("release_attempts") - 1)
+        raise self.retry(countdown=min(30, 2 ** min(self.request.retries, 5)), exc=exc) from None
+    except Exception as exc:
+        logger.exception("job %s: release failed", job_uuid)
+        if attempts >= MAX_RELEASE_ATTEMPTS:
+            jobs.fail(job_uuid, code="release_failed", message=f"The release failed ({type(exc).__name__}).")
+            return
+        raise self.retry(countdown=2, exc=exc) from None
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3, autoretry_for=(OperationalError,))

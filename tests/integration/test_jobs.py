@@ -30,8 +30,9 @@ from dataspace.chain import agents, eip712, gateway, outbox
 from dataspace.chain.models import ChainTransaction
 from dataspace.compute import custody, keystore, tasks
 from dataspace.compute.he.operations import CKKS_RELATIVE_TOLERANCE, get_operation
-from dataspace.compute.models import EncryptedStore, Job
+from dataspace.compute.models import EncryptedStore, HEKey, Job
 from dataspace.policies.models import Agreement
+from dataspace.vault import blobs
 from tests.conftest import WorkerProcess, start_worker, wait_for
 from tests.support.anvil import AnvilNode, free_port
 from tests.support.space import (
@@ -390,3 +391,20 @@ def test_a_job_whose_computation_keeps_dying_is_refunded(
         if he is not None:
             he.stop()
         main.stop()
+
+
+def test_a_job_whose_release_keeps_failing_is_refunded(space: dict[str, Any]) -> None:
+    """The custodian cannot unseal the dataset's secret key (its blob is gone): each release fails,
+    the third failure fails the job, and the consumer gets the call back."""
+    api = space["consumer_api"]
+    agreement = accept_offer(api, publish_offer(space["provider_api"], space["dataset"]), calls=5)
+    for key in HEKey.objects.filter(store__dataset=space["dataset"]):
+        blobs.delete(key.secret_blob)
+    job = wait_job(run_job(api, agreement, "mean", {"column": "age"}).json()["id"], timeout=180)
+    assert job.status == Status.REFUNDED
+    assert job.failure_code == "release_failed"
+    assert job.release_attempts == tasks.MAX_RELEASE_ATTEMPTS
+    assert job.result is None
+    assert calls_on_chain(agreement) == (0, 0)
+    assert usage_agent().usage(bytes.fromhex(job.chain_job_id[2:])).status == agents.JobStatus.REFUNDED
+    call_command("audit", "reconcile", stdout=io.StringIO())
