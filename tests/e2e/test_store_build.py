@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import pytest
@@ -97,3 +98,24 @@ def test_the_store_view_shows_others_only_what_the_public_profile_does() -> None
     age_edges = columns["age"]["bucket_edges"]
     assert age_edges[0] is None
     assert age_edges[-1] is None
+
+
+def test_stores_built_before_open_ends_get_them_from_the_migration() -> None:
+    from django.apps import apps
+
+    migration = importlib.import_module("dataspace.compute.migrations.0004_layout_open_ends")
+    owner = make_user("owner", Role.PROVIDER)
+    csv = b"age,bmi\n" + b"".join(f"{20 + i % 50},{18 + (i * 7) % 20}.5\n".encode() for i in range(200))
+    dataset = ready_dataset(owner, csv, encryption={"buckets": {"age": [20, 40, 70]}})
+    store = stores.store_build(dataset_id=dataset.id)
+    assert store is not None
+    for column in store.layout["columns"]:
+        column.pop("open_ends")  # as a layout written before the field existed
+    store.save(update_fields=["layout"])
+
+    migration.open_quantile_ends(apps, None)
+
+    store.refresh_from_db()
+    layout = StoreLayout.from_json(store.layout)
+    assert not layout.column("age").open_ends  # the provider's own edges
+    assert layout.column("bmi").open_ends
