@@ -49,17 +49,29 @@ def main() -> None:
         return
     from tests.support.anvil import AnvilNode
 
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", "DROP DATABASE IF EXISTS redlake_bench"],
-                   check=True, capture_output=True)  # fmt: skip
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", "CREATE DATABASE redlake_bench"],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", "DROP DATABASE IF EXISTS redlake_bench"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", "CREATE DATABASE redlake_bench"],
+        check=True,
+        capture_output=True,
+    )
     work = Path(tempfile.mkdtemp(prefix="redlake-bench-e2e-"))
     node = AnvilNode(work / "anvil.json").start()
     env = {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "dataspace.settings", "REDLAKE_VAR_DIR": str(work),
-        "DATABASE_URL": DATABASE_URL, "CELERY_BROKER_URL": BROKER_URL, "CHAIN_RPC_URL": node.url,
-        "CHAIN_POLL_SECONDS": "0.05", "DEBUG": "true", "ALLOWED_HOSTS": "127.0.0.1,localhost",
-    }  # fmt: skip
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "dataspace.settings",
+        "REDLAKE_VAR_DIR": str(work),
+        "DATABASE_URL": DATABASE_URL,
+        "CELERY_BROKER_URL": BROKER_URL,
+        "CHAIN_RPC_URL": node.url,
+        "CHAIN_POLL_SECONDS": "0.05",
+        "DEBUG": "true",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    }
     os.environ.update(env)
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -82,10 +94,31 @@ def main() -> None:
             log = (logs / f"{name}.log").open("wb")
             processes.append(subprocess.Popen(list(args), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
 
-        celery = [sys.executable, "-m", "celery", "-A", "dataspace", "worker", "--loglevel=WARNING",
-                  "--without-heartbeat", "--without-mingle", "--without-gossip"]  # fmt: skip
-        start("web", sys.executable, "-m", "gunicorn", "dataspace.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2",
-              "--timeout", "600")  # fmt: skip
+        celery = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "dataspace",
+            "worker",
+            "--loglevel=WARNING",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+        ]
+        start(
+            "web",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "dataspace.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+            "--timeout",
+            "600",
+        )
         start("chain", *celery, "--queues=chain,default", "--pool=solo", "--hostname=chain@%h")
         start("custody", *celery, "--queues=custody", "--pool=solo", "--hostname=custody@%h")
         start("he", *celery, "--queues=he,ingest", "--concurrency=2", "--hostname=he@%h")
@@ -157,13 +190,15 @@ def measure(base: str, processes: list[subprocess.Popen[bytes]]) -> None:
     for rows in SIZES:
         content = b"".join(registry_csv_chunks(rows))
         started = time.perf_counter()
-        ingest = provider.post("/api/datasets/", files={"file": ("registry.csv", content)},
-                               data={"title": f"registry {rows}"})  # fmt: skip
+        ingest = provider.post(
+            "/api/datasets/", files={"file": ("registry.csv", content)}, data={"title": f"registry {rows}"}
+        )
         ingest = provider.wait(f"/api/ingests/{ingest['id']}/", lambda b: b["status"] in ("succeeded", "failed"))
         assert ingest["status"] == "succeeded", ingest
         dataset_id = ingest["dataset"]
-        store = provider.wait(f"/api/datasets/{dataset_id}/encrypted-store/", lambda b: b["status"] in ("ready", "failed"),
-                              interval=0.2)  # fmt: skip
+        store = provider.wait(
+            f"/api/datasets/{dataset_id}/encrypted-store/", lambda b: b["status"] in ("ready", "failed"), interval=0.2
+        )
         assert store["status"] == "ready", store
         offer = wait_offer(provider, dataset_id)
         ready_seconds = time.perf_counter() - started
@@ -177,22 +212,51 @@ def measure(base: str, processes: list[subprocess.Popen[bytes]]) -> None:
             latencies = []
             for _ in range(RUNS):
                 start = time.perf_counter()
-                job = consumer.post("/api/jobs/", json={"agreement": agreement["id"], "operation": operation,
-                                                        "params": params, "purpose": "research"})  # fmt: skip
+                job = consumer.post(
+                    "/api/jobs/",
+                    json={
+                        "agreement": agreement["id"],
+                        "operation": operation,
+                        "params": params,
+                        "purpose": "research",
+                    },
+                )
                 done = consumer.wait(job["url"], lambda b: b["status"] in ("settled", "refunded", "rejected"))
                 latencies.append(time.perf_counter() - start)
                 assert done["status"] == "settled", done
             p50 = statistics.median(latencies)
             target = {("mean", 1_000_000): 1.0, ("group_by", 1_000_000): 3.0}.get((operation, rows))
-            metrics.append(metric(f"end-to-end {label}, {rows:,} rows, p50 (REST to settled result)", p50, "s",
-                                  target=target, better="lower",
-                                  baseline=(f"numpy {label}, s", numpy_seconds[label])))  # fmt: skip
-            metrics.append(metric(f"end-to-end {label}, {rows:,} rows, p90", sorted(latencies)[int(0.9 * RUNS)], "s",
-                                  target=None, better="lower"))  # fmt: skip
-        metrics.append(metric(f"upload to first job possible, {rows:,} rows (ingest, encrypt, register, offer)",
-                              ready_seconds, "s", target=None, better="lower"))  # fmt: skip
-    metrics.append(metric("peak RSS of an HE worker process", he_peak_rss_mb(processes[-1]), "MB", target=None,
-                          better="lower"))  # fmt: skip
+            metrics.append(
+                metric(
+                    f"end-to-end {label}, {rows:,} rows, p50 (REST to settled result)",
+                    p50,
+                    "s",
+                    target=target,
+                    better="lower",
+                    baseline=(f"numpy {label}, s", numpy_seconds[label]),
+                )
+            )
+            metrics.append(
+                metric(
+                    f"end-to-end {label}, {rows:,} rows, p90",
+                    sorted(latencies)[int(0.9 * RUNS)],
+                    "s",
+                    target=None,
+                    better="lower",
+                )
+            )
+        metrics.append(
+            metric(
+                f"upload to first job possible, {rows:,} rows (ingest, encrypt, register, offer)",
+                ready_seconds,
+                "s",
+                target=None,
+                better="lower",
+            )
+        )
+    metrics.append(
+        metric("peak RSS of an HE worker process", he_peak_rss_mb(processes[-1]), "MB", target=None, better="lower")
+    )
     path = write_result(
         "e2e",
         metrics,
@@ -204,8 +268,14 @@ def measure(base: str, processes: list[subprocess.Popen[bytes]]) -> None:
 
 def wait_offer(provider: Api, dataset_id: str) -> dict[str, Any]:
     """Publishes the offer once the encrypted store is built and the dataset is on chain."""
-    body = {"dataset": dataset_id, "purposes": ["research"], "operations": ["mean", "group_by"],
-            "max_calls": 1000, "price_per_call": 10**15, "duration_days": 30}  # fmt: skip
+    body = {
+        "dataset": dataset_id,
+        "purposes": ["research"],
+        "operations": ["mean", "group_by"],
+        "max_calls": 1000,
+        "price_per_call": 10**15,
+        "duration_days": 30,
+    }
     deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
         response = provider.session.post(provider.base + "/api/offers/", json=body)

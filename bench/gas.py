@@ -28,15 +28,30 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "gas-report.txt").write_text(report[report.find("╭") :] if "╭" in report else report)
     metrics = [
-        metric("recordUsage + settle, per job (execution gas)", gas["recordUsage+settle"], "gas", target=80_000,
-               better="lower", baseline=("recordUsage alone", gas["recordUsage"])),
-        metric("amortized per job, recordUsage + settleBatch/100 (execution gas)",
-               gas["amortized per job (record + batch/100)"], "gas", target=35_000, better="lower",
-               baseline=("recordUsage + settle unbatched", gas["recordUsage+settle"])),
+        metric(
+            "recordUsage + settle, per job (execution gas)",
+            gas["recordUsage+settle"],
+            "gas",
+            target=80_000,
+            better="lower",
+            baseline=("recordUsage alone", gas["recordUsage"]),
+        ),
+        metric(
+            "amortized per job, recordUsage + settleBatch/100 (execution gas)",
+            gas["amortized per job (record + batch/100)"],
+            "gas",
+            target=35_000,
+            better="lower",
+            baseline=("recordUsage + settle unbatched", gas["recordUsage+settle"]),
+        ),
         metric("settle, one job (execution gas)", gas["settle"], "gas", target=None, better="lower"),
         metric("settleBatch of 100 jobs (execution gas)", gas["settleBatch(100)"], "gas", target=None, better="lower"),
-    ]  # fmt: skip
-    print(write_result("gas", metrics, "Foundry test/Gas.t.sol, storage cooled before each call; full report in gas-report.txt"))
+    ]
+    print(
+        write_result(
+            "gas", metrics, "Foundry test/Gas.t.sol, storage cooled before each call; full report in gas-report.txt"
+        )
+    )
 
 
 if __name__ == "__main__":

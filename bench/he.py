@@ -174,35 +174,87 @@ def main() -> None:
         label = "100k" if rows == 100_000 else "1M"
         compute, build1, build2 = runs["compute"], runs["build1"], runs["build2"]
         metrics += [
-            metric(f"HE mean compute / numpy mean ({label} rows, products level)",
-                   compute["he_mean_products"] / compute["numpy_mean"], "ratio",
-                   target=100.0 if rows == 1_000_000 else None, better="lower",
-                   baseline=("numpy mean seconds", compute["numpy_mean"])),
-            metric(f"HE mean compute seconds ({label} rows, products level)", compute["he_mean_products"], "s",
-                   target=None, better="lower"),
-            metric(f"HE mean compute seconds ({label} rows, sums level)", compute["he_mean_sums"], "s",
-                   target=None, better="lower", baseline=("numpy mean seconds", compute["numpy_mean"])),
-            metric(f"HE group-by mean, 8 groups, compute seconds ({label} rows)", compute["he_group_mean"], "s",
-                   target=None, better="lower"),
-            metric(f"encryption throughput, 1 process ({label} rows)", build1["values"] / build1["seconds"],
-                   "values/s", target=None, better="higher"),
-            metric(f"encryption throughput, 2 processes ({label} rows)", build2["values"] / build2["seconds"],
-                   "values/s", target=2_000_000 if rows == 1_000_000 else None, better="higher",
-                   baseline=("1 process values/s", build1["values"] / build1["seconds"])),
-            metric(f"build peak RSS, main process, 2 processes ({label} rows)", build2["peak_mb"], "MB",
-                   target=None, better="lower", baseline=("RSS before build, keys generated", build2["baseline_mb"])),
-            metric(f"compute peak RSS ({label} rows, incl. the numpy column)", compute["peak_mb"], "MB",
-                   target=None, better="lower"),
-        ]  # fmt: skip
+            metric(
+                f"HE mean compute / numpy mean ({label} rows, products level)",
+                compute["he_mean_products"] / compute["numpy_mean"],
+                "ratio",
+                target=100.0 if rows == 1_000_000 else None,
+                better="lower",
+                baseline=("numpy mean seconds", compute["numpy_mean"]),
+            ),
+            metric(
+                f"HE mean compute seconds ({label} rows, products level)",
+                compute["he_mean_products"],
+                "s",
+                target=None,
+                better="lower",
+            ),
+            metric(
+                f"HE mean compute seconds ({label} rows, sums level)",
+                compute["he_mean_sums"],
+                "s",
+                target=None,
+                better="lower",
+                baseline=("numpy mean seconds", compute["numpy_mean"]),
+            ),
+            metric(
+                f"HE group-by mean, 8 groups, compute seconds ({label} rows)",
+                compute["he_group_mean"],
+                "s",
+                target=None,
+                better="lower",
+            ),
+            metric(
+                f"encryption throughput, 1 process ({label} rows)",
+                build1["values"] / build1["seconds"],
+                "values/s",
+                target=None,
+                better="higher",
+            ),
+            metric(
+                f"encryption throughput, 2 processes ({label} rows)",
+                build2["values"] / build2["seconds"],
+                "values/s",
+                target=2_000_000 if rows == 1_000_000 else None,
+                better="higher",
+                baseline=("1 process values/s", build1["values"] / build1["seconds"]),
+            ),
+            metric(
+                f"build peak RSS, main process, 2 processes ({label} rows)",
+                build2["peak_mb"],
+                "MB",
+                target=None,
+                better="lower",
+                baseline=("RSS before build, keys generated", build2["baseline_mb"]),
+            ),
+            metric(
+                f"compute peak RSS ({label} rows, incl. the numpy column)",
+                compute["peak_mb"],
+                "MB",
+                target=None,
+                better="lower",
+            ),
+        ]
     big = results[1_000_000]["build2"]
     metrics += [
-        metric("ciphertext bytes per value, sums level", big["bytes_per_value"]["sums"], "bytes", target=32,
-               better="lower"),
-        metric("ciphertext bytes per value, products level", big["bytes_per_value"]["products"], "bytes", target=64,
-               better="lower"),
-        metric("ciphertext bytes per value, whole store (1 sums + 9 products series)", big["bytes_per_value_all"],
-               "bytes", target=64, better="lower"),
-    ]  # fmt: skip
+        metric(
+            "ciphertext bytes per value, sums level", big["bytes_per_value"]["sums"], "bytes", target=32, better="lower"
+        ),
+        metric(
+            "ciphertext bytes per value, products level",
+            big["bytes_per_value"]["products"],
+            "bytes",
+            target=64,
+            better="lower",
+        ),
+        metric(
+            "ciphertext bytes per value, whole store (1 sums + 9 products series)",
+            big["bytes_per_value_all"],
+            "bytes",
+            target=64,
+            better="lower",
+        ),
+    ]
     notes = (
         "Synthetic table: x ~ N(100, 20) products level, s ~ U(0, 5000) sums level, g 8 categories; no quantile "
         "buckets (10 series). Compute: Operation.compute with public contexts loaded, median of 3 after a warm-up "

@@ -22,9 +22,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="redlake-bench-indexer-"))
     node = AnvilNode(work / "anvil.json").start()
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="dataspace.settings", REDLAKE_VAR_DIR=str(work), CHAIN_RPC_URL=node.url
-    )
+    os.environ.update(DJANGO_SETTINGS_MODULE="dataspace.settings", REDLAKE_VAR_DIR=str(work), CHAIN_RPC_URL=node.url)
     os.environ.pop("DATABASE_URL", None)
     try:
         import django
@@ -54,9 +52,15 @@ def measure(node: object) -> None:
     nonce = w3.eth.get_transaction_count(operator.address)
     recipient = Web3.to_checksum_address("0x" + "ab" * 20)
     template = token.functions.mint(recipient, 1).build_transaction(
-        {"from": operator.address, "nonce": nonce, "gas": 80_000, "chainId": gateway.chain_id(),
-         "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9}
-    )  # fmt: skip
+        {
+            "from": operator.address,
+            "nonce": nonce,
+            "gas": 80_000,
+            "chainId": gateway.chain_id(),
+            "maxFeePerGas": 10**10,
+            "maxPriorityFeePerGas": 10**9,
+        }
+    )
     for i in range(EVENTS):
         signed = operator.sign_transaction({**template, "nonce": nonce + i})
         w3.eth.send_raw_transaction(signed.raw_transaction)
@@ -76,10 +80,16 @@ def measure(node: object) -> None:
     indexed = ChainEvent.objects.filter(event="Transfer").count()
     assert indexed == EVENTS, indexed
     metrics = [
-        metric("indexer catch-up speed (10,000 Transfer events)", indexed / index_seconds, "events/s", target=None,
-               better="higher", baseline=("bare eth_getLogs, events/s", len(logs) / raw_seconds)),
+        metric(
+            "indexer catch-up speed (10,000 Transfer events)",
+            indexed / index_seconds,
+            "events/s",
+            target=None,
+            better="higher",
+            baseline=("bare eth_getLogs, events/s", len(logs) / raw_seconds),
+        ),
         metric("indexer catch-up time (10,000 events)", index_seconds, "s", target=None, better="lower"),
-    ]  # fmt: skip
+    ]
     print(write_result("indexer", metrics, f"anvil, {head} blocks, SQLite, chunk 2000 blocks, decode + insert"))
 
 

@@ -113,18 +113,44 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     metrics = [
-        metric("ingest time / pandas read time (1M rows x 10 cols)", ingest["seconds"] / pandas["seconds"], "ratio",
-               target=2.0, better="lower", baseline=("pandas.read_csv seconds", pandas["seconds"])),
-        metric("ingest throughput (1M rows)", size_mb / ingest["seconds"], "MB/s", target=None, better="higher",
-               baseline=("pandas.read_csv MB/s", size_mb / pandas["seconds"])),
+        metric(
+            "ingest time / pandas read time (1M rows x 10 cols)",
+            ingest["seconds"] / pandas["seconds"],
+            "ratio",
+            target=2.0,
+            better="lower",
+            baseline=("pandas.read_csv seconds", pandas["seconds"]),
+        ),
+        metric(
+            "ingest throughput (1M rows)",
+            size_mb / ingest["seconds"],
+            "MB/s",
+            target=None,
+            better="higher",
+            baseline=("pandas.read_csv MB/s", size_mb / pandas["seconds"]),
+        ),
         metric("ingest seconds: hash + seal", ingest["seal_seconds"], "s", target=None, better="lower"),
-        metric("ingest seconds: decrypt + validate + profile", ingest["validate_seconds"], "s", target=None, better="lower"),
-        metric("ingest peak RSS (1M rows)", ingest["peak_mb"], "MB", target=500, better="lower",
-               baseline=("pandas.read_csv peak RSS", pandas["peak_mb"])),
-        metric("ingest peak RSS (3M rows)", big["peak_mb"], "MB", target=500, better="lower",
-               baseline=("pandas.read_csv peak RSS (3M rows)", pandas_big["peak_mb"])),
+        metric(
+            "ingest seconds: decrypt + validate + profile", ingest["validate_seconds"], "s", target=None, better="lower"
+        ),
+        metric(
+            "ingest peak RSS (1M rows)",
+            ingest["peak_mb"],
+            "MB",
+            target=500,
+            better="lower",
+            baseline=("pandas.read_csv peak RSS", pandas["peak_mb"]),
+        ),
+        metric(
+            "ingest peak RSS (3M rows)",
+            big["peak_mb"],
+            "MB",
+            target=500,
+            better="lower",
+            baseline=("pandas.read_csv peak RSS (3M rows)", pandas_big["peak_mb"]),
+        ),
         metric("process RSS before ingest (Django loaded)", ingest["baseline_mb"], "MB", target=None, better="lower"),
-    ]  # fmt: skip
+    ]
     notes = (
         f"CSV {size_mb:.1f} MB for 1M rows; best of 3 alternating runs; each step in its own process, timing its "
         "second pass (steady state). Peak RSS includes Django and pyarrow (see the RSS-before-ingest line)."

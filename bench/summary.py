@@ -25,11 +25,18 @@ def main() -> None:
         body = json.loads(path.read_text())
         for entry in body["metrics"]:
             base = entry.get("baseline")
-            rows.append((
-                body["benchmark"], entry["name"], f"{entry['value']:g} {entry['unit']}",
-                "" if entry.get("target") is None else f"{'<=' if entry['better'] == 'lower' else '>='} {entry['target']:g}",
-                verdict(entry), f"{base['name']}: {base['value']:g}" if base else "",
-            ))  # fmt: skip
+            rows.append(
+                (
+                    body["benchmark"],
+                    entry["name"],
+                    f"{entry['value']:g} {entry['unit']}",
+                    ""
+                    if entry.get("target") is None
+                    else f"{'<=' if entry['better'] == 'lower' else '>='} {entry['target']:g}",
+                    verdict(entry),
+                    f"{base['name']}: {base['value']:g}" if base else "",
+                )
+            )
     headers = ("benchmark", "metric", "value", "target", "", "baseline")
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     for row in [headers, tuple("-" * w for w in widths), *rows]:

@@ -28,6 +28,7 @@ ensure_redis() {
 
 echo "== ruff"
 ruff check .
+ruff format --check .
 echo "== mypy"
 mypy
 

@@ -140,11 +140,26 @@ def start_worker(env: dict[str, str], log_path: Path, *, queues: str = ALL_QUEUE
     """Starts ``celery worker`` in its own process, serving ``queues``, and waits until it is ready."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "dataspace", "worker", "--pool=solo",
-             f"--queues={queues}", "--loglevel=INFO", "--without-heartbeat", "--without-mingle",
-             "--without-gossip", f"--hostname=test-{os.getpid()}-{log_path.stem}@%h"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "dataspace",
+                "worker",
+                "--pool=solo",
+                f"--queues={queues}",
+                "--loglevel=INFO",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+                f"--hostname=test-{os.getpid()}-{log_path.stem}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     worker = WorkerProcess(process, log_path, env)
     wait_for(lambda: "ready" in worker.log() or process.poll() is not None, timeout=60)
     if process.poll() is not None:

@@ -14,9 +14,13 @@ from dataspace.compute.models import Job
 from dataspace.policies.models import Agreement, Offer
 
 RECORDED_STATES = {
-    Job.Status.AUTHORISED, Job.Status.COMPUTED, Job.Status.RELEASED, Job.Status.SETTLED, Job.Status.FAILED,
+    Job.Status.AUTHORISED,
+    Job.Status.COMPUTED,
+    Job.Status.RELEASED,
+    Job.Status.SETTLED,
+    Job.Status.FAILED,
     Job.Status.REFUNDED,
-}  # fmt: skip
+}
 
 
 @dataclass

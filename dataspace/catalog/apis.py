@@ -61,9 +61,20 @@ class DatasetOutputSerializer(serializers.ModelSerializer[Dataset]):
     class Meta:
         model = Dataset
         fields = [
-            "id", "title", "description", "keywords", "licence", "provider", "file_format",
-            "content_sha256", "size_bytes", "profile", "chain", "created_at", "updated_at",
-        ]  # fmt: skip
+            "id",
+            "title",
+            "description",
+            "keywords",
+            "licence",
+            "provider",
+            "file_format",
+            "content_sha256",
+            "size_bytes",
+            "profile",
+            "chain",
+            "created_at",
+            "updated_at",
+        ]
 
     def get_profile(self, dataset: Dataset) -> dict[str, Any]:
         return public_profile(dataset)
@@ -89,9 +100,19 @@ class IngestOutputSerializer(serializers.ModelSerializer[Ingest]):
     class Meta:
         model = Ingest
         fields = [
-            "id", "status", "progress", "file_name", "file_format", "size_bytes", "content_sha256",
-            "dataset", "error", "created_at", "started_at", "finished_at",
-        ]  # fmt: skip
+            "id",
+            "status",
+            "progress",
+            "file_name",
+            "file_format",
+            "size_bytes",
+            "content_sha256",
+            "dataset",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
 
     def get_error(self, ingest: Ingest) -> dict[str, str] | None:
         if ingest.status != Ingest.Status.FAILED:

@@ -15,8 +15,17 @@ import pandas as pd
 REGIONS = ["north", "south", "east", "west", "central", "coast", "highlands", "islands"]
 DIAGNOSES = ["healthy", "hypertension", "diabetes", "asthma", "cardiac", "oncology"]
 COLUMNS = [
-    "record_id", "age", "sex", "region", "bmi", "systolic_bp", "cholesterol", "diagnosis", "cost", "admitted_on",
-]  # fmt: skip
+    "record_id",
+    "age",
+    "sex",
+    "region",
+    "bmi",
+    "systolic_bp",
+    "cholesterol",
+    "diagnosis",
+    "cost",
+    "admitted_on",
+]
 CHUNK_ROWS = 100_000
 
 
@@ -32,19 +41,35 @@ def registry_frames(rows: int, *, seed: int = 7, chunk_rows: int = CHUNK_ROWS) -
         systolic = np.clip(rng.normal(110 + age * 0.4 + (bmi - 25) * 0.8, 12, n), 85, 220).astype(int)
         cholesterol = np.round(np.clip(rng.normal(4.2 + age * 0.015, 0.9, n), 2.0, 10.0), 2)
         risk = (systolic - 120) / 40 + (bmi - 25) / 10 + (age - 50) / 40
-        weights = np.stack([
-            np.full(n, 2.0), 1 + np.maximum(risk, 0), 0.5 + np.maximum(risk, 0) * 0.6,
-            np.full(n, 0.5), 0.3 + np.maximum(risk, 0) * 0.4, 0.2 + (age / 95) * 0.4,
-        ], axis=1)  # fmt: skip
+        weights = np.stack(
+            [
+                np.full(n, 2.0),
+                1 + np.maximum(risk, 0),
+                0.5 + np.maximum(risk, 0) * 0.6,
+                np.full(n, 0.5),
+                0.3 + np.maximum(risk, 0) * 0.4,
+                0.2 + (age / 95) * 0.4,
+            ],
+            axis=1,
+        )
         weights /= weights.sum(axis=1, keepdims=True)
         diagnosis = np.array(DIAGNOSES)[(weights.cumsum(axis=1) > rng.random((n, 1))).argmax(axis=1)]
         cost = np.round(rng.lognormal(7.2 + np.isin(diagnosis, ["cardiac", "oncology"]) * 1.1, 0.6, n), 2)
         admitted = np.datetime64("2020-01-01") + rng.integers(0, 5 * 365, n).astype("timedelta64[D]")
-        yield pd.DataFrame({
-            "record_id": [f"R{seed:02d}{i:09d}" for i in range(start, start + n)],
-            "age": age, "sex": sex, "region": region, "bmi": bmi, "systolic_bp": systolic,
-            "cholesterol": cholesterol, "diagnosis": diagnosis, "cost": cost, "admitted_on": admitted,
-        })  # fmt: skip
+        yield pd.DataFrame(
+            {
+                "record_id": [f"R{seed:02d}{i:09d}" for i in range(start, start + n)],
+                "age": age,
+                "sex": sex,
+                "region": region,
+                "bmi": bmi,
+                "systolic_bp": systolic,
+                "cholesterol": cholesterol,
+                "diagnosis": diagnosis,
+                "cost": cost,
+                "admitted_on": admitted,
+            }
+        )
         start += n
 
 

@@ -22,9 +22,12 @@ def _deploy(w3: Web3, name: str, args: list[Any]) -> Deployment:
     operator = gateway.operator()
     factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
     tx = factory.constructor(*args).build_transaction(
-        {"from": operator.address, "nonce": w3.eth.get_transaction_count(operator.address, "pending"),
-         "chainId": gateway.chain_id()}
-    )  # fmt: skip
+        {
+            "from": operator.address,
+            "nonce": w3.eth.get_transaction_count(operator.address, "pending"),
+            "chainId": gateway.chain_id(),
+        }
+    )
     signed = operator.sign_transaction(tx)
     tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)

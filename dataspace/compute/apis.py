@@ -25,13 +25,25 @@ from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode
 
 JOB_ERRORS = (
-    *ERRORS_COMMON, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND, ErrorCode.AGREEMENT_NOT_ACTIVE,
-    ErrorCode.AGREEMENT_EXPIRED, ErrorCode.PURPOSE_NOT_ALLOWED, ErrorCode.OPERATION_NOT_ALLOWED,
-    ErrorCode.INVALID_OPERATION, ErrorCode.CALLS_EXHAUSTED, ErrorCode.BUDGET_EXHAUSTED, ErrorCode.EPSILON_INVALID,
-    ErrorCode.COHORT_TOO_SMALL, ErrorCode.SIGNATURE_INVALID, ErrorCode.SIGNATURE_REPLAYED,
-    ErrorCode.SIGNATURE_EXPIRED, ErrorCode.IDEMPOTENCY_KEY_REUSED, ErrorCode.ENCRYPTED_STORE_NOT_READY,
+    *ERRORS_COMMON,
+    ErrorCode.ROLE_REQUIRED,
+    ErrorCode.NOT_FOUND,
+    ErrorCode.AGREEMENT_NOT_ACTIVE,
+    ErrorCode.AGREEMENT_EXPIRED,
+    ErrorCode.PURPOSE_NOT_ALLOWED,
+    ErrorCode.OPERATION_NOT_ALLOWED,
+    ErrorCode.INVALID_OPERATION,
+    ErrorCode.CALLS_EXHAUSTED,
+    ErrorCode.BUDGET_EXHAUSTED,
+    ErrorCode.EPSILON_INVALID,
+    ErrorCode.COHORT_TOO_SMALL,
+    ErrorCode.SIGNATURE_INVALID,
+    ErrorCode.SIGNATURE_REPLAYED,
+    ErrorCode.SIGNATURE_EXPIRED,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED,
+    ErrorCode.ENCRYPTED_STORE_NOT_READY,
     ErrorCode.WALLET_REQUIRED,
-)  # fmt: skip
+)
 STATES = ["requested", "authorised", "computed", "released", "settled", "rejected", "failed", "refunded"]
 
 
@@ -57,10 +69,24 @@ class JobOutputSerializer(serializers.ModelSerializer[Job]):
     class Meta:
         model = Job
         fields = [
-            "id", "url", "status", "agreement", "dataset", "operation", "params", "purpose", "epsilon",
-            "chain_job_id", "signed_by_platform", "timestamps", "transactions", "result", "result_hash", "receipt",
+            "id",
+            "url",
+            "status",
+            "agreement",
+            "dataset",
+            "operation",
+            "params",
+            "purpose",
+            "epsilon",
+            "chain_job_id",
+            "signed_by_platform",
+            "timestamps",
+            "transactions",
+            "result",
+            "result_hash",
+            "receipt",
             "failure",
-        ]  # fmt: skip
+        ]
 
     def get_url(self, job: Job) -> str:
         return f"/api/jobs/{job.id}/"

@@ -201,9 +201,13 @@ def release(job_id: uuid.UUID) -> bool:
     attestation_hash = hashlib.sha256(canonical(signed)).digest()
     with transaction.atomic():
         moved = jobs.transition(
-            job.id, source=Status.COMPUTED, target=Status.RELEASED,
-            result=result, result_hash="0x" + result_hash.hex(), receipt=signed,
-        )  # fmt: skip
+            job.id,
+            source=Status.COMPUTED,
+            target=Status.RELEASED,
+            result=result,
+            result_hash="0x" + result_hash.hex(),
+            receipt=signed,
+        )
         if not moved:
             return True
         settle_tx = agents.UsageAgreementsAgent().settle(

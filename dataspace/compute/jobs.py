@@ -250,9 +250,12 @@ def authorise_progress(job_id: uuid.UUID) -> bool:
     if tx.status == Tx.FAILED:
         with transaction.atomic():
             if transition(
-                job.id, source=Status.REQUESTED, target=Status.REJECTED,
-                failure_code="chain_refused", failure_message=tx.revert_reason,
-            ):  # fmt: skip
+                job.id,
+                source=Status.REQUESTED,
+                target=Status.REJECTED,
+                failure_code="chain_refused",
+                failure_message=tx.revert_reason,
+            ):
                 _release_reservation(job)
         return True
     if tx.status != Tx.CONFIRMED:
@@ -265,9 +268,12 @@ def authorise_progress(job_id: uuid.UUID) -> bool:
 def fail(job_id: uuid.UUID, *, code: str, message: str) -> bool:
     """After authorisation every failure ends in a refund: never charged for nothing."""
     moved = transition(
-        job_id, source=(Status.AUTHORISED, Status.COMPUTED, Status.RELEASED), target=Status.FAILED,
-        failure_code=code, failure_message=message[:2000],
-    )  # fmt: skip
+        job_id,
+        source=(Status.AUTHORISED, Status.COMPUTED, Status.RELEASED),
+        target=Status.FAILED,
+        failure_code=code,
+        failure_message=message[:2000],
+    )
     if moved:
         logger.info("job %s failed (%s); refunding", job_id, code)
         transaction.on_commit(lambda: dispatch("refund", job_id))

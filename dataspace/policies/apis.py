@@ -38,8 +38,12 @@ def _uuid(raw: str) -> uuid.UUID:
 def _tx(tx: Any) -> dict[str, Any] | None:
     if tx is None:
         return None
-    return {"status": tx.status, "tx_hash": tx.tx_hash or None, "block_number": tx.block_number,
-            "revert_reason": tx.revert_reason or None}  # fmt: skip
+    return {
+        "status": tx.status,
+        "tx_hash": tx.tx_hash or None,
+        "block_number": tx.block_number,
+        "revert_reason": tx.revert_reason or None,
+    }
 
 
 class OfferOutputSerializer(serializers.ModelSerializer[Offer]):
@@ -50,10 +54,24 @@ class OfferOutputSerializer(serializers.ModelSerializer[Offer]):
     class Meta:
         model = Offer
         fields = [
-            "id", "dataset", "provider", "purposes", "operations", "max_calls", "price_per_call",
-            "duration_seconds", "privacy_budget", "min_cohort", "policy", "policy_hash", "status", "failure",
-            "chain_offer_id", "publish_tx", "created_at",
-        ]  # fmt: skip
+            "id",
+            "dataset",
+            "provider",
+            "purposes",
+            "operations",
+            "max_calls",
+            "price_per_call",
+            "duration_seconds",
+            "privacy_budget",
+            "min_cohort",
+            "policy",
+            "policy_hash",
+            "status",
+            "failure",
+            "chain_offer_id",
+            "publish_tx",
+            "created_at",
+        ]
 
     def get_publish_tx(self, offer: Offer) -> dict[str, Any] | None:
         return _tx(offer.publish_tx)
@@ -68,9 +86,21 @@ class AgreementOutputSerializer(serializers.ModelSerializer[Agreement]):
     class Meta:
         model = Agreement
         fields = [
-            "id", "offer", "consumer", "calls", "amount", "status", "failure", "chain_agreement_id", "expires_at",
-            "calls_reserved", "budget_reserved", "approve_tx", "accept_tx", "created_at",
-        ]  # fmt: skip
+            "id",
+            "offer",
+            "consumer",
+            "calls",
+            "amount",
+            "status",
+            "failure",
+            "chain_agreement_id",
+            "expires_at",
+            "calls_reserved",
+            "budget_reserved",
+            "approve_tx",
+            "accept_tx",
+            "created_at",
+        ]
 
     def get_approve_tx(self, agreement: Agreement) -> dict[str, Any] | None:
         return _tx(agreement.approve_tx)
@@ -80,9 +110,13 @@ class AgreementOutputSerializer(serializers.ModelSerializer[Agreement]):
 
 
 OFFER_ERRORS = (
-    *ERRORS_COMMON, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND, ErrorCode.INVALID_OPERATION,
-    ErrorCode.DATASET_NOT_ON_CHAIN, ErrorCode.WALLET_REQUIRED,
-)  # fmt: skip
+    *ERRORS_COMMON,
+    ErrorCode.ROLE_REQUIRED,
+    ErrorCode.NOT_FOUND,
+    ErrorCode.INVALID_OPERATION,
+    ErrorCode.DATASET_NOT_ON_CHAIN,
+    ErrorCode.WALLET_REQUIRED,
+)
 
 
 class EarningsOutputSerializer(serializers.Serializer[Any]):
@@ -195,13 +229,17 @@ class AgreementListCreateApi(APIView):
         responses={
             202: AgreementOutputSerializer,
             **error_responses(
-                *ERRORS_COMMON, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND, ErrorCode.OFFER_NOT_PUBLISHED,
-                ErrorCode.WALLET_REQUIRED, ErrorCode.INSUFFICIENT_FUNDS,
+                *ERRORS_COMMON,
+                ErrorCode.ROLE_REQUIRED,
+                ErrorCode.NOT_FOUND,
+                ErrorCode.OFFER_NOT_PUBLISHED,
+                ErrorCode.WALLET_REQUIRED,
+                ErrorCode.INSUFFICIENT_FUNDS,
             ),
         },
         description="Accept an offer for `calls` calls: your custodial wallet approves the escrow "
         "(calls x price) and accepts the offer on chain. Poll until `status` is active.",
-    )  # fmt: skip
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -42,7 +42,8 @@ def world() -> World:
     )
 
 
-# (method, path, body) -> expected status per caller
+# (method, path, body) -> expected status per caller. A table is read row by row: one request a line.
+# fmt: off
 MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("get", "/api/datasets/", None, {"anonymous": 401, "owner": 200, "other_provider": 200, "consumer": 200, "auditor": 200}),
     ("get", "/api/datasets/{dataset}/", None, {"anonymous": 401, "owner": 200, "other_provider": 200, "consumer": 200, "auditor": 200}),
@@ -65,7 +66,8 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("get", "/api/earnings/", None, {"anonymous": 401, "owner": 409, "other_provider": 409, "consumer": 403, "auditor": 403}),
     ("get", "/catalog.jsonld", None, {"anonymous": 200, "owner": 200, "other_provider": 200, "consumer": 200, "auditor": 200}),
     ("get", "/catalog/datasets/{dataset}.jsonld", None, {"anonymous": 200, "owner": 200, "other_provider": 200, "consumer": 200, "auditor": 200}),
-]  # fmt: skip
+]
+# fmt: on
 
 CASES = [
     (method, path, body, caller, expected)

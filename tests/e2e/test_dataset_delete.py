@@ -44,11 +44,16 @@ def test_a_dataset_with_offers_is_not_deleted() -> None:
     dataset = ready_dataset(owner, CSV)
     terms = odrl.Terms(["research"], ["mean"], 5, 1, 86400, 0.0, 10)
     Offer.objects.create(
-        dataset=dataset, provider=owner, purposes=["research"], operations=["mean"], max_calls=5, price_per_call=1,
-        duration_seconds=86400, policy=odrl.policy_document(offer_id=dataset.id, dataset_id=dataset.id,
-                                                            provider="0x0", terms=terms),
+        dataset=dataset,
+        provider=owner,
+        purposes=["research"],
+        operations=["mean"],
+        max_calls=5,
+        price_per_call=1,
+        duration_seconds=86400,
+        policy=odrl.policy_document(offer_id=dataset.id, dataset_id=dataset.id, provider="0x0", terms=terms),
         policy_hash="0x",
-    )  # fmt: skip
+    )
     response = client_for(owner).delete(f"/api/datasets/{dataset.id}/")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "conflict"

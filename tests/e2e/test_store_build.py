@@ -84,8 +84,9 @@ def test_the_store_view_shows_others_only_what_the_public_profile_does() -> None
     assert mine["rows"] == 203
     assert mine["rows_exact"] is True
     assert {c["name"]: c.get("categories") for c in mine["columns"] if c["kind"] == "categorical"} == {
-        "region": ["e", "n", "s", "w"], "ward": ["w0", "w1", "w2"]
-    }  # fmt: skip
+        "region": ["e", "n", "s", "w"],
+        "ward": ["w0", "w1", "w2"],
+    }
 
     theirs = client_for(make_user("lab", Role.CONSUMER)).get(url).json()
     assert theirs["rows"] == 200

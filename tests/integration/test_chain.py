@@ -76,9 +76,12 @@ def test_replayed_registration_is_refused_with_its_reason(anvil: AnvilNode) -> N
     )
     assert outbox.write_progress(tx_id=first.pk).status == Status.CONFIRMED
     replay = outbox.write_enqueue(
-        kind="dataset_register", contract=first.contract, function=first.function, args=first.args,
+        kind="dataset_register",
+        contract=first.contract,
+        function=first.function,
+        args=first.args,
         idempotency_key="replay",
-    )  # fmt: skip
+    )
     failed = outbox.write_progress(tx_id=replay.pk)
     assert failed.status == Status.FAILED
     # The dataset's nonce moved on, so the replayed signature no longer verifies.
@@ -136,8 +139,9 @@ def test_worker_sends_queued_writes_after_the_node_returns(
     anvil.start()
     wait_for(
         lambda: all(ChainTransaction.objects.get(pk=t.pk).status == Status.CONFIRMED for t in writes),
-        timeout=120, interval=0.2,
-    )  # fmt: skip
+        timeout=120,
+        interval=0.2,
+    )
     assert [balance(r) for r in recipients] == [5, 5, 5]
 
 
@@ -213,9 +217,12 @@ def test_unfunded_operator_leaves_the_write_signed_until_funded(anvil: AnvilNode
     settings.CHAIN_OPERATOR_KEY = "0x" + bytes(poor.key).hex()
     # Anyone may register a dataset as its own provider, so no role is needed for this write.
     write = outbox.write_enqueue(
-        kind="dataset_register", contract="DatasetRegistry", function="register",
-        args=["0x" + "44" * 32, "0x" + "55" * 32, "0x" + "66" * 32], idempotency_key="poor",
-    )  # fmt: skip
+        kind="dataset_register",
+        contract="DatasetRegistry",
+        function="register",
+        args=["0x" + "44" * 32, "0x" + "55" * 32, "0x" + "66" * 32],
+        idempotency_key="poor",
+    )
     with pytest.raises(gateway.ChainUnavailable) as error:
         outbox.write_progress(tx_id=write.pk)
     assert "insufficient funds" in error.value.message.lower()
@@ -236,15 +243,30 @@ def test_expired_deadline_is_refused_with_its_reason(anvil: AnvilNode) -> None:
     key = Account.create().key
     dataset = agents.dataset_chain_id(uuid.uuid4())
     signature = eip712.sign_dataset_change(
-        key=bytes(key), chain_id=31337, registry=gateway.deployment("DatasetRegistry").address, dataset_id=dataset,
-        action=eip712.ACTION_REGISTER, metadata_hash=b"\x01" * 32, content_hash=b"\x02" * 32, nonce=0, deadline=1,
-    )  # fmt: skip
+        key=bytes(key),
+        chain_id=31337,
+        registry=gateway.deployment("DatasetRegistry").address,
+        dataset_id=dataset,
+        action=eip712.ACTION_REGISTER,
+        metadata_hash=b"\x01" * 32,
+        content_hash=b"\x02" * 32,
+        nonce=0,
+        deadline=1,
+    )
     write = outbox.write_enqueue(
-        kind="dataset_register", contract="DatasetRegistry", function="registerFor",
-        args=["0x" + dataset.hex(), Account.from_key(key).address, "0x" + "01" * 32, "0x" + "02" * 32, 1,
-              "0x" + signature.hex()],
+        kind="dataset_register",
+        contract="DatasetRegistry",
+        function="registerFor",
+        args=[
+            "0x" + dataset.hex(),
+            Account.from_key(key).address,
+            "0x" + "01" * 32,
+            "0x" + "02" * 32,
+            1,
+            "0x" + signature.hex(),
+        ],
         idempotency_key="expired",
-    )  # fmt: skip
+    )
     failed = outbox.write_progress(tx_id=write.pk)
     assert failed.status == Status.FAILED
     assert failed.revert_reason.startswith("SignatureExpired(deadline=1, nowTimestamp=")
@@ -265,9 +287,11 @@ def test_demo_seed_funds_demo_wallets_once_and_opens_a_market(anvil: AnvilNode) 
     balances = {w.user.username: token.balance(w.address) for w in Wallet.objects.select_related("user")}
     escrow = 100 * 10**18  # the demo consumer's agreement: 100 calls at 1 rEUR
     assert balances == {
-        "provider": 10_000 * 10**18, "consumer": 10_000 * 10**18 - escrow, "auditor": 10_000 * 10**18,
+        "provider": 10_000 * 10**18,
+        "consumer": 10_000 * 10**18 - escrow,
+        "auditor": 10_000 * 10**18,
         "operator": 10_000 * 10**18,
-    }  # fmt: skip
+    }
     assert EncryptedStore.objects.get().status == EncryptedStore.Status.READY
     assert Offer.objects.get().status == Offer.Status.PUBLISHED
     assert Agreement.objects.get().status == Agreement.Status.ACTIVE

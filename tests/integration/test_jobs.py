@@ -46,7 +46,7 @@ from tests.support.space import (
     run_job,
     table_of,
     wait_job,
-)  # fmt: skip
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROWS = 3000
@@ -155,9 +155,14 @@ def space(anvil: AnvilNode, celery_worker_process: WorkerProcess) -> dict[str, A
     consumer, consumer_api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
     dataset = ingest_dataset(provider_api, registry_csv(rare_clinic_rows=3))
     return {
-        "anvil": anvil, "worker": celery_worker_process, "provider": provider, "provider_api": provider_api,
-        "consumer": consumer, "consumer_api": consumer_api, "dataset": dataset,
-    }  # fmt: skip
+        "anvil": anvil,
+        "worker": celery_worker_process,
+        "provider": provider,
+        "provider_api": provider_api,
+        "consumer": consumer,
+        "consumer_api": consumer_api,
+        "dataset": dataset,
+    }
 
 
 def test_refusals_name_their_reason_and_charge_nothing(space: dict[str, Any]) -> None:
@@ -172,11 +177,15 @@ def test_refusals_name_their_reason_and_charge_nothing(space: dict[str, Any]) ->
         assert response.json()["error"]["code"] == code
 
     refused(run_job(api, agreement, "count", {}, purpose="marketing"), 403, "purpose_not_allowed")
-    refused(run_job(api, agreement, "linear_regression", {"target": "age", "features": ["bmi"]}), 403,
-            "operation_not_allowed")  # fmt: skip
+    refused(
+        run_job(api, agreement, "linear_regression", {"target": "age", "features": ["bmi"]}),
+        403,
+        "operation_not_allowed",
+    )
     refused(run_job(api, agreement, "group_by", {"by": "clinic", "aggregate": "count"}), 422, "cohort_too_small")
-    refused(run_job(api, agreement, "count", {"where": {"column": "clinic", "equals": "rare"}}), 422,
-            "cohort_too_small")  # fmt: skip
+    refused(
+        run_job(api, agreement, "count", {"where": {"column": "clinic", "equals": "rare"}}), 422, "cohort_too_small"
+    )
     refused(run_job(api, agreement, "mean", {"column": "no_such_column"}), 400, "invalid_operation")
     refused(run_job(api, dp_agreement, "count", {}, epsilon=2.0), 409, "budget_exhausted")
     refused(run_job(api, dp_agreement, "count", {}), 400, "epsilon_invalid")
@@ -188,12 +197,17 @@ def test_refusals_name_their_reason_and_charge_nothing(space: dict[str, Any]) ->
     assert agreement.chain_agreement_id is not None
     nonce, deadline = 10**6, int(time.time()) + 3600
     signature = eip712.sign_usage(
-        key=wallet_private_key(wallet=wallet), chain_id=gateway.chain_id(), contract=usage_agent().address(),
+        key=wallet_private_key(wallet=wallet),
+        chain_id=gateway.chain_id(),
+        contract=usage_agent().address(),
         agreement_id=agreement.chain_agreement_id,
         job_id=agents.job_chain_id(agreement_id=agreement.chain_agreement_id, nonce=nonce),
-        purpose=agents.label_hash("research"), operation=agents.label_hash("count"), epsilon=0, nonce=nonce,
+        purpose=agents.label_hash("research"),
+        operation=agents.label_hash("count"),
+        epsilon=0,
+        nonce=nonce,
         deadline=deadline,
-    )  # fmt: skip
+    )
     signed = {"nonce": nonce, "deadline": deadline, "signature": "0x" + signature.hex()}
     first = run_job(api, agreement, "count", {}, **signed)
     assert first.status_code == 202, first.json()
@@ -321,8 +335,11 @@ def test_jobs_requested_while_the_broker_is_gone_run_once_it_is_back(
     with log_path.open("wb") as log:
         web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "dataspace.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
-            cwd=Path(__file__).resolve().parents[2], env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            cwd=Path(__file__).resolve().parents[2],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         base = f"http://127.0.0.1:{port}/api"
         session = requests.Session()

@@ -446,8 +446,9 @@ def test_quantile_buckets_show_no_extremes(built: Built) -> None:
     assert view["z"]["bucket_edges"] == [None, *z.bucket_edges[1:-1], None]
     assert view["age"]["bucket_edges"] == [0, 20, 40, 60, 80, 100]
     last = len(z.bucket_edges) - 2
-    where = get_operation("count").validate({"where": {"column": "z", "bucket_from": 0, "bucket_to": last}},
-                                            built.layout)["where"]  # fmt: skip
+    where = get_operation("count").validate(
+        {"where": {"column": "z", "bucket_from": 0, "bucket_to": last}}, built.layout
+    )["where"]
     assert where["from"] is None
     assert where["to"] is None
     histogram = get_operation("histogram").validate({"column": "z"}, built.layout)

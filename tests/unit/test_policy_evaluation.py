@@ -12,9 +12,14 @@ from dataspace.policies import odrl
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 TERMS = odrl.Terms(
-    purposes=["research", "public-health"], operations=["mean", "count"], max_calls=10, price_per_call=5 * 10**18,
-    duration_seconds=86400, privacy_budget=2.0, min_cohort=10,
-)  # fmt: skip
+    purposes=["research", "public-health"],
+    operations=["mean", "count"],
+    max_calls=10,
+    price_per_call=5 * 10**18,
+    duration_seconds=86400,
+    privacy_budget=2.0,
+    min_cohort=10,
+)
 
 
 def document(terms: odrl.Terms = TERMS) -> dict[str, object]:
@@ -23,8 +28,11 @@ def document(terms: odrl.Terms = TERMS) -> dict[str, object]:
 
 def state(**changes: object) -> odrl.AgreementState:
     fields: dict[str, object] = {
-        "calls_bought": 10, "calls_reserved": 0, "budget_reserved": 0.0, "expires_at": NOW + timedelta(days=1),
-    }  # fmt: skip
+        "calls_bought": 10,
+        "calls_reserved": 0,
+        "budget_reserved": 0.0,
+        "expires_at": NOW + timedelta(days=1),
+    }
     fields.update(changes)
     return odrl.AgreementState(**fields)  # type: ignore[arg-type]
 
@@ -37,9 +45,14 @@ def request(**changes: object) -> odrl.UsageRequest:
 
 def test_terms_round_trip_through_the_document() -> None:
     assert odrl.terms_of(document()) == odrl.Terms(
-        purposes=sorted(TERMS.purposes), operations=sorted(TERMS.operations), max_calls=10,
-        price_per_call=5 * 10**18, duration_seconds=86400, privacy_budget=2.0, min_cohort=10,
-    )  # fmt: skip
+        purposes=sorted(TERMS.purposes),
+        operations=sorted(TERMS.operations),
+        max_calls=10,
+        price_per_call=5 * 10**18,
+        duration_seconds=86400,
+        privacy_budget=2.0,
+        min_cohort=10,
+    )
 
 
 def test_the_hash_is_canonical_and_binds_every_term() -> None:

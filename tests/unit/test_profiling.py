@@ -26,14 +26,20 @@ def error_code(content: bytes, file_format: str = "csv") -> str:
 
 
 def test_infers_every_column_type() -> None:
-    rows = [f"{i},{i * 0.5},{'true' if i % 2 else 'false'},{['a', 'b', 'c'][i % 3]},2024-01-{1 + i % 28:02d},note {i}"
-            for i in range(60)]  # fmt: skip
+    rows = [
+        f"{i},{i * 0.5},{'true' if i % 2 else 'false'},{['a', 'b', 'c'][i % 3]},2024-01-{1 + i % 28:02d},note {i}"
+        for i in range(60)
+    ]
     profile = profile_csv(("n,x,flag,group,day,remark\n" + "\n".join(rows) + "\n").encode())
     assert profile.rows == 60
     assert [(c.name, c.type) for c in profile.columns] == [
-        ("n", "integer"), ("x", "float"), ("flag", "boolean"),
-        ("group", "categorical"), ("day", "date"), ("remark", "text"),
-    ]  # fmt: skip
+        ("n", "integer"),
+        ("x", "float"),
+        ("flag", "boolean"),
+        ("group", "categorical"),
+        ("day", "date"),
+        ("remark", "text"),
+    ]
     group = profile.columns[3]
     assert (group.cardinality, group.categories) == (3, ["a", "b", "c"])
 

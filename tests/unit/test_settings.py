@@ -54,9 +54,16 @@ def test_check_deploy_fails_without_a_secret_key(tmp_path: Path) -> None:
 def test_debug_is_off_unless_asked(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DEBUG"} | {"REDLAKE_VAR_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"],
-        cwd=ROOT, env=env | {"DJANGO_SETTINGS_MODULE": "dataspace.settings"}, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+        ],
+        cwd=ROOT,
+        env=env | {"DJANGO_SETTINGS_MODULE": "dataspace.settings"},
+        capture_output=True,
+        text=True,
+    )
     assert result.stdout.strip() == "False"
 
 

@@ -97,15 +97,23 @@ class Command(BaseCommand):
                 dataset=dataset,
                 terms=odrl.Terms(
                     purposes=["public-health", "research"],
-                    operations=["count", "sum", "mean", "variance", "group_by", "histogram", "covariance",
-                                "linear_regression"],
+                    operations=[
+                        "count",
+                        "sum",
+                        "mean",
+                        "variance",
+                        "group_by",
+                        "histogram",
+                        "covariance",
+                        "linear_regression",
+                    ],
                     max_calls=1000,
                     price_per_call=10**18,
                     duration_seconds=365 * 86400,
                     privacy_budget=0.0,
                     min_cohort=10,
                 ),
-            )  # fmt: skip
+            )
         policies.offer_progress(offer_id=offer.id)
         offer.refresh_from_db()
         consumer = User.objects.get(username="consumer")
