@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from dataspace.accounts.models import Role, User
-from tests.conftest import client_for, make_user
 from tests.support.datasets import ready_dataset
+from tests.support.users import client_for, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 

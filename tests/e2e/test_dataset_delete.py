@@ -13,8 +13,8 @@ from dataspace.policies import odrl
 from dataspace.policies.models import Offer
 from dataspace.vault import blobs
 from dataspace.vault.models import DataKey
-from tests.conftest import client_for, make_user
 from tests.support.datasets import ready_dataset
+from tests.support.users import client_for, make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 CSV = b"age,region\n" + b"".join(f"{20 + i % 50},{'nsew'[i % 4]}\n".encode() for i in range(200))

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from dataspace.accounts.models import User
-from tests.conftest import client_for
+from tests.support.users import client_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 

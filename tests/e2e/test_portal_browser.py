@@ -12,7 +12,7 @@ import pytest
 from dataspace.accounts.models import Role
 from dataspace.catalog import services
 from dataspace.catalog.models import Ingest
-from tests.conftest import make_user
+from tests.support.users import make_user
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [

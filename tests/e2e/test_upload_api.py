@@ -13,8 +13,8 @@ from dataspace.accounts.models import User
 from dataspace.catalog import services
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.vault.models import DataKey
-from tests.conftest import client_for, upload
 from tests.support.files import parquet_bytes, parquet_lying_about_rows, registry_csv
+from tests.support.users import client_for, upload
 
 pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 

@@ -14,8 +14,10 @@ from dataspace.catalog.models import Dataset, Ingest
 from dataspace.chain import agents, gateway, indexer, outbox
 from dataspace.chain.models import ChainEvent, ChainTransaction, SenderNonce
 from dataspace.errors import DomainError, ErrorCode
-from tests.conftest import WorkerProcess, client_for, upload, wait_for, wait_for_ingest
 from tests.support.anvil import AnvilNode
+from tests.support.users import client_for, upload
+from tests.support.waiting import wait_for, wait_for_ingest
+from tests.support.workers import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 Status = ChainTransaction.Status

@@ -18,7 +18,9 @@ from dataspace.catalog import services
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.catalog.synthetic import registry_csv_chunks
 from dataspace.catalog.uploads import seal_chunks
-from tests.conftest import WorkerProcess, client_for, start_worker, upload, wait_for, wait_for_ingest
+from tests.support.users import client_for, upload
+from tests.support.waiting import wait_for, wait_for_ingest
+from tests.support.workers import WorkerProcess, start_worker
 
 pytestmark = pytest.mark.integration
 

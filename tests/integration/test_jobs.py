@@ -33,7 +33,6 @@ from dataspace.compute.he.operations import CKKS_RELATIVE_TOLERANCE, get_operati
 from dataspace.compute.models import EncryptedStore, HEKey, Job
 from dataspace.policies.models import Agreement
 from dataspace.vault import blobs
-from tests.conftest import WorkerProcess, start_worker, wait_for
 from tests.support.anvil import AnvilNode, free_port
 from tests.support.space import (
     PRICE,
@@ -47,6 +46,8 @@ from tests.support.space import (
     table_of,
     wait_job,
 )
+from tests.support.waiting import wait_for
+from tests.support.workers import WorkerProcess, start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROWS = 3000
@@ -272,7 +273,7 @@ def test_two_hundred_requests_for_fifty_calls(space: dict[str, Any]) -> None:
 def test_he_worker_killed_mid_job_completes_once(
     anvil: AnvilNode, transactional_db: Any, tmp_path: Path, settings: Any
 ) -> None:
-    from tests.conftest import celery_env
+    from tests.support.workers import celery_env
 
     env = celery_env()
     main = start_worker(env, tmp_path / "main.log", queues="default,ingest,chain,custody")
@@ -325,7 +326,7 @@ def test_jobs_requested_while_the_broker_is_gone_run_once_it_is_back(
 ) -> None:
     """The web process cannot reach any broker: jobs are still accepted and recorded, nothing is
     charged, and the sweeper (on a process that can reach the broker) moves them on, once each."""
-    from tests.conftest import celery_env
+    from tests.support.workers import celery_env
 
     offer = publish_offer(space["provider_api"], space["dataset"])
     agreement = accept_offer(space["consumer_api"], offer, calls=5)
@@ -376,7 +377,7 @@ def _answers(session: requests.Session, url: str) -> bool:
 def test_a_job_whose_computation_keeps_dying_is_refunded(
     anvil: AnvilNode, transactional_db: Any, tmp_path: Path
 ) -> None:
-    from tests.conftest import celery_env
+    from tests.support.workers import celery_env
 
     env = celery_env()
     main = start_worker(env, tmp_path / "main.log", queues="default,ingest,chain,custody")

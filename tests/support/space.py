@@ -17,7 +17,8 @@ from dataspace.chain import agents, outbox
 from dataspace.chain.models import ChainTransaction
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.policies.models import Agreement, Offer
-from tests.conftest import client_for, make_user, upload, wait_for, wait_for_ingest
+from tests.support.users import client_for, make_user, upload
+from tests.support.waiting import wait_for, wait_for_ingest
 
 TOKENS = 10**24  # a million tokens of 18 decimals
 PRICE = 10**18

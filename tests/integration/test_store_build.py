@@ -12,8 +12,8 @@ from dataspace.compute import stores
 from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.models import EncryptedStore, HEKey
 from dataspace.vault import blobs
-from tests.conftest import client_for, make_user
 from tests.support.datasets import ready_dataset
+from tests.support.users import make_user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 CSV = b"age,region\n" + b"".join(f"{20 + i % 50},{'nsew'[i % 4]}\n".encode() for i in range(200))
@@ -71,34 +71,6 @@ def test_a_build_overtaken_by_a_later_attempt_keeps_nothing(monkeypatch: pytest.
     assert rebuilt is not None
     assert rebuilt.status == EncryptedStore.Status.READY
     assert rebuilt.attempts == 3
-
-
-def test_the_store_view_shows_others_only_what_the_public_profile_does() -> None:
-    owner = make_user("owner", Role.PROVIDER)
-    csv = b"age,region,ward\n" + b"".join(f"{20 + i % 50},{'nsew'[i % 4]},w{i % 3}\n".encode() for i in range(203))
-    dataset = ready_dataset(owner, csv, public_value_columns=["region"])
-    assert stores.store_build(dataset_id=dataset.id) is not None
-    url = f"/api/datasets/{dataset.id}/encrypted-store/"
-
-    mine = client_for(owner).get(url).json()
-    assert mine["rows"] == 203
-    assert mine["rows_exact"] is True
-    assert {c["name"]: c.get("categories") for c in mine["columns"] if c["kind"] == "categorical"} == {
-        "region": ["e", "n", "s", "w"],
-        "ward": ["w0", "w1", "w2"],
-    }
-
-    theirs = client_for(make_user("lab", Role.CONSUMER)).get(url).json()
-    assert theirs["rows"] == 200
-    assert theirs["rows_exact"] is False
-    columns = {c["name"]: c for c in theirs["columns"]}
-    assert columns["region"]["categories"] == ["e", "n", "s", "w"]
-    assert "categories" not in columns["ward"]
-    assert columns["ward"]["cardinality"] == 3
-    assert "w1" not in repr(theirs)
-    age_edges = columns["age"]["bucket_edges"]
-    assert age_edges[0] is None
-    assert age_edges[-1] is None
 
 
 def test_stores_built_before_open_ends_get_them_from_the_migration() -> None:

@@ -1,0 +1,101 @@
+"""Real Celery worker processes for integration tests, on the configured broker and test database."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+from tests.support.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+ALL_QUEUES = "default,ingest,chain,he,custody"
+
+
+class WorkerProcess:
+    def __init__(self, process: subprocess.Popen[bytes], log_path: Path, env: dict[str, str]):
+        self.process = process
+        self.log_path = log_path
+        self.env = env
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def peak_rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM for the worker")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_worker(env: dict[str, str], log_path: Path, *, queues: str = ALL_QUEUES) -> WorkerProcess:
+    """Starts ``celery worker`` in its own process, serving ``queues``, and waits until it is ready."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "dataspace",
+                "worker",
+                "--pool=solo",
+                f"--queues={queues}",
+                "--loglevel=INFO",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+                f"--hostname=test-{os.getpid()}-{log_path.stem}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    worker = WorkerProcess(process, log_path, env)
+    wait_for(lambda: "ready" in worker.log() or process.poll() is not None, timeout=60)
+    if process.poll() is not None:
+        raise AssertionError(f"worker exited at start:\n{worker.log()}")
+    return worker
+
+
+def celery_env() -> dict[str, str]:
+    """The environment of a worker process on the configured broker and the test database (the
+    broker's queues purged of earlier tests' messages)."""
+    db = settings.DATABASES["default"]
+    env = dict(os.environ)
+    if db["ENGINE"].endswith("postgresql"):
+        host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+        env["DATABASE_URL"] = f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{port}/{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    env["CELERY_BROKER_URL"] = settings.CELERY_BROKER_URL
+    purge_broker()
+    return env
+
+
+def purge_broker() -> None:
+    from dataspace.celery import app
+
+    with app.connection_for_write() as connection:
+        for queue in ALL_QUEUES.split(","):
+            # A queue that does not exist yet holds nothing to purge.
+            with contextlib.suppress(Exception):
+                connection.default_channel.queue_purge(queue)
