@@ -80,6 +80,24 @@ class ErrorCode(enum.StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     INVALID_OPERATION = "invalid_operation"
     ENCRYPTED_STORE_NOT_READY = "encrypted_store_not_ready"
+    # why an operation's parameters were refused (``details.reason`` of invalid_operation)
+    UNKNOWN_OPERATION = "unknown_operation"
+    INVALID_PARAMETERS = "invalid_parameters"
+    COLUMN_NOT_FOUND = "column_not_found"
+    COLUMN_KIND = "column_kind"
+    LEVEL_TOO_LOW = "level_too_low"
+    DEPTH_EXCEEDED = "depth_exceeded"
+    INCOMPLETE_COLUMN = "incomplete_column"
+    # why a job or an ingest ended without its result (``failure.code`` / ``error.code``)
+    INGEST_ABANDONED = "ingest_abandoned"
+    CHAIN_REFUSED = "chain_refused"
+    COMPUTE_FAILED = "compute_failed"
+    RELEASE_FAILED = "release_failed"
+    SETTLE_REFUSED = "settle_refused"
+    # the key custodian's refusals (a job's failure code; budget_exhausted and cohort_too_small too)
+    USAGE_NOT_RECORDED = "usage_not_recorded"
+    EPSILON_MISMATCH = "epsilon_mismatch"
+    RESULT_TAMPERED = "result_tampered"
 
 
 _STATUS: dict[ErrorCode, int] = {
