@@ -174,8 +174,8 @@ def measure(base: str, processes: list[subprocess.Popen[bytes]]) -> None:
     from bench.common import metric, write_result
     from dataspace.accounts.models import Role
     from dataspace.accounts.services import api_token_issue, user_create, wallet_create_custodial
-    from dataspace.catalog.synthetic import registry_csv_chunks
     from dataspace.chain import agents, outbox
+    from dataspace.demo.synthetic import registry_csv_chunks
 
     def funded(name: str, role: Role) -> Api:
         user = user_create(username=name, password=f"pw-{name}-0123456789", roles=[role])

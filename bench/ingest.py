@@ -72,7 +72,7 @@ print(json.dumps({
 
 
 def write_csv(path: Path, rows: int) -> None:
-    from dataspace.catalog.synthetic import registry_csv_chunks
+    from dataspace.demo.synthetic import registry_csv_chunks
 
     with path.open("wb") as handle:
         for chunk in registry_csv_chunks(rows, seed=1):

@@ -60,6 +60,7 @@ class ErrorCode(enum.StrEnum):
     DATASET_NOT_READY = "dataset_not_ready"
     # chain
     CHAIN_UNAVAILABLE = "chain_unavailable"
+    BROKER_UNAVAILABLE = "broker_unavailable"
     CHAIN_MISMATCH = "chain_mismatch"
     CHAIN_REVERTED = "chain_reverted"
     DATASET_NOT_ON_CHAIN = "dataset_not_on_chain"
@@ -129,6 +130,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.IDEMPOTENCY_KEY_REUSED: status.HTTP_409_CONFLICT,
     ErrorCode.ENCRYPTED_STORE_NOT_READY: status.HTTP_409_CONFLICT,
     ErrorCode.CHAIN_UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
+    ErrorCode.BROKER_UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
     ErrorCode.CHAIN_MISMATCH: status.HTTP_503_SERVICE_UNAVAILABLE,
     # Integrity failures are the platform's problem, not the caller's: never a 4xx.
     ErrorCode.BLOB_TAMPERED: status.HTTP_500_INTERNAL_SERVER_ERROR,
@@ -155,6 +157,25 @@ class DomainError(Exception):
 
     def as_dict(self) -> dict[str, Any]:
         return {"code": str(self.code), "message": self.message, "details": self.details}
+
+
+class NotFound(DomainError):
+    """The one "not found": another user's object is as absent as one that never existed, so
+    the message names only the kind of thing asked for."""
+
+    code = ErrorCode.NOT_FOUND
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"No {what} has this id.")
+
+
+class TransientError(DomainError):
+    """The step can succeed later unchanged (a node, a database or a broker away): retried with
+    backoff, never counted against the work's attempts."""
+
+
+class AttemptFailed(Exception):
+    """One attempt at a bounded piece of work failed and attempts remain: try again soon."""
 
 
 def error_body(code: ErrorCode, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

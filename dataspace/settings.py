@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "dataspace.compute",
     "dataspace.audit",
     "dataspace.portal",
+    "dataspace.demo",
 ]
 
 MIDDLEWARE = [
@@ -201,6 +202,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-chain-writes": {"task": "dataspace.chain.tasks.sweep_chain_writes", "schedule": 30.0},
     "index-chain-events": {"task": "dataspace.chain.tasks.index_chain_events", "schedule": 5.0},
     "sweep-jobs": {"task": "dataspace.compute.tasks.sweep_jobs", "schedule": 30.0},
+    "reconcile-chain": {"task": "dataspace.audit.tasks.reconcile_chain", "schedule": 600.0},
+    "sweep-encrypted-stores": {"task": "dataspace.compute.tasks.sweep_encrypted_stores", "schedule": 60.0},
     "sweep-policy-followups": {"task": "dataspace.policies.tasks.sweep_policy_followups", "schedule": 60.0},
 }
 EMBEDDED_BROKER_POLLING_INTERVAL = env.float("EMBEDDED_BROKER_POLLING_INTERVAL", default=0.1)
@@ -208,6 +211,10 @@ EMBEDDED_BROKER_POLLING_INTERVAL = env.float("EMBEDDED_BROKER_POLLING_INTERVAL",
 # An ingest message lost by the broker, or a worker killed mid-ingest, is re-sent after these.
 INGEST_REQUEUE_QUEUED_AFTER = env.int("INGEST_REQUEUE_QUEUED_AFTER", default=120)
 INGEST_REQUEUE_RUNNING_AFTER = env.int("INGEST_REQUEUE_RUNNING_AFTER", default=1800)
+# The same for encrypted-store builds: never started this long after the dataset appeared, or
+# started longer ago than any build takes (1M rows x 10 columns build in under a minute).
+STORE_BUILD_REQUEUE_QUEUED_AFTER = env.int("STORE_BUILD_REQUEUE_QUEUED_AFTER", default=120)
+STORE_BUILD_REQUEUE_RUNNING_AFTER = env.int("STORE_BUILD_REQUEUE_RUNNING_AFTER", default=1800)
 
 # Chain. The defaults are anvil's: chain 31337 and its first well-known development key, which
 # production must replace (a system check refuses it outside DEBUG on any other chain).

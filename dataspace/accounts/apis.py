@@ -15,15 +15,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from dataspace.accounts import services
+from dataspace.accounts import selectors, services
 from dataspace.accounts.models import User, Wallet
+from dataspace.accounts.permissions import request_user
 from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
-from dataspace.errors import DomainError, ErrorCode
-
-
-def _user(request: Request) -> User:
-    assert isinstance(request.user, User)
-    return request.user
+from dataspace.errors import DomainError, ErrorCode, NotFound
 
 
 class WalletOutput(serializers.ModelSerializer[Wallet]):
@@ -42,8 +38,8 @@ class MeApi(APIView):
 
     @extend_schema(responses={200: OutputSerializer, **error_responses(*ERRORS_AUTH)})
     def get(self, request: Request) -> Response:
-        user = _user(request)
-        wallet = Wallet.objects.filter(user=user).first()
+        user = request_user(request)
+        wallet = selectors.wallet_get(user=user)
         data = {"username": user.username, "email": user.email, "roles": user.roles, "wallet": wallet}
         return Response(self.OutputSerializer(data).data)
 
@@ -90,15 +86,15 @@ class TokenListApi(APIView):
 
     @extend_schema(responses={200: OutputSerializer(many=True), **error_responses(*ERRORS_AUTH)})
     def get(self, request: Request) -> Response:
-        tokens = AuthToken.objects.filter(user=_user(request)).order_by("-created")
+        tokens = AuthToken.objects.filter(user=request_user(request)).order_by("-created")
         return Response(self.OutputSerializer(tokens, many=True).data)
 
 
 class TokenRevokeApi(APIView):
     @extend_schema(responses={204: None, **error_responses(*ERRORS_AUTH, ErrorCode.NOT_FOUND)})
     def delete(self, request: Request, token_key: str) -> Response:
-        if not services.api_token_revoke(user=_user(request), token_key=token_key):
-            raise DomainError("No such token.", code=ErrorCode.NOT_FOUND)
+        if not services.api_token_revoke(user=request_user(request), token_key=token_key):
+            raise NotFound("token")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -107,7 +103,7 @@ class WalletCustodialCreateApi(APIView):
         request=None, responses={201: WalletOutput, **error_responses(*ERRORS_AUTH, ErrorCode.WALLET_EXISTS)}
     )
     def post(self, request: Request) -> Response:
-        wallet = services.wallet_create_custodial(user=_user(request))
+        wallet = services.wallet_create_custodial(user=request_user(request))
         return Response(WalletOutput(wallet).data, status=status.HTTP_201_CREATED)
 
 
@@ -120,7 +116,7 @@ class WalletChallengeApi(APIView):
 
     @extend_schema(request=None, responses={201: OutputSerializer, **error_responses(*ERRORS_AUTH)})
     def post(self, request: Request) -> Response:
-        challenge = services.wallet_challenge_issue(user=_user(request))
+        challenge = services.wallet_challenge_issue(user=request_user(request))
         return Response(self.OutputSerializer(challenge).data, status=status.HTTP_201_CREATED)
 
 
@@ -145,5 +141,5 @@ class WalletRegisterApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        wallet = services.wallet_register_external(user=_user(request), **data.validated_data)
+        wallet = services.wallet_register_external(user=request_user(request), **data.validated_data)
         return Response(WalletOutput(wallet).data, status=status.HTTP_201_CREATED)

@@ -10,6 +10,12 @@ from rest_framework.request import Request
 from dataspace.accounts.models import Role, User
 
 
+def request_user(request: Request) -> User:
+    """The authenticated user of a request that passed the view's permission checks."""
+    assert isinstance(request.user, User)
+    return request.user
+
+
 class _HasRole(BasePermission):
     role: Role
     message = "This endpoint needs a role the account does not hold."

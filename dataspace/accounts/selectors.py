@@ -1,9 +1,22 @@
-"""Account reads for other apps."""
+"""Account reads for other apps: wallets are looked up here and nowhere else."""
 
 from __future__ import annotations
 
 from dataspace.accounts.models import User, Wallet
+from dataspace.errors import DomainError, ErrorCode
 
 
 def wallet_get(*, user: User) -> Wallet | None:
     return Wallet.objects.filter(user=user).select_related("data_key").first()
+
+
+def wallet_custodial_address(*, user: User, action: str) -> str:
+    """The address of the user's custodial wallet, which the platform signs ``action`` with; a
+    ``wallet_required`` error when the user has none (or holds their own key)."""
+    wallet = wallet_get(user=user)
+    if wallet is None or wallet.kind != Wallet.Kind.CUSTODIAL:
+        raise DomainError(
+            f"To {action} through the platform the account needs a custodial wallet (POST /api/me/wallet/custodial/).",
+            code=ErrorCode.WALLET_REQUIRED,
+        )
+    return wallet.address

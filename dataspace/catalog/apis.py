@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
@@ -15,13 +16,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dataspace.accounts.models import User
-from dataspace.accounts.permissions import IsProvider
+from dataspace.accounts.permissions import IsProvider, request_user
 from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
 from dataspace.catalog import dcat, selectors, services
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.catalog.public_profile import public_profile
 from dataspace.catalog.uploads import SealedUpload, discard_unclaimed_uploads, install_sealing_handler
+from dataspace.chain.serializers import ChainWriteSerializer
 from dataspace.errors import DomainError, ErrorCode
 
 UPLOAD_ERRORS = (
@@ -46,17 +47,14 @@ UPLOAD_ERRORS = (
 )
 
 
-def _user(request: Request) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
 class DatasetOutputSerializer(serializers.ModelSerializer[Dataset]):
     """Public metadata and profile: what any authenticated user may see."""
 
     provider = serializers.CharField(source="provider.username")
     profile = serializers.SerializerMethodField()
-    chain = serializers.SerializerMethodField(help_text="The on-chain registration: status and transaction.")
+    chain = ChainWriteSerializer(
+        source="chain_registration", allow_null=True, help_text="The on-chain registration: status and transaction."
+    )
 
     class Meta:
         model = Dataset
@@ -78,12 +76,6 @@ class DatasetOutputSerializer(serializers.ModelSerializer[Dataset]):
 
     def get_profile(self, dataset: Dataset) -> dict[str, Any]:
         return public_profile(dataset)
-
-    def get_chain(self, dataset: Dataset) -> dict[str, Any] | None:
-        tx = dataset.chain_registration
-        if tx is None:
-            return None
-        return {"status": tx.status, "tx_hash": tx.tx_hash or None, "block_number": tx.block_number}
 
 
 class OwnedDatasetOutputSerializer(DatasetOutputSerializer):
@@ -207,7 +199,7 @@ class DatasetListCreateApi(APIView):
             keyword=f.get("keyword", ""),
             provider=f.get("provider", ""),
             file_format=f.get("format", ""),
-            owner=_user(request) if f["mine"] else None,
+            owner=request_user(request) if f["mine"] else None,
         )
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(datasets, request, view=self)
@@ -227,7 +219,7 @@ class DatasetListCreateApi(APIView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         ingest = services.ingest_start(
-            provider=_user(request),
+            provider=request_user(request),
             upload=upload,
             metadata=services.DatasetMetadata(
                 title=v["title"],
@@ -256,7 +248,7 @@ class DatasetDetailApi(APIView):
         return [IsProvider()] if self.request.method in {"PATCH", "DELETE"} else list(super().get_permissions())
 
     @extend_schema(responses={200: DatasetOutputSerializer, **error_responses(*ERRORS_AUTH, ErrorCode.NOT_FOUND)})
-    def get(self, request: Request, dataset_id: str) -> Response:
+    def get(self, request: Request, dataset_id: uuid.UUID) -> Response:
         dataset = selectors.dataset_get(dataset_id=dataset_id)
         serializer = OwnedDatasetOutputSerializer if dataset.provider_id == request.user.pk else DatasetOutputSerializer
         return Response(serializer(dataset).data)
@@ -268,8 +260,8 @@ class DatasetDetailApi(APIView):
             **error_responses(*ERRORS_COMMON, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND),
         },
     )
-    def patch(self, request: Request, dataset_id: str) -> Response:
-        dataset = selectors.dataset_get_owned(owner=_user(request), dataset_id=dataset_id)
+    def patch(self, request: Request, dataset_id: uuid.UUID) -> Response:
+        dataset = selectors.dataset_get_owned(owner=request_user(request), dataset_id=dataset_id)
         data = self.UpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         dataset = services.dataset_update(dataset=dataset, **data.validated_data)
@@ -283,8 +275,8 @@ class DatasetDetailApi(APIView):
         description="Delete a dataset and crypto-shred its content and encrypted store. A dataset with "
         "offers stays (409): consumers may hold paid agreements on it.",
     )
-    def delete(self, request: Request, dataset_id: str) -> Response:
-        dataset = selectors.dataset_get_owned(owner=_user(request), dataset_id=dataset_id)
+    def delete(self, request: Request, dataset_id: uuid.UUID) -> Response:
+        dataset = selectors.dataset_get_owned(owner=request_user(request), dataset_id=dataset_id)
         services.dataset_delete(dataset=dataset)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -297,7 +289,7 @@ class IngestListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(selectors.ingest_list(owner=_user(request)), request, view=self)
+        page = paginator.paginate_queryset(selectors.ingest_list(owner=request_user(request)), request, view=self)
         return paginator.get_paginated_response(IngestOutputSerializer(page, many=True).data)
 
 
@@ -311,9 +303,9 @@ class IngestDetailApi(APIView):
         },
         description="Ingest status and percent done; once succeeded, `dataset` is the new dataset's id.",
     )
-    def get(self, request: Request, ingest_id: str) -> Response:
+    def get(self, request: Request, ingest_id: uuid.UUID) -> Response:
         return Response(
-            IngestOutputSerializer(selectors.ingest_get_owned(owner=_user(request), ingest_id=ingest_id)).data
+            IngestOutputSerializer(selectors.ingest_get_owned(owner=request_user(request), ingest_id=ingest_id)).data
         )
 
 
@@ -337,6 +329,6 @@ class DatasetDcatApi(APIView):
         parameters=[OpenApiParameter("dataset_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
         responses={(200, "application/ld+json"): OpenApiTypes.OBJECT, **error_responses(ErrorCode.NOT_FOUND)},
     )
-    def get(self, request: Request, dataset_id: str) -> JsonResponse:
+    def get(self, request: Request, dataset_id: uuid.UUID) -> JsonResponse:
         dataset = selectors.dataset_get(dataset_id=dataset_id)
         return JsonResponse(dcat.dataset_document(dataset), content_type="application/ld+json")

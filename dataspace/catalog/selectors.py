@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 from django.db.models import Q, QuerySet
-from django.http import Http404
 
 from dataspace.accounts.models import User
 from dataspace.catalog.models import Dataset, Ingest
+from dataspace.errors import NotFound
 
 
 def dataset_list(
@@ -29,24 +29,17 @@ def dataset_list(
     return datasets
 
 
-def _parse_id(raw: uuid.UUID | str) -> uuid.UUID:
-    try:
-        return raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))
-    except ValueError:
-        raise Http404 from None
-
-
-def dataset_get(*, dataset_id: uuid.UUID | str) -> Dataset:
-    dataset = Dataset.objects.select_related("provider", "chain_registration").filter(pk=_parse_id(dataset_id)).first()
+def dataset_get(*, dataset_id: uuid.UUID) -> Dataset:
+    dataset = Dataset.objects.select_related("provider", "chain_registration").filter(pk=dataset_id).first()
     if dataset is None:
-        raise Http404
+        raise NotFound("dataset")
     return dataset
 
 
-def dataset_get_owned(*, owner: User, dataset_id: uuid.UUID | str) -> Dataset:
-    dataset = Dataset.objects.select_related("provider").filter(pk=_parse_id(dataset_id), provider=owner).first()
+def dataset_get_owned(*, owner: User, dataset_id: uuid.UUID) -> Dataset:
+    dataset = Dataset.objects.select_related("provider").filter(pk=dataset_id, provider=owner).first()
     if dataset is None:
-        raise Http404
+        raise NotFound("dataset")
     return dataset
 
 
@@ -54,8 +47,8 @@ def ingest_list(*, owner: User) -> QuerySet[Ingest]:
     return Ingest.objects.filter(provider=owner)
 
 
-def ingest_get_owned(*, owner: User, ingest_id: uuid.UUID | str) -> Ingest:
-    ingest = Ingest.objects.filter(pk=_parse_id(ingest_id), provider=owner).first()
+def ingest_get_owned(*, owner: User, ingest_id: uuid.UUID) -> Ingest:
+    ingest = Ingest.objects.filter(pk=ingest_id, provider=owner).first()
     if ingest is None:
-        raise Http404
+        raise NotFound("ingest")
     return ingest

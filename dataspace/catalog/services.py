@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import time
 import uuid
@@ -21,12 +20,14 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from dataspace import tasking
 from dataspace.accounts import selectors as accounts_selectors
 from dataspace.accounts import services as accounts_services
 from dataspace.accounts.models import User
+from dataspace.canonical import canonical_json_ascii
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.catalog.profiling import ColumnType, IngestError, TableProfile, check_head, profile_table
-from dataspace.catalog.signals import dataset_deleting, dataset_ingested
+from dataspace.catalog.signals import dataset_delete_check, dataset_deleting, dataset_ingested
 from dataspace.catalog.uploads import SealedUpload
 from dataspace.chain.agents import DatasetRegistryAgent
 from dataspace.errors import DomainError, ErrorCode
@@ -36,6 +37,7 @@ from dataspace.vault.models import DataKey
 logger = logging.getLogger(__name__)
 
 MAX_INGEST_ATTEMPTS = 3
+INGEST_TASK = "dataspace.catalog.tasks.ingest_dataset"
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -107,17 +109,8 @@ def ingest_start(
         raise
     # From here the ingest row owns the sealed upload; a broker outage only delays it.
     upload.claimed = True
-    transaction.on_commit(lambda: _enqueue_ingest(ingest.id))
+    tasking.enqueue_on_commit(INGEST_TASK, str(ingest.id))
     return ingest
-
-
-def _enqueue_ingest(ingest_id: uuid.UUID) -> None:
-    from dataspace.catalog.tasks import ingest_dataset
-
-    try:
-        ingest_dataset.delay(str(ingest_id))
-    except Exception as exc:  # the broker is down: requeue_stale_ingests sends it later
-        logger.warning("could not queue ingest %s (%s); it will be requeued", ingest_id, type(exc).__name__)
 
 
 def ingest_requeue_stale(*, queued_for: timedelta, running_for: timedelta) -> int:
@@ -131,7 +124,7 @@ def ingest_requeue_stale(*, queued_for: timedelta, running_for: timedelta) -> in
     )
     ids = list(stale.values_list("id", flat=True)[:500])
     for ingest_id in ids:
-        _enqueue_ingest(ingest_id)
+        tasking.enqueue(INGEST_TASK, str(ingest_id))
     return len(ids)
 
 
@@ -150,7 +143,7 @@ def _claim(ingest_id: uuid.UUID) -> Ingest | None:
     return ingest
 
 
-def _fail(ingest: Ingest, *, code: str, message: str) -> None:
+def _fail(ingest: Ingest, *, code: ErrorCode, message: str) -> None:
     if ingest.blob_name:
         vault.blob_delete(ingest.blob_name)
     data_key_id = ingest.data_key_id
@@ -194,7 +187,9 @@ def ingest_run(*, ingest_id: uuid.UUID) -> Dataset | None:
     if ingest is None:
         return None
     if ingest.attempts > MAX_INGEST_ATTEMPTS:
-        _fail(ingest, code="ingest_abandoned", message=f"Ingest failed {MAX_INGEST_ATTEMPTS} times; upload again.")
+        _fail(
+            ingest, code=ErrorCode.INGEST_ABANDONED, message=f"Ingest failed {MAX_INGEST_ATTEMPTS} times; upload again."
+        )
         return None
     assert ingest.data_key is not None
     try:
@@ -211,7 +206,7 @@ def ingest_run(*, ingest_id: uuid.UUID) -> Dataset | None:
             vault.blob_verify(blob_name=ingest.blob_name, key=key)
     except DomainError as exc:
         logger.info("ingest %s failed: %s", ingest.id, exc.code)
-        _fail(ingest, code=str(exc.code), message=exc.message)
+        _fail(ingest, code=exc.code, message=exc.message)
         return None
     return _dataset_create(ingest=ingest, profile=profile)
 
@@ -255,7 +250,7 @@ def dataset_metadata_hash(dataset: Dataset) -> bytes:
         "format": dataset.file_format,
         "columns": [[c["name"], c["type"]] for c in dataset.schema],
     }
-    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).digest()
+    return hashlib.sha256(canonical_json_ascii(document)).digest()
 
 
 def dataset_register_on_chain(*, dataset_id: uuid.UUID) -> bool:
@@ -293,7 +288,7 @@ def ingest_give_up(*, ingest_id: uuid.UUID, reason: str) -> None:
     """Called when the task itself can no longer run (retries exhausted)."""
     ingest = Ingest.objects.filter(pk=ingest_id, status__in=[Ingest.Status.QUEUED, Ingest.Status.RUNNING]).first()
     if ingest is not None:
-        _fail(ingest, code="ingest_abandoned", message=reason)
+        _fail(ingest, code=ErrorCode.INGEST_ABANDONED, message=reason)
 
 
 def dataset_update(
@@ -321,12 +316,11 @@ def dataset_update(
 
 
 def dataset_delete(*, dataset: Dataset) -> None:
-    """Removes a dataset and crypto-shreds its content: without the data key the blob is noise."""
-    if dataset.offers.exists():
-        raise DomainError(
-            "The dataset has offers: consumers may hold agreements on it, so it cannot be deleted.",
-            code=ErrorCode.CONFLICT,
-        )
+    """Removes a dataset and crypto-shreds its content: without the data key the blob is noise.
+    Any app may keep it (``dataset_delete_check``): the policies do while it has offers."""
+    reasons = [reason for _, reason in dataset_delete_check.send(sender=Dataset, dataset_id=dataset.id) if reason]
+    if reasons:
+        raise DomainError(" ".join(reasons), code=ErrorCode.CONFLICT)
     blob_name, data_key_id = dataset.blob_name, dataset.data_key_id
     with transaction.atomic():
         dataset_deleting.send(sender=Dataset, dataset_id=dataset.id)

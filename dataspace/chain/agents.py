@@ -9,19 +9,14 @@ from enum import IntEnum
 from typing import Any
 
 from django.utils import timezone
-from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3.logs import DISCARD
 
 from dataspace.chain import eip712, gateway, outbox
+from dataspace.chain.encoding import dataset_chain_id, label_hash
 from dataspace.chain.models import ChainTransaction
 
 REGISTRATION_SIGNATURE_TTL = timedelta(days=30)
-
-
-def dataset_chain_id(dataset_id: uuid.UUID) -> bytes:
-    """The dataset's id on chain: its UUID, left-padded to 32 bytes (reversible, unique)."""
-    return dataset_id.bytes.rjust(32, b"\0")
 
 
 def _hex(value: bytes) -> str:
@@ -68,8 +63,8 @@ class DatasetRegistryAgent:
         )
 
     def get(self, dataset_id: uuid.UUID) -> OnChainDataset | None:
-        provider, active, metadata_hash, content_hash = (
-            gateway.contract(self.name).functions.getDataset(dataset_chain_id(dataset_id)).call()
+        provider, active, metadata_hash, content_hash = gateway.view(
+            gateway.contract(self.name).functions.getDataset(dataset_chain_id(dataset_id))
         )
         if int(provider, 16) == 0:
             return None
@@ -87,7 +82,7 @@ class DevTokenAgent:
         )
 
     def balance(self, address: str) -> int:
-        return int(gateway.contract(self.name).functions.balanceOf(address).call())
+        return int(gateway.view(gateway.contract(self.name).functions.balanceOf(address)))
 
 
 def fund_for_gas(*, address: str, wei: int) -> None:
@@ -96,17 +91,6 @@ def fund_for_gas(*, address: str, wei: int) -> None:
     if gateway.chain_id() != 31337:
         raise gateway.ChainUnavailable("Funding accounts is only possible on the development chain.")
     gateway.connected_web3().provider.make_request("anvil_setBalance", [address, hex(wei)])  # type: ignore[arg-type]
-
-
-def label_hash(label: str) -> bytes:
-    """A purpose or operation name as the contracts see it: keccak256 of its UTF-8 text, so an
-    auditor maps a hash back by hashing the names an offer lists."""
-    return bytes(keccak(text=label))
-
-
-def job_chain_id(*, agreement_id: int, nonce: int) -> bytes:
-    """The contract's job id: agreement id in the high 128 bits, the consumer's nonce below."""
-    return ((agreement_id << 128) | nonce).to_bytes(32, "big")
 
 
 def receipt_event(tx: ChainTransaction, *, contract: str, event: str) -> dict[str, Any]:
@@ -248,11 +232,11 @@ class UsageAgreementsAgent:
         )
 
     def usage(self, job_id: bytes) -> OnChainUsage:
-        agreement_id, status, epsilon = gateway.contract(self.name).functions.getUsage(job_id).call()
+        agreement_id, status, epsilon = gateway.view(gateway.contract(self.name).functions.getUsage(job_id))
         return OnChainUsage(int(agreement_id), JobStatus(status), int(epsilon))
 
     def agreement(self, agreement_id: int) -> dict[str, Any]:
-        found = gateway.contract(self.name).functions.getAgreement(agreement_id).call()
+        found = gateway.view(gateway.contract(self.name).functions.getAgreement(agreement_id))
         names = [
             "consumer",
             "provider",
@@ -272,7 +256,7 @@ class UsageAgreementsAgent:
         return dict(zip(names, found, strict=True))
 
     def withdrawable(self, address: str) -> int:
-        return int(gateway.contract(self.name).functions.withdrawable(address).call())
+        return int(gateway.view(gateway.contract(self.name).functions.withdrawable(address)))
 
     def usage_typed_data_domain(self) -> dict[str, Any]:
         return {

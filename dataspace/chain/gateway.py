@@ -17,12 +17,12 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 
 from dataspace.chain import artifacts
 from dataspace.chain.models import Deployment
-from dataspace.errors import DomainError, ErrorCode
+from dataspace.errors import DomainError, ErrorCode, TransientError
 
 CONTRACTS = ("DatasetRegistry", "UsageAgreements", "DevToken")
 
 
-class ChainUnavailable(DomainError):
+class ChainUnavailable(TransientError):
     """The node cannot be reached or answers for another chain. Transient: retry."""
 
     code = ErrorCode.CHAIN_UNAVAILABLE
@@ -85,6 +85,20 @@ def deployment(name: str) -> Deployment:
 def contract(name: str, address: str | None = None) -> type[Contract] | Contract:
     artifact = artifacts.load(name)
     return web3().eth.contract(address=Web3.to_checksum_address(address or deployment(name).address), abi=artifact.abi)
+
+
+def view(call: Any) -> Any:
+    """The result of a contract view call (``contract(...).functions.f(args)``). A node that
+    cannot be reached is ``ChainUnavailable`` (retried by the caller's task), not whatever
+    exception the HTTP library chose."""
+    try:
+        return call.call()
+    except ContractLogicError:
+        raise
+    except Exception as exc:
+        raise ChainUnavailable(
+            f"The chain node at {settings.CHAIN_RPC_URL} did not answer a view call ({type(exc).__name__})."
+        ) from None
 
 
 def revert_reason(exc: ContractLogicError) -> str:

@@ -4,12 +4,15 @@ hash saved), then broadcast, then confirm. Every step is idempotent and keyed:
 - the same idempotency key never makes a second transaction;
 - a retry after a crash rebroadcasts the saved bytes (same hash) or finds them mined; it never
   signs again, so nothing is sent twice;
-- a write that would revert fails before it takes a nonce, with the custom error decoded.
+- a write that would revert fails before it takes a nonce, with the custom error decoded;
+- a write ends CONFIRMED or FAILED, and ``write_follow`` tells its caller which exactly once per
+  call, so each flow that waits on a write reads as "on confirmed, on failed".
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +25,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
+from dataspace import tasking
 from dataspace.chain import gateway
 from dataspace.chain.models import ChainTransaction, SenderNonce
 from dataspace.errors import DomainError, ErrorCode
@@ -53,17 +57,11 @@ def write_enqueue(
             code=ErrorCode.CONFLICT,
         )
     if created:
-        transaction.on_commit(lambda: _dispatch(tx.pk))
+        tasking.enqueue_on_commit(SEND_TASK, tx.pk)
     return tx
 
 
-def _dispatch(tx_id: int) -> None:
-    from dataspace.chain.tasks import send_chain_write
-
-    try:
-        send_chain_write.delay(tx_id)
-    except Exception as exc:  # broker down: the sweeper dispatches it later
-        logger.warning("could not queue chain write %s (%s); the sweeper will", tx_id, type(exc).__name__)
+SEND_TASK = "dataspace.chain.tasks.send_chain_write"
 
 
 def write_progress(*, tx_id: int) -> ChainTransaction:
@@ -80,6 +78,32 @@ def write_progress(*, tx_id: int) -> ChainTransaction:
         _confirm(tx)
         tx.refresh_from_db()
     return tx
+
+
+def write_follow(
+    *,
+    tx_id: int,
+    on_confirmed: Callable[[ChainTransaction], object],
+    on_failed: Callable[[ChainTransaction], object],
+) -> bool:
+    """Moves a write on and, once it has an outcome, calls the matching handler with it.
+
+    True when the write is CONFIRMED or FAILED (the handler has run), False while it is on its
+    way. Handlers must be idempotent (guarded transitions): a redelivered step calls them again.
+    """
+    tx = write_progress(tx_id=tx_id)
+    if tx.status == Status.FAILED:
+        on_failed(tx)
+        return True
+    if tx.status == Status.CONFIRMED:
+        on_confirmed(tx)
+        return True
+    return False
+
+
+def write_pending(*, tx_id: int) -> bool:
+    """Moves a write on; True while it is signed or sent but not yet mined deep enough."""
+    return write_progress(tx_id=tx_id).status in {Status.SIGNED, Status.SENT}
 
 
 def _call(tx: ChainTransaction) -> Any:

@@ -12,12 +12,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dataspace.accounts.models import User
-from dataspace.accounts.permissions import IsConsumer
+from dataspace.accounts.permissions import IsConsumer, request_user
 from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
 from dataspace.catalog import selectors as catalog_selectors
 from dataspace.catalog.public_profile import approximate_count
-from dataspace.compute import jobs
+from dataspace.chain.serializers import ChainWriteSerializer
+from dataspace.compute import job_requests, selectors
 from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.he.operations import REGISTRY
 from dataspace.compute.he.params import LEVELS
@@ -47,20 +47,15 @@ JOB_ERRORS = (
 STATES = ["requested", "authorised", "computed", "released", "settled", "rejected", "failed", "refunded"]
 
 
-def _user(request: Request) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
-def _tx(tx: Any) -> dict[str, Any] | None:
-    if tx is None:
-        return None
-    return {"status": tx.status, "tx_hash": tx.tx_hash or None, "block_number": tx.block_number}
+class JobTransactionsSerializer(serializers.Serializer[Job]):
+    record_usage = ChainWriteSerializer(source="record_tx", allow_null=True)
+    settle = ChainWriteSerializer(source="settle_tx", allow_null=True)
+    refund = ChainWriteSerializer(source="refund_tx", allow_null=True)
 
 
 class JobOutputSerializer(serializers.ModelSerializer[Job]):
     timestamps = serializers.SerializerMethodField()
-    transactions = serializers.SerializerMethodField()
+    transactions = JobTransactionsSerializer(source="*")
     result = serializers.SerializerMethodField(help_text="Present once the job is settled on chain.")
     receipt = serializers.SerializerMethodField(help_text="The custodian's signed receipt, once settled.")
     failure = serializers.SerializerMethodField()
@@ -93,9 +88,6 @@ class JobOutputSerializer(serializers.ModelSerializer[Job]):
 
     def get_timestamps(self, job: Job) -> dict[str, str | None]:
         return {state: (value.isoformat() if (value := getattr(job, f"{state}_at")) else None) for state in STATES}
-
-    def get_transactions(self, job: Job) -> dict[str, Any]:
-        return {"record_usage": _tx(job.record_tx), "settle": _tx(job.settle_tx), "refund": _tx(job.refund_tx)}
 
     def get_result(self, job: Job) -> Any:
         # Invariant 2: the answer is readable only once the chain holds the use and its result hash.
@@ -148,7 +140,7 @@ class JobListCreateApi(APIView):
         responses={200: JobOutputSerializer(many=True), **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED)}
     )
     def get(self, request: Request) -> Response:
-        queryset = Job.objects.filter(consumer=_user(request)).select_related("record_tx", "settle_tx", "refund_tx")
+        queryset = selectors.job_list(consumer=request_user(request))
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(JobOutputSerializer(page, many=True).data)
@@ -173,12 +165,12 @@ class JobListCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        key = request.headers.get("Idempotency-Key") or jobs.new_idempotency_key()
+        key = request.headers.get("Idempotency-Key") or job_requests.new_idempotency_key()
         if len(key) > 128:
             raise DomainError("The Idempotency-Key header is longer than 128 characters.")
-        job, created = jobs.job_request(
-            consumer=_user(request),
-            request=jobs.JobRequest(
+        job, created = job_requests.job_request(
+            consumer=request_user(request),
+            request=job_requests.JobRequest(
                 agreement_id=v["agreement"],
                 operation=v["operation"],
                 params=v["params"],
@@ -203,16 +195,8 @@ class JobDetailApi(APIView):
             **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND),
         }
     )
-    def get(self, request: Request, job_id: str) -> Response:
-        try:
-            pk = uuid.UUID(job_id)
-        except ValueError:
-            raise DomainError("No job of yours has this id.", code=ErrorCode.NOT_FOUND) from None
-        job = Job.objects.filter(pk=pk, consumer=_user(request)).select_related("record_tx", "settle_tx", "refund_tx")
-        found = job.first()
-        if found is None:
-            raise DomainError("No job of yours has this id.", code=ErrorCode.NOT_FOUND)
-        return Response(JobOutputSerializer(found).data)
+    def get(self, request: Request, job_id: uuid.UUID) -> Response:
+        return Response(JobOutputSerializer(selectors.job_get(consumer=request_user(request), job_id=job_id)).data)
 
 
 class OperationListApi(APIView):
@@ -242,9 +226,9 @@ class EncryptedStoreApi(APIView):
         description="What can be computed on a dataset: its encrypted columns, their level (sums or "
         "products), categories and bucket edges, and the CKKS parameters with their security level.",
     )
-    def get(self, request: Request, dataset_id: str) -> Response:
+    def get(self, request: Request, dataset_id: uuid.UUID) -> Response:
         dataset = catalog_selectors.dataset_get(dataset_id=dataset_id)
-        store = EncryptedStore.objects.filter(dataset=dataset).first()
+        store = selectors.encrypted_store_get(dataset_id=dataset.id)
         if store is None:
             return Response({"status": "not built"})
         body: dict[str, Any] = {"status": store.status, "stored_bytes": store.stored_bytes}

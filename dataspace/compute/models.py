@@ -29,6 +29,8 @@ class EncryptedStore(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     stored_bytes = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the current attempt claimed the build: a build older than any build takes has died.
+    building_since = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:

@@ -1,24 +1,17 @@
-"""Reactions to other apps' signals."""
+"""The compute app's answers to the catalogue's signals."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
 
-logger = logging.getLogger(__name__)
-
-
-def delete_encrypted_store(sender: Any, *, dataset_id: uuid.UUID, **_: Any) -> None:
-    from dataspace.compute.stores import store_delete
-
-    store_delete(dataset_id=dataset_id)
+from dataspace.compute import stores
 
 
 def build_encrypted_store(sender: Any, *, dataset_id: uuid.UUID, **_: Any) -> None:
-    from dataspace.compute.tasks import build_encrypted_store as task
+    # Queued once the dataset exists; if the broker is away, the stores' sweeper sends it later.
+    stores.encrypted_store_request(dataset_id=dataset_id)
 
-    try:
-        task.delay(str(dataset_id))
-    except Exception as exc:  # broker away: the sweeper builds it later
-        logger.warning("could not queue the encrypted store of %s (%s)", dataset_id, type(exc).__name__)
+
+def delete_encrypted_store(sender: Any, *, dataset_id: uuid.UUID, **_: Any) -> None:
+    stores.encrypted_store_delete(dataset_id=dataset_id)

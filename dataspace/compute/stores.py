@@ -1,6 +1,7 @@
-"""Building a dataset's encrypted column store, on the ingest worker (the one place, besides an
-enclave, that may read plaintext): fresh CKKS keys per dataset, every numeric and categorical
-column encrypted, the secret keys sealed for the custodian."""
+"""A dataset's encrypted column store, the Django side: building it on the ingest worker (the one
+place, besides an enclave, that may read plaintext: fresh CKKS keys per dataset, every numeric
+and categorical column encrypted by the engine in ``he/``, the secret keys sealed for the
+custodian), re-sending builds that were lost, and crypto-shredding it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -15,19 +17,21 @@ import pyarrow as pa
 from django.db import transaction
 from django.utils import timezone
 
+from dataspace import tasking
 from dataspace.catalog.models import Dataset
 from dataspace.catalog.reading import dataset_batches
-from dataspace.compute import keystore
+from dataspace.compute import keystore, selectors
 from dataspace.compute.he import keys as he_keys
 from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.he.store import StoreOptions, build_store, delete_store
 from dataspace.compute.models import EncryptedStore
-from dataspace.errors import DomainError, ErrorCode
+from dataspace.errors import DomainError
 from dataspace.vault import blobs
 from dataspace.vault.models import DataKey
 
 logger = logging.getLogger(__name__)
 MAX_BUILD_ATTEMPTS = 3
+BUILD_TASK = "dataspace.compute.tasks.build_encrypted_store"
 
 
 def _options(dataset: Dataset) -> StoreOptions:
@@ -58,7 +62,8 @@ def _claim(dataset_id: uuid.UUID) -> EncryptedStore | None:
         store.blob_prefix = f"he/{dataset_id}/{uuid.uuid4().hex[:12]}"
         store.attempts += 1
         store.status = EncryptedStore.Status.BUILDING
-        store.save(update_fields=["blob_prefix", "attempts", "status"])
+        store.building_since = timezone.now()
+        store.save(update_fields=["blob_prefix", "attempts", "status", "building_since"])
         store.keys.all().delete()
     if abandoned:
         removed = blobs.delete_under(abandoned)
@@ -66,7 +71,29 @@ def _claim(dataset_id: uuid.UUID) -> EncryptedStore | None:
     return store
 
 
-def store_build(*, dataset_id: uuid.UUID) -> EncryptedStore | None:
+def encrypted_store_request(*, dataset_id: uuid.UUID) -> None:
+    """Queues the build of a dataset's store, unless it is built already (``make run``'s demo
+    builds its store in the same transaction as the ingest)."""
+    store = selectors.encrypted_store_get(dataset_id=dataset_id)
+    if store is None or store.status != EncryptedStore.Status.READY:
+        tasking.enqueue(BUILD_TASK, str(dataset_id))
+
+
+def encrypted_stores_requeue(*, queued_for: timedelta, building_for: timedelta) -> int:
+    """Re-sends the build of every store that was never started ``queued_for`` after its
+    dataset appeared (the broker was away, the message was lost) or whose build started longer
+    ago than any build takes (its worker died and no redelivery came). Safe to overlap with a
+    late original: the claim lets one build finish and attempts are capped."""
+    now = timezone.now()
+    ids = selectors.datasets_awaiting_store(created_before=now - queued_for, building_before=now - building_for)
+    for dataset_id in ids:
+        tasking.enqueue(BUILD_TASK, str(dataset_id))
+    return len(ids)
+
+
+def encrypted_store_build(*, dataset_id: uuid.UUID) -> EncryptedStore | None:
+    """Builds the store once: a READY store is left alone, a build that died is taken over (its
+    leftovers deleted) until ``MAX_BUILD_ATTEMPTS``, then the store is FAILED."""
     store = _claim(dataset_id)
     if store is None:
         return None
@@ -160,7 +187,7 @@ def _cohort_counts(layout: StoreLayout, batches: Iterator[pa.RecordBatch]) -> di
     }
 
 
-def store_delete(*, dataset_id: uuid.UUID) -> None:
+def encrypted_store_delete(*, dataset_id: uuid.UUID) -> None:
     """Crypto-shreds a dataset's encrypted store: ciphertext blobs, public contexts and the sealed
     secret contexts with their data keys."""
     store = EncryptedStore.objects.filter(dataset_id=dataset_id).first()
@@ -174,14 +201,3 @@ def store_delete(*, dataset_id: uuid.UUID) -> None:
     data_keys = list(store.keys.values_list("data_key_id", flat=True))
     store.delete()
     DataKey.objects.filter(pk__in=data_keys).delete()
-
-
-def store_for_jobs(dataset: Dataset) -> EncryptedStore:
-    store = EncryptedStore.objects.filter(dataset=dataset).first()
-    if store is None or store.status != EncryptedStore.Status.READY:
-        state = "not built" if store is None else store.status
-        raise DomainError(
-            f"The dataset's encrypted store is {state}; computations start once it is ready.",
-            code=ErrorCode.ENCRYPTED_STORE_NOT_READY,
-        )
-    return store

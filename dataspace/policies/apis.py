@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db.models import Q, QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
@@ -13,43 +12,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dataspace.accounts.models import User
-from dataspace.accounts.permissions import IsConsumer, IsProvider
+from dataspace.accounts.permissions import IsConsumer, IsProvider, request_user
+from dataspace.accounts.selectors import wallet_custodial_address
 from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
 from dataspace.catalog import selectors as catalog_selectors
 from dataspace.chain import agents
-from dataspace.errors import DomainError, ErrorCode
-from dataspace.policies import odrl, services
+from dataspace.chain.serializers import ChainWriteSerializer, chain_write
+from dataspace.errors import ErrorCode
+from dataspace.policies import odrl, selectors, services
 from dataspace.policies.models import Agreement, Offer
-
-
-def _user(request: Request) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
-def _uuid(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise DomainError("Not found.", code=ErrorCode.NOT_FOUND) from None
-
-
-def _tx(tx: Any) -> dict[str, Any] | None:
-    if tx is None:
-        return None
-    return {
-        "status": tx.status,
-        "tx_hash": tx.tx_hash or None,
-        "block_number": tx.block_number,
-        "revert_reason": tx.revert_reason or None,
-    }
 
 
 class OfferOutputSerializer(serializers.ModelSerializer[Offer]):
     provider = serializers.CharField(source="provider.username")
     price_per_call = serializers.CharField(help_text="Token base units, as a decimal string.")
-    publish_tx = serializers.SerializerMethodField()
+    publish_tx = ChainWriteSerializer(allow_null=True)
 
     class Meta:
         model = Offer
@@ -73,15 +50,12 @@ class OfferOutputSerializer(serializers.ModelSerializer[Offer]):
             "created_at",
         ]
 
-    def get_publish_tx(self, offer: Offer) -> dict[str, Any] | None:
-        return _tx(offer.publish_tx)
-
 
 class AgreementOutputSerializer(serializers.ModelSerializer[Agreement]):
     consumer = serializers.CharField(source="consumer.username")
     amount = serializers.CharField()
-    approve_tx = serializers.SerializerMethodField()
-    accept_tx = serializers.SerializerMethodField()
+    approve_tx = ChainWriteSerializer(allow_null=True)
+    accept_tx = ChainWriteSerializer(allow_null=True)
 
     class Meta:
         model = Agreement
@@ -102,12 +76,6 @@ class AgreementOutputSerializer(serializers.ModelSerializer[Agreement]):
             "created_at",
         ]
 
-    def get_approve_tx(self, agreement: Agreement) -> dict[str, Any] | None:
-        return _tx(agreement.approve_tx)
-
-    def get_accept_tx(self, agreement: Agreement) -> dict[str, Any] | None:
-        return _tx(agreement.accept_tx)
-
 
 OFFER_ERRORS = (
     *ERRORS_COMMON,
@@ -126,7 +94,7 @@ class EarningsOutputSerializer(serializers.Serializer[Any]):
 
 class WithdrawOutputSerializer(serializers.Serializer[Any]):
     id = serializers.IntegerField(help_text="The outbox write; its status is in withdraw_tx.")
-    withdraw_tx = serializers.DictField()
+    withdraw_tx = ChainWriteSerializer()
 
 
 class OfferListCreateApi(APIView):
@@ -143,19 +111,21 @@ class OfferListCreateApi(APIView):
         privacy_budget = serializers.FloatField(min_value=0, max_value=1_000_000, default=0.0)
         min_cohort = serializers.IntegerField(min_value=1, max_value=1_000_000, default=10)
 
+    class FilterSerializer(serializers.Serializer[Any]):
+        dataset = serializers.UUIDField(required=False, help_text="Only the offers on this dataset.")
+
     def get_permissions(self) -> list[Any]:
         return [IsProvider()] if self.request.method == "POST" else list(super().get_permissions())
 
     @extend_schema(
-        responses={200: OfferOutputSerializer(many=True), **error_responses(*ERRORS_AUTH)},
+        parameters=[FilterSerializer],
+        responses={200: OfferOutputSerializer(many=True), **error_responses(*ERRORS_COMMON)},
         description="Published offers (and your own, whatever their state). `dataset=<id>` filters.",
     )
     def get(self, request: Request) -> Response:
-        offers: QuerySet[Offer] = Offer.objects.select_related("provider", "publish_tx").filter(
-            Q(status=Offer.Status.PUBLISHED) | Q(provider=_user(request))
-        )
-        if dataset := request.query_params.get("dataset"):
-            offers = offers.filter(dataset_id=_uuid(dataset))
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        offers = selectors.offer_list(viewer=request_user(request), dataset_id=filters.validated_data.get("dataset"))
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(offers, request, view=self)
         return paginator.get_paginated_response(OfferOutputSerializer(page, many=True).data)
@@ -170,9 +140,9 @@ class OfferListCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        dataset = catalog_selectors.dataset_get_owned(owner=_user(request), dataset_id=v["dataset"])
+        dataset = catalog_selectors.dataset_get_owned(owner=request_user(request), dataset_id=v["dataset"])
         offer = services.offer_publish(
-            provider=_user(request),
+            provider=request_user(request),
             dataset=dataset,
             terms=odrl.Terms(
                 purposes=sorted(set(v["purposes"])),
@@ -189,21 +159,9 @@ class OfferListCreateApi(APIView):
 
 class OfferDetailApi(APIView):
     @extend_schema(responses={200: OfferOutputSerializer, **error_responses(*ERRORS_AUTH, ErrorCode.NOT_FOUND)})
-    def get(self, request: Request, offer_id: str) -> Response:
-        offer = (
-            Offer.objects.select_related("provider", "publish_tx")
-            .filter(Q(status=Offer.Status.PUBLISHED) | Q(provider=_user(request)), pk=_uuid(offer_id))
-            .first()
-        )
-        if offer is None:
-            raise DomainError("No offer has this id.", code=ErrorCode.NOT_FOUND)
+    def get(self, request: Request, offer_id: uuid.UUID) -> Response:
+        offer = selectors.offer_get(viewer=request_user(request), offer_id=offer_id)
         return Response(OfferOutputSerializer(offer).data)
-
-
-def _agreements_of(user: User) -> QuerySet[Agreement]:
-    return Agreement.objects.select_related("consumer", "approve_tx", "accept_tx").filter(
-        Q(consumer=user) | Q(offer__provider=user)
-    )
 
 
 class AgreementListCreateApi(APIView):
@@ -221,7 +179,7 @@ class AgreementListCreateApi(APIView):
     )
     def get(self, request: Request) -> Response:
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(_agreements_of(_user(request)), request, view=self)
+        page = paginator.paginate_queryset(selectors.agreement_list(viewer=request_user(request)), request, view=self)
         return paginator.get_paginated_response(AgreementOutputSerializer(page, many=True).data)
 
     @extend_schema(
@@ -243,19 +201,17 @@ class AgreementListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        offer = Offer.objects.filter(pk=data.validated_data["offer"]).first()
-        if offer is None or (offer.status != Offer.Status.PUBLISHED and offer.provider_id != request.user.pk):
-            raise DomainError("No offer has this id.", code=ErrorCode.NOT_FOUND)
-        agreement = services.agreement_create(consumer=_user(request), offer=offer, calls=data.validated_data["calls"])
+        offer = selectors.offer_get(viewer=request_user(request), offer_id=data.validated_data["offer"])
+        agreement = services.agreement_create(
+            consumer=request_user(request), offer=offer, calls=data.validated_data["calls"]
+        )
         return Response(AgreementOutputSerializer(agreement).data, status=status.HTTP_202_ACCEPTED)
 
 
 class AgreementDetailApi(APIView):
     @extend_schema(responses={200: AgreementOutputSerializer, **error_responses(*ERRORS_AUTH, ErrorCode.NOT_FOUND)})
-    def get(self, request: Request, agreement_id: str) -> Response:
-        agreement = _agreements_of(_user(request)).filter(pk=_uuid(agreement_id)).first()
-        if agreement is None:
-            raise DomainError("No agreement of yours has this id.", code=ErrorCode.NOT_FOUND)
+    def get(self, request: Request, agreement_id: uuid.UUID) -> Response:
+        agreement = selectors.agreement_get(viewer=request_user(request), agreement_id=agreement_id)
         return Response(AgreementOutputSerializer(agreement).data)
 
 
@@ -264,11 +220,14 @@ class EarningsApi(APIView):
 
     @extend_schema(
         request=None,
-        responses={200: EarningsOutputSerializer, **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED)},
+        responses={
+            200: EarningsOutputSerializer,
+            **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED, ErrorCode.WALLET_REQUIRED),
+        },
         description="Settled earnings waiting in the contract for you to withdraw (token base units).",
     )
     def get(self, request: Request) -> Response:
-        address = services.custodial_address(_user(request), action="hold earnings")
+        address = wallet_custodial_address(user=request_user(request), action="hold earnings")
         return Response({"address": address, "withdrawable": str(agents.UsageAgreementsAgent().withdrawable(address))})
 
     @extend_schema(
@@ -280,5 +239,5 @@ class EarningsApi(APIView):
         description="Withdraw everything settled to your wallet (a pull payment, sent from your wallet).",
     )
     def post(self, request: Request) -> Response:
-        tx = services.earnings_withdraw(provider=_user(request))
-        return Response({"withdraw_tx": _tx(tx), "id": tx.pk}, status=status.HTTP_202_ACCEPTED)
+        tx = services.earnings_withdraw(provider=request_user(request))
+        return Response({"withdraw_tx": chain_write(tx), "id": tx.pk}, status=status.HTTP_202_ACCEPTED)

@@ -8,13 +8,12 @@ operation, calls, expiry, budget, price).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from dataspace.canonical import sha256_canonical
 from dataspace.errors import DomainError, ErrorCode
 
 ODRL_CONTEXT = ["http://www.w3.org/ns/odrl.jsonld", {"redlake": "urn:redlake:terms:"}]
@@ -64,8 +63,8 @@ def policy_document(*, offer_id: uuid.UUID, dataset_id: uuid.UUID, provider: str
 
 
 def policy_hash(document: dict[str, Any]) -> bytes:
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).digest()
+    """The offer's ``policyHash`` on chain: SHA-256 of the document's canonical JSON."""
+    return sha256_canonical(document)
 
 
 def terms_of(document: dict[str, Any]) -> Terms:

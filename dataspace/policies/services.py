@@ -1,52 +1,44 @@
-"""Publishing offers and accepting them: the platform sends each user's own chain writes from
-their custodial wallet through the outbox, then mirrors what the chain confirmed."""
+"""Publishing offers, accepting them, and reserving uses of an agreement.
+
+The platform sends each user's own chain writes from their custodial wallet through the outbox,
+then mirrors what the chain confirmed. Reservations keep concurrent requests within an
+agreement's terms before anything is sent on chain: taken under the agreement's row lock,
+released when the chain refuses the use or the job is refunded.
+"""
 
 from __future__ import annotations
 
-import logging
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from django.db import transaction
+from django.db.models import F
 
-from dataspace.accounts.models import User, Wallet
+from dataspace import tasking
+from dataspace.accounts.models import User
+from dataspace.accounts.selectors import wallet_custodial_address
 from dataspace.catalog.models import Dataset
 from dataspace.chain import agents, outbox
+from dataspace.chain.encoding import epsilon_micro
 from dataspace.chain.models import ChainTransaction
-from dataspace.errors import DomainError, ErrorCode
+from dataspace.errors import DomainError, ErrorCode, NotFound
+from dataspace.operation_names import OperationName
 from dataspace.policies import odrl
 from dataspace.policies.models import Agreement, Offer
 
-logger = logging.getLogger(__name__)
 Tx = ChainTransaction.Status
-MICRO = 1_000_000
-MAX_DURATION = timedelta(days=3650)
-
-
-def epsilon_micro(epsilon: float) -> int:
-    """Epsilon as the contracts count it: integer millionths."""
-    return round(epsilon * MICRO)
-
-
-def custodial_address(user: User, *, action: str) -> str:
-    wallet = Wallet.objects.filter(user=user).first()
-    if wallet is None or wallet.kind != Wallet.Kind.CUSTODIAL:
-        raise DomainError(
-            f"To {action} through the platform the account needs a custodial wallet (POST /api/me/wallet/custodial/).",
-            code=ErrorCode.WALLET_REQUIRED,
-        )
-    return wallet.address
+FOLLOW_OFFER_TASK = "dataspace.policies.tasks.follow_offer"
+FOLLOW_AGREEMENT_TASK = "dataspace.policies.tasks.follow_agreement"
 
 
 def offer_publish(*, provider: User, dataset: Dataset, terms: odrl.Terms) -> Offer:
-    from dataspace.compute.he.operations import REGISTRY
-
     if dataset.provider_id != provider.pk:
-        raise DomainError("Only the dataset's provider can publish offers for it.", code=ErrorCode.NOT_FOUND)
-    unknown = sorted(set(terms.operations) - set(REGISTRY))
+        raise NotFound("dataset")
+    known = {str(name) for name in OperationName}
+    unknown = sorted(set(terms.operations) - known)
     if unknown:
         raise DomainError(
-            f"Unknown operations: {', '.join(unknown)}; known: {', '.join(sorted(REGISTRY))}.",
+            f"Unknown operations: {', '.join(unknown)}; known: {', '.join(sorted(known))}.",
             code=ErrorCode.INVALID_OPERATION,
         )
     registration = dataset.chain_registration
@@ -55,7 +47,7 @@ def offer_publish(*, provider: User, dataset: Dataset, terms: odrl.Terms) -> Off
             "The dataset is not registered on chain yet; publish the offer once its registration is confirmed.",
             code=ErrorCode.DATASET_NOT_ON_CHAIN,
         )
-    address = custodial_address(provider, action="publish offers")
+    address = wallet_custodial_address(user=provider, action="publish offers")
     offer_id = uuid.uuid4()
     document = odrl.policy_document(offer_id=offer_id, dataset_id=dataset.id, provider=address, terms=terms)
     digest = odrl.policy_hash(document)
@@ -87,39 +79,29 @@ def offer_publish(*, provider: User, dataset: Dataset, terms: odrl.Terms) -> Off
             privacy_budget=epsilon_micro(terms.privacy_budget),
         )
         offer.save(update_fields=["publish_tx"])
-        transaction.on_commit(lambda: _follow("offer", offer.id))
+        tasking.enqueue_on_commit(FOLLOW_OFFER_TASK, str(offer.id))
     return offer
 
 
-def _follow(kind: str, object_id: uuid.UUID) -> None:
-    from dataspace.policies import tasks
-
-    task = tasks.follow_offer if kind == "offer" else tasks.follow_agreement
-    try:
-        task.delay(str(object_id))
-    except Exception as exc:  # broker away: the sweeper follows it later
-        logger.warning("could not queue %s %s follow-up (%s)", kind, object_id, type(exc).__name__)
-
-
 def offer_progress(*, offer_id: uuid.UUID) -> bool:
-    """Moves a pending offer on; True once it is settled either way."""
+    """Moves a pending offer on; True once it is published or failed."""
     offer = Offer.objects.select_related("publish_tx").get(pk=offer_id)
     if offer.status != Offer.Status.PENDING:
         return True
-    assert offer.publish_tx is not None
-    tx = outbox.write_progress(tx_id=offer.publish_tx.pk)
-    if tx.status == Tx.FAILED:
+    assert offer.publish_tx_id is not None
+
+    def published(tx: ChainTransaction) -> None:
+        event = agents.receipt_event(tx, contract=agents.UsageAgreementsAgent.name, event="OfferPublished")
+        Offer.objects.filter(pk=offer.pk, status=Offer.Status.PENDING).update(
+            status=Offer.Status.PUBLISHED, chain_offer_id=int(event["offerId"])
+        )
+
+    def refused(tx: ChainTransaction) -> None:
         Offer.objects.filter(pk=offer.pk, status=Offer.Status.PENDING).update(
             status=Offer.Status.FAILED, failure=tx.revert_reason
         )
-        return True
-    if tx.status != Tx.CONFIRMED:
-        return False
-    event = agents.receipt_event(tx, contract=agents.UsageAgreementsAgent.name, event="OfferPublished")
-    Offer.objects.filter(pk=offer.pk, status=Offer.Status.PENDING).update(
-        status=Offer.Status.PUBLISHED, chain_offer_id=int(event["offerId"])
-    )
-    return True
+
+    return outbox.write_follow(tx_id=offer.publish_tx_id, on_confirmed=published, on_failed=refused)
 
 
 def agreement_create(*, consumer: User, offer: Offer, calls: int) -> Agreement:
@@ -127,7 +109,7 @@ def agreement_create(*, consumer: User, offer: Offer, calls: int) -> Agreement:
         raise DomainError(f"The offer is {offer.status}, not published.", code=ErrorCode.OFFER_NOT_PUBLISHED)
     if not 1 <= calls <= offer.max_calls:
         raise DomainError(f"Calls must be between 1 and {offer.max_calls}.", code=ErrorCode.VALIDATION_FAILED)
-    address = custodial_address(consumer, action="accept offers")
+    address = wallet_custodial_address(user=consumer, action="accept offers")
     amount = calls * int(offer.price_per_call)
     balance = agents.DevTokenAgent().balance(address)
     if balance < amount:
@@ -141,65 +123,95 @@ def agreement_create(*, consumer: User, offer: Offer, calls: int) -> Agreement:
             key=f"agreement-approve:{agreement.id}", consumer=address, amount=amount
         )
         agreement.save(update_fields=["approve_tx"])
-        transaction.on_commit(lambda: _follow("agreement", agreement.id))
+        tasking.enqueue_on_commit(FOLLOW_AGREEMENT_TASK, str(agreement.id))
     return agreement
 
 
 def agreement_progress(*, agreement_id: uuid.UUID) -> bool:
-    """Approve, then accept, then mirror the agreement; True once it is settled either way. The
+    """Approve, then accept, then mirror the agreement; True once it is active or failed. The
     accept waits for the approval: its gas estimate would revert without the allowance."""
     agreement = Agreement.objects.select_related("offer", "approve_tx", "accept_tx", "consumer").get(pk=agreement_id)
     if agreement.status != Agreement.Status.PENDING:
         return True
-    assert agreement.approve_tx is not None
-    approve = outbox.write_progress(tx_id=agreement.approve_tx.pk)
-    if approve.status == Tx.FAILED:
-        return _agreement_fail(agreement, approve.revert_reason)
-    if approve.status != Tx.CONFIRMED:
+    assert agreement.approve_tx_id is not None
+
+    def refused(tx: ChainTransaction) -> None:
+        Agreement.objects.filter(pk=agreement.pk, status=Agreement.Status.PENDING).update(
+            status=Agreement.Status.FAILED, failure=tx.revert_reason
+        )
+
+    approved: list[ChainTransaction] = []
+    if not outbox.write_follow(tx_id=agreement.approve_tx_id, on_confirmed=approved.append, on_failed=refused):
         return False
+    if not approved:
+        return True  # the approval failed: so did the agreement
     agent = agents.UsageAgreementsAgent()
-    if agreement.accept_tx is None:
+    if agreement.accept_tx_id is None:
         assert agreement.offer.chain_offer_id is not None
         accept_tx = agent.accept_offer(
             key=f"agreement-accept:{agreement.id}",
-            consumer=approve.sender,
+            consumer=approved[0].sender,
             offer_id=agreement.offer.chain_offer_id,
             calls=agreement.calls,
         )
         Agreement.objects.filter(pk=agreement.pk, accept_tx__isnull=True).update(accept_tx=accept_tx)
         agreement.refresh_from_db()
-    assert agreement.accept_tx is not None
-    accept = outbox.write_progress(tx_id=agreement.accept_tx.pk)
-    if accept.status == Tx.FAILED:
-        return _agreement_fail(agreement, accept.revert_reason)
-    if accept.status != Tx.CONFIRMED:
-        return False
-    event = agents.receipt_event(accept, contract=agent.name, event="AgreementCreated")
-    Agreement.objects.filter(pk=agreement.pk, status=Agreement.Status.PENDING).update(
-        status=Agreement.Status.ACTIVE,
-        chain_agreement_id=int(event["agreementId"]),
-        expires_at=datetime.fromtimestamp(int(event["expiry"]), tz=UTC),
-    )
-    return True
+    assert agreement.accept_tx_id is not None
+
+    def activated(tx: ChainTransaction) -> None:
+        event = agents.receipt_event(tx, contract=agent.name, event="AgreementCreated")
+        Agreement.objects.filter(pk=agreement.pk, status=Agreement.Status.PENDING).update(
+            status=Agreement.Status.ACTIVE,
+            chain_agreement_id=int(event["agreementId"]),
+            expires_at=datetime.fromtimestamp(int(event["expiry"]), tz=UTC),
+        )
+
+    return outbox.write_follow(tx_id=agreement.accept_tx_id, on_confirmed=activated, on_failed=refused)
 
 
-def _agreement_fail(agreement: Agreement, reason: str) -> bool:
-    Agreement.objects.filter(pk=agreement.pk, status=Agreement.Status.PENDING).update(
-        status=Agreement.Status.FAILED, failure=reason
+def agreement_check_active(*, agreement: Agreement) -> None:
+    if agreement.status != Agreement.Status.ACTIVE or agreement.chain_agreement_id is None:
+        raise DomainError(f"The agreement is {agreement.status}, not active.", code=ErrorCode.AGREEMENT_NOT_ACTIVE)
+
+
+def agreement_reserve(*, agreement: Agreement, usage: odrl.UsageRequest) -> Agreement:
+    """Evaluates ``usage`` against the agreement's policy and reserves one call and its epsilon.
+
+    Call it inside the transaction that records the use: the agreement's row stays locked until
+    that transaction ends, so concurrent requests are decided one at a time, and the reservation
+    commits or rolls back with the use. Returns the locked agreement as it was before this use.
+    The agreement must be active (``agreement_check_active``)."""
+    locked = Agreement.objects.select_for_update().select_related("offer").get(pk=agreement.pk)
+    assert locked.expires_at is not None
+    odrl.evaluate(
+        locked.offer.policy,
+        odrl.AgreementState(locked.calls, locked.calls_reserved, locked.budget_reserved, locked.expires_at),
+        usage,
     )
-    return True
+    Agreement.objects.filter(pk=locked.pk).update(
+        calls_reserved=F("calls_reserved") + 1, budget_reserved=F("budget_reserved") + usage.epsilon
+    )
+    return locked
+
+
+def agreement_take_nonce(*, agreement: Agreement) -> int:
+    """The next usage nonce of a custodial consumer (the platform signs for them); call it
+    inside the reserving transaction, which holds the agreement's lock."""
+    nonce = int(Agreement.objects.values_list("next_nonce", flat=True).get(pk=agreement.pk))
+    Agreement.objects.filter(pk=agreement.pk).update(next_nonce=F("next_nonce") + 1)
+    return nonce
+
+
+def agreement_release_reservation(*, agreement_id: uuid.UUID, epsilon: float) -> None:
+    """Returns a reserved call and its epsilon (the chain refused the use, or it was refunded)."""
+    Agreement.objects.filter(pk=agreement_id).update(
+        calls_reserved=F("calls_reserved") - 1, budget_reserved=F("budget_reserved") - epsilon
+    )
 
 
 def earnings_withdraw(*, provider: User) -> ChainTransaction:
-    address = custodial_address(provider, action="withdraw earnings")
+    address = wallet_custodial_address(user=provider, action="withdraw earnings")
     agent = agents.UsageAgreementsAgent()
     if agent.withdrawable(address) == 0:
         raise DomainError("There is nothing to withdraw yet.", code=ErrorCode.CONFLICT)
     return agent.withdraw(key=f"withdraw:{address}:{uuid.uuid4()}", provider=address)
-
-
-def pending_followups() -> tuple[list[uuid.UUID], list[uuid.UUID]]:
-    """Offers and agreements still waiting on the chain (for the sweeper)."""
-    offers = list(Offer.objects.filter(status=Offer.Status.PENDING).values_list("pk", flat=True)[:200])
-    agreements = list(Agreement.objects.filter(status=Agreement.Status.PENDING).values_list("pk", flat=True)[:200])
-    return offers, agreements

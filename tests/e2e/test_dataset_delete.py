@@ -8,7 +8,7 @@ from dataspace.accounts.models import Role
 from dataspace.catalog.models import Dataset
 from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.models import EncryptedStore, HEKey
-from dataspace.compute.stores import store_build
+from dataspace.compute.stores import encrypted_store_build
 from dataspace.policies import odrl
 from dataspace.policies.models import Offer
 from dataspace.vault import blobs
@@ -23,7 +23,7 @@ CSV = b"age,region\n" + b"".join(f"{20 + i % 50},{'nsew'[i % 4]}\n".encode() for
 def test_delete_shreds_the_encrypted_store() -> None:
     owner = make_user("owner", Role.PROVIDER)
     dataset = ready_dataset(owner, CSV)
-    store = store_build(dataset_id=dataset.id)
+    store = encrypted_store_build(dataset_id=dataset.id)
     assert store is not None
     assert store.status == EncryptedStore.Status.READY
     layout = StoreLayout.from_json(store.layout)

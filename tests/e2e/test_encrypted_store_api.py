@@ -16,7 +16,7 @@ def test_the_store_view_shows_others_only_what_the_public_profile_does() -> None
     owner = make_user("owner", Role.PROVIDER)
     csv = b"age,region,ward\n" + b"".join(f"{20 + i % 50},{'nsew'[i % 4]},w{i % 3}\n".encode() for i in range(203))
     dataset = ready_dataset(owner, csv, public_value_columns=["region"])
-    assert stores.store_build(dataset_id=dataset.id) is not None
+    assert stores.encrypted_store_build(dataset_id=dataset.id) is not None
     url = f"/api/datasets/{dataset.id}/encrypted-store/"
 
     mine = client_for(owner).get(url).json()

@@ -12,6 +12,7 @@ from eth_account import Account
 from dataspace.accounts.models import User
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.chain import agents, gateway, indexer, outbox
+from dataspace.chain.encoding import dataset_chain_id
 from dataspace.chain.models import ChainEvent, ChainTransaction, SenderNonce
 from dataspace.errors import DomainError, ErrorCode
 from tests.support.anvil import AnvilNode
@@ -243,7 +244,7 @@ def test_expired_deadline_is_refused_with_its_reason(anvil: AnvilNode) -> None:
     from dataspace.chain import eip712
 
     key = Account.create().key
-    dataset = agents.dataset_chain_id(uuid.uuid4())
+    dataset = dataset_chain_id(uuid.uuid4())
     signature = eip712.sign_dataset_change(
         key=bytes(key),
         chain_id=31337,

@@ -16,8 +16,8 @@ from django.conf import settings
 from dataspace.accounts.models import User
 from dataspace.catalog import services
 from dataspace.catalog.models import Dataset, Ingest
-from dataspace.catalog.synthetic import registry_csv_chunks
 from dataspace.catalog.uploads import seal_chunks
+from dataspace.demo.synthetic import registry_csv_chunks
 from tests.support.users import client_for, upload
 from tests.support.waiting import wait_for, wait_for_ingest
 from tests.support.workers import WorkerProcess, start_worker

@@ -25,12 +25,14 @@ from django.db import connection
 
 from dataspace.accounts.models import Role, Wallet
 from dataspace.accounts.services import api_token_issue, wallet_private_key
-from dataspace.catalog.synthetic import registry_csv_chunks, registry_frames
+from dataspace.canonical import canonical_json
 from dataspace.chain import agents, eip712, gateway, outbox
+from dataspace.chain.encoding import job_chain_id, label_hash
 from dataspace.chain.models import ChainTransaction
-from dataspace.compute import custody, keystore, tasks
+from dataspace.compute import jobs, keystore, receipts, tasks
 from dataspace.compute.he.operations import CKKS_RELATIVE_TOLERANCE, get_operation
 from dataspace.compute.models import EncryptedStore, HEKey, Job
+from dataspace.demo.synthetic import registry_csv_chunks, registry_frames
 from dataspace.policies.models import Agreement
 from dataspace.vault import blobs
 from tests.support.anvil import AnvilNode, free_port
@@ -121,9 +123,9 @@ def test_the_whole_story(anvil: AnvilNode, celery_worker_process: WorkerProcess)
         assert body["receipt"]["result_sha256"] == body["result_hash"]
         # What an auditor checks with the consumer's receipt; a plain hash of the result is not on chain.
         salt = bytes.fromhex(body["receipt"]["result_salt"][2:])
-        assert "0x" + custody.result_commitment(body["result"], salt).hex() == body["result_hash"]
-        assert "0x" + hashlib.sha256(custody.canonical(body["result"])).hexdigest() != body["result_hash"]
-        assert custody.receipt_signer(body["receipt"]) == custody.custodian().address
+        assert "0x" + receipts.result_commitment(body["result"], salt).hex() == body["result_hash"]
+        assert "0x" + hashlib.sha256(canonical_json(body["result"])).hexdigest() != body["result_hash"]
+        assert receipts.receipt_signer(body["receipt"]) == receipts.custodian().address
         assert body["receipt"]["dataset_sha256"] == dataset.content_sha256
 
     assert calls_on_chain(agreement) == (3, 3)
@@ -202,9 +204,9 @@ def test_refusals_name_their_reason_and_charge_nothing(space: dict[str, Any]) ->
         chain_id=gateway.chain_id(),
         contract=usage_agent().address(),
         agreement_id=agreement.chain_agreement_id,
-        job_id=agents.job_chain_id(agreement_id=agreement.chain_agreement_id, nonce=nonce),
-        purpose=agents.label_hash("research"),
-        operation=agents.label_hash("count"),
+        job_id=job_chain_id(agreement_id=agreement.chain_agreement_id, nonce=nonce),
+        purpose=label_hash("research"),
+        operation=label_hash("count"),
         epsilon=0,
         nonce=nonce,
         deadline=deadline,
@@ -350,7 +352,7 @@ def test_jobs_requested_while_the_broker_is_gone_run_once_it_is_back(
         body = {"agreement": str(agreement.id), "operation": "mean", "params": {"column": "age"}, "purpose": "research"}
         responses = [session.post(f"{base}/jobs/", json=body, timeout=60) for _ in range(3)]
         assert [r.status_code for r in responses] == [202] * 3, [r.text for r in responses]
-        assert log_path.read_text().count("could not queue authorise") == 3
+        assert log_path.read_text().count("could not queue dataspace.compute.tasks.authorise_job") == 3
     finally:
         web.terminate()
         web.wait(timeout=30)
@@ -391,7 +393,7 @@ def test_a_job_whose_computation_keeps_dying_is_refunded(
         wait_for(lambda: Job.objects.get(pk=job_id).status == Status.AUTHORISED, timeout=60)
         assert calls_on_chain(agreement) == (1, 0)  # recorded: the call is counted and paid from escrow
         # As if three workers had died on it: the next attempt gives up and refunds.
-        Job.objects.filter(pk=job_id).update(compute_attempts=tasks.MAX_COMPUTE_ATTEMPTS)
+        Job.objects.filter(pk=job_id).update(compute_attempts=jobs.MAX_COMPUTE_ATTEMPTS)
         he = start_worker(env, tmp_path / "he.log", queues="he")
         job = wait_job(job_id)
         assert job.status == Status.REFUNDED
@@ -421,7 +423,7 @@ def test_a_job_whose_release_keeps_failing_is_refunded(space: dict[str, Any]) ->
     job = wait_job(run_job(api, agreement, "mean", {"column": "age"}).json()["id"], timeout=180)
     assert job.status == Status.REFUNDED
     assert job.failure_code == "release_failed"
-    assert job.release_attempts == tasks.MAX_RELEASE_ATTEMPTS
+    assert job.release_attempts == jobs.MAX_RELEASE_ATTEMPTS
     assert job.result is None
     assert calls_on_chain(agreement) == (0, 0)
     assert usage_agent().usage(bytes.fromhex(job.chain_job_id[2:])).status == agents.JobStatus.REFUNDED

@@ -32,7 +32,7 @@ def test_the_next_attempt_deletes_what_a_killed_build_left() -> None:
     for name in left:
         _write(name)
 
-    store = stores.store_build(dataset_id=dataset.id)
+    store = stores.encrypted_store_build(dataset_id=dataset.id)
 
     assert store is not None
     assert store.status == EncryptedStore.Status.READY
@@ -56,7 +56,7 @@ def test_a_build_overtaken_by_a_later_attempt_keeps_nothing(monkeypatch: pytest.
         return real_counts(layout, batches)
 
     monkeypatch.setattr(stores, "_cohort_counts", overtaken)
-    assert stores.store_build(dataset_id=dataset.id) is None
+    assert stores.encrypted_store_build(dataset_id=dataset.id) is None
 
     store = EncryptedStore.objects.get(dataset=dataset)
     assert store.status == EncryptedStore.Status.BUILDING
@@ -67,7 +67,7 @@ def test_a_build_overtaken_by_a_later_attempt_keeps_nothing(monkeypatch: pytest.
     assert blobs.delete_under(first["prefix"]) == 0  # the overtaken build removed its own blobs
 
     monkeypatch.setattr(stores, "_cohort_counts", real_counts)
-    rebuilt = stores.store_build(dataset_id=dataset.id)
+    rebuilt = stores.encrypted_store_build(dataset_id=dataset.id)
     assert rebuilt is not None
     assert rebuilt.status == EncryptedStore.Status.READY
     assert rebuilt.attempts == 3
@@ -80,7 +80,7 @@ def test_stores_built_before_open_ends_get_them_from_the_migration() -> None:
     owner = make_user("owner", Role.PROVIDER)
     csv = b"age,bmi\n" + b"".join(f"{20 + i % 50},{18 + (i * 7) % 20}.5\n".encode() for i in range(200))
     dataset = ready_dataset(owner, csv, encryption={"buckets": {"age": [20, 40, 70]}})
-    store = stores.store_build(dataset_id=dataset.id)
+    store = stores.encrypted_store_build(dataset_id=dataset.id)
     assert store is not None
     for column in store.layout["columns"]:
         column.pop("open_ends")  # as a layout written before the field existed

@@ -34,6 +34,6 @@ def parquet_lying_about_rows(table: pa.Table, claimed_rows: int) -> bytes:
 
 
 def registry_csv(rows: int, *, seed: int = 3) -> bytes:
-    from dataspace.catalog.synthetic import registry_csv_chunks
+    from dataspace.demo.synthetic import registry_csv_chunks
 
     return b"".join(registry_csv_chunks(rows, seed=seed))

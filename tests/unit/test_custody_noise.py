@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dataspace.compute.custody import add_noise, canonical
 from dataspace.compute.he.operations import Aggregate
+from dataspace.compute.noise import add_noise
 
 AGGREGATES = [
     Aggregate(name="count", value=1000.0, sensitivity=1.0, cohort="count"),
@@ -32,7 +32,3 @@ def test_the_noise_has_the_laplace_spread() -> None:
     # Laplace(b = 1): mean absolute deviation 1, essentially never beyond 15
     assert 0.85 < np.abs(draws).mean() < 1.15
     assert np.abs(draws).max() < 15
-
-
-def test_receipts_are_canonical_json() -> None:
-    assert canonical({"b": 1, "a": [1.5, "x"]}) == b'{"a":[1.5,"x"],"b":1}'

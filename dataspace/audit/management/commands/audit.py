@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dataspace.audit.reconcile import reconcile
+from dataspace.audit.services import reconcile_run
 
 
 class Command(BaseCommand):
@@ -19,9 +19,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        report = reconcile()
+        report = reconcile_run()
         if options["json"]:
-            self.stdout.write(json.dumps(report.as_dict(), indent=2))
+            body = {"ok": report.ok, "checked": report.checked, "mismatches": report.mismatches}
+            self.stdout.write(json.dumps(body, indent=2))
         else:
             for name, count in sorted(report.checked.items()):
                 self.stdout.write(f"checked {count:>6} {name}")

@@ -1,16 +1,24 @@
+"""``manage.py demo seed``: the demo users, the synthetic registry and a market ready for a job."""
+
 import time
 from argparse import ArgumentParser
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand
+from django.db import transaction
 
 from dataspace.accounts.models import Role, User, Wallet
 from dataspace.accounts.services import user_create, wallet_create_custodial
 from dataspace.catalog import services
 from dataspace.catalog.models import Dataset
-from dataspace.catalog.synthetic import registry_csv_chunks
 from dataspace.catalog.uploads import seal_chunks
 from dataspace.chain import agents, gateway, outbox
+from dataspace.compute.stores import encrypted_store_build
+from dataspace.demo.synthetic import registry_csv_chunks
+from dataspace.policies import odrl
+from dataspace.policies import services as policies
+from dataspace.policies.models import Agreement, Offer
 
 DEMO_USERS: list[tuple[str, str, list[Role]]] = [
     ("provider", "redlake-provider", [Role.PROVIDER]),
@@ -20,6 +28,16 @@ DEMO_USERS: list[tuple[str, str, list[Role]]] = [
 ]
 DEMO_TITLE = "Hospital registry (synthetic)"
 DEMO_TOKENS = 10_000 * 10**18
+
+
+def wait_until(done: Callable[[], bool], *, timeout: float) -> bool:
+    """Polls ``done`` until it holds or ``timeout`` seconds pass (the chain mines in between)."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 class Command(BaseCommand):
@@ -61,7 +79,12 @@ class Command(BaseCommand):
                 public_value_columns=["sex", "region", "diagnosis"],
             ),
         )
-        dataset = services.ingest_run(ingest_id=ingest.id)
+        # One transaction: the encrypted store is built before the ingest's follow-ups are sent,
+        # so none of them queues a second build of it.
+        with transaction.atomic():
+            dataset = services.ingest_run(ingest_id=ingest.id)
+            if dataset is not None:
+                encrypted_store_build(dataset_id=dataset.id)
         if dataset is None:
             ingest.refresh_from_db()
             raise SystemExit(f"demo ingest failed: {ingest.error_code}: {ingest.error_message}")
@@ -73,12 +96,7 @@ class Command(BaseCommand):
     def _demo_market(self, dataset: Dataset) -> None:
         """The dataset encrypted, registered on chain, offered, and the offer accepted by the demo
         consumer: done here, synchronously, so the platform starts ready for a first job."""
-        from dataspace.compute.stores import store_build
-        from dataspace.policies import odrl
-        from dataspace.policies import services as policies
-        from dataspace.policies.models import Agreement, Offer
-
-        store_build(dataset_id=dataset.id)
+        encrypted_store_build(dataset_id=dataset.id)  # a no-op once built
         try:
             gateway.connected_web3()
         except gateway.ChainUnavailable as exc:
@@ -121,10 +139,8 @@ class Command(BaseCommand):
         if agreement is None and offer.status == Offer.Status.PUBLISHED:
             agreement = policies.agreement_create(consumer=consumer, offer=offer, calls=100)
         if agreement is not None:
-            for _ in range(100):  # approve, then accept: a few blocks on the development chain
-                if policies.agreement_progress(agreement_id=agreement.id):
-                    break
-                time.sleep(0.2)
+            # Approve, then accept: a few blocks on the development chain.
+            wait_until(lambda: policies.agreement_progress(agreement_id=agreement.id), timeout=20)
             agreement.refresh_from_db()
         self.stdout.write(
             f"demo offer {offer.id} ({offer.status}); consumer agreement "

@@ -1,0 +1,66 @@
+"""Handing work to Celery: the one way services queue a task, and the one way a task retries.
+
+Invariants kept here:
+- work is queued only after the transaction that makes it necessary commits, so a worker never
+  looks for a row that is not there yet;
+- a broker that cannot take the message never fails the service: the send is logged and the
+  row stays in its waiting state, where the step's sweeper (a beat entry) finds it and sends it
+  again. Every step is idempotent, so a late original and a sweeper's copy are harmless;
+- tasks are named, not imported: services never import the tasks that call them, so imports
+  run one way (tasks -> services). A unit test checks every name used here is a registered task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.db import OperationalError, transaction
+
+from dataspace.errors import AttemptFailed, TransientError
+
+logger = logging.getLogger(__name__)
+RETRY_SOON_SECONDS = 2
+
+
+def enqueue(task_name: str, *args: Any) -> bool:
+    """Sends ``task_name(*args)`` now; False (and a log line) when the broker cannot take it."""
+    try:
+        current_app.send_task(task_name, args=list(args))
+    except Exception as exc:  # kombu raises many types for "no broker there"; the sweeper resends
+        logger.warning("could not queue %s%s (%s); its sweeper will", task_name, tuple(args), type(exc).__name__)
+        return False
+    return True
+
+
+def enqueue_on_commit(task_name: str, *args: Any) -> None:
+    """Sends ``task_name(*args)`` once the current transaction commits (at once outside one)."""
+    transaction.on_commit(lambda: enqueue(task_name, *args))
+
+
+def backoff_seconds(retries: int) -> int:
+    """1, 2, 4 ... 30 s: long enough not to hammer a node that is away, short enough to notice
+    it is back."""
+    return int(min(30, 2 ** min(retries, 5)))
+
+
+def run_step(task: Any, step: Callable[[], bool | None]) -> None:
+    """Runs one idempotent step of a flow from inside a bound task.
+
+    ``step`` returns True (or None) when it is done and False while it waits on something that
+    will come (a chain write on its way): the task looks again after ``CHAIN_POLL_SECONDS``. A
+    ``TransientError`` or a database that is away is retried with backoff; ``AttemptFailed``
+    (a bounded piece of work failed and may be tried again) soon. After the task's last retry
+    the step's sweeper keeps the work moving.
+    """
+    try:
+        done = step()
+    except (TransientError, OperationalError) as exc:
+        raise task.retry(countdown=backoff_seconds(task.request.retries), exc=exc) from None
+    except AttemptFailed as exc:
+        raise task.retry(countdown=RETRY_SOON_SECONDS, exc=exc) from None
+    if done is False:
+        raise task.retry(countdown=settings.CHAIN_POLL_SECONDS)
