@@ -14,7 +14,8 @@ import {IRedlakeErrors} from "./IRedlakeErrors.sol";
 ///         back to the agreement). Nothing is settled without a record, nothing twice.
 /// @dev The external surface of UsageAgreements and its documentation, which the implementation
 ///      inherits (NatSpec inheritdoc). Tests and other contracts compile against this interface
-///      only, so the implementation alone goes through the (slower) IR pipeline.
+///      only, so the implementation alone goes through the (slower) IR pipeline. The file is
+///      long because it is the contract's whole documentation; it holds no logic.
 ///
 ///      Job ids: `jobId = (agreementId << 128) | nonce`. The nonce is the consumer's, scoped to
 ///      the agreement (which has exactly one consumer) and unordered: any unused nonce is valid,
