@@ -10,16 +10,13 @@ import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProo
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 
-import {DatasetRegistry} from "./DatasetRegistry.sol";
+import {IDatasetRegistry} from "./IDatasetRegistry.sol";
 import {IUsageAgreements} from "./IUsageAgreements.sol";
 import {JobCells} from "./JobCells.sol";
 
 /// @title UsageAgreements
-/// @notice Offers of a dataset's use, agreements that hold their price in escrow, and the record
-///         of every use. A use is first recorded (one call counted, its epsilon spent, its price
-///         moved from escrow to pending), then either settled (the price becomes the provider's,
-///         the result and attestation hashes go on chain) or refunded (call, epsilon and price go
-///         back to the agreement). Nothing is settled without a record, nothing twice.
+/// @notice Offers, agreements with escrow, and the record of every use (documented on
+///         IUsageAgreements).
 /// @dev Money. An agreement's price is fixed at acceptance, so its money is counted in calls:
 ///        escrow  = (callsBought - callsUsed - callsReclaimed) * price
 ///        pending = (callsUsed - callsSettled) * price        (recorded, neither settled nor refunded)
@@ -53,37 +50,46 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         uint96 pricePerCall;
     }
 
+    /// @inheritdoc IUsageAgreements
     bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
+    /// @inheritdoc IUsageAgreements
     bytes32 public constant USAGE_TYPEHASH = keccak256(
         "Usage(uint256 agreementId,bytes32 jobId,bytes32 purpose,bytes32 operation,uint64 epsilon,uint256 nonce,uint256 deadline)"
     );
-    /// @notice Largest epsilon one job may spend (2^30 - 1, i.e. about 1073.74 at 1e6 = 1.0).
+    /// @inheritdoc IUsageAgreements
     uint64 public constant MAX_JOB_EPSILON = uint64(JobCells.EPSILON_MASK);
-    /// @notice Longest agreement an offer may grant.
+    /// @inheritdoc IUsageAgreements
     uint64 public constant MAX_DURATION = 10 * 365 days;
 
-    /// @notice The ERC-20 agreements are paid in.
+    /// @inheritdoc IUsageAgreements
     IERC20 public immutable token;
-    /// @notice Where datasets and their providers are registered.
-    DatasetRegistry public immutable registry;
+    /// @inheritdoc IUsageAgreements
+    IDatasetRegistry public immutable registry;
 
+    /// @inheritdoc IUsageAgreements
     uint48 public offerCount;
+    /// @inheritdoc IUsageAgreements
     uint64 public agreementCount;
+    /// @inheritdoc IUsageAgreements
     uint64 public batchCount;
+    /// @inheritdoc IUsageAgreements
     uint128 public totalDeposited;
+    /// @inheritdoc IUsageAgreements
     uint128 public totalPaidOut;
 
     mapping(uint256 offerId => Offer) private _offers;
-    /// @notice Whether an offer allows a purpose (O(1) check for recordUsage).
+    /// @inheritdoc IUsageAgreements
+    /// @dev A mapping, so recordUsage checks a purpose in O(1).
     mapping(uint256 offerId => mapping(bytes32 purpose => bool)) public purposeAllowed;
-    /// @notice Whether an offer allows an operation (O(1) check for recordUsage).
+    /// @inheritdoc IUsageAgreements
+    /// @dev A mapping, so recordUsage checks an operation in O(1).
     mapping(uint256 offerId => mapping(bytes32 operation => bool)) public operationAllowed;
     mapping(uint256 agreementId => AgreementState) private _agreements;
     /// @dev Job cells, eight per word, keyed by `uint256(jobId) >> 3`.
     mapping(uint256 cellWord => uint256) private _jobCells;
-    /// @notice Settled earnings a provider may withdraw.
+    /// @inheritdoc IUsageAgreements
     mapping(address provider => uint256) public withdrawable;
-    /// @notice The Merkle root of each settled batch's receipts.
+    /// @inheritdoc IUsageAgreements
     mapping(uint256 batchId => bytes32) public batchRoot;
 
     /// @param token_ The ERC-20 agreements are paid in: a plain token (no fee on transfer, no
@@ -91,7 +97,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
     /// @param registry_ The dataset registry offers are checked against.
     /// @param admin Holder of DEFAULT_ADMIN_ROLE (grants roles, pauses).
     /// @param operator Holder of OPERATOR_ROLE (the platform's relayer).
-    constructor(IERC20 token_, DatasetRegistry registry_, address admin, address operator)
+    constructor(IERC20 token_, IDatasetRegistry registry_, address admin, address operator)
         EIP712("Redlake UsageAgreements", "1")
     {
         token = token_;
@@ -102,16 +108,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
 
     // ------------------------------------------------------------------------------ offers
 
-    /// @notice Publishes an offer for one of the caller's active datasets.
-    /// @param datasetId The dataset, registered to the caller in the DatasetRegistry and active.
-    /// @param policyHash Hash of the ODRL policy document the platform evaluates off chain.
-    /// @param purposes Allowed purposes (ids); recordUsage refuses any other.
-    /// @param operations Allowed operations (ids); recordUsage refuses any other.
-    /// @param maxCalls Most calls one agreement may buy (at least 1).
-    /// @param pricePerCall Price of one call in the token's smallest unit (0 for a free offer).
-    /// @param duration Seconds an agreement lasts from acceptance (1 .. MAX_DURATION).
-    /// @param privacyBudget Total epsilon one agreement may spend (fixed point, 1e6 = 1.0).
-    /// @return offerId The new offer's id (from 1).
+    /// @inheritdoc IUsageAgreements
     function publishOffer(
         bytes32 datasetId,
         bytes32 policyHash,
@@ -122,8 +119,8 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         uint64 duration,
         uint64 privacyBudget
     ) external whenNotPaused returns (uint256 offerId) {
-        DatasetRegistry.Dataset memory dataset = registry.getDataset(datasetId);
-        if (!dataset.active) revert DatasetNotActive(datasetId);
+        IDatasetRegistry.Dataset memory dataset = registry.getDataset(datasetId);
+        if (!dataset.active) revert DatasetInactive(datasetId);
         if (dataset.provider != msg.sender) revert NotDatasetProvider(datasetId, msg.sender);
         if (maxCalls == 0 || duration == 0 || duration > MAX_DURATION || purposes.length == 0 || operations.length == 0) {
             revert InvalidOfferTerms(maxCalls, duration, purposes.length, operations.length);
@@ -150,8 +147,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         );
     }
 
-    /// @notice Revokes (retires) an offer: no new agreements; existing ones run to their end.
-    /// @param offerId The offer, published by the caller and still active.
+    /// @inheritdoc IUsageAgreements
     function revokeOffer(uint256 offerId) external {
         Offer storage offer = _offer(offerId);
         if (offer.provider != msg.sender) revert NotOfferProvider(offerId, msg.sender);
@@ -162,19 +158,13 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
 
     // -------------------------------------------------------------------------- agreements
 
-    /// @notice Accepts an offer for `calls` calls, pulling calls * pricePerCall of the token from
-    ///         the caller into escrow. The caller becomes the agreement's consumer.
-    /// @dev The caller must have approved this contract for the amount. The offer must be active
-    ///      and its dataset still active in the registry.
-    /// @param offerId The offer accepted.
-    /// @param calls Calls bought (1 .. the offer's maxCalls).
-    /// @return agreementId The new agreement's id (from 1).
+    /// @inheritdoc IUsageAgreements
     function acceptOffer(uint256 offerId, uint32 calls) external whenNotPaused nonReentrant returns (uint256 agreementId) {
         Offer storage offer = _offer(offerId);
         if (!offer.active) revert OfferInactive(offerId);
         uint32 maxCalls = offer.maxCalls;
         if (calls == 0 || calls > maxCalls) revert CallsOutOfRange(offerId, calls, maxCalls);
-        if (!registry.getDataset(offer.datasetId).active) revert DatasetNotActive(offer.datasetId);
+        if (!registry.getDataset(offer.datasetId).active) revert DatasetInactive(offer.datasetId);
         uint96 price = offer.pricePerCall;
         uint256 amount = uint256(price) * calls;
         uint64 expiry = uint64(block.timestamp) + offer.duration;
@@ -198,9 +188,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         token.safeTransferFrom(msg.sender, address(this), amount);
     }
 
-    /// @notice Suspends an agreement (its provider only): no usage is recorded until resumed.
-    ///         Jobs already recorded can still be settled or refunded.
-    /// @param agreementId The agreement, not already suspended.
+    /// @inheritdoc IUsageAgreements
     function suspendAgreement(uint256 agreementId) external {
         AgreementState storage agreement = _providedBy(agreementId, msg.sender);
         if (agreement.suspended) revert AgreementIsSuspended(agreementId);
@@ -208,8 +196,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         emit AgreementSuspended(agreementId);
     }
 
-    /// @notice Resumes a suspended agreement (its provider only).
-    /// @param agreementId The agreement, currently suspended.
+    /// @inheritdoc IUsageAgreements
     function resumeAgreement(uint256 agreementId) external {
         AgreementState storage agreement = _providedBy(agreementId, msg.sender);
         if (!agreement.suspended) revert AgreementNotSuspended(agreementId);
@@ -219,21 +206,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
 
     // ------------------------------------------------------------------------------- usage
 
-    /// @notice Records one use of an agreement, relayed by the operator with the consumer's
-    ///         EIP-712 signature: one call and `epsilon` of the privacy budget are spent and one
-    ///         price moves from escrow to pending, until the job is settled or refunded.
-    /// @dev The consumer signs
-    ///      Usage(uint256 agreementId,bytes32 jobId,bytes32 purpose,bytes32 operation,uint64 epsilon,uint256 nonce,uint256 deadline)
-    ///      under the domain ("Redlake UsageAgreements", "1", chainId, this contract), where nonce
-    ///      is the low 128 bits of jobId. A job id is recorded at most once, so a signature is
-    ///      usable at most once.
-    /// @param agreementId The agreement used; must be the high 128 bits of jobId.
-    /// @param jobId `(agreementId << 128) | nonce`, with a nonce not used before on this agreement.
-    /// @param purpose The declared purpose; must be allowed by the offer.
-    /// @param operation The computation; must be allowed by the offer.
-    /// @param epsilon Privacy budget this use spends (fixed point, 1e6 = 1.0; at most MAX_JOB_EPSILON).
-    /// @param deadline Last timestamp at which the signature may be used.
-    /// @param consumerSignature The consumer's 65-byte signature over the Usage struct.
+    /// @inheritdoc IUsageAgreements
     function recordUsage(
         uint256 agreementId,
         bytes32 jobId,
@@ -253,11 +226,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         emit UsageRecorded(jobId, agreementId, purpose, operation, epsilon);
     }
 
-    /// @notice Settles one recorded job: its price goes to the provider's withdrawable balance and
-    ///         the hashes of its result and of the enclave's attestation go on chain (in the event).
-    /// @param jobId A recorded job, neither settled nor refunded.
-    /// @param resultHash Hash of the result released to the consumer.
-    /// @param attestationHash Hash of the attestation of the computation that produced it.
+    /// @inheritdoc IUsageAgreements
     function settle(bytes32 jobId, bytes32 resultHash, bytes32 attestationHash) external onlyRole(OPERATOR_ROLE) whenNotPaused {
         _closeJob(jobId, JobCells.SETTLED);
         uint256 agreementId = uint256(jobId) >> 128;
@@ -267,15 +236,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         emit JobSettled(jobId, agreementId, resultHash, attestationHash);
     }
 
-    /// @notice Settles many recorded jobs at once and stores the Merkle root of their receipts, so
-    ///         an auditor can prove each receipt with verifyReceipt. The receipt leaf of a job is
-    ///         receiptLeaf(jobId, resultHash, attestationHash) = keccak256(abi.encode(jobId,
-    ///         resultHash, attestationHash)); the tree hashes sorted pairs (OpenZeppelin MerkleProof).
-    /// @dev Cheapest when jobs are ordered by agreement and nonce: each run of jobs sharing a
-    ///      storage word or an agreement is written once. Any order is correct.
-    /// @param root Merkle root over the receipt leaves of exactly these jobs (not zero).
-    /// @param jobIds Recorded jobs, each neither settled nor refunded, none twice.
-    /// @return batchId The batch's id (from 1), for verifyReceipt and batchRoot.
+    /// @inheritdoc IUsageAgreements
     function settleBatch(bytes32 root, bytes32[] calldata jobIds)
         external
         onlyRole(OPERATOR_ROLE)
@@ -290,10 +251,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         emit BatchSettled(batchId, root, jobIds);
     }
 
-    /// @notice Refunds a recorded, unsettled job: its call, its epsilon and its price return to
-    ///         the agreement (the price to escrow, reclaimable after expiry).
-    /// @param jobId A recorded job, neither settled nor refunded.
-    /// @param reason Why (a short code, e.g. "worker_lost", "cohort_too_small").
+    /// @inheritdoc IUsageAgreements
     function refund(bytes32 jobId, bytes32 reason) external onlyRole(OPERATOR_ROLE) whenNotPaused {
         uint64 epsilon = _closeJob(jobId, JobCells.REFUNDED);
         uint256 agreementId = uint256(jobId) >> 128;
@@ -305,8 +263,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
 
     // ------------------------------------------------------------------------------- money
 
-    /// @notice Pays the caller's settled earnings out (pull payment).
-    /// @return amount The amount transferred.
+    /// @inheritdoc IUsageAgreements
     function withdraw() external nonReentrant returns (uint256 amount) {
         amount = withdrawable[msg.sender];
         if (amount == 0) revert NothingToWithdraw(msg.sender);
@@ -316,10 +273,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         token.safeTransfer(msg.sender, amount);
     }
 
-    /// @notice Returns an expired agreement's unused escrow to its consumer. Jobs still pending
-    ///         stay pending; if they are refunded later, their price can be reclaimed again.
-    /// @param agreementId The caller's agreement, expired.
-    /// @return amount The amount transferred.
+    /// @inheritdoc IUsageAgreements
     function reclaim(uint256 agreementId) external nonReentrant returns (uint256 amount) {
         AgreementState storage agreement = _agreements[agreementId];
         address consumer = agreement.consumer;
@@ -337,28 +291,24 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
 
     // ------------------------------------------------------------------------------- admin
 
-    /// @notice Stops new offers, agreements and every operator action (admin only), e.g. while
-    ///         the operator key is rotated. Withdrawals and reclaims stay open.
+    /// @inheritdoc IUsageAgreements
     function pause() external onlyRole(DEFAULT_ADMIN_ROLE) {
         _pause();
     }
 
-    /// @notice Lifts a pause (admin only).
+    /// @inheritdoc IUsageAgreements
     function unpause() external onlyRole(DEFAULT_ADMIN_ROLE) {
         _unpause();
     }
 
     // ------------------------------------------------------------------------------- views
 
-    /// @notice An offer's terms (provider zero if unknown).
-    /// @param offerId The offer.
+    /// @inheritdoc IUsageAgreements
     function getOffer(uint256 offerId) external view returns (Offer memory) {
         return _offers[offerId];
     }
 
-    /// @notice An agreement's terms and state, with its escrow and pending amounts (consumer zero
-    ///         if unknown).
-    /// @param agreementId The agreement.
+    /// @inheritdoc IUsageAgreements
     function getAgreement(uint256 agreementId) external view returns (Agreement memory details) {
         AgreementState storage a = _agreements[agreementId];
         details = Agreement({
@@ -379,58 +329,45 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         });
     }
 
-    /// @notice The usage record of a job: its agreement, status and the epsilon it spent.
-    /// @param jobId The job.
-    /// @return agreementId The agreement the job id names (whether or not it was recorded).
-    /// @return status None, Recorded (pending), Settled or Refunded.
-    /// @return epsilon The epsilon recorded (still reported after a refund, which returned it).
+    /// @inheritdoc IUsageAgreements
     function getUsage(bytes32 jobId) external view returns (uint256 agreementId, JobStatus status, uint64 epsilon) {
         uint256 word = _jobCells[JobCells.wordKey(jobId)];
         return (uint256(jobId) >> 128, JobStatus(JobCells.status(word, jobId)), JobCells.epsilon(word, jobId));
     }
 
-    /// @notice A job's status: None, Recorded (pending), Settled or Refunded.
-    /// @param jobId The job.
+    /// @inheritdoc IUsageAgreements
     function jobStatus(bytes32 jobId) external view returns (JobStatus) {
         return JobStatus(JobCells.status(_jobCells[JobCells.wordKey(jobId)], jobId));
     }
 
-    /// @notice Whether the consumer's nonce on an agreement is used (its job was recorded).
-    /// @param agreementId The agreement.
-    /// @param nonce The nonce (low 128 bits of the job id).
+    /// @inheritdoc IUsageAgreements
     function nonceUsed(uint256 agreementId, uint256 nonce) external view returns (bool) {
         bytes32 jobId = jobIdOf(agreementId, nonce);
         return JobCells.status(_jobCells[JobCells.wordKey(jobId)], jobId) != 0;
     }
 
-    /// @notice The job id of an agreement's nonce: `(agreementId << 128) | nonce`.
-    /// @param agreementId The agreement (below 2^128).
-    /// @param nonce The consumer's nonce on it (below 2^128).
+    /// @inheritdoc IUsageAgreements
     function jobIdOf(uint256 agreementId, uint256 nonce) public pure returns (bytes32) {
         return bytes32((agreementId << 128) | uint128(nonce));
     }
 
-    /// @notice The agreement and nonce a job id packs.
-    /// @param jobId The job.
+    /// @inheritdoc IUsageAgreements
     function splitJobId(bytes32 jobId) external pure returns (uint256 agreementId, uint256 nonce) {
         return (uint256(jobId) >> 128, uint256(uint128(uint256(jobId))));
     }
 
-    /// @notice The receipt leaf of a settled job: keccak256(abi.encode(jobId, resultHash, attestationHash)).
+    /// @inheritdoc IUsageAgreements
     function receiptLeaf(bytes32 jobId, bytes32 resultHash, bytes32 attestationHash) public pure returns (bytes32) {
         return keccak256(abi.encode(jobId, resultHash, attestationHash));
     }
 
-    /// @notice Whether a receipt leaf is included in a settled batch's Merkle root.
-    /// @param batchId The batch (from settleBatch / BatchSettled).
-    /// @param leaf receiptLeaf(jobId, resultHash, attestationHash).
-    /// @param proof Sibling hashes from the leaf up to the root (sorted-pair tree).
+    /// @inheritdoc IUsageAgreements
     function verifyReceipt(uint256 batchId, bytes32 leaf, bytes32[] calldata proof) external view returns (bool) {
         bytes32 root = batchRoot[batchId];
         return root != bytes32(0) && MerkleProof.verifyCalldata(proof, root, leaf);
     }
 
-    /// @notice The EIP-712 domain separator usage signatures are made under.
+    /// @inheritdoc IUsageAgreements
     function domainSeparator() external view returns (bytes32) {
         return _domainSeparatorV4();
     }

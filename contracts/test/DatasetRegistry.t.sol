@@ -4,6 +4,8 @@ pragma solidity ^0.8.24;
 import {Test} from "forge-std/Test.sol";
 
 import {DatasetRegistry} from "../src/DatasetRegistry.sol";
+import {IDatasetRegistry} from "../src/IDatasetRegistry.sol";
+import {IRedlakeErrors} from "../src/IRedlakeErrors.sol";
 
 contract DatasetRegistryTest is Test {
     DatasetRegistry internal registry;
@@ -13,8 +15,6 @@ contract DatasetRegistryTest is Test {
     bytes32 internal constant ID = keccak256("d");
     bytes32 internal constant META = keccak256("m");
     bytes32 internal constant CONTENT = keccak256("c");
-
-    event DatasetRegistered(bytes32 indexed datasetId, address indexed provider, bytes32 metadataHash, bytes32 contentHash);
 
     function setUp() public {
         registry = new DatasetRegistry(address(this), operator);
@@ -42,10 +42,10 @@ contract DatasetRegistryTest is Test {
 
     function test_register_recordsProviderAndHashes() public {
         vm.expectEmit(address(registry));
-        emit DatasetRegistered(ID, provider, META, CONTENT);
+        emit IDatasetRegistry.DatasetRegistered(ID, provider, META, CONTENT);
         vm.prank(provider);
         registry.register(ID, META, CONTENT);
-        DatasetRegistry.Dataset memory d = registry.getDataset(ID);
+        IDatasetRegistry.Dataset memory d = registry.getDataset(ID);
         assertEq(d.provider, provider);
         assertTrue(d.active);
         assertEq(d.contentHash, CONTENT);
@@ -55,12 +55,12 @@ contract DatasetRegistryTest is Test {
     function test_register_revertsWhenExists() public {
         vm.prank(provider);
         registry.register(ID, META, CONTENT);
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetExists.selector, ID));
+        vm.expectRevert(abi.encodeWithSelector(IDatasetRegistry.DatasetExists.selector, ID));
         registry.register(ID, META, CONTENT);
     }
 
-    function test_register_revertsOnEmptyHash() public {
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.EmptyHash.selector, ID));
+    function test_register_revertsOnZeroHash() public {
+        vm.expectRevert(abi.encodeWithSelector(IDatasetRegistry.ZeroHash.selector, ID));
         registry.register(ID, META, bytes32(0));
     }
 
@@ -77,7 +77,7 @@ contract DatasetRegistryTest is Test {
         vm.startPrank(operator);
         registry.registerFor(ID, provider, META, CONTENT, block.timestamp + 1, sig);
         // The dataset's nonce moved on: the replayed signature recovers some other address.
-        vm.expectPartialRevert(DatasetRegistry.InvalidSignature.selector);
+        vm.expectPartialRevert(IRedlakeErrors.InvalidSignature.selector);
         registry.registerFor(ID, provider, META, CONTENT, block.timestamp + 1, sig);
         vm.stopPrank();
     }
@@ -96,7 +96,7 @@ contract DatasetRegistryTest is Test {
     function test_registerFor_revertsOnWrongSigner() public {
         bytes memory sig = _sign(0xBAD, ID, 0, META, CONTENT, 0, block.timestamp + 1);
         vm.prank(operator);
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.InvalidSignature.selector, vm.addr(0xBAD), provider));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.InvalidSignature.selector, vm.addr(0xBAD), provider));
         registry.registerFor(ID, provider, META, CONTENT, block.timestamp + 1, sig);
     }
 
@@ -104,7 +104,7 @@ contract DatasetRegistryTest is Test {
         bytes memory sig = _sign(providerKey, ID, 0, META, CONTENT, 0, block.timestamp);
         vm.warp(block.timestamp + 10);
         vm.prank(operator);
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.SignatureExpired.selector, block.timestamp - 10, block.timestamp));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.SignatureExpired.selector, block.timestamp - 10, block.timestamp));
         registry.registerFor(ID, provider, META, CONTENT, block.timestamp - 10, sig);
     }
 
@@ -124,7 +124,7 @@ contract DatasetRegistryTest is Test {
     function test_update_revertsForOthers() public {
         vm.prank(provider);
         registry.register(ID, META, CONTENT);
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.NotProvider.selector, ID, address(this)));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.NotDatasetProvider.selector, ID, address(this)));
         registry.update(ID, META, CONTENT);
     }
 
@@ -141,10 +141,10 @@ contract DatasetRegistryTest is Test {
         vm.startPrank(provider);
         registry.register(ID, META, CONTENT);
         registry.retire(ID);
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetInactive.selector, ID));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.DatasetInactive.selector, ID));
         registry.update(ID, META, CONTENT);
         vm.stopPrank();
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetInactive.selector, ID));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.DatasetInactive.selector, ID));
         registry.activeProvider(ID);
     }
 
@@ -158,7 +158,7 @@ contract DatasetRegistryTest is Test {
     }
 
     function test_activeProvider_revertsWhenUnknown() public {
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetUnknown.selector, ID));
+        vm.expectRevert(abi.encodeWithSelector(IDatasetRegistry.DatasetUnknown.selector, ID));
         registry.activeProvider(ID);
     }
 
@@ -167,7 +167,7 @@ contract DatasetRegistryTest is Test {
         vm.assume(key != providerKey);
         bytes memory sig = _sign(key, ID, 0, META, CONTENT, 0, block.timestamp);
         vm.prank(operator);
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.InvalidSignature.selector, vm.addr(key), provider));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.InvalidSignature.selector, vm.addr(key), provider));
         registry.registerFor(ID, provider, META, CONTENT, block.timestamp, sig);
     }
 
@@ -184,27 +184,27 @@ contract DatasetRegistryTest is Test {
         vm.startPrank(provider);
         registry.register(ID, META, CONTENT);
         vm.expectEmit(address(registry));
-        emit DatasetRegistry.DatasetUpdated(ID, keccak256("m2"), keccak256("c2"));
+        emit IDatasetRegistry.DatasetUpdated(ID, keccak256("m2"), keccak256("c2"));
         registry.update(ID, keccak256("m2"), keccak256("c2"));
         vm.stopPrank();
     }
 
-    function test_update_revertsOnEmptyHash() public {
+    function test_update_revertsOnZeroHash() public {
         vm.startPrank(provider);
         registry.register(ID, META, CONTENT);
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.EmptyHash.selector, ID));
+        vm.expectRevert(abi.encodeWithSelector(IDatasetRegistry.ZeroHash.selector, ID));
         registry.update(ID, bytes32(0), CONTENT);
         vm.stopPrank();
     }
 
     function test_update_revertsWhenUnknown() public {
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetUnknown.selector, ID));
+        vm.expectRevert(abi.encodeWithSelector(IDatasetRegistry.DatasetUnknown.selector, ID));
         registry.update(ID, META, CONTENT);
     }
 
     function test_updateFor_revertsWhenUnknown() public {
         vm.prank(operator);
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetUnknown.selector, ID));
+        vm.expectRevert(abi.encodeWithSelector(IDatasetRegistry.DatasetUnknown.selector, ID));
         registry.updateFor(ID, META, CONTENT, block.timestamp, "");
     }
 
@@ -221,7 +221,7 @@ contract DatasetRegistryTest is Test {
         vm.startPrank(provider);
         registry.register(ID, META, CONTENT);
         vm.expectEmit(address(registry));
-        emit DatasetRegistry.DatasetRetired(ID);
+        emit IDatasetRegistry.DatasetRetired(ID);
         registry.retire(ID);
         vm.stopPrank();
     }
@@ -230,7 +230,7 @@ contract DatasetRegistryTest is Test {
         vm.startPrank(provider);
         registry.register(ID, META, CONTENT);
         registry.retire(ID);
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetInactive.selector, ID));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.DatasetInactive.selector, ID));
         registry.retire(ID);
         vm.stopPrank();
     }
@@ -238,13 +238,13 @@ contract DatasetRegistryTest is Test {
     function test_retire_revertsForOthers() public {
         vm.prank(provider);
         registry.register(ID, META, CONTENT);
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.NotProvider.selector, ID, address(this)));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.NotDatasetProvider.selector, ID, address(this)));
         registry.retire(ID);
     }
 
     function test_retireFor_revertsWhenUnknown() public {
         vm.prank(operator);
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetUnknown.selector, ID));
+        vm.expectRevert(abi.encodeWithSelector(IDatasetRegistry.DatasetUnknown.selector, ID));
         registry.retireFor(ID, block.timestamp, "");
     }
 
@@ -253,7 +253,7 @@ contract DatasetRegistryTest is Test {
         registry.register(ID, META, CONTENT);
         bytes memory sig = _sign(0xBAD, ID, 2, bytes32(0), bytes32(0), 0, block.timestamp);
         vm.prank(operator);
-        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.InvalidSignature.selector, vm.addr(0xBAD), provider));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.InvalidSignature.selector, vm.addr(0xBAD), provider));
         registry.retireFor(ID, block.timestamp, sig);
     }
 
@@ -263,7 +263,7 @@ contract DatasetRegistryTest is Test {
         // An update signature (action 1) cannot retire the dataset.
         bytes memory sig = _sign(providerKey, ID, 1, bytes32(0), bytes32(0), 0, block.timestamp);
         vm.prank(operator);
-        vm.expectPartialRevert(DatasetRegistry.InvalidSignature.selector);
+        vm.expectPartialRevert(IRedlakeErrors.InvalidSignature.selector);
         registry.retireFor(ID, block.timestamp, sig);
     }
 }

@@ -6,6 +6,7 @@ import {IERC20Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.so
 import {IERC5267} from "@openzeppelin/contracts/interfaces/IERC5267.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 
+import {IRedlakeErrors} from "../src/IRedlakeErrors.sol";
 import {IUsageAgreements} from "../src/IUsageAgreements.sol";
 import {Fixture} from "./Fixture.sol";
 import {Merkle} from "./Merkle.sol";
@@ -78,13 +79,13 @@ contract UsageAgreementsTest is Fixture {
     }
 
     function test_publishOffer_revertsForNonProvider() public {
-        vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.NotDatasetProvider.selector, DATASET, address(this)));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.NotDatasetProvider.selector, DATASET, address(this)));
         usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 1);
     }
 
     function test_publishOffer_revertsForUnknownDataset() public {
         vm.prank(provider);
-        vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.DatasetNotActive.selector, OTHER_DATASET));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.DatasetInactive.selector, OTHER_DATASET));
         usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 1);
     }
 
@@ -92,7 +93,7 @@ contract UsageAgreementsTest is Fixture {
         vm.prank(provider);
         registry.retire(DATASET);
         vm.prank(provider);
-        vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.DatasetNotActive.selector, DATASET));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.DatasetInactive.selector, DATASET));
         usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 1);
     }
 
@@ -196,7 +197,7 @@ contract UsageAgreementsTest is Fixture {
         vm.prank(provider);
         registry.retire(DATASET);
         vm.prank(consumer);
-        vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.DatasetNotActive.selector, DATASET));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.DatasetInactive.selector, DATASET));
         usage.acceptOffer(offerId, 1);
     }
 
@@ -395,7 +396,7 @@ contract UsageAgreementsTest is Fixture {
         bytes32 jobId = usage.jobIdOf(id, 1);
         bytes memory sig = _sign(0xBAD, id, jobId, RESEARCH, MEAN, 1, block.timestamp);
         vm.prank(operator);
-        vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.InvalidSignature.selector, vm.addr(0xBAD), consumer));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.InvalidSignature.selector, vm.addr(0xBAD), consumer));
         usage.recordUsage(id, jobId, RESEARCH, MEAN, 1, block.timestamp, sig);
     }
 
@@ -404,7 +405,7 @@ contract UsageAgreementsTest is Fixture {
         bytes32 jobId = usage.jobIdOf(id, 1);
         bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, 1, block.timestamp);
         vm.prank(operator);
-        vm.expectPartialRevert(IUsageAgreements.InvalidSignature.selector);
+        vm.expectPartialRevert(IRedlakeErrors.InvalidSignature.selector);
         usage.recordUsage(id, jobId, RESEARCH, MEAN, 2, block.timestamp, sig);
     }
 
@@ -412,7 +413,7 @@ contract UsageAgreementsTest is Fixture {
         uint256 id = _accept(3);
         bytes32 jobId = usage.jobIdOf(id, 1);
         vm.prank(operator);
-        vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.InvalidSignature.selector, address(0), consumer));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.InvalidSignature.selector, address(0), consumer));
         usage.recordUsage(id, jobId, RESEARCH, MEAN, 1, block.timestamp, hex"1234");
     }
 
@@ -421,7 +422,7 @@ contract UsageAgreementsTest is Fixture {
         bytes32 jobId = usage.jobIdOf(id, 1);
         bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, 1, block.timestamp - 1);
         vm.prank(operator);
-        vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.SignatureExpired.selector, block.timestamp - 1, block.timestamp));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.SignatureExpired.selector, block.timestamp - 1, block.timestamp));
         usage.recordUsage(id, jobId, RESEARCH, MEAN, 1, block.timestamp - 1, sig);
     }
 
@@ -889,7 +890,7 @@ contract UsageAgreementsTest is Fixture {
         bytes32 jobId = usage.jobIdOf(id, 1);
         bytes memory sig = _sign(key, id, jobId, RESEARCH, MEAN, 1, block.timestamp);
         vm.prank(operator);
-        vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.InvalidSignature.selector, vm.addr(key), consumer));
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.InvalidSignature.selector, vm.addr(key), consumer));
         usage.recordUsage(id, jobId, RESEARCH, MEAN, 1, block.timestamp, sig);
     }
 
@@ -916,7 +917,7 @@ contract UsageAgreementsTest is Fixture {
         bytes32 jobId = usage.jobIdOf(id, 1);
         bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, signedEpsilon, block.timestamp);
         vm.prank(operator);
-        vm.expectPartialRevert(IUsageAgreements.InvalidSignature.selector);
+        vm.expectPartialRevert(IRedlakeErrors.InvalidSignature.selector);
         usage.recordUsage(id, jobId, RESEARCH, MEAN, claimedEpsilon, block.timestamp, sig);
     }
 
