@@ -64,6 +64,8 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("post", "/api/jobs/", {"agreement": "00000000-0000-4000-8000-000000000000", "operation": "mean", "purpose": "research"}, {"anonymous": 401, "owner": 403, "other_provider": 403, "consumer": 404, "auditor": 403}),
     ("get", "/api/jobs/00000000-0000-4000-8000-000000000000/", None, {"anonymous": 401, "owner": 403, "other_provider": 403, "consumer": 404, "auditor": 403}),
     ("get", "/api/earnings/", None, {"anonymous": 401, "owner": 409, "other_provider": 409, "consumer": 403, "auditor": 403}),
+    ("get", "/api/audit/reconcile/", None, {"anonymous": 401, "owner": 403, "other_provider": 403, "consumer": 403, "auditor": 404}),
+    ("post", "/api/audit/reconcile/", None, {"anonymous": 401, "owner": 403, "other_provider": 403, "consumer": 403, "auditor": 202}),
     ("get", "/catalog.jsonld", None, {"anonymous": 200, "owner": 200, "other_provider": 200, "consumer": 200, "auditor": 200}),
     ("get", "/catalog/datasets/{dataset}.jsonld", None, {"anonymous": 200, "owner": 200, "other_provider": 200, "consumer": 200, "auditor": 200}),
 ]

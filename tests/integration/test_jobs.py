@@ -25,6 +25,7 @@ from django.db import connection
 
 from dataspace.accounts.models import Role, Wallet
 from dataspace.accounts.services import api_token_issue, wallet_private_key
+from dataspace.audit.models import ReconcileReport
 from dataspace.canonical import canonical_json
 from dataspace.chain import agents, eip712, gateway, outbox
 from dataspace.chain.encoding import job_chain_id, label_hash
@@ -39,6 +40,7 @@ from tests.support.anvil import AnvilNode, free_port
 from tests.support.space import (
     PRICE,
     TOKENS,
+    Space,
     accept_offer,
     close_to,
     funded_user,
@@ -142,37 +144,32 @@ def test_the_whole_story(anvil: AnvilNode, celery_worker_process: WorkerProcess)
     provider_wallet = Wallet.objects.get(user=provider)
     assert agents.DevTokenAgent().balance(provider_wallet.address) == 3 * PRICE
 
-    out = io.StringIO()
-    call_command("audit", "reconcile", stdout=out)
-    assert "chain and database agree" in out.getvalue()
+    # An auditor asks for a reconciliation; the worker runs it and the report is served.
     _, auditor_api = funded_user("auditor", Role.AUDITOR)
+    assert auditor_api.post("/api/audit/reconcile/").status_code == 202
+    wait_for(ReconcileReport.objects.exists, timeout=60)
     report = auditor_api.get("/api/audit/reconcile/").json()
     assert report["ok"], report
     assert report["checked"]["job_settled"] == 3
+    out = io.StringIO()
+    call_command("audit", "reconcile", stdout=out)
+    assert "chain and database agree" in out.getvalue()
     assert consumer_api.get("/api/audit/reconcile/").status_code == 403
 
 
 @pytest.fixture
-def space(anvil: AnvilNode, celery_worker_process: WorkerProcess) -> dict[str, Any]:
+def space(anvil: AnvilNode, celery_worker_process: WorkerProcess) -> Space:
     provider, provider_api = funded_user("hospital", Role.PROVIDER)
     consumer, consumer_api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
     dataset = ingest_dataset(provider_api, registry_csv(rare_clinic_rows=3))
-    return {
-        "anvil": anvil,
-        "worker": celery_worker_process,
-        "provider": provider,
-        "provider_api": provider_api,
-        "consumer": consumer,
-        "consumer_api": consumer_api,
-        "dataset": dataset,
-    }
+    return Space(anvil, celery_worker_process, provider, provider_api, consumer, consumer_api, dataset)
 
 
-def test_refusals_name_their_reason_and_charge_nothing(space: dict[str, Any]) -> None:
-    api = space["consumer_api"]
-    offer = publish_offer(space["provider_api"], space["dataset"], operations=["count", "group_by", "mean"])
+def test_refusals_name_their_reason_and_charge_nothing(space: Space) -> None:
+    api = space.consumer_api
+    offer = publish_offer(space.provider_api, space.dataset, operations=["count", "group_by", "mean"])
     agreement = accept_offer(api, offer, calls=5)
-    dp_offer = publish_offer(space["provider_api"], space["dataset"], privacy_budget=1.0)
+    dp_offer = publish_offer(space.provider_api, space.dataset, privacy_budget=1.0)
     dp_agreement = accept_offer(api, dp_offer, calls=5)
 
     def refused(response: Any, status: int, code: str) -> None:
@@ -196,7 +193,7 @@ def test_refusals_name_their_reason_and_charge_nothing(space: dict[str, Any]) ->
     refused(run_job(stranger_api, agreement, "count", {}), 404, "not_found")
 
     # A replayed signature: the same signed nonce sent again under another idempotency key.
-    wallet = Wallet.objects.get(user=space["consumer"])
+    wallet = Wallet.objects.get(user=space.consumer)
     assert agreement.chain_agreement_id is not None
     nonce, deadline = 10**6, int(time.time()) + 3600
     signature = eip712.sign_usage(
@@ -241,9 +238,9 @@ def test_refusals_name_their_reason_and_charge_nothing(space: dict[str, Any]) ->
     call_command("audit", "reconcile", stdout=io.StringIO())
 
 
-def test_two_hundred_requests_for_fifty_calls(space: dict[str, Any]) -> None:
-    api = space["consumer_api"]
-    offer = publish_offer(space["provider_api"], space["dataset"], operations=["count"])
+def test_two_hundred_requests_for_fifty_calls(space: Space) -> None:
+    api = space.consumer_api
+    offer = publish_offer(space.provider_api, space.dataset, operations=["count"])
     agreement = accept_offer(api, offer, calls=50)
     statuses: list[int] = []
     codes: Counter[str] = Counter()
@@ -294,8 +291,7 @@ def test_he_worker_killed_mid_job_completes_once(
         he.process.wait()
         assert Job.objects.get(pk=job_id).status == Status.AUTHORISED
         he = start_worker(env, tmp_path / "he-2.log", queues="he")
-        settings.JOB_SWEEP_AFTER = 0
-        time.sleep(0.05)
+        settings.JOB_SWEEP_AFTER = -1  # every unfinished job counts as stalled
         tasks.sweep_jobs()
         job = wait_job(job_id)
         assert job.status == Status.SETTLED
@@ -307,14 +303,20 @@ def test_he_worker_killed_mid_job_completes_once(
         main.stop()
 
 
-def test_jobs_queued_while_the_node_is_down_finish_after_it_returns(space: dict[str, Any]) -> None:
-    api = space["consumer_api"]
-    agreement = accept_offer(api, publish_offer(space["provider_api"], space["dataset"]), calls=5)
-    node: AnvilNode = space["anvil"]
+def test_jobs_queued_while_the_node_is_down_finish_after_it_returns(space: Space) -> None:
+    api = space.consumer_api
+    agreement = accept_offer(api, publish_offer(space.provider_api, space.dataset), calls=5)
+    node: AnvilNode = space.anvil
     node.stop()
     responses = [run_job(api, agreement, "mean", {"column": "age"}) for _ in range(3)]
     assert [r.status_code for r in responses] == [202] * 3
-    time.sleep(3)
+    # Every job's authorisation was tried against the absent node and put back to wait.
+    wait_for(
+        lambda: (
+            len({line for line in space.worker.log().splitlines() if "authorise_job[" in line and "retry:" in line})
+            >= 3
+        )
+    )
     assert set(Job.objects.values_list("status", flat=True)) == {Status.REQUESTED}
     node.start()
     for response in responses:
@@ -324,14 +326,14 @@ def test_jobs_queued_while_the_node_is_down_finish_after_it_returns(space: dict[
 
 
 def test_jobs_requested_while_the_broker_is_gone_run_once_it_is_back(
-    space: dict[str, Any], settings: Any, tmp_path: Path
+    space: Space, settings: Any, tmp_path: Path
 ) -> None:
     """The web process cannot reach any broker: jobs are still accepted and recorded, nothing is
     charged, and the sweeper (on a process that can reach the broker) moves them on, once each."""
     from tests.support.workers import celery_env
 
-    offer = publish_offer(space["provider_api"], space["dataset"])
-    agreement = accept_offer(space["consumer_api"], offer, calls=5)
+    offer = publish_offer(space.provider_api, space.dataset)
+    agreement = accept_offer(space.consumer_api, offer, calls=5)
     env = celery_env()
     env["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     port, log_path = free_port(), tmp_path / "web.log"
@@ -346,7 +348,7 @@ def test_jobs_requested_while_the_broker_is_gone_run_once_it_is_back(
     try:
         base = f"http://127.0.0.1:{port}/api"
         session = requests.Session()
-        _, token = api_token_issue(user=space["consumer"])
+        _, token = api_token_issue(user=space.consumer)
         session.headers["Authorization"] = f"Token {token}"
         wait_for(lambda: _answers(session, f"{base}/me/") or web.poll() is not None, timeout=60)
         body = {"agreement": str(agreement.id), "operation": "mean", "params": {"column": "age"}, "purpose": "research"}
@@ -357,11 +359,13 @@ def test_jobs_requested_while_the_broker_is_gone_run_once_it_is_back(
         web.terminate()
         web.wait(timeout=30)
 
-    time.sleep(2)  # the worker is up, but no message reached it
+    # The worker is up and has drained its chain queue: no message of these jobs ever reached it.
+    space.worker.drain_queue("chain")
+    assert "authorise_job[" not in space.worker.log()
     assert set(Job.objects.values_list("status", flat=True)) == {Status.REQUESTED}
     assert calls_on_chain(agreement) == (0, 0)
 
-    settings.JOB_SWEEP_AFTER = 0
+    settings.JOB_SWEEP_AFTER = -1
     assert tasks.sweep_jobs() == 3
     for response in responses:
         assert wait_job(response.json()["id"], timeout=180).status == Status.SETTLED
@@ -413,12 +417,12 @@ def test_a_job_whose_computation_keeps_dying_is_refunded(
         main.stop()
 
 
-def test_a_job_whose_release_keeps_failing_is_refunded(space: dict[str, Any]) -> None:
+def test_a_job_whose_release_keeps_failing_is_refunded(space: Space) -> None:
     """The custodian cannot unseal the dataset's secret key (its blob is gone): each release fails,
     the third failure fails the job, and the consumer gets the call back."""
-    api = space["consumer_api"]
-    agreement = accept_offer(api, publish_offer(space["provider_api"], space["dataset"]), calls=5)
-    for key in HEKey.objects.filter(store__dataset=space["dataset"]):
+    api = space.consumer_api
+    agreement = accept_offer(api, publish_offer(space.provider_api, space.dataset), calls=5)
+    for key in HEKey.objects.filter(store__dataset=space.dataset):
         blobs.delete(key.secret_blob)
     job = wait_job(run_job(api, agreement, "mean", {"column": "age"}).json()["id"], timeout=180)
     assert job.status == Status.REFUNDED

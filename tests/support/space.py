@@ -4,6 +4,7 @@ users with funded custodial wallets, a dataset with its encrypted store, an offe
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -17,11 +18,27 @@ from dataspace.chain import agents, outbox
 from dataspace.chain.models import ChainTransaction
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.policies.models import Agreement, Offer
+from tests.support.anvil import AnvilNode
 from tests.support.users import client_for, make_user, upload
 from tests.support.waiting import wait_for, wait_for_ingest
+from tests.support.workers import WorkerProcess
 
 TOKENS = 10**24  # a million tokens of 18 decimals
 PRICE = 10**18
+
+
+@dataclass(frozen=True)
+class Space:
+    """A running data space: its chain node and worker, a provider with a dataset whose
+    encrypted store is ready, and a consumer holding tokens; each user with an API client."""
+
+    anvil: AnvilNode
+    worker: WorkerProcess
+    provider: User
+    provider_api: APIClient
+    consumer: User
+    consumer_api: APIClient
+    dataset: Dataset
 
 
 def funded_user(name: str, *roles: Role, tokens: int = 0) -> tuple[User, APIClient]:

@@ -35,6 +35,19 @@ class WorkerProcess:
                 return int(line.split()[1]) * 1024
         raise AssertionError("no VmHWM for the worker")
 
+    def drain_queue(self, queue: str, *, timeout: float = 60) -> None:
+        """Returns once the worker has taken everything sent to ``queue`` before this call: a
+        marker task is sent behind it and waited for (a queue is first in, first out)."""
+        from dataspace.celery import app
+
+        marker = app.send_task("dataspace.chain.tasks.index_chain_events", queue=queue)
+
+        def marker_done() -> bool:
+            lines = self.log().splitlines()
+            return any(f"[{marker.id}]" in line and ("succeeded" in line or "raised" in line) for line in lines)
+
+        wait_for(marker_done, timeout=timeout)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
