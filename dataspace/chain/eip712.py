@@ -6,10 +6,11 @@ having the contracts accept what this module signs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
-from eth_account.messages import encode_typed_data
+from eth_account.messages import SignableMessage, encode_typed_data
 
 DATASET_CHANGE_TYPES = {
     "DatasetChange": [
@@ -63,57 +64,37 @@ def sign_dataset_change(
     return bytes(Account.sign_message(signable, private_key=key).signature)
 
 
-def _usage_signable(
-    *,
-    chain_id: int,
-    contract: str,
-    agreement_id: int,
-    job_id: bytes,
-    purpose: bytes,
-    operation: bytes,
-    epsilon: int,
-    nonce: int,
-    deadline: int,
-) -> Any:
-    message = {
-        "agreementId": agreement_id,
-        "jobId": job_id,
-        "purpose": purpose,
-        "operation": operation,
-        "epsilon": epsilon,
-        "nonce": nonce,
-        "deadline": deadline,
-    }
-    return encode_typed_data(_domain("Redlake UsageAgreements", chain_id, contract), USAGE_TYPES, message)
+@dataclass(frozen=True)
+class Usage:
+    """One use of an agreement as the consumer signs it and ``recordUsage`` checks it."""
+
+    chain_id: int
+    contract: str
+    agreement_id: int
+    job_id: bytes
+    purpose: bytes
+    operation: bytes
+    epsilon: int
+    nonce: int
+    deadline: int
+
+    def signable(self) -> SignableMessage:
+        message = {
+            "agreementId": self.agreement_id,
+            "jobId": self.job_id,
+            "purpose": self.purpose,
+            "operation": self.operation,
+            "epsilon": self.epsilon,
+            "nonce": self.nonce,
+            "deadline": self.deadline,
+        }
+        return encode_typed_data(_domain("Redlake UsageAgreements", self.chain_id, self.contract), USAGE_TYPES, message)
 
 
-def recover_usage_signer(*, signature: bytes, **fields: Any) -> str:
+def recover_usage_signer(*, signature: bytes, usage: Usage) -> str:
     """The address that signed a Usage message (checked off chain before anything is reserved)."""
-    return str(Account.recover_message(_usage_signable(**fields), signature=signature))
+    return str(Account.recover_message(usage.signable(), signature=signature))
 
 
-def sign_usage(
-    *,
-    key: bytes,
-    chain_id: int,
-    contract: str,
-    agreement_id: int,
-    job_id: bytes,
-    purpose: bytes,
-    operation: bytes,
-    epsilon: int,
-    nonce: int,
-    deadline: int,
-) -> bytes:
-    signable = _usage_signable(
-        chain_id=chain_id,
-        contract=contract,
-        agreement_id=agreement_id,
-        job_id=job_id,
-        purpose=purpose,
-        operation=operation,
-        epsilon=epsilon,
-        nonce=nonce,
-        deadline=deadline,
-    )
-    return bytes(Account.sign_message(signable, private_key=key).signature)
+def sign_usage(*, key: bytes, usage: Usage) -> bytes:
+    return bytes(Account.sign_message(usage.signable(), private_key=key).signature)

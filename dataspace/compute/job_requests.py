@@ -147,13 +147,13 @@ def _usage_nonce(wallet: Wallet, agreement: Agreement, request: JobRequest) -> t
     return request.nonce, request.deadline
 
 
-def _usage_signature(wallet: Wallet, request: JobRequest, fields: dict[str, Any]) -> bytes:
+def _usage_signature(wallet: Wallet, request: JobRequest, usage: eip712.Usage) -> bytes:
     """The platform's signature for a custodial consumer, or the consumer's own, checked."""
     if request.signature is None:
-        return eip712.sign_usage(key=wallet_private_key(wallet=wallet), **fields)
+        return eip712.sign_usage(key=wallet_private_key(wallet=wallet), usage=usage)
     try:
         signature = bytes.fromhex(request.signature.removeprefix("0x"))
-        signer = eip712.recover_usage_signer(signature=signature, **fields)
+        signer = eip712.recover_usage_signer(signature=signature, usage=usage)
     except Exception:
         raise DomainError("The usage signature is malformed.", code=ErrorCode.SIGNATURE_INVALID) from None
     if signer.lower() != wallet.address.lower():
@@ -169,18 +169,18 @@ def _create(consumer: User, wallet: Wallet, agreement: Agreement, request: JobRe
     epsilon = epsilon_micro(request.epsilon)
     nonce, deadline = _usage_nonce(wallet, agreement, request)
     job_id = job_chain_id(agreement_id=agreement.chain_agreement_id, nonce=nonce)
-    fields: dict[str, Any] = {
-        "chain_id": gateway.chain_id(),
-        "contract": agent.address(),
-        "agreement_id": agreement.chain_agreement_id,
-        "job_id": job_id,
-        "purpose": label_hash(request.purpose),
-        "operation": label_hash(request.operation),
-        "epsilon": epsilon,
-        "nonce": nonce,
-        "deadline": deadline,
-    }
-    signature = _usage_signature(wallet, request, fields)
+    usage = eip712.Usage(
+        chain_id=gateway.chain_id(),
+        contract=agent.address(),
+        agreement_id=agreement.chain_agreement_id,
+        job_id=job_id,
+        purpose=label_hash(request.purpose),
+        operation=label_hash(request.operation),
+        epsilon=epsilon,
+        nonce=nonce,
+        deadline=deadline,
+    )
+    signature = _usage_signature(wallet, request, usage)
     job = Job.objects.create(
         consumer=consumer,
         agreement=agreement,

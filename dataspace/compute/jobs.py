@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -75,28 +76,49 @@ def job_fail(job_id: uuid.UUID, *, code: ErrorCode, message: str) -> bool:
     return moved
 
 
+def _end_returning_reservation(job: Job, *, source: Status, target: Status, **fields: object) -> None:
+    """Ends the job uncharged (the chain refused the use, or refunded it) and gives its call and
+    epsilon back to the agreement, once."""
+    with transaction.atomic():
+        if transition(job.id, source=source, target=target, **fields):
+            agreement_release_reservation(agreement_id=job.agreement_id, epsilon=job.epsilon)
+
+
+def _follow_write(
+    job_id: uuid.UUID,
+    *,
+    waiting_in: Status,
+    write: str,
+    on_confirmed: Callable[[Job, ChainTransaction], object],
+    on_failed: Callable[[Job, ChainTransaction], object],
+) -> bool:
+    """Follows the job's chain ``write`` while the job waits in ``waiting_in``; True once the
+    job left that state or the write has an outcome (the matching handler ran)."""
+    job = Job.objects.get(pk=job_id)
+    if job.status != waiting_in:
+        return True
+    tx_id = getattr(job, f"{write}_id")
+    assert tx_id is not None
+    return outbox.write_follow(
+        tx_id=tx_id, on_confirmed=lambda tx: on_confirmed(job, tx), on_failed=lambda tx: on_failed(job, tx)
+    )
+
+
 def job_authorise(*, job_id: uuid.UUID) -> bool:
     """Follows recordUsage; True once the job left REQUESTED (authorised or rejected)."""
-    job = Job.objects.get(pk=job_id)
-    if job.status != Status.REQUESTED:
-        return True
-    assert job.record_tx_id is not None
-
-    def rejected(tx: ChainTransaction) -> None:
-        with transaction.atomic():
-            if transition(
-                job.id,
-                source=Status.REQUESTED,
-                target=Status.REJECTED,
-                failure_code=ErrorCode.CHAIN_REFUSED,
-                failure_message=tx.revert_reason,
-            ):
-                agreement_release_reservation(agreement_id=job.agreement_id, epsilon=job.epsilon)
-
-    def authorised(tx: ChainTransaction) -> None:
-        _advance(job.id, source=Status.REQUESTED, target=Status.AUTHORISED)
-
-    return outbox.write_follow(tx_id=job.record_tx_id, on_confirmed=authorised, on_failed=rejected)
+    return _follow_write(
+        job_id,
+        waiting_in=Status.REQUESTED,
+        write="record_tx",
+        on_confirmed=lambda job, tx: _advance(job.id, source=Status.REQUESTED, target=Status.AUTHORISED),
+        on_failed=lambda job, tx: _end_returning_reservation(
+            job,
+            source=Status.REQUESTED,
+            target=Status.REJECTED,
+            failure_code=ErrorCode.CHAIN_REFUSED,
+            failure_message=tx.revert_reason,
+        ),
+    )
 
 
 def _count_attempt(job_id: uuid.UUID, *, status: Status, field: str) -> int | None:
@@ -176,18 +198,18 @@ def job_release(*, job_id: uuid.UUID) -> None:
 
 def job_settle(*, job_id: uuid.UUID) -> bool:
     """Follows the settlement; True once the job is settled (or failed for a refused settle)."""
-    job = Job.objects.get(pk=job_id)
-    if job.status != Status.RELEASED:
-        return True
-    assert job.settle_tx_id is not None
+    return _follow_write(
+        job_id,
+        waiting_in=Status.RELEASED,
+        write="settle_tx",
+        on_confirmed=lambda job, tx: transition(job.id, source=Status.RELEASED, target=Status.SETTLED),
+        on_failed=lambda job, tx: job_fail(job.id, code=ErrorCode.SETTLE_REFUSED, message=tx.revert_reason),
+    )
 
-    def refused(tx: ChainTransaction) -> None:
-        job_fail(job.id, code=ErrorCode.SETTLE_REFUSED, message=tx.revert_reason)
 
-    def settled(tx: ChainTransaction) -> None:
-        transition(job.id, source=Status.RELEASED, target=Status.SETTLED)
-
-    return outbox.write_follow(tx_id=job.settle_tx_id, on_confirmed=settled, on_failed=refused)
+def _refund_reverted(job: Job, tx: ChainTransaction) -> None:
+    # A refund that reverts (e.g. the contract paused) stays FAILED and is retried.
+    raise gateway.ChainUnavailable(f"The refund of job {job.id} reverted: {tx.revert_reason}")
 
 
 def job_refund(*, job_id: uuid.UUID) -> bool:
@@ -200,19 +222,13 @@ def job_refund(*, job_id: uuid.UUID) -> bool:
             key=f"job-refund:{job.id}", job_id=bytes.fromhex(job.chain_job_id[2:]), reason=job.failure_code or "failed"
         )
         Job.objects.filter(pk=job.pk, refund_tx__isnull=True).update(refund_tx=tx)
-        job.refresh_from_db()
-    assert job.refund_tx_id is not None
-
-    def reverted(tx: ChainTransaction) -> None:
-        # A refund that reverts (e.g. the contract paused) stays FAILED and is retried.
-        raise gateway.ChainUnavailable(f"The refund of job {job.id} reverted: {tx.revert_reason}")
-
-    def refunded(tx: ChainTransaction) -> None:
-        with transaction.atomic():
-            if transition(job.id, source=Status.FAILED, target=Status.REFUNDED):
-                agreement_release_reservation(agreement_id=job.agreement_id, epsilon=job.epsilon)
-
-    return outbox.write_follow(tx_id=job.refund_tx_id, on_confirmed=refunded, on_failed=reverted)
+    return _follow_write(
+        job_id,
+        waiting_in=Status.FAILED,
+        write="refund_tx",
+        on_confirmed=lambda job, tx: _end_returning_reservation(job, source=Status.FAILED, target=Status.REFUNDED),
+        on_failed=_refund_reverted,
+    )
 
 
 def jobs_stalled(*, older_than: timedelta) -> list[tuple[str, uuid.UUID]]:

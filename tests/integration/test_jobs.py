@@ -198,15 +198,17 @@ def test_refusals_name_their_reason_and_charge_nothing(space: Space) -> None:
     nonce, deadline = 10**6, int(time.time()) + 3600
     signature = eip712.sign_usage(
         key=wallet_private_key(wallet=wallet),
-        chain_id=gateway.chain_id(),
-        contract=usage_agent().address(),
-        agreement_id=agreement.chain_agreement_id,
-        job_id=job_chain_id(agreement_id=agreement.chain_agreement_id, nonce=nonce),
-        purpose=label_hash("research"),
-        operation=label_hash("count"),
-        epsilon=0,
-        nonce=nonce,
-        deadline=deadline,
+        usage=eip712.Usage(
+            chain_id=gateway.chain_id(),
+            contract=usage_agent().address(),
+            agreement_id=agreement.chain_agreement_id,
+            job_id=job_chain_id(agreement_id=agreement.chain_agreement_id, nonce=nonce),
+            purpose=label_hash("research"),
+            operation=label_hash("count"),
+            epsilon=0,
+            nonce=nonce,
+            deadline=deadline,
+        ),
     )
     signed = {"nonce": nonce, "deadline": deadline, "signature": "0x" + signature.hex()}
     first = run_job(api, agreement, "count", {}, **signed)
