@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from dataspace.accounts.models import User
 from dataspace.accounts.permissions import IsConsumer
-from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
+from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, PAGE_PARAMETERS, error_responses, paginated
 from dataspace.catalog import selectors as catalog_selectors
 from dataspace.catalog.public_profile import approximate_count
 from dataspace.compute import jobs
@@ -145,7 +145,8 @@ class JobListCreateApi(APIView):
         )
 
     @extend_schema(
-        responses={200: JobOutputSerializer(many=True), **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED)}
+        parameters=PAGE_PARAMETERS,
+        responses={200: paginated(JobOutputSerializer), **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED)},
     )
     def get(self, request: Request) -> Response:
         queryset = Job.objects.filter(consumer=_user(request)).select_related("record_tx", "settle_tx", "refund_tx")

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from dataspace.accounts.models import User
 from dataspace.accounts.permissions import IsConsumer, IsProvider
-from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
+from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, PAGE_PARAMETERS, error_responses, paginated
 from dataspace.catalog import selectors as catalog_selectors
 from dataspace.chain import agents
 from dataspace.errors import DomainError, ErrorCode
@@ -147,7 +147,8 @@ class OfferListCreateApi(APIView):
         return [IsProvider()] if self.request.method == "POST" else list(super().get_permissions())
 
     @extend_schema(
-        responses={200: OfferOutputSerializer(many=True), **error_responses(*ERRORS_AUTH)},
+        parameters=PAGE_PARAMETERS,
+        responses={200: paginated(OfferOutputSerializer), **error_responses(*ERRORS_AUTH)},
         description="Published offers (and your own, whatever their state). `dataset=<id>` filters.",
     )
     def get(self, request: Request) -> Response:
@@ -216,7 +217,8 @@ class AgreementListCreateApi(APIView):
         return [IsConsumer()] if self.request.method == "POST" else list(super().get_permissions())
 
     @extend_schema(
-        responses={200: AgreementOutputSerializer(many=True), **error_responses(*ERRORS_AUTH)},
+        parameters=PAGE_PARAMETERS,
+        responses={200: paginated(AgreementOutputSerializer), **error_responses(*ERRORS_AUTH)},
         description="Your agreements: as consumer, and on your offers as provider.",
     )
     def get(self, request: Request) -> Response:
