@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
@@ -147,8 +148,11 @@ class OfferListCreateApi(APIView):
         return [IsProvider()] if self.request.method == "POST" else list(super().get_permissions())
 
     @extend_schema(
-        parameters=PAGE_PARAMETERS,
-        responses={200: paginated(OfferOutputSerializer), **error_responses(*ERRORS_AUTH)},
+        parameters=[
+            OpenApiParameter("dataset", OpenApiTypes.UUID, OpenApiParameter.QUERY, description="Only this dataset."),
+            *PAGE_PARAMETERS,
+        ],
+        responses={200: paginated(OfferOutputSerializer), **error_responses(*ERRORS_AUTH, ErrorCode.NOT_FOUND)},
         description="Published offers (and your own, whatever their state). `dataset=<id>` filters.",
     )
     def get(self, request: Request) -> Response:
