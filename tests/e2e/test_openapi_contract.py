@@ -12,7 +12,7 @@ as 5 callers (twice where the path has ids): about 6,500 requests over 30 operat
 anvil node and a contract deployment per operation; about 30 s on one core. Generation is
 derandomized, so a run is reproducible.
 
-Needs ``schemathesis`` (see requirements.txt); skipped where it is not installed.
+Needs ``schemathesis`` (a test requirement, pinned in requirements.txt); skipped where it is missing.
 """
 
 from __future__ import annotations
