@@ -10,12 +10,12 @@ import enum
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ class ErrorCode(enum.StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     THROTTLED = "throttled"
     CONFLICT = "conflict"
+    # the request's own shape, refused before it is parsed
+    BODY_TOO_LARGE = "body_too_large"
+    NESTING_TOO_DEEP = "nesting_too_deep"
+    TOO_MANY_FIELDS = "too_many_fields"
     # accounts
     ROLE_REQUIRED = "role_required"
     WALLET_EXISTS = "wallet_exists"
@@ -42,6 +46,7 @@ class ErrorCode(enum.StrEnum):
     KEK_UNKNOWN = "kek_unknown"
     # upload and ingest
     FILE_MISSING = "file_missing"
+    UNEXPECTED_FILE = "unexpected_file"
     FILE_TOO_LARGE = "file_too_large"
     FILE_EMPTY = "file_empty"
     UNSUPPORTED_FORMAT = "unsupported_format"
@@ -112,6 +117,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.WALLET_EXISTS: status.HTTP_409_CONFLICT,
     ErrorCode.DATASET_NOT_READY: status.HTTP_409_CONFLICT,
     ErrorCode.FILE_TOO_LARGE: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    ErrorCode.BODY_TOO_LARGE: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
     ErrorCode.THROTTLED: status.HTTP_429_TOO_MANY_REQUESTS,
     ErrorCode.CHAIN_REVERTED: status.HTTP_409_CONFLICT,
@@ -195,8 +201,33 @@ _DRF_CODES: dict[type[drf_exceptions.APIException], ErrorCode] = {
 }
 
 
+def _request_limit_error(exc: Exception) -> DomainError | None:
+    """Django's own limits on a request body (raised while DRF parses it) as domain errors; left to
+    Django they would be an HTML 400 page."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return DomainError(
+            f"The request body exceeds the limit of {limit} bytes.",
+            code=ErrorCode.BODY_TOO_LARGE,
+            details={"limit_bytes": limit},
+        )
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return DomainError(
+            f"The request has more than {limit} fields.", code=ErrorCode.TOO_MANY_FIELDS, details={"limit": limit}
+        )
+    if isinstance(exc, TooManyFilesSent):
+        return DomainError("The request has more files than this endpoint takes.", code=ErrorCode.UNEXPECTED_FILE)
+    return None
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler: one place that turns every failure into the error envelope."""
+    # Imported here: rest_framework.views reads the API settings as it loads, and they name
+    # dataspace.parsers, which needs this module.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
+    exc = _request_limit_error(exc) or exc
     if isinstance(exc, DomainError):
         if http_status_for(exc.code) >= 500:
             logger.error("integrity failure: %s (%s)", exc.code, exc.message)

@@ -136,6 +136,11 @@ UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=2 * 1024**3)
 FILE_UPLOAD_HANDLERS: list[str] = []  # set per view: only the vault handler may receive a file
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+# The JSON door (dataspace.parsers): API bodies are small documents; nothing the API takes nests
+# deeper than a few levels, and a bound far below the interpreter's recursion limit keeps a
+# hostile body from ever reaching a recursive parser.
+API_JSON_MAX_BYTES = env.int("API_JSON_MAX_BYTES", default=1024 * 1024)
+API_JSON_MAX_DEPTH = env.int("API_JSON_MAX_DEPTH", default=32)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -148,6 +153,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "dataspace.errors.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # The API speaks JSON, bounded in size and depth; the upload endpoint names its own parser.
+    "DEFAULT_PARSER_CLASSES": ["dataspace.parsers.BoundedJSONParser"],
+    # DRF would read ?format= as a renderer choice (a 404 for any value but "json"); here it is the
+    # catalogue's file-format filter, and the one renderer needs no choosing.
+    "URL_FORMAT_OVERRIDE": None,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_THROTTLE_RATES": {"anon": env.str("ANON_THROTTLE_RATE", default="60/min")},
 }
@@ -168,6 +178,10 @@ SPECTACULAR_SETTINGS = {
     # Serve Swagger UI's assets ourselves: no CDN at run time.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "dataspace.api_docs.document_json_door",
+    ],
 }
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=f"sqla+sqlite:///{VAR_DIR / 'broker.sqlite3'}")

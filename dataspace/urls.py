@@ -17,9 +17,9 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
-    """An address no view answers: the error envelope under /api/ (clients parse every answer
-    there as JSON), Django's page elsewhere."""
-    if request.path.startswith("/api/"):
+    """An address no view answers: the error envelope under /api/ and the DCAT catalogue (their
+    clients parse every answer as JSON), Django's page elsewhere."""
+    if request.path.startswith(("/api/", "/catalog")):
         body = error_body(ErrorCode.NOT_FOUND, "Nothing is at this address; see /api/docs/ for the API's paths.")
         return JsonResponse(body, status=404)
     return page_not_found(request, exception)

@@ -32,7 +32,8 @@ class MeApi(APIView):
     @extend_schema_serializer(component_name="Me")
     class OutputSerializer(serializers.Serializer[Any]):
         username = serializers.CharField()
-        email = serializers.EmailField()
+        # Not an EmailField: an account made without an address has "", which is no email.
+        email = serializers.CharField(help_text="The account's email address; empty if it has none.")
         roles = serializers.ListField(child=serializers.CharField())
         wallet = WalletOutput(allow_null=True)
 
@@ -64,7 +65,10 @@ class TokenCreateApi(APIView):
         token_key = serializers.CharField()
         expiry = serializers.DateTimeField(allow_null=True)
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer, **error_responses(*ERRORS_COMMON)})
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: OutputSerializer, **error_responses(*ERRORS_COMMON, ErrorCode.THROTTLED)},
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -17,18 +17,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dataspace.accounts.permissions import IsProvider, request_user
-from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
+from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, PAGE_PARAMETERS, error_responses, paginated
 from dataspace.catalog import dcat, selectors, services
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.catalog.public_profile import public_profile
 from dataspace.catalog.uploads import SealedUpload, discard_unclaimed_uploads, install_sealing_handler
 from dataspace.chain.serializers import ChainWriteSerializer
 from dataspace.errors import DomainError, ErrorCode
+from dataspace.parsers import BoundedJSONField
 
 UPLOAD_ERRORS = (
     *ERRORS_COMMON,
     ErrorCode.ROLE_REQUIRED,
     ErrorCode.FILE_MISSING,
+    ErrorCode.UNEXPECTED_FILE,
+    ErrorCode.TOO_MANY_FIELDS,
+    ErrorCode.BODY_TOO_LARGE,
     ErrorCode.FILE_TOO_LARGE,
     ErrorCode.FILE_EMPTY,
     ErrorCode.UNSUPPORTED_FORMAT,
@@ -145,7 +149,7 @@ class DatasetListCreateApi(APIView):
         format = serializers.ChoiceField(choices=["csv", "parquet"], required=False)
         delimiter = serializers.ChoiceField(choices=[",", ";", "\t", "|"], required=False, default=",")
         public_value_columns = _KeywordsField(required=False, default=list, max_length=1000)
-        encryption = serializers.JSONField(
+        encryption = BoundedJSONField(
             required=False,
             default=dict,
             binary=True,
@@ -186,8 +190,8 @@ class DatasetListCreateApi(APIView):
         return [IsProvider()] if self.request.method == "POST" else list(super().get_permissions())
 
     @extend_schema(
-        parameters=[FilterSerializer],
-        responses={200: DatasetOutputSerializer(many=True), **error_responses(*ERRORS_COMMON)},
+        parameters=[FilterSerializer, *PAGE_PARAMETERS],
+        responses={200: paginated(DatasetOutputSerializer), **error_responses(*ERRORS_COMMON)},
         description="The catalogue: metadata and public profiles only. `mine=true` lists your own datasets.",
     )
     def get(self, request: Request) -> Response:
@@ -285,7 +289,8 @@ class IngestListApi(APIView):
     permission_classes = [IsProvider]
 
     @extend_schema(
-        responses={200: IngestOutputSerializer(many=True), **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED)}
+        parameters=PAGE_PARAMETERS,
+        responses={200: paginated(IngestOutputSerializer), **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED)},
     )
     def get(self, request: Request) -> Response:
         paginator = LimitOffsetPagination()

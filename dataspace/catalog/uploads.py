@@ -3,6 +3,10 @@
 Django's default handlers would spool a large upload to a plaintext temporary file; this handler
 is the only one installed, so raw content reaches disk only as ciphertext, and a request over the
 size limit is refused before its body is read (or as soon as the limit is crossed).
+
+The handler remembers every blob it seals: whatever ends the request (a second file, too many
+fields, a broken body, a refusal after parsing), ``discard_unclaimed_uploads`` deletes each one
+that no ingest claimed, and the blob half-written when parsing stopped.
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ class SealedUpload(UploadedFile[bytes]):
     def discard(self) -> None:
         vault.blob_delete(self.blob_name)
 
+    def close(self) -> None:
+        # Django closes uploaded files at the end of a request and when parsing fails; the sealed
+        # bytes are in the vault, not behind an open handle, so there is nothing to close here.
+        return None
+
 
 class SealingUploadHandler(FileUploadHandler):
     def __init__(self, request: HttpRequest | None = None):
@@ -53,6 +62,7 @@ class SealingUploadHandler(FileUploadHandler):
         self._sealer: vault.BlobSealer | None = None
         self._hash = hashlib.sha256()
         self._data_key: vault.NewDataKey | None = None
+        self.sealed: list[SealedUpload] = []
 
     def handle_raw_input(
         self, input_data: Any, META: Any, content_length: int, boundary: Any, encoding: Any = None
@@ -64,7 +74,7 @@ class SealingUploadHandler(FileUploadHandler):
         super().new_file(field_name, file_name, *args, **kwargs)
         if field_name != UPLOAD_FIELD or self._sealer is not None:
             raise DomainError(
-                f"Send exactly one file, in the form field {UPLOAD_FIELD!r}.", code=ErrorCode.VALIDATION_FAILED
+                f"Send exactly one file, in the form field {UPLOAD_FIELD!r}.", code=ErrorCode.UNEXPECTED_FILE
             )
         self._data_key = vault.data_key_generate()
         self._sealer = vault.BlobSealer(key=self._data_key.plaintext, blob_name=f"uploads/{uuid.uuid4()}.sealed")
@@ -86,17 +96,29 @@ class SealingUploadHandler(FileUploadHandler):
         assert self._sealer is not None
         assert self._data_key is not None
         self._sealer.finish()
-        return SealedUpload(
+        upload = SealedUpload(
             name=self.file_name or "upload",
             size=file_size,
             sha256=self._hash.hexdigest(),
             blob_name=self._sealer.blob_name,
             data_key=self._data_key,
         )
+        self.sealed.append(upload)
+        return upload
 
     def upload_interrupted(self) -> None:
         if self._sealer is not None:
             self._sealer.abort()
+
+    def discard_unclaimed(self) -> None:
+        """Deletes what this request sealed and no ingest took, including a blob left half-written
+        when parsing stopped part-way through the file."""
+        finished = {upload.blob_name for upload in self.sealed}
+        if self._sealer is not None and self._sealer.blob_name not in finished:
+            self._sealer.abort()
+        for upload in self.sealed:
+            if not upload.claimed:
+                upload.discard()
 
 
 def seal_chunks(chunks: Iterable[bytes], *, name: str) -> SealedUpload:
@@ -121,12 +143,10 @@ def install_sealing_handler(request: HttpRequest) -> None:
 
 
 def discard_unclaimed_uploads(request: HttpRequest) -> None:
-    """Deletes sealed uploads no ingest took: the request failed (CSRF, role, validation) after
-    its body was read. Never parses a body that was not read."""
-    files = getattr(request, "_files", None)
-    if not files:
-        return
-    for _, uploads in files.lists():
-        for upload in uploads:
-            if isinstance(upload, SealedUpload) and not upload.claimed:
-                upload.discard()
+    """Deletes sealed uploads no ingest took: the request failed (CSRF, role, validation, a
+    refused body) after some of its body was read. Asks the handlers, not ``request.FILES``: a
+    body whose parsing failed has no FILES, but may have sealed a file before failing. Never
+    parses a body that was not read."""
+    for handler in request.upload_handlers:
+        if isinstance(handler, SealingUploadHandler):
+            handler.discard_unclaimed()

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dataspace.accounts.permissions import IsConsumer, request_user
-from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
+from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, PAGE_PARAMETERS, error_responses, paginated
 from dataspace.catalog import selectors as catalog_selectors
 from dataspace.catalog.public_profile import approximate_count
 from dataspace.chain.serializers import ChainWriteSerializer
@@ -137,7 +137,8 @@ class JobListCreateApi(APIView):
         )
 
     @extend_schema(
-        responses={200: JobOutputSerializer(many=True), **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED)}
+        parameters=PAGE_PARAMETERS,
+        responses={200: paginated(JobOutputSerializer), **error_responses(*ERRORS_AUTH, ErrorCode.ROLE_REQUIRED)},
     )
     def get(self, request: Request) -> Response:
         queryset = selectors.job_list(consumer=request_user(request))

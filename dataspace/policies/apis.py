@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from dataspace.accounts.permissions import IsConsumer, IsProvider, request_user
 from dataspace.accounts.selectors import wallet_custodial_address
-from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
+from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, PAGE_PARAMETERS, error_responses, paginated
 from dataspace.catalog import selectors as catalog_selectors
 from dataspace.chain import agents
 from dataspace.chain.serializers import ChainWriteSerializer, chain_write
@@ -118,8 +118,8 @@ class OfferListCreateApi(APIView):
         return [IsProvider()] if self.request.method == "POST" else list(super().get_permissions())
 
     @extend_schema(
-        parameters=[FilterSerializer],
-        responses={200: OfferOutputSerializer(many=True), **error_responses(*ERRORS_COMMON)},
+        parameters=[FilterSerializer, *PAGE_PARAMETERS],
+        responses={200: paginated(OfferOutputSerializer), **error_responses(*ERRORS_COMMON)},
         description="Published offers (and your own, whatever their state). `dataset=<id>` filters.",
     )
     def get(self, request: Request) -> Response:
@@ -174,7 +174,8 @@ class AgreementListCreateApi(APIView):
         return [IsConsumer()] if self.request.method == "POST" else list(super().get_permissions())
 
     @extend_schema(
-        responses={200: AgreementOutputSerializer(many=True), **error_responses(*ERRORS_AUTH)},
+        parameters=PAGE_PARAMETERS,
+        responses={200: paginated(AgreementOutputSerializer), **error_responses(*ERRORS_AUTH)},
         description="Your agreements: as consumer, and on your offers as provider.",
     )
     def get(self, request: Request) -> Response:

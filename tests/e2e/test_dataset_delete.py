@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 
 from dataspace.accounts.models import Role
 from dataspace.catalog.models import Dataset
@@ -37,6 +40,19 @@ def test_delete_shreds_the_encrypted_store() -> None:
     assert blobs.delete_under(store.blob_prefix) == 0  # nothing else was left under the store's prefix
     assert not EncryptedStore.objects.exists()
     assert not DataKey.objects.filter(pk__in=key_ids).exists()
+
+
+def test_delete_leaves_no_empty_folder_behind() -> None:
+    owner = make_user("owner", Role.PROVIDER)
+    dataset = ready_dataset(owner, CSV)
+    assert encrypted_store_build(dataset_id=dataset.id) is not None
+    store_folder = Path(settings.BLOB_ROOT) / "he" / str(dataset.id)
+    assert store_folder.is_dir()
+
+    assert client_for(owner).delete(f"/api/datasets/{dataset.id}/").status_code == 204
+    assert not store_folder.exists()
+    leftovers = [p for p in Path(settings.BLOB_ROOT).rglob("*") if str(dataset.id) in str(p)]
+    assert leftovers == []
 
 
 def test_a_dataset_with_offers_is_not_deleted() -> None:

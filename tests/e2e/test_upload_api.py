@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +151,64 @@ def test_session_upload_without_csrf_leaves_nothing(provider: User, isolated_vau
     response = upload(client, b"a,b\n1,2\n")
     assert response.status_code == 403
     assert_nothing_left(isolated_vault)
+
+
+def named(content: bytes, name: str = "data.csv") -> io.BytesIO:
+    handle = io.BytesIO(content)
+    handle.name = name
+    return handle
+
+
+def post_form(user: User, data: dict[str, Any]) -> Any:
+    return client_for(user).post("/api/datasets/", data, format="multipart")
+
+
+def assert_refused_leaving_nothing(response: Any, status: int, code: str, vault_dir: Path) -> None:
+    assert response.status_code == status, response.content[:300]
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == code
+    assert_nothing_left(vault_dir)
+    assert not (vault_dir / "blobs" / "uploads").exists() or not any((vault_dir / "blobs" / "uploads").iterdir())
+
+
+def test_a_second_file_is_refused_and_the_first_removed(provider: User, isolated_vault: Path) -> None:
+    response = post_form(provider, {"file": [named(b"a,b\n1,2\n"), named(b"a,b\n3,4\n")], "title": "t"})
+    assert_refused_leaving_nothing(response, 400, "unexpected_file", isolated_vault)
+
+
+def test_a_file_in_another_field_is_refused(provider: User, isolated_vault: Path) -> None:
+    response = post_form(provider, {"file": named(b"a,b\n1,2\n"), "extra": named(b"x"), "title": "t"})
+    assert_refused_leaving_nothing(response, 400, "unexpected_file", isolated_vault)
+
+
+def test_too_many_fields_after_the_file_are_refused(provider: User, isolated_vault: Path) -> None:
+    fields = {f"field{i}": "1" for i in range(1001)}
+    response = post_form(provider, {"file": named(b"a,b\n1,2\n"), "title": "t", **fields})
+    assert_refused_leaving_nothing(response, 400, "too_many_fields", isolated_vault)
+
+
+def test_an_oversize_field_after_the_file_is_refused(provider: User, isolated_vault: Path) -> None:
+    response = post_form(provider, {"file": named(b"a,b\n1,2\n"), "title": "t", "description": "x" * 3_000_000})
+    assert_refused_leaving_nothing(response, 413, "body_too_large", isolated_vault)
+
+
+def test_a_body_broken_inside_the_file_leaves_no_half_sealed_blob(provider: User, isolated_vault: Path) -> None:
+    # Base64 transfer encoding with a truncated last quantum: Django gives up after the handler
+    # has sealed part of the file.
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="title"\r\n\r\nt\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n'
+        b"Content-Type: text/csv\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode(b"a,b\n" + b"1,2\n" * 1000)
+        + b"QQ\r\n--B--\r\n"
+    )
+    response = client_for(provider).generic(
+        "POST", "/api/datasets/", body, content_type="multipart/form-data; boundary=B"
+    )
+    assert_refused_leaving_nothing(response, 400, "validation_failed", isolated_vault)
+
+
+def test_deeply_nested_encryption_options_are_refused(provider: User, isolated_vault: Path) -> None:
+    options = '{"buckets": ' + '{"a": ' * 50_000 + "1" + "}" * 50_001
+    response = upload(client_for(provider), b"a,b\n1,2\n", encryption=options)
+    assert_refused_leaving_nothing(response, 400, "nesting_too_deep", isolated_vault)
