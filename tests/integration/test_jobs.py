@@ -29,7 +29,8 @@ from dataspace.catalog.synthetic import registry_csv_chunks, registry_frames
 from dataspace.chain import agents, eip712, gateway, outbox
 from dataspace.chain.models import ChainTransaction
 from dataspace.compute import custody, keystore, tasks
-from dataspace.compute.he.operations import CKKS_RELATIVE_TOLERANCE, get_operation
+from dataspace.compute.he.operations import get_operation
+from dataspace.compute.he.references import CKKS_RELATIVE_TOLERANCE
 from dataspace.compute.models import EncryptedStore, HEKey, Job
 from dataspace.policies.models import Agreement
 from dataspace.vault import blobs
