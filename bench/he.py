@@ -3,7 +3,7 @@
 Each step runs in a fresh subprocess so its peak RSS (ru_maxrss, main process only: encryption
 workers are separate processes with their own) is its own:
 
-- build: ``build_store`` of a synthetic table (x: float, "products"; s: float, "sums";
+- build: ``encrypt_columns`` of a synthetic table (x: float, "products"; s: float, "sums";
   g: 8 categories, "products"; no quantile buckets, so 10 series) with 1 and with 2 encryption
   processes; throughput counts every encrypted value (rows x series) over the whole call,
   including the profiling pass and the worker start-up;
@@ -60,14 +60,15 @@ def step_build(rows: int, workers: int, out: Path) -> dict[str, Any]:
     import resource
     import time
 
+    from dataspace.compute.he.encryption import encrypt_columns
     from dataspace.compute.he.keys import generate_keys
-    from dataspace.compute.he.store import StoreOptions, build_store
+    from dataspace.compute.he.profiling import StoreOptions
     from dataspace.vault import blobs
 
     keys = {level: generate_keys(level) for level in ("sums", "products")}
     baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    layout = build_store(
+    layout = encrypt_columns(
         batches=lambda: batches(rows),
         schema=SCHEMA,
         rows=rows,
@@ -260,7 +261,7 @@ def main() -> None:
         "buckets (10 series). Compute: Operation.compute with public contexts loaded, median of 3 after a warm-up "
         "(unfiltered depth-0 terms read the series' materialised totals, products stream the chunks), "
         "the e2e job target (p50 <= 3 s) also covers queueing, decryption and release. Encryption throughput is "
-        "the whole build_store call (profiling pass, worker start-up, encryption, blob writes)."
+        "the whole encrypt_columns call (profiling pass, worker start-up, encryption, blob writes)."
     )
     print(write_result("he", metrics, notes))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,31 @@ import pytest
 from django.conf import settings
 
 from dataspace.accounts.models import Role, User
+from tests.support import processes
 from tests.support.users import make_user
 from tests.support.workers import WorkerProcess, celery_env, start_worker
+
+LEFTOVER_GRACE_SECONDS = 10.0
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    processes.become_subreaper()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fails the run if a process it started is still alive: a pool left open, or the orphaned
+    pool of a worker process a test killed. The semaphore trackers are the one exception: they
+    live as long as this process and end with it."""
+    leftovers = processes.children_alive_after(os.getpid(), grace=LEFTOVER_GRACE_SECONDS)
+    if not leftovers:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("!", f"{len(leftovers)} child processes still alive at the end of the session")
+        for child in leftovers:
+            reporter.write_line(str(child))
+    processes.kill(leftovers)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

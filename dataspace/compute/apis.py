@@ -21,6 +21,7 @@ from dataspace.compute import job_requests, selectors
 from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.he.operations import REGISTRY
 from dataspace.compute.he.params import LEVELS
+from dataspace.compute.he.view import public_view
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode
 
@@ -240,7 +241,7 @@ class EncryptedStoreApi(APIView):
             owner = dataset.provider_id == request.user.pk
             body["rows"] = layout.rows if owner else approximate_count(layout.rows)
             body["rows_exact"] = owner
-            body["columns"] = layout.public_view(values_of=None if owner else dataset.public_value_columns)
+            body["columns"] = public_view(layout, values_of=None if owner else dataset.public_value_columns)
             body["parameters"] = {
                 level: {
                     "poly_modulus_degree": p.poly_modulus_degree,

@@ -22,8 +22,12 @@ from dataspace.catalog.models import Dataset
 from dataspace.catalog.reading import dataset_batches
 from dataspace.compute import keystore, selectors
 from dataspace.compute.he import keys as he_keys
-from dataspace.compute.he.layout import StoreLayout
-from dataspace.compute.he.store import StoreOptions, build_store, delete_store
+from dataspace.compute.he.encryption import encrypt_columns
+from dataspace.compute.he.layout import ColumnKind, StoreLayout
+from dataspace.compute.he.params import Level
+from dataspace.compute.he.plaintext import bucket_index, numeric_values
+from dataspace.compute.he.profiling import StoreOptions
+from dataspace.compute.he.store import delete_store
 from dataspace.compute.models import EncryptedStore
 from dataspace.errors import DomainError
 from dataspace.vault import blobs
@@ -40,7 +44,7 @@ def _options(dataset: Dataset) -> StoreOptions:
     if ingest is not None:
         encryption = ingest.metadata.get("encryption", {}) or {}
     return StoreOptions(
-        levels={column: "sums" for column in encryption.get("sums_only", [])},
+        levels={column: Level.SUMS for column in encryption.get("sums_only", [])},
         buckets={column: [float(e) for e in edges] for column, edges in encryption.get("buckets", {}).items()},
     )
 
@@ -100,14 +104,14 @@ def encrypted_store_build(*, dataset_id: uuid.UUID) -> EncryptedStore | None:
     dataset = Dataset.objects.select_related("data_key").get(pk=dataset_id)
     options = _options(dataset)
     try:
-        levels = {"products"} | set(options.levels.values())
+        levels = {Level.PRODUCTS} | set(options.levels.values())
         key_pairs = {level: he_keys.generate_keys(level) for level in sorted(levels)}
         columns = [c["name"] for c in dataset.schema]
 
         def batches() -> Iterator[pa.RecordBatch]:
             return dataset_batches(dataset, columns)
 
-        layout = build_store(
+        layout = encrypt_columns(
             batches=batches,
             schema=dataset.schema,
             rows=dataset.row_count,
@@ -163,8 +167,8 @@ def _stored_bytes(layout: StoreLayout) -> int:
 def _cohort_counts(layout: StoreLayout, batches: Iterator[pa.RecordBatch]) -> dict[str, Any]:
     """Exact row counts per category and per bucket, for refusing small cohorts up front. The
     custodian checks the encrypted counts again before it releases anything."""
-    categorical = [c for c in layout.columns if c.kind == "categorical"]
-    bucketed = [c for c in layout.columns if c.kind == "numeric" and c.bucket_edges]
+    categorical = [c for c in layout.columns if c.kind == ColumnKind.CATEGORICAL]
+    bucketed = [c for c in layout.columns if c.kind == ColumnKind.NUMERIC and c.bucket_edges]
     categories: dict[str, Counter[str]] = {c.name: Counter() for c in categorical}
     buckets: dict[str, np.ndarray] = {c.name: np.zeros(len(c.bucket_edges) - 1, dtype=np.int64) for c in bucketed}
     for batch in batches:
@@ -174,13 +178,9 @@ def _cohort_counts(layout: StoreLayout, batches: Iterator[pa.RecordBatch]) -> di
                 if item["values"] is not None:
                     categories[plan.name][item["values"]] += item["counts"]
         for plan in bucketed:
-            edges = np.asarray(plan.bucket_edges)
-            x = batch.column(plan.name).to_numpy(zero_copy_only=False)
-            x = x[~np.isnan(x)]
-            index = np.searchsorted(edges, x, side="right") - 1
-            index[x == edges[-1]] = len(edges) - 2  # the last bucket is closed
-            inside = (index >= 0) & (index < len(edges) - 1)
-            buckets[plan.name] += np.bincount(index[inside], minlength=len(edges) - 1)
+            values, valid = numeric_values(batch.column(plan.name))
+            index = bucket_index(values[valid], plan.bucket_edges)
+            buckets[plan.name] += np.bincount(index[index >= 0], minlength=len(plan.bucket_edges) - 1)
     return {
         "categories": {name: dict(counter) for name, counter in categories.items()},
         "buckets": {name: counts.tolist() for name, counts in buckets.items()},

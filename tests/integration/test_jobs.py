@@ -31,7 +31,8 @@ from dataspace.chain import agents, eip712, gateway, outbox
 from dataspace.chain.encoding import job_chain_id, label_hash
 from dataspace.chain.models import ChainTransaction
 from dataspace.compute import jobs, keystore, receipts, tasks
-from dataspace.compute.he.operations import CKKS_RELATIVE_TOLERANCE, get_operation
+from dataspace.compute.he.operations import get_operation
+from dataspace.compute.he.references import CKKS_RELATIVE_TOLERANCE
 from dataspace.compute.models import EncryptedStore, HEKey, Job
 from dataspace.demo.synthetic import registry_csv_chunks, registry_frames
 from dataspace.policies.models import Agreement

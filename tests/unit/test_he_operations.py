@@ -19,17 +19,22 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from dataspace.compute.he.encryption import encrypt_columns
+from dataspace.compute.he.framing import MAGIC
 from dataspace.compute.he.keys import KeyPair, generate_keys, load_public_context, load_secret_context
 from dataspace.compute.he.layout import StoreLayout, total_key
 from dataspace.compute.he.operations import (
-    CKKS_RELATIVE_TOLERANCE,
     REGISTRY,
     EncryptedResult,
     OperationRejected,
     get_operation,
-    required_depth,
 )
-from dataspace.compute.he.store import MAGIC, StoreOptions, build_store, delete_store, read_series
+from dataspace.compute.he.profiling import StoreOptions
+from dataspace.compute.he.references import CKKS_RELATIVE_TOLERANCE
+from dataspace.compute.he.store import delete_store, read_series
+from dataspace.compute.he.view import public_view
+from dataspace.errors import ErrorCode
+from dataspace.operation_names import OperationName
 from dataspace.vault import blobs
 
 ROWS = 20_000
@@ -95,7 +100,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     keys = {level: generate_keys(level) for level in ("sums", "products")}
     storage = tmp_path_factory.mktemp("he-store")
     with storage_at(storage):
-        layout = build_store(
+        layout = encrypt_columns(
             batches=lambda: iter(table.to_batches(max_chunksize=3_000)),
             schema=SCHEMA,
             rows=table.num_rows,
@@ -257,6 +262,11 @@ def test_every_registered_operation_is_covered() -> None:
     assert {name for name, _ in CASES} == set(REGISTRY)
 
 
+def test_the_registry_implements_exactly_the_operation_names() -> None:
+    assert set(REGISTRY) == set(OperationName)
+    assert all(name == operation.name for name, operation in REGISTRY.items())
+
+
 def test_regression_recovers_the_generating_coefficients(built: Built) -> None:
     released, _, _ = run(built, "linear_regression", {"target": "y", "features": ["w", "z"]})
     assert released["coefficients"]["w"] == pytest.approx(1.5, abs=0.02)
@@ -299,6 +309,7 @@ def rejection(built: Built, name: str, params: Any) -> str:
     with pytest.raises(OperationRejected) as caught:
         get_operation(name).validate(params, built.layout)
     assert str(caught.value)
+    assert isinstance(caught.value.code, ErrorCode)
     return caught.value.code
 
 
@@ -360,7 +371,7 @@ def test_depth_two_is_refused(built: Built) -> None:
     assert rejection(built, "group_by", {"by": "grade", "aggregate": "sum", "column": "y", "where": where}) == (
         "depth_exceeded"
     )
-    assert required_depth("variance", {"column": "z", "where": where}) == 2
+    assert get_operation("variance").required_depth({"column": "z", "where": where}, built.layout) == 2
 
 
 def test_columns_with_nulls_are_refused_where_rows_must_be_complete(built: Built) -> None:
@@ -428,13 +439,14 @@ def test_layout_plans_every_encryptable_column(built: Built) -> None:
 
 
 def test_public_view_shows_no_scales(built: Built) -> None:
-    view = built.layout.public_view()
+    view = public_view(built.layout)
     assert "scale" not in repr(view)
     region = next(c for c in view if c["name"] == "region")
     assert region["categories"] == ["north", "south", "west"]
     visits = next(c for c in view if c["name"] == "visits")
     assert visits["level"] == "sums"
-    assert "variance" not in visits["operations"]
+    assert "sum.column" in visits["operations"]
+    assert "variance.column" not in visits["operations"]
 
 
 def test_quantile_buckets_show_no_extremes(built: Built) -> None:
@@ -442,7 +454,7 @@ def test_quantile_buckets_show_no_extremes(built: Built) -> None:
     in the store's view, in a filter and in a histogram. The provider's own edges are shown."""
     z = built.layout.column("z")
     assert z.open_ends
-    view = {c["name"]: c for c in built.layout.public_view()}
+    view = {c["name"]: c for c in public_view(built.layout)}
     assert view["z"]["bucket_edges"] == [None, *z.bucket_edges[1:-1], None]
     assert view["age"]["bucket_edges"] == [0, 20, 40, 60, 80, 100]
     last = len(z.bucket_edges) - 2
@@ -494,7 +506,7 @@ def test_encrypted_result_round_trips_and_digests_canonically() -> None:
 def test_delete_store_removes_every_series(built: Built) -> None:
     table = synthetic_table(rows=5_000, seed=3)
     schema = [c for c in SCHEMA if c["name"] in ("w", "region")]
-    layout = build_store(
+    layout = encrypt_columns(
         batches=lambda: iter(table.select(["w", "region"]).to_batches(max_chunksize=1_000)),
         schema=schema,
         rows=5_000,
@@ -511,7 +523,7 @@ def test_delete_store_removes_every_series(built: Built) -> None:
 def test_build_refuses_a_level_without_keys(built: Built) -> None:
     table = synthetic_table(rows=100)
     with pytest.raises(ValueError, match="sums"):
-        build_store(
+        encrypt_columns(
             batches=lambda: iter(table.to_batches()),
             schema=SCHEMA,
             rows=100,
@@ -524,7 +536,7 @@ def test_build_refuses_a_level_without_keys(built: Built) -> None:
 def test_build_refuses_a_row_count_that_does_not_match(built: Built) -> None:
     table = synthetic_table(rows=100).select(["w"])
     with pytest.raises(ValueError, match="rows"):
-        build_store(
+        encrypt_columns(
             batches=lambda: iter(table.to_batches()),
             schema=[SCHEMA[1]],
             rows=101,

@@ -13,20 +13,20 @@ from typing import Any
 
 import tenseal as ts
 
-from dataspace.compute.he.params import LEVELS, ParamSet
+from dataspace.compute.he.params import LEVELS, Level, ParamSet
 
 
 @dataclass(frozen=True)
 class KeyPair:
-    level: str
+    level: Level
     secret_context: bytes  # serialized context WITH the secret key (symmetric encryption)
     public_context: bytes  # serialized WITHOUT the secret key: Galois keys (+ relin keys for products)
 
 
 def param_set(level: str) -> ParamSet:
     try:
-        return LEVELS[level]
-    except KeyError:
+        return LEVELS[Level(level)]
+    except ValueError:
         raise ValueError(f"unknown level {level!r}; known: {', '.join(sorted(LEVELS))}") from None
 
 
@@ -56,7 +56,7 @@ def generate_keys(level: str) -> KeyPair:
     public = context.serialize(
         save_public_key=False, save_secret_key=False, save_galois_keys=True, save_relin_keys=params.depth > 0
     )
-    return KeyPair(level=level, secret_context=secret, public_context=public)
+    return KeyPair(level=params.level, secret_context=secret, public_context=public)
 
 
 def _configure(context: Any) -> Any:

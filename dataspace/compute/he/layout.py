@@ -13,17 +13,19 @@ an unfiltered depth-0 aggregate reads one ciphertext instead of every chunk. It 
 series ``total:<key>``; layouts written before totals existed have none (``total_blob`` None) and
 their aggregates stream the chunks.
 
-The layout is custodian data (it carries each column's scale); ``public_view`` is what a
-consumer may see.
+The layout is custodian data (it carries each column's scale); ``view.public_view`` is what a
+consumer may see. Its JSON is stored with the store: ``from_json`` reads every layout ever written.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import re
-from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from dataspace.compute.he.params import Level
 
 MAX_CATEGORIES = 32
 LAYOUT_VERSION = 1
@@ -31,11 +33,16 @@ LAYOUT_VERSION = 1
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
+class ColumnKind(enum.StrEnum):
+    NUMERIC = "numeric"  # integers, floats and booleans: a value series (and buckets)
+    CATEGORICAL = "categorical"  # one indicator series per category
+
+
 @dataclass(frozen=True)
 class ColumnPlan:
     name: str
-    kind: str  # "numeric" | "categorical"
-    level: str  # "sums" | "products"
+    kind: ColumnKind
+    level: Level
     scale: float = 1.0  # numeric: stored value is x/scale (power of two >= max|x|); never in public_view
     has_nulls: bool = False  # numeric: a presence-indicator series is stored too (nulls stored as 0)
     categories: tuple[str, ...] = ()  # categorical: indicator series i <-> categories[i]
@@ -53,7 +60,7 @@ class ColumnPlan:
 
     @property
     def series_keys(self) -> list[str]:
-        if self.kind == "categorical":
+        if self.kind == ColumnKind.CATEGORICAL:
             return [category_key(self.name, i) for i in range(len(self.categories))]
         keys = [numeric_key(self.name)]
         if self.has_nulls:
@@ -63,6 +70,7 @@ class ColumnPlan:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["kind"], data["level"] = self.kind.value, self.level.value
         data["categories"] = list(self.categories)
         data["bucket_edges"] = list(self.bucket_edges)
         return data
@@ -71,8 +79,8 @@ class ColumnPlan:
     def from_json(cls, data: dict[str, Any]) -> ColumnPlan:
         return cls(
             name=str(data["name"]),
-            kind=str(data["kind"]),
-            level=str(data["level"]),
+            kind=ColumnKind(data["kind"]),
+            level=Level(data["level"]),
             scale=float(data.get("scale", 1.0)),
             has_nulls=bool(data.get("has_nulls", False)),
             categories=tuple(str(c) for c in data.get("categories", ())),
@@ -84,12 +92,19 @@ class ColumnPlan:
 @dataclass(frozen=True)
 class SeriesInfo:
     key: str
-    level: str
+    level: Level
     blob_name: str
     chunks: int
     sha256: str
     total_blob: str | None = None  # the materialised total (one framed ciphertext); None: not available
     total_sha256: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "level": self.level.value}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SeriesInfo:
+        return cls(**{**data, "level": Level(data["level"])})
 
 
 def numeric_key(column: str) -> str:
@@ -145,7 +160,7 @@ class StoreLayout:
                 return plan
         raise KeyError(name)
 
-    def levels(self) -> set[str]:
+    def levels(self) -> set[Level]:
         return {plan.level for plan in self.columns}
 
     @property
@@ -158,7 +173,7 @@ class StoreLayout:
             "rows": self.rows,
             "slots": self.slots,
             "columns": [plan.to_json() for plan in self.columns],
-            "series": {key: asdict(info) for key, info in self.series.items()},
+            "series": {key: info.to_json() for key, info in self.series.items()},
         }
 
     @classmethod
@@ -169,46 +184,5 @@ class StoreLayout:
             rows=int(data["rows"]),
             slots=int(data["slots"]),
             columns=tuple(ColumnPlan.from_json(c) for c in data["columns"]),
-            series={key: SeriesInfo(**info) for key, info in data["series"].items()},
+            series={key: SeriesInfo.from_json(info) for key, info in data["series"].items()},
         )
-
-    def public_view(self, *, values_of: Collection[str] | None = None) -> list[dict[str, Any]]:
-        """Per column what a consumer may ask for. Scales stay out: a scale is a power of two
-        bounding max|x|, which would disclose the column's extreme value to within 2x. Category
-        names are listed only for the columns in ``values_of`` (None: every column, for the
-        dataset's provider); elsewhere only their number, as in the public profile. The row count
-        is the caller's to show or round."""
-        columns = []
-        for plan in self.columns:
-            entry: dict[str, Any] = {"name": plan.name, "kind": plan.kind, "level": plan.level}
-            if plan.kind == "categorical":
-                entry["cardinality"] = len(plan.categories)
-                if values_of is None or plan.name in values_of:
-                    entry["categories"] = list(plan.categories)
-            else:
-                entry["nulls"] = plan.has_nulls
-                entry["bucket_edges"] = plan.public_edges()
-            entry["operations"] = _operations_for(plan)
-            columns.append(entry)
-        return columns
-
-
-def _operations_for(plan: ColumnPlan) -> list[str]:
-    """How the column may be used, as "<operation>" or "<operation>.<role>" entries; mirrors the
-    checks in ``operations`` (which has the final word)."""
-    products = plan.level == "products"
-    if plan.kind == "categorical":
-        uses = ["count.where", "group_by.by"]
-        if products:
-            uses.append("where_on_numeric")
-        return uses
-    uses = ["sum", "mean"]
-    if plan.bucket_edges:
-        uses += ["histogram", "count.where"]
-    if products:
-        uses += ["variance", "group_by.column"]
-        if not plan.has_nulls:
-            uses += ["covariance", "linear_regression"]
-        if plan.bucket_edges:
-            uses.append("where_on_numeric")
-    return uses

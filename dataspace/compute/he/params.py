@@ -33,12 +33,20 @@ of 4096 values takes ~2.0 ms for SUMS and ~3.1 ms for PRODUCTS.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+
+
+class Level(enum.StrEnum):
+    """What a column is stored for: sums only (depth 0), or products of two columns (depth 1)."""
+
+    SUMS = "sums"
+    PRODUCTS = "products"
 
 
 @dataclass(frozen=True)
 class ParamSet:
-    level: str  # "sums" | "products"
+    level: Level
     poly_modulus_degree: int
     coeff_mod_bit_sizes: tuple[int, ...]
     scale_bits: int
@@ -65,11 +73,11 @@ class ParamSet:
         return int(2 ** (headroom_bits - 1)) * self.slots
 
 
-SUMS = ParamSet(level="sums", poly_modulus_degree=8192, coeff_mod_bit_sizes=(50, 60), scale_bits=25, depth=0)
+SUMS = ParamSet(level=Level.SUMS, poly_modulus_degree=8192, coeff_mod_bit_sizes=(50, 60), scale_bits=25, depth=0)
 PRODUCTS = ParamSet(
-    level="products", poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 40, 60), scale_bits=40, depth=1
+    level=Level.PRODUCTS, poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 40, 60), scale_bits=40, depth=1
 )
-LEVELS: dict[str, ParamSet] = {SUMS.level: SUMS, PRODUCTS.level: PRODUCTS}
+LEVELS: dict[Level, ParamSet] = {SUMS.level: SUMS, PRODUCTS.level: PRODUCTS}
 
 # The HE standard's bound for N = 8192 at 128-bit security; checked at import so a retuned set
 # cannot silently drop below it.

@@ -1,0 +1,211 @@
+"""Encrypting a dataset's columns into a store: the engine's entry point, ``encrypt_columns``.
+
+Two passes over the data, each streaming the provider's batches with bounded memory: the profile
+(``profiling``), then the encryption. Rows are cut into blocks of ``BLOCK_CHUNKS * slots``; every
+series' block goes to a worker process (``executors``) that encrypts it with the symmetric secret
+context, and this process appends the ciphertexts to the series' blob (``framing``) in order.
+Meanwhile it sums each series' plaintext (normalised) values; at the end every series' total is
+encrypted too, as a one-value vector: what rotate-and-sum of the sum of its chunks would decrypt
+to (slot 0), with less noise (one fresh encryption instead of the chunks' noise and twelve
+rotations). It fits wherever the rotate-and-sum total fits, which ``max_rows`` guarantees.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from dataspace.compute.he.executors import EncryptionWorkers, encrypt_block, encrypt_total
+from dataspace.compute.he.framing import FramedWriter, write_framed
+from dataspace.compute.he.keys import KeyPair
+from dataspace.compute.he.layout import (
+    ColumnKind,
+    ColumnPlan,
+    SeriesInfo,
+    StoreLayout,
+    blob_name,
+    bucket_key,
+    category_key,
+    numeric_key,
+    presence_key,
+    total_blob_name,
+)
+from dataspace.compute.he.params import LEVELS, Level
+from dataspace.compute.he.plaintext import bucket_index, category_index, numeric_values
+from dataspace.compute.he.profiling import StoreOptions, plan_columns, profile_columns
+from dataspace.vault import blobs
+
+BLOCK_CHUNKS = 8  # chunks per worker task: large enough to amortise the pipe, small enough to stream
+MAX_OPEN_SERIES = 128  # series encrypted per pass over the data (open blobs, buffered blocks)
+
+Batches = Callable[[], Iterator[pa.RecordBatch]]
+
+
+def encrypt_columns(
+    *,
+    batches: Batches,
+    schema: list[dict[str, Any]],
+    rows: int,
+    options: StoreOptions,
+    keys: dict[Level, KeyPair],
+    blob_prefix: str,
+) -> StoreLayout:
+    """Encrypts every numeric and categorical column of the dataset into series blobs under
+    ``blob_prefix``; ``batches()`` reads the data afresh for each pass. On any failure the blobs
+    written so far are deleted before it raises; no worker process outlives the call."""
+    planned = plan_columns(schema, options, keys)
+    levels_used = {entry.level for entry in planned}
+    for level in levels_used:
+        if rows > LEVELS[level].max_rows:
+            raise ValueError(f"{rows} rows exceed the {level.value!r} level's {LEVELS[level].max_rows}-row capacity")
+    slots = {LEVELS[level].slots for level in keys}
+    if len(slots) != 1:
+        raise ValueError("all levels must share one slot count")
+    slot_count = slots.pop()
+    secret = {level: pair.secret_context for level, pair in keys.items() if level in levels_used}
+    with EncryptionWorkers(options.workers if planned else 1, secret) as workers:
+        plans, profiled_rows = profile_columns(batches(), planned, options)
+        if profiled_rows != rows:
+            raise ValueError(f"the data has {profiled_rows} rows, the catalogue says {rows}")
+        in_flight_limit = 4 * max(1, options.workers)
+        series = _encrypt_all(batches, plans, workers.ready(), slot_count, blob_prefix, rows, in_flight_limit)
+    return StoreLayout(rows=rows, slots=slot_count, columns=tuple(plans), series=series)
+
+
+class _SeriesWriter:
+    def __init__(self, key: str, level: Level, blob_prefix: str) -> None:
+        self.key, self.level = key, level
+        self.blob = FramedWriter(blob_name(blob_prefix, key))
+        self.total_name = total_blob_name(blob_prefix, key)
+        self.partial_sums: list[float] = []  # plaintext (normalised) sum of each submitted block
+        self.total_sha256: str | None = None
+
+    def write_total(self, chunk: bytes) -> None:
+        self.total_sha256 = write_framed(self.total_name, [chunk])
+
+    def close(self) -> SeriesInfo:
+        sha256 = self.blob.close()
+        return SeriesInfo(
+            key=self.key,
+            level=self.level,
+            blob_name=self.blob.name,
+            chunks=self.blob.chunks,
+            sha256=sha256,
+            total_blob=self.total_name if self.total_sha256 else None,
+            total_sha256=self.total_sha256,
+        )
+
+
+def _encrypt_all(
+    batches: Batches,
+    plans: list[ColumnPlan],
+    executor: Executor,
+    slots: int,
+    blob_prefix: str,
+    rows: int,
+    in_flight_limit: int,
+) -> dict[str, SeriesInfo]:
+    """Every series of ``plans``, at most ``MAX_OPEN_SERIES`` per pass over the data."""
+    all_keys = [(plan, key) for plan in plans for key in plan.series_keys]
+    series: dict[str, SeriesInfo] = {}
+    written: list[str] = []
+    try:
+        for start in range(0, len(all_keys), MAX_OPEN_SERIES):
+            group = all_keys[start : start + MAX_OPEN_SERIES]
+            writers: dict[str, _SeriesWriter] = {}
+            try:
+                for plan, key in group:
+                    writers[key] = _SeriesWriter(key, plan.level, blob_prefix)
+                    written += [writers[key].blob.name, writers[key].total_name]
+                group_plans = [p for p in plans if any(p is q for q, _ in group)]
+                encrypted_rows = _encrypt_pass(batches(), group_plans, writers, executor, slots, in_flight_limit)
+            finally:
+                infos = [writer.close() for writer in writers.values()]
+            if encrypted_rows != rows:
+                raise ValueError(f"the data changed between passes: {encrypted_rows} rows, expected {rows}")
+            series.update({info.key: info for info in infos})
+    except BaseException:
+        for name in written:
+            if blobs.exists(name):
+                blobs.delete(name)
+        raise
+    return series
+
+
+def _series_values(plan: ColumnPlan, batch: pa.RecordBatch) -> dict[str, np.ndarray]:
+    """Every series of one column for one slice of rows."""
+    column = batch.column(plan.name)
+    if plan.kind == ColumnKind.CATEGORICAL:
+        index = category_index(column, plan.categories)
+        return {category_key(plan.name, i): (index == i).astype(np.float64) for i in range(len(plan.categories))}
+    values, valid = numeric_values(column)
+    out = {numeric_key(plan.name): values / plan.scale}
+    if plan.has_nulls:
+        out[presence_key(plan.name)] = valid.astype(np.float64)
+    if plan.bucket_edges:
+        index = np.where(valid, bucket_index(values, plan.bucket_edges), -1)
+        for i in range(len(plan.bucket_edges) - 1):
+            out[bucket_key(plan.name, i)] = (index == i).astype(np.float64)
+    return out
+
+
+def _encrypt_pass(
+    batches: Iterator[pa.RecordBatch],
+    plans: list[ColumnPlan],
+    writers: dict[str, _SeriesWriter],
+    executor: Executor,
+    slots: int,
+    in_flight_limit: int,
+) -> int:
+    block_rows = BLOCK_CHUNKS * slots
+    pending: dict[str, list[np.ndarray]] = {key: [] for key in writers}
+    pending_rows = 0
+    in_flight: deque[tuple[_SeriesWriter, Future[list[bytes]]]] = deque()
+    rows = 0
+
+    def drain(limit: int) -> None:
+        # FIFO: a series' blocks were submitted in row order, so they are written in row order.
+        while len(in_flight) > limit:
+            writer, future = in_flight.popleft()
+            for chunk in future.result():
+                writer.blob.append(chunk)
+
+    def submit(count: int) -> None:
+        nonlocal pending_rows
+        for key, parts in pending.items():
+            values = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            pending[key] = [values[count:]] if len(values) > count else []
+            writer = writers[key]
+            writer.partial_sums.append(float(np.sum(values[:count])))
+            in_flight.append((writer, executor.submit(encrypt_block, writer.level, values[:count], slots)))
+            drain(in_flight_limit)
+        pending_rows -= count
+
+    for batch in batches:
+        rows += batch.num_rows
+        # Slice big batches so one batch never materialises all its series at once.
+        for offset in range(0, batch.num_rows, block_rows):
+            piece = batch.slice(offset, block_rows)
+            for plan in plans:
+                for key, values in _series_values(plan, piece).items():
+                    if key in pending:
+                        pending[key].append(values)
+            pending_rows += piece.num_rows
+            while pending_rows >= block_rows:
+                submit(block_rows)
+    if pending_rows:
+        submit(pending_rows)
+    drain(0)
+    totals = [
+        (writer, executor.submit(encrypt_total, writer.level, math.fsum(writer.partial_sums)))
+        for writer in writers.values()
+    ]
+    for writer, future in totals:
+        writer.write_total(future.result())
+    return rows
