@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from dataspace import tasking
+from dataspace.catalog import selectors as catalog_selectors
 from dataspace.catalog.models import Dataset
 from dataspace.catalog.reading import dataset_batches
 from dataspace.compute import keystore, selectors
@@ -101,7 +102,7 @@ def encrypted_store_build(*, dataset_id: uuid.UUID) -> EncryptedStore | None:
     store = _claim(dataset_id)
     if store is None:
         return None
-    dataset = Dataset.objects.select_related("data_key").get(pk=dataset_id)
+    dataset = catalog_selectors.dataset_get(dataset_id=dataset_id)
     options = _options(dataset)
     try:
         levels = {Level.PRODUCTS} | set(options.levels.values())
