@@ -100,6 +100,10 @@ class ErrorCode(enum.StrEnum):
     COMPUTE_FAILED = "compute_failed"
     RELEASE_FAILED = "release_failed"
     SETTLE_REFUSED = "settle_refused"
+    # privacy terms and accounting
+    PRIVACY_TERMS_LOCKED = "privacy_terms_locked"
+    PRIVACY_TERMS_INVALID = "privacy_terms_invalid"
+    COLUMN_NOT_PUBLIC = "column_not_public"
     # the key custodian's refusals (a job's failure code; budget_exhausted and cohort_too_small too)
     USAGE_NOT_RECORDED = "usage_not_recorded"
     EPSILON_MISMATCH = "epsilon_mismatch"
@@ -131,6 +135,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.AGREEMENT_EXPIRED: status.HTTP_409_CONFLICT,
     ErrorCode.CALLS_EXHAUSTED: status.HTTP_409_CONFLICT,
     ErrorCode.BUDGET_EXHAUSTED: status.HTTP_409_CONFLICT,
+    ErrorCode.PRIVACY_TERMS_LOCKED: status.HTTP_409_CONFLICT,
     ErrorCode.COHORT_TOO_SMALL: status.HTTP_422_UNPROCESSABLE_ENTITY,
     ErrorCode.SIGNATURE_REPLAYED: status.HTTP_409_CONFLICT,
     ErrorCode.IDEMPOTENCY_KEY_REUSED: status.HTTP_409_CONFLICT,

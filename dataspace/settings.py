@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "dataspace.vault",
     "dataspace.catalog",
     "dataspace.chain",
+    "dataspace.privacy",
     "dataspace.policies",
     "dataspace.compute",
     "dataspace.audit",
@@ -247,6 +248,13 @@ CONTRACTS_OUT_DIR = Path(env.str("CONTRACTS_OUT_DIR", default=str(BASE_DIR / "co
 # re-sent. CUSTODIAN_KEY signs release receipts (hex private key); empty: a key file in VAR_DIR.
 JOB_SWEEP_AFTER = env.int("JOB_SWEEP_AFTER", default=60)
 CUSTODIAN_KEY = env.str("CUSTODIAN_KEY", default="")
+
+# Differential privacy (docs/privacy.md). Every personal dataset allows at most its provider's
+# declared epsilon in all (default below), accounted in zCDP and converted to (epsilon, delta) at
+# this delta, far below 1/rows for any dataset the platform stores.
+PRIVACY_DELTA = env.float("PRIVACY_DELTA", default=1e-9)
+PRIVACY_DEFAULT_DATASET_EPSILON = env.float("PRIVACY_DEFAULT_DATASET_EPSILON", default=1.0)
+PRIVACY_MAX_DATASET_EPSILON = env.float("PRIVACY_MAX_DATASET_EPSILON", default=10.0)
 
 CATALOG_BASE_URI = env.str("CATALOG_BASE_URI", default="http://localhost:8000")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
@@ -72,6 +74,8 @@ class DatasetOutputSerializer(serializers.ModelSerializer[Dataset]):
             "file_format",
             "content_sha256",
             "size_bytes",
+            "non_personal",
+            "privacy_epsilon",
             "profile",
             "chain",
             "created_at",
@@ -127,6 +131,22 @@ class _KeywordsField(serializers.ListField):
         return super().to_internal_value(data)
 
 
+class _PrivacyEpsilonField(serializers.FloatField):
+    """A dataset's total epsilon: finite, above zero, at most the space's ceiling."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_value=None, max_value=None, **kwargs)
+
+    def to_internal_value(self, data: Any) -> float:
+        value = super().to_internal_value(data)
+        ceiling = settings.PRIVACY_MAX_DATASET_EPSILON
+        if not math.isfinite(value) or not 0 < value <= ceiling:
+            raise serializers.ValidationError(
+                f"A privacy budget is a number above 0 and at most {ceiling:g}.", code=ErrorCode.PRIVACY_TERMS_INVALID
+            )
+        return value
+
+
 class DatasetListCreateApi(APIView):
     parser_classes = [MultiPartParser]
 
@@ -149,6 +169,19 @@ class DatasetListCreateApi(APIView):
         format = serializers.ChoiceField(choices=["csv", "parquet"], required=False)
         delimiter = serializers.ChoiceField(choices=[",", ";", "\t", "|"], required=False, default=",")
         public_value_columns = _KeywordsField(required=False, default=list, max_length=1000)
+        non_personal = serializers.BooleanField(
+            required=False,
+            default=False,
+            help_text="Declare that no row describes a person: answers carry no noise and no privacy budget "
+            "applies. Pinned on chain with the first offer; irreversible.",
+        )
+        privacy_epsilon = _PrivacyEpsilonField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="The total epsilon (zCDP, at the space's delta) all consumers together may spend on the "
+            "dataset; the space's default when left out. Ignored for a non-personal dataset.",
+        )
         encryption = BoundedJSONField(
             required=False,
             default=dict,
@@ -231,6 +264,8 @@ class DatasetListCreateApi(APIView):
                 keywords=v["keywords"],
                 licence=v["licence"],
                 public_value_columns=v["public_value_columns"],
+                non_personal=v["non_personal"],
+                privacy_epsilon=v["privacy_epsilon"],
                 encryption=v["encryption"],
             ),
             file_format=v.get("format"),
@@ -247,6 +282,8 @@ class DatasetDetailApi(APIView):
         keywords = serializers.ListField(child=serializers.CharField(max_length=64), max_length=32, required=False)
         licence = serializers.CharField(max_length=200, required=False, allow_blank=True)
         public_value_columns = serializers.ListField(child=serializers.CharField(), required=False)
+        non_personal = serializers.BooleanField(required=False, help_text="Only true, only before the first offer.")
+        privacy_epsilon = _PrivacyEpsilonField(required=False, help_text="Raise the total epsilon; never lowered.")
 
     def get_permissions(self) -> list[Any]:
         return [IsProvider()] if self.request.method in {"PATCH", "DELETE"} else list(super().get_permissions())

@@ -57,6 +57,12 @@ class Dataset(models.Model):
     schema = models.JSONField(default=list)
     # Categorical columns whose values the provider allows the public profile to show.
     public_value_columns = models.JSONField(default=list, blank=True)
+    # The provider's declaration that no row describes a person: answers on it carry no noise.
+    # Pinned on chain before the first offer, and irreversible from then on.
+    non_personal = models.BooleanField(default=False)
+    # The total differential-privacy loss (epsilon, at the space's delta) the provider allows on
+    # this dataset, across every consumer and agreement. Raised, never lowered. 0 when non-personal.
+    privacy_epsilon = models.FloatField(default=1.0)
     row_count = models.BigIntegerField()
     size_bytes = models.BigIntegerField()
     content_sha256 = models.CharField(max_length=64)

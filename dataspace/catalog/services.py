@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -27,7 +28,7 @@ from dataspace.accounts.models import User
 from dataspace.canonical import canonical_json_ascii
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.catalog.profiling import ColumnType, IngestError, TableProfile, check_head, profile_table
-from dataspace.catalog.signals import dataset_delete_check, dataset_deleting, dataset_ingested
+from dataspace.catalog.signals import dataset_change_check, dataset_deleting, dataset_ingested, dataset_privacy_changed
 from dataspace.catalog.uploads import SealedUpload
 from dataspace.chain.agents import DatasetRegistryAgent
 from dataspace.errors import DomainError, ErrorCode
@@ -50,9 +51,15 @@ class DatasetMetadata:
     public_value_columns: list[str] = field(default_factory=list)
     # How the encrypted column store is built: {"sums_only": [columns], "buckets": {column: [edges]}}.
     encryption: dict[str, Any] = field(default_factory=dict)
+    # No row describes a person: no noise, no privacy budget (see Dataset.non_personal).
+    non_personal: bool = False
+    # The total epsilon the dataset allows (ignored when non-personal); None: the space's default.
+    privacy_epsilon: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "non_personal": self.non_personal,
+            "privacy_epsilon": self.privacy_epsilon,
             "encryption": self.encryption,
             "title": self.title,
             "description": self.description,
@@ -223,6 +230,10 @@ def _dataset_create(*, ingest: Ingest, profile: TableProfile) -> Dataset:
         keywords=meta.get("keywords", []),
         licence=meta.get("licence", ""),
         public_value_columns=[c for c in meta.get("public_value_columns", []) if c in categorical],
+        non_personal=bool(meta.get("non_personal", False)),
+        privacy_epsilon=0.0
+        if meta.get("non_personal")
+        else float(meta.get("privacy_epsilon") or settings.PRIVACY_DEFAULT_DATASET_EPSILON),
         file_format=ingest.file_format,
         schema=[c.as_dict() for c in profile.columns],
         row_count=profile.rows,
@@ -299,7 +310,29 @@ def dataset_update(
     keywords: list[str] | None = None,
     licence: str | None = None,
     public_value_columns: list[str] | None = None,
+    non_personal: bool | None = None,
+    privacy_epsilon: float | None = None,
 ) -> Dataset:
+    """Edits the metadata. Privacy terms only move towards more use: the budget is raised, never
+    lowered (what was released stays released), and a dataset is declared non-personal only
+    while it has no offer, irreversibly (both are pinned on chain)."""
+    privacy_changed = False
+    if non_personal is not None and non_personal != dataset.non_personal:
+        if not non_personal:
+            raise DomainError(
+                "A dataset declared non-personal stays so (the chain pins it).", code=ErrorCode.PRIVACY_TERMS_LOCKED
+            )
+        _check_change(dataset, "declare_non_personal", ErrorCode.PRIVACY_TERMS_LOCKED)
+        dataset.non_personal, dataset.privacy_epsilon, privacy_changed = True, 0.0, True
+    if privacy_epsilon is not None and privacy_epsilon != dataset.privacy_epsilon:
+        if dataset.non_personal:
+            raise DomainError("A non-personal dataset has no privacy budget.", code=ErrorCode.PRIVACY_TERMS_LOCKED)
+        if privacy_epsilon < dataset.privacy_epsilon:
+            raise DomainError(
+                f"The privacy budget can be raised, not lowered (it is {dataset.privacy_epsilon:g}).",
+                code=ErrorCode.PRIVACY_TERMS_LOCKED,
+            )
+        dataset.privacy_epsilon, privacy_changed = privacy_epsilon, True
     if public_value_columns is not None:
         categorical = {c["name"] for c in dataset.schema if c["type"] == ColumnType.CATEGORICAL}
         unknown = sorted(set(public_value_columns) - categorical)
@@ -311,16 +344,24 @@ def dataset_update(
     for name, value in (("title", title), ("description", description), ("keywords", keywords), ("licence", licence)):
         if value is not None:
             setattr(dataset, name, value)
-    dataset.save()
+    with transaction.atomic():
+        dataset.save()
+        if privacy_changed:
+            transaction.on_commit(lambda: dataset_privacy_changed.send(sender=Dataset, dataset_id=dataset.id))
     return dataset
+
+
+def _check_change(dataset: Dataset, change: str, code: ErrorCode) -> None:
+    sent = dataset_change_check.send(sender=Dataset, dataset_id=dataset.id, change=change)
+    reasons = [reason for _, reason in sent if reason]
+    if reasons:
+        raise DomainError(" ".join(reasons), code=code)
 
 
 def dataset_delete(*, dataset: Dataset) -> None:
     """Removes a dataset and crypto-shreds its content: without the data key the blob is noise.
-    Any app may keep it (``dataset_delete_check``): the policies do while it has offers."""
-    reasons = [reason for _, reason in dataset_delete_check.send(sender=Dataset, dataset_id=dataset.id) if reason]
-    if reasons:
-        raise DomainError(" ".join(reasons), code=ErrorCode.CONFLICT)
+    Any app may keep it (``dataset_change_check``): the policies do while it has offers."""
+    _check_change(dataset, "delete", ErrorCode.CONFLICT)
     blob_name, data_key_id = dataset.blob_name, dataset.data_key_id
     with transaction.atomic():
         dataset_deleting.send(sender=Dataset, dataset_id=dataset.id)

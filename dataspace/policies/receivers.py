@@ -8,8 +8,11 @@ from typing import Any
 from dataspace.policies import selectors
 
 
-def keep_datasets_with_offers(sender: Any, *, dataset_id: uuid.UUID, **_: Any) -> str | None:
-    """A dataset with offers stays: consumers may hold paid agreements on it."""
-    if selectors.dataset_has_offers(dataset_id=dataset_id):
+def keep_terms_of_datasets_with_offers(sender: Any, *, dataset_id: uuid.UUID, change: str, **_: Any) -> str | None:
+    """A dataset with offers stays, and so do its privacy terms: consumers may hold paid
+    agreements on it."""
+    if not selectors.dataset_has_offers(dataset_id=dataset_id):
+        return None
+    if change == "delete":
         return "The dataset has offers: consumers may hold agreements on it, so it cannot be deleted."
-    return None
+    return "The dataset has offers: it can be declared non-personal only before its first offer."

@@ -20,7 +20,7 @@ DATASET_ID = uuid.UUID("12345678-1234-4234-8234-123456789abc")
 def test_the_dataset_metadata_hash_is_unchanged() -> None:
     dataset = Dataset(
         id=DATASET_ID,
-        title="Régistre hospitalier – 2026",  # noqa: RUF001 - non-ASCII on purpose
+        title="Régistre hospitalier – 2026",
         description="Données «synthétiques»",
         keywords=["santé", "registry"],
         licence="CC-BY-4.0",
