@@ -298,7 +298,9 @@ class DatasetDetailApi(APIView):
         request=UpdateSerializer,
         responses={
             200: OwnedDatasetOutputSerializer,
-            **error_responses(*ERRORS_COMMON, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND),
+            **error_responses(
+                *ERRORS_COMMON, ErrorCode.ROLE_REQUIRED, ErrorCode.NOT_FOUND, ErrorCode.PRIVACY_TERMS_LOCKED
+            ),
         },
     )
     def patch(self, request: Request, dataset_id: uuid.UUID) -> Response:
