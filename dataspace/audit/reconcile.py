@@ -18,9 +18,14 @@ RECORDED_STATES = {
     Job.Status.COMPUTED,
     Job.Status.RELEASED,
     Job.Status.SETTLED,
+    Job.Status.WITHHELD,
     Job.Status.FAILED,
     Job.Status.REFUNDED,
 }
+
+
+# Settled on chain: an answer, or the custodian's withholding of it (paid for like an answer).
+PAID_STATES = {Job.Status.SETTLED, Job.Status.WITHHELD}
 
 
 @dataclass
@@ -65,7 +70,7 @@ def reconcile() -> Report:
     for job_id, event in settled.items():
         report.checked["job_settled"] += 1
         job = jobs.get(job_id)
-        if job is None or job.status != Job.Status.SETTLED:
+        if job is None or job.status not in PAID_STATES:
             report.mismatches.append(
                 f"chain settled job {job_id}; the platform has it {job.status if job else 'absent'}"
             )
@@ -85,7 +90,7 @@ def reconcile() -> Report:
             report.mismatches.append(f"platform job {job.id} is {job.status} but the chain never recorded its use")
         if job.status not in RECORDED_STATES and on_chain:
             continue  # already reported above
-        if job.status == Job.Status.SETTLED and job_id not in settled:
+        if job.status in PAID_STATES and job_id not in settled:
             report.mismatches.append(f"platform job {job.id} is settled but the chain has no settlement")
         if job.status == Job.Status.REFUNDED and job_id not in refunded:
             report.mismatches.append(f"platform job {job.id} is refunded but the chain has no refund")
@@ -107,7 +112,7 @@ def _reconcile_agreements(report: Report) -> None:
             continue
         state = agent.agreement(agreement_id)
         in_use = agreement.jobs.filter(status__in=[s for s in RECORDED_STATES if s != Job.Status.REFUNDED]).count()
-        settled = agreement.jobs.filter(status=Job.Status.SETTLED).count()
+        settled = agreement.jobs.filter(status__in=PAID_STATES).count()
         if state["calls_used"] != in_use:
             report.mismatches.append(
                 f"agreement {agreement_id}: {state['calls_used']} calls used on chain, {in_use} on the platform"

@@ -17,6 +17,7 @@ CONTEXT = {
     "xsd": "http://www.w3.org/2001/XMLSchema#",
     "spdx": "http://spdx.org/rdf/terms#",
     "csvw": "http://www.w3.org/ns/csvw#",
+    "redlake": "urn:redlake:terms:",
 }
 _MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
@@ -60,6 +61,9 @@ def dataset_node(dataset: Dataset) -> dict[str, Any]:
             "csvw:column": [{"csvw:name": c["name"], "csvw:datatype": c["type"]} for c in dataset.schema]
         },
         "dct:extent": f"about {approximate_count(dataset.row_count)} rows",
+        # The privacy terms: a personal dataset answers with noise within its total epsilon.
+        "redlake:nonPersonal": dataset.non_personal,
+        "redlake:privacyBudget": {"redlake:epsilon": dataset.privacy_epsilon, "redlake:delta": settings.PRIVACY_DELTA},
     }
     if dataset.licence:
         node["dct:license"] = dataset.licence

@@ -24,6 +24,7 @@ from dataspace.compute.he.params import LEVELS
 from dataspace.compute.he.view import public_view
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode
+from dataspace.policies import selectors as policy_selectors
 
 JOB_ERRORS = (
     *ERRORS_COMMON,
@@ -37,7 +38,7 @@ JOB_ERRORS = (
     ErrorCode.CALLS_EXHAUSTED,
     ErrorCode.BUDGET_EXHAUSTED,
     ErrorCode.EPSILON_INVALID,
-    ErrorCode.COHORT_TOO_SMALL,
+    ErrorCode.COLUMN_NOT_PUBLIC,
     ErrorCode.SIGNATURE_INVALID,
     ErrorCode.SIGNATURE_REPLAYED,
     ErrorCode.SIGNATURE_EXPIRED,
@@ -45,7 +46,7 @@ JOB_ERRORS = (
     ErrorCode.ENCRYPTED_STORE_NOT_READY,
     ErrorCode.WALLET_REQUIRED,
 )
-STATES = ["requested", "authorised", "computed", "released", "settled", "rejected", "failed", "refunded"]
+STATES = ["requested", "authorised", "computed", "released", "settled", "withheld", "rejected", "failed", "refunded"]
 
 
 class JobTransactionsSerializer(serializers.Serializer[Job]):
@@ -57,8 +58,16 @@ class JobTransactionsSerializer(serializers.Serializer[Job]):
 class JobOutputSerializer(serializers.ModelSerializer[Job]):
     timestamps = serializers.SerializerMethodField()
     transactions = JobTransactionsSerializer(source="*")
+    params = serializers.JSONField(source="request_params", help_text="The parameters as you sent them.")
     result = serializers.SerializerMethodField(help_text="Present once the job is settled on chain.")
-    receipt = serializers.SerializerMethodField(help_text="The custodian's signed receipt, once settled.")
+    error_bounds = serializers.SerializerMethodField(
+        help_text="Beside each released number, the half-width of a 95% interval of the noise added to it "
+        "(null where no noise was added)."
+    )
+    receipt = serializers.SerializerMethodField(
+        help_text="The custodian's signed receipt, once settled (or withheld): mechanism, epsilon, delta, "
+        "error bounds, the salted result commitment."
+    )
     failure = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
 
@@ -79,6 +88,7 @@ class JobOutputSerializer(serializers.ModelSerializer[Job]):
             "timestamps",
             "transactions",
             "result",
+            "error_bounds",
             "result_hash",
             "receipt",
             "failure",
@@ -94,8 +104,13 @@ class JobOutputSerializer(serializers.ModelSerializer[Job]):
         # Invariant 2: the answer is readable only once the chain holds the use and its result hash.
         return job.result if job.status == Job.Status.SETTLED else None
 
+    def get_error_bounds(self, job: Job) -> Any:
+        if job.status != Job.Status.SETTLED or job.receipt is None:
+            return None
+        return job.receipt.get("noise", {}).get("error_bounds_95")
+
     def get_receipt(self, job: Job) -> Any:
-        return job.receipt if job.status == Job.Status.SETTLED else None
+        return job.receipt if job.status in (Job.Status.SETTLED, Job.Status.WITHHELD) else None
 
     def get_failure(self, job: Job) -> dict[str, str] | None:
         if not job.failure_code:
@@ -237,11 +252,17 @@ class EncryptedStoreApi(APIView):
         if store.status == EncryptedStore.Status.READY:
             layout = StoreLayout.from_json(store.layout)
             # Others see what the public profile shows: rounded rows, category names only where
-            # the provider made them public.
+            # the provider made them public; bucket edges only once they hold an agreement (the
+            # edges are the provider's own or private quantiles, still facts about the data).
             owner = dataset.provider_id == request.user.pk
             body["rows"] = layout.rows if owner else approximate_count(layout.rows)
             body["rows_exact"] = owner
             body["columns"] = public_view(layout, values_of=None if owner else dataset.public_value_columns)
+            if not owner and not policy_selectors.holds_agreement_on(
+                consumer=request_user(request), dataset_id=dataset.id
+            ):
+                for column in body["columns"]:
+                    column.pop("bucket_edges", None)
             body["parameters"] = {
                 level: {
                     "poly_modulus_degree": p.poly_modulus_degree,

@@ -5,11 +5,17 @@ changes nothing itself (``jobs`` records the release and sends the settlement). 
 when
 1. the chain (the contract, not our database) says the job's usage is recorded;
 2. the result ciphertext is byte for byte what the HE worker reported;
-3. every released number's cohort, counted under encryption, is at least the policy's minimum;
-4. the epsilon recorded on chain fits the agreement's privacy budget on chain;
-and then it adds the policy's Laplace noise (OpenDP), lets the operation round every number to
-its documented precision (a raw CKKS decryption leaks information about the secret key: Li and
-Micciancio, 2021), and signs a receipt an auditor can check with any EIP-191 tool.
+3. the job's privacy loss on chain is the one it was granted;
+and then, on a personal dataset, every decrypted number gets Gaussian noise calibrated to the
+column bounds the provider declared and the job's ρ (``dataspace.privacy.mechanisms``). Cohorts
+are decided on the noisy counts: a cohort below the policy's k withholds the whole answer, and
+that refusal is released in its place (it costs what an answer costs: it depends on the data).
+The operation then rounds every number to its documented precision (a raw CKKS decryption
+leaks information about the secret key: Li and Micciancio, 2021) and the custodian signs a
+receipt an auditor can check with any EIP-191 tool, stating the mechanism, ε, δ and the 95%
+error bound of each released number, never a scale measured on the data. A query answered
+before is answered with that same answer: fresh noise would let repeated queries average it
+away.
 """
 
 from __future__ import annotations
@@ -21,14 +27,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
+
 from dataspace.chain import agents
 from dataspace.chain.encoding import epsilon_micro
-from dataspace.compute import noise, receipts
+from dataspace.compute import receipts
 from dataspace.compute.he.keys import load_secret_context
 from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.he.operations import Aggregate, EncryptedResult, get_operation
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode
+from dataspace.privacy import mechanisms
+from dataspace.privacy import services as privacy
 from dataspace.vault import blobs
 from dataspace.vault import services as vault
 from dataspace.vault.models import DataKey
@@ -41,14 +51,24 @@ class CustodyRefused(DomainError):
 
 
 @dataclass(frozen=True)
-class Release:
-    """A result the custodian let go: the rounded (and noised) answer, the receipt it signed,
-    and the two hashes the settlement pins on chain."""
+class Withheld:
+    """The custodian's refusal, released in place of an answer. It names only what the consumer
+    sent (the operation and its parameters), never a cell or a category they did not name."""
 
-    result: dict[str, Any]
+    code: ErrorCode
+    message: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """What the custodian let go: the rounded (and noised) answer, or its refusal to answer
+    (``withheld``, ``result`` None); the receipt it signed; the two hashes the settlement pins."""
+
+    result: dict[str, Any] | None
     result_hash: bytes
     receipt: dict[str, Any]
     attestation_hash: bytes
+    withheld: Withheld | None = None
 
 
 _SECRET_CACHE_SIZE = 4
@@ -95,47 +115,104 @@ def _read_result(job: Job) -> EncryptedResult:
     return EncryptedResult.from_bytes(data)
 
 
-def _check_cohorts(aggregates: list[Aggregate], minimum: int) -> None:
-    values = {a.name: a.value for a in aggregates}
+def _small_cohort(aggregates: list[Aggregate], values: dict[str, float], minimum: int) -> Withheld | None:
+    """The refusal if any released number's cohort (a count, noisy on a personal dataset) is
+    below the policy's minimum."""
     for aggregate in aggregates:
         cohort = values.get(aggregate.cohort)
-        if cohort is None or round(cohort) < minimum:
-            raise CustodyRefused(
-                f"The cohort behind {aggregate.name!r} is below the policy's minimum of {minimum} rows.",
-                code=ErrorCode.COHORT_TOO_SMALL,
+        if cohort is None or cohort < minimum:
+            return Withheld(
+                ErrorCode.COHORT_TOO_SMALL,
+                f"Withheld: a number of this answer would rest on fewer than the policy's minimum of "
+                f"{minimum} rows (decided on a noisy count).",
             )
+    return None
+
+
+def _noised(aggregates: list[Aggregate], rho: float) -> mechanisms.NoisyAggregates:
+    """Gaussian noise on every number for its bounds-derived sensitivity; counts rounded to
+    integers afterwards (post-processing: no privacy cost)."""
+    noisy = mechanisms.gaussian({a.name: a.value for a in aggregates}, {a.name: a.sensitivity for a in aggregates}, rho)
+    values = {
+        a.name: float(round(noisy.values[a.name])) if a.cohort == a.name else noisy.values[a.name] for a in aggregates
+    }
+    return mechanisms.NoisyAggregates(values=values, scales=noisy.scales, rho=noisy.rho)
+
+
+def _answer(job: Job, layout: StoreLayout, aggregates: list[Aggregate]) -> dict[str, Any]:
+    """The answer the custodian gives, before it is signed: the result (or the refusal), the
+    noise added and each released number's 95% error bound."""
+    operation = get_operation(job.operation)
+    noisy: mechanisms.NoisyAggregates | None = None
+    if job.dataset.non_personal:
+        values = {a.name: a.value for a in aggregates}
+        noise: dict[str, Any] = {"mechanism": "none (the dataset is declared non-personal)"}
+    elif job.rho > 0:
+        noisy = _noised(aggregates, job.rho)
+        values = noisy.values
+        noise = {"mechanism": "gaussian (OpenDP, zCDP)", "epsilon": job.epsilon, "delta": settings.PRIVACY_DELTA}
+    else:  # a personal dataset never answers without noise, whatever the job says
+        raise CustodyRefused(
+            "The job has no privacy loss to spend on a personal dataset.", code=ErrorCode.EPSILON_INVALID
+        )
+    withheld = _small_cohort(aggregates, values, job.agreement.offer.min_cohort)
+    if withheld is not None:
+        return {"result": None, "withheld": {"code": str(withheld.code), "message": withheld.message}, "noise": noise}
+    result = operation.finish(job.params, layout, values)
+    if noisy is not None:
+        noise["error_bounds_95"] = mechanisms.error_bounds(
+            lambda sample: operation.finish(job.params, layout, sample), noisy
+        )
+    return {"result": result, "withheld": None, "noise": noise}
+
+
+def cacheable_answer(job: Job) -> dict[str, Any]:
+    """The answer a settled (or withheld) job released, as the cache keeps it."""
+    assert job.receipt is not None
+    withheld = {"code": job.failure_code, "message": job.failure_message} if job.failure_code else None
+    return {"result": job.result, "withheld": withheld, "noise": job.receipt["noise"]}
 
 
 def release(job: Job) -> Release:
     """Checks, decrypts, noises, rounds and signs a computed job's result.
 
-    Raises ``CustodyRefused`` when the result must not be released (the job is then failed and
-    refunded); ``job`` needs its agreement, offer and dataset loaded."""
+    Raises ``CustodyRefused`` when nothing may be released (the job is then failed and
+    refunded); returns a ``Release`` carrying the answer or the custodian's withholding of it.
+    ``job`` needs its agreement, offer and dataset loaded."""
     _check_chain(job)
     encrypted = _read_result(job)
     store = EncryptedStore.objects.get(pk=job.dataset_id)
     layout = StoreLayout.from_json(store.layout)
-    operation = get_operation(job.operation)
-    aggregates = operation.decrypt(job.params, layout, encrypted, _secret_contexts(store))
-    _check_cohorts(aggregates, job.agreement.offer.min_cohort)
-    noisy, noise_applied = noise.add_noise(aggregates, job.epsilon)
-    result = operation.finish(job.params, layout, noisy)
+    cached = privacy.cached_answer_get(dataset_id=job.dataset_id, key=job.query_key) if job.query_key else None
+    if cached is not None:
+        answer = {**cached.answer, "noise": {**cached.answer["noise"], "cached_from_job": str(cached.first_job_id)}}
+    else:
+        operation = get_operation(job.operation)
+        aggregates = operation.decrypt(job.params, layout, encrypted, _secret_contexts(store))
+        answer = _answer(job, layout, aggregates)
     salt = secrets.token_bytes(32)
-    result_hash = receipts.result_commitment(result, salt)
+    released = answer["result"] if answer["withheld"] is None else {"withheld": answer["withheld"]}
+    result_hash = receipts.result_commitment(released, salt)
     signed = receipts.receipt_sign(
         {
             "job_id": job.chain_job_id,
             "operation": job.operation,
-            "parameters": job.params,
+            "parameters": job.request_params,
             "dataset_sha256": job.dataset.content_sha256,
             "result_sha256": "0x" + result_hash.hex(),
             "result_salt": "0x" + salt.hex(),
             "ciphertext_sha256": job.ciphertext_sha256,
-            "noise": noise_applied,
+            "noise": answer["noise"],
+            "withheld": answer["withheld"],
             "engine": ENGINE,
             "custodian": receipts.custodian().address,
         }
     )
+    withheld = answer["withheld"]
     return Release(
-        result=result, result_hash=result_hash, receipt=signed, attestation_hash=receipts.attestation_hash(signed)
+        result=answer["result"],
+        result_hash=result_hash,
+        receipt=signed,
+        attestation_hash=receipts.attestation_hash(signed),
+        withheld=Withheld(ErrorCode(withheld["code"]), withheld["message"]) if withheld else None,
     )

@@ -1,10 +1,14 @@
-"""Asking for a job: the request checked against the policy, a call reserved, the use signed.
+"""Asking for a job: the request checked against the policy, a call and its privacy loss
+reserved, the use signed.
 
-Everything that can refuse a request does so here, before anything is charged or sent on chain:
-the agreement, the operation's parameters, the cohort, the policy's terms (evaluated under the
-agreement's row lock, so concurrent requests never over-reserve) and the usage signature. A
-request that passes becomes a REQUESTED job whose ``recordUsage`` write is in the outbox, in
-the same transaction as its reservation.
+Every refusal here is decided on facts the consumer already has or that do not depend on the
+data: the agreement, the policy's terms (purpose, operation, expiry, calls, epsilon, the privacy
+budgets), whether the store is built, and the parameters against the store's schema. Nothing
+here reads a count of the data: a cohort below k is decided later, by the custodian, on a
+noisy count, and costs what an answer costs (no free oracle). The terms are evaluated again
+under the agreement's and the dataset budget's row locks, so concurrent requests never
+over-reserve. A request that passes becomes a REQUESTED job whose ``recordUsage`` write is in
+the outbox, in the same transaction as its reservations.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dataspace.policies import odrl
 from dataspace.policies import selectors as policy_selectors
 from dataspace.policies import services as policy_services
 from dataspace.policies.models import Agreement
+from dataspace.privacy import services as privacy
 
 SIGNATURE_TTL = timedelta(hours=1)
 
@@ -63,28 +68,48 @@ def new_idempotency_key() -> str:
 
 
 def job_request(*, consumer: User, request: JobRequest) -> tuple[Job, bool]:
-    """Checks a request against the policy, reserves a call (and budget) and queues recordUsage.
-    Returns (job, created); a retry with the same idempotency key returns the first job."""
+    """Checks a request against the policy, reserves a call and its privacy loss, and queues
+    recordUsage. Returns (job, created); a retry with the same idempotency key returns the first
+    job."""
     existing = Job.objects.filter(consumer=consumer, idempotency_key=request.idempotency_key).first()
     if existing is not None:
         return _same_request(existing, request), False
     agreement = policy_selectors.agreement_get_consumed(consumer=consumer, agreement_id=request.agreement_id)
     policy_services.agreement_check_active(agreement=agreement)
-    store = selectors.encrypted_store_get_ready(dataset=agreement.offer.dataset)
+    dataset = agreement.offer.dataset
+    usage = odrl.UsageRequest(request.purpose, request.operation, request.epsilon, timezone.now())
+    policy_services.agreement_evaluate(agreement=agreement, usage=usage)
+    store = selectors.encrypted_store_get_ready(dataset=dataset)
     layout = StoreLayout.from_json(store.layout)
     try:
         params = get_operation(request.operation).validate(request.params, layout)
     except OperationRejected as exc:
         raise DomainError(str(exc), code=ErrorCode.INVALID_OPERATION, details={"reason": str(exc.code)}) from None
-    _check_cohorts(params, store.cohort_counts, agreement.offer.min_cohort)
+    _check_public_categories(params, dataset.public_value_columns)
+    key = privacy.query_key(
+        store_version=store.blob_prefix, operation=request.operation, params=params, epsilon=request.epsilon
+    )
+    # A query answered before is answered again from the cache: no new noise, no new loss.
+    cached = privacy.cached_answer_get(dataset_id=dataset.id, key=key) is not None
+    rho = 0.0 if dataset.non_personal or cached else privacy.rho_of(request.epsilon)
+    consumer_cap = privacy.rho_of(agreement.offer.privacy_budget)
+    privacy.loss_check(
+        dataset=dataset,
+        consumer=consumer,
+        rho=rho,
+        consumer_cap_rho=consumer_cap,
+        budget=privacy.budget_get(dataset=dataset),
+    )
     wallet = wallet_get(user=consumer)
     if wallet is None:
         raise DomainError("The account has no wallet to sign the usage with.", code=ErrorCode.WALLET_REQUIRED)
-    usage = odrl.UsageRequest(request.purpose, request.operation, request.epsilon, timezone.now())
     try:
         with transaction.atomic():
             locked = policy_services.agreement_reserve(agreement=agreement, usage=usage)
-            job = _create(consumer, wallet, locked, request, params)
+            job = _create(consumer, wallet, locked, request, params, rho=rho, query_key=key)
+            privacy.loss_reserve(
+                dataset=dataset, consumer=consumer, job_id=job.id, rho=rho, consumer_cap_rho=consumer_cap
+            )
             tasking.enqueue_on_commit(jobs.STEP_TASKS[Job.Status.REQUESTED], str(job.id))
     except IntegrityError:
         # The same idempotency key raced us, or the nonce is taken: a replayed signature.
@@ -97,36 +122,28 @@ def job_request(*, consumer: User, request: JobRequest) -> tuple[Job, bool]:
     return job, True
 
 
+def _check_public_categories(params: dict[str, Any], public: list[str]) -> None:
+    """Categories are named in a request (a filter) or an answer (a group-by) only for the
+    columns whose values the provider made public: an answer keyed by hidden category names
+    would publish them, and a filter on one would tell whether a guessed name exists."""
+    where = params.get("where") or {}
+    named = [column for column in (params.get("by"), where.get("column") if "equals" in where else None) if column]
+    hidden = sorted({column for column in named if column not in public})
+    if hidden:
+        raise DomainError(
+            f"The values of {', '.join(repr(c) for c in hidden)} are not public: it cannot be grouped or filtered "
+            "by category.",
+            code=ErrorCode.COLUMN_NOT_PUBLIC,
+            details={"columns": hidden},
+        )
+
+
 def _same_request(job: Job, request: JobRequest) -> Job:
     if job.request_digest != request.digest():
         raise DomainError(
             "This idempotency key was already used for a different request.", code=ErrorCode.IDEMPOTENCY_KEY_REUSED
         )
     return job
-
-
-def _check_cohorts(params: dict[str, Any], counts: dict[str, Any], minimum: int) -> None:
-    """Refuses up front what the custodian would refuse later, from the exact counts taken at
-    ingest: a filter or a group whose cohort is below the policy's minimum."""
-    small: list[str] = []
-    where = params.get("where")
-    if where and "equals" in where:
-        if counts.get("categories", {}).get(where["column"], {}).get(where["equals"], 0) < minimum:
-            small.append(f"{where['column']} = the requested category")
-    elif where and "bucket_from" in where:
-        row = counts.get("buckets", {}).get(where["column"], [])
-        if sum(row[where["bucket_from"] : where["bucket_to"] + 1]) < minimum:
-            small.append(f"{where['column']} buckets {where['bucket_from']}..{where['bucket_to']}")
-    if params.get("by"):
-        groups = counts.get("categories", {}).get(params["by"], {})
-        if any(n < minimum for n in groups.values()):
-            small.append(f"a group of {params['by']}")
-    if small:
-        raise DomainError(
-            f"The cohort behind {', '.join(small)} is below the policy's minimum of {minimum} rows.",
-            code=ErrorCode.COHORT_TOO_SMALL,
-            details={"min_cohort": minimum},
-        )
 
 
 def _usage_nonce(wallet: Wallet, agreement: Agreement, request: JobRequest) -> tuple[int, int]:
@@ -163,7 +180,16 @@ def _usage_signature(wallet: Wallet, request: JobRequest, usage: eip712.Usage) -
     return signature
 
 
-def _create(consumer: User, wallet: Wallet, agreement: Agreement, request: JobRequest, params: dict[str, Any]) -> Job:
+def _create(
+    consumer: User,
+    wallet: Wallet,
+    agreement: Agreement,
+    request: JobRequest,
+    params: dict[str, Any],
+    *,
+    rho: float,
+    query_key: str,
+) -> Job:
     assert agreement.chain_agreement_id is not None
     agent = agents.UsageAgreementsAgent()
     epsilon = epsilon_micro(request.epsilon)
@@ -188,9 +214,12 @@ def _create(consumer: User, wallet: Wallet, agreement: Agreement, request: JobRe
         idempotency_key=request.idempotency_key,
         request_digest=request.digest(),
         operation=request.operation,
+        request_params=request.params,
         params=params,
         purpose=request.purpose,
         epsilon=request.epsilon,
+        rho=rho,
+        query_key=query_key,
         nonce=nonce,
         chain_job_id="0x" + job_id.hex(),
         deadline=deadline,

@@ -28,6 +28,7 @@ from dataspace.compute import custody, engines, selectors
 from dataspace.compute.models import Job
 from dataspace.errors import AttemptFailed, ErrorCode, TransientError
 from dataspace.policies.services import agreement_release_reservation
+from dataspace.privacy import services as privacy
 
 logger = logging.getLogger(__name__)
 Status = Job.Status
@@ -77,11 +78,13 @@ def job_fail(job_id: uuid.UUID, *, code: ErrorCode, message: str) -> bool:
 
 
 def _end_returning_reservation(job: Job, *, source: Status, target: Status, **fields: object) -> None:
-    """Ends the job uncharged (the chain refused the use, or refunded it) and gives its call and
-    epsilon back to the agreement, once."""
+    """Ends the job uncharged (the chain refused the use, or refunded it) and gives its call back
+    to the agreement and its privacy loss back to the dataset, once: nothing of the data was
+    released to the consumer."""
     with transaction.atomic():
         if transition(job.id, source=source, target=target, **fields):
-            agreement_release_reservation(agreement_id=job.agreement_id, epsilon=job.epsilon)
+            agreement_release_reservation(agreement_id=job.agreement_id)
+            privacy.loss_return(job_id=job.id)
 
 
 def _follow_write(
@@ -176,6 +179,7 @@ def job_release(*, job_id: uuid.UUID) -> None:
             job_fail(job_id, code=ErrorCode.RELEASE_FAILED, message=f"The release failed ({type(exc).__name__}).")
             return
         raise AttemptFailed(f"release attempt {attempts} of job {job_id} failed") from exc
+    withheld = released.withheld
     with transaction.atomic():
         if not transition(
             job.id,
@@ -184,6 +188,8 @@ def job_release(*, job_id: uuid.UUID) -> None:
             result=released.result,
             result_hash="0x" + released.result_hash.hex(),
             receipt=released.receipt,
+            failure_code=withheld.code if withheld else "",
+            failure_message=withheld.message if withheld else "",
         ):
             return
         settle_tx = agents.UsageAgreementsAgent().settle(
@@ -196,13 +202,29 @@ def job_release(*, job_id: uuid.UUID) -> None:
         tasking.enqueue_on_commit(STEP_TASKS[Status.RELEASED], str(job.id))
 
 
+def _settled(job: Job, tx: ChainTransaction) -> None:
+    """The use is paid and its result's commitment on chain: the consumer may read the answer (or
+    the custodian's refusal), its privacy loss is spent for good, and the same query is answered
+    from now on with this answer."""
+    target = Status.WITHHELD if job.failure_code else Status.SETTLED
+    with transaction.atomic():
+        if not transition(job.id, source=Status.RELEASED, target=target):
+            return
+        privacy.loss_spend(job_id=job.id)
+        if job.query_key and job.receipt is not None:
+            privacy.cached_answer_put(
+                dataset_id=job.dataset_id, key=job.query_key, answer=custody.cacheable_answer(job), job_id=job.id
+            )
+
+
 def job_settle(*, job_id: uuid.UUID) -> bool:
-    """Follows the settlement; True once the job is settled (or failed for a refused settle)."""
+    """Follows the settlement; True once the job is settled or withheld (or failed for a refused
+    settlement)."""
     return _follow_write(
         job_id,
         waiting_in=Status.RELEASED,
         write="settle_tx",
-        on_confirmed=lambda job, tx: transition(job.id, source=Status.RELEASED, target=Status.SETTLED),
+        on_confirmed=_settled,
         on_failed=lambda job, tx: job_fail(job.id, code=ErrorCode.SETTLE_REFUSED, message=tx.revert_reason),
     )
 

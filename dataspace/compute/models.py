@@ -62,11 +62,14 @@ class Job(models.Model):
         COMPUTED = "computed"  # the HE worker produced the result ciphertext
         RELEASED = "released"  # the custodian decrypted, checked, noised and signed it
         SETTLED = "settled"  # settle(jobId, resultHash) confirmed: the consumer may read it
+        # The custodian withheld the answer on a noisy count (a cohort below k): nothing but that
+        # refusal is released, and it costs what an answer costs (settled on chain, loss spent).
+        WITHHELD = "withheld"
         REJECTED = "rejected"  # the chain refused the use: nothing was charged
         FAILED = "failed"  # failed after authorisation: a refund is on its way
         REFUNDED = "refunded"  # refund confirmed: call and budget returned
 
-    TERMINAL = (Status.SETTLED, Status.REJECTED, Status.REFUNDED)
+    TERMINAL = (Status.SETTLED, Status.WITHHELD, Status.REJECTED, Status.REFUNDED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     consumer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs")
@@ -75,9 +78,15 @@ class Job(models.Model):
     idempotency_key = models.CharField(max_length=128)
     request_digest = models.CharField(max_length=64)
     operation = models.CharField(max_length=64)
+    # What the consumer sent (its hash is signed and recorded on chain), and its validated form.
+    request_params = models.JSONField(default=dict)
     params = models.JSONField(default=dict)
     purpose = models.CharField(max_length=128)
     epsilon = models.FloatField(default=0.0)
+    # The job's privacy loss in zCDP (from epsilon at the space's delta); 0 for a non-personal
+    # dataset or a query whose noisy answer is already cached.
+    rho = models.FloatField(default=0.0)
+    query_key = models.CharField(max_length=64, blank=True)  # the canonical query, for the answer cache
     nonce = models.DecimalField(max_digits=40, decimal_places=0)
     chain_job_id = models.CharField(max_length=66, unique=True)
     deadline = models.BigIntegerField()
@@ -107,6 +116,7 @@ class Job(models.Model):
     computed_at = models.DateTimeField(null=True, blank=True)
     released_at = models.DateTimeField(null=True, blank=True)
     settled_at = models.DateTimeField(null=True, blank=True)
+    withheld_at = models.DateTimeField(null=True, blank=True)
     rejected_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
     refunded_at = models.DateTimeField(null=True, blank=True)

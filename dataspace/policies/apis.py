@@ -70,7 +70,6 @@ class AgreementOutputSerializer(serializers.ModelSerializer[Agreement]):
             "chain_agreement_id",
             "expires_at",
             "calls_reserved",
-            "budget_reserved",
             "approve_tx",
             "accept_tx",
             "created_at",
@@ -82,6 +81,7 @@ OFFER_ERRORS = (
     ErrorCode.ROLE_REQUIRED,
     ErrorCode.NOT_FOUND,
     ErrorCode.INVALID_OPERATION,
+    ErrorCode.PRIVACY_TERMS_INVALID,
     ErrorCode.DATASET_NOT_ON_CHAIN,
     ErrorCode.WALLET_REQUIRED,
 )
@@ -108,7 +108,15 @@ class OfferListCreateApi(APIView):
         max_calls = serializers.IntegerField(min_value=1, max_value=2**32 - 1)
         price_per_call = serializers.IntegerField(min_value=0, max_value=2**96 - 1)
         duration_days = serializers.FloatField(min_value=1 / 24, max_value=3650)
-        privacy_budget = serializers.FloatField(min_value=0, max_value=1_000_000, default=0.0)
+        privacy_budget = serializers.FloatField(
+            min_value=0,
+            max_value=1_000_000,
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="The most epsilon one consumer may spend on the dataset through this offer (the dataset's "
+            "own total binds all consumers together). Default: the dataset's total; 0 for a non-personal dataset.",
+        )
         min_cohort = serializers.IntegerField(min_value=1, max_value=1_000_000, default=10)
 
     class FilterSerializer(serializers.Serializer[Any]):
@@ -150,11 +158,18 @@ class OfferListCreateApi(APIView):
                 max_calls=v["max_calls"],
                 price_per_call=v["price_per_call"],
                 duration_seconds=round(v["duration_days"] * 86400),
-                privacy_budget=v["privacy_budget"],
+                privacy_budget=_consumer_share(v["privacy_budget"], dataset),
                 min_cohort=v["min_cohort"],
+                non_personal=dataset.non_personal,
             ),
         )
         return Response(OfferOutputSerializer(offer).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _consumer_share(asked: float | None, dataset: Any) -> float:
+    if asked is not None:
+        return float(asked)
+    return 0.0 if dataset.non_personal else float(dataset.privacy_epsilon)
 
 
 class OfferDetailApi(APIView):

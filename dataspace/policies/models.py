@@ -25,7 +25,9 @@ class Offer(models.Model):
     max_calls = models.PositiveIntegerField()
     price_per_call = models.DecimalField(max_digits=40, decimal_places=0)  # token base units
     duration_seconds = models.PositiveBigIntegerField()
-    privacy_budget = models.FloatField(default=0.0)  # total epsilon per agreement; 0: no noise added
+    # The most epsilon one consumer may spend on the dataset through this offer's agreements (the
+    # dataset's own total binds everyone together); 0 for a non-personal dataset.
+    privacy_budget = models.FloatField(default=0.0)
     min_cohort = models.PositiveIntegerField(default=10)
     policy = models.JSONField()  # the ODRL document
     policy_hash = models.CharField(max_length=66)
@@ -67,9 +69,9 @@ class Agreement(models.Model):
     )
     chain_agreement_id = models.BigIntegerField(null=True, blank=True, unique=True)
     expires_at = models.DateTimeField(null=True, blank=True)
-    # Reservations, taken under this row's lock before a use is sent on chain; released on refusal.
+    # Calls reserved under this row's lock before a use is sent on chain; released on refusal.
+    # (Privacy loss is the dataset's, in dataspace.privacy: never an agreement's own.)
     calls_reserved = models.PositiveIntegerField(default=0)
-    budget_reserved = models.FloatField(default=0.0)
     next_nonce = models.PositiveBigIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -8,6 +8,7 @@ operation, calls, expiry, budget, price).
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,8 +27,11 @@ class Terms:
     max_calls: int
     price_per_call: int
     duration_seconds: int
+    # The most epsilon one consumer may spend on the dataset through this offer's agreements
+    # (the dataset's own total binds all consumers together); 0 for a non-personal dataset.
     privacy_budget: float
     min_cohort: int
+    non_personal: bool = False
 
 
 def policy_document(*, offer_id: uuid.UUID, dataset_id: uuid.UUID, provider: str, terms: Terms) -> dict[str, Any]:
@@ -38,6 +42,7 @@ def policy_document(*, offer_id: uuid.UUID, dataset_id: uuid.UUID, provider: str
         {"leftOperand": "elapsedTime", "operator": "lteq", "rightOperand": f"PT{terms.duration_seconds}S"},
         {"leftOperand": "redlake:privacyBudget", "operator": "lteq", "rightOperand": terms.privacy_budget},
         {"leftOperand": "redlake:minCohort", "operator": "gteq", "rightOperand": terms.min_cohort},
+        {"leftOperand": "redlake:nonPersonal", "operator": "eq", "rightOperand": terms.non_personal},
     ]
     return {
         "@context": ODRL_CONTEXT,
@@ -79,6 +84,8 @@ def terms_of(document: dict[str, Any]) -> Terms:
         duration_seconds=int(str(found["elapsedTime"]).removeprefix("PT").removesuffix("S")),
         privacy_budget=float(found["redlake:privacyBudget"]),
         min_cohort=int(found["redlake:minCohort"]),
+        # Policies published before datasets declared it are personal.
+        non_personal=bool(found.get("redlake:nonPersonal", False)),
     )
 
 
@@ -94,7 +101,6 @@ class UsageRequest:
 class AgreementState:
     calls_bought: int
     calls_reserved: int
-    budget_reserved: float
     expires_at: datetime
 
 
@@ -117,19 +123,30 @@ def evaluate(document: dict[str, Any], state: AgreementState, request: UsageRequ
         raise DomainError(
             f"All {state.calls_bought} calls of this agreement are used or in flight.", code=ErrorCode.CALLS_EXHAUSTED
         )
-    if terms.privacy_budget == 0:
-        if request.epsilon != 0:
+    check_epsilon(terms, request.epsilon)
+
+
+def check_epsilon(terms: Terms, epsilon: float) -> None:
+    """A personal dataset answers only with noise (epsilon above zero, at most the consumer's
+    share); a non-personal one without (epsilon 0). The budgets themselves are the privacy
+    ledger's to check: they span every agreement on the dataset."""
+    if not math.isfinite(epsilon) or epsilon < 0:
+        raise DomainError("Epsilon must be a finite number, at least 0.", code=ErrorCode.EPSILON_INVALID)
+    if terms.non_personal:
+        if epsilon != 0:
             raise DomainError(
-                "This offer adds no differential-privacy noise; send epsilon 0.", code=ErrorCode.EPSILON_INVALID
+                "The dataset is declared non-personal: answers carry no noise; send epsilon 0.",
+                code=ErrorCode.EPSILON_INVALID,
             )
         return
-    if request.epsilon <= 0:
+    if epsilon <= 0:
         raise DomainError(
-            "This offer spends a privacy budget: epsilon must be greater than 0.", code=ErrorCode.EPSILON_INVALID
+            "The dataset is personal: every answer carries noise, so epsilon must be greater than 0.",
+            code=ErrorCode.EPSILON_INVALID,
         )
-    remaining = terms.privacy_budget - state.budget_reserved
-    if request.epsilon > remaining + 1e-12:
+    if epsilon > terms.privacy_budget:
         raise DomainError(
-            f"Epsilon {request.epsilon} exceeds the remaining privacy budget {max(remaining, 0):.6g}.",
+            f"Epsilon {epsilon:g} exceeds this offer's share of {terms.privacy_budget:g} per consumer.",
             code=ErrorCode.BUDGET_EXHAUSTED,
+            details={"scope": "consumer"},
         )

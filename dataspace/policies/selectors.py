@@ -62,5 +62,12 @@ def agreements_pending() -> list[uuid.UUID]:
     return list(Agreement.objects.filter(status=Agreement.Status.PENDING).values_list("pk", flat=True)[:200])
 
 
+def holds_agreement_on(*, consumer: User, dataset_id: uuid.UUID) -> bool:
+    """Whether the user holds an active agreement on an offer of this dataset."""
+    return Agreement.objects.filter(
+        consumer=consumer, offer__dataset_id=dataset_id, status=Agreement.Status.ACTIVE
+    ).exists()
+
+
 def dataset_has_offers(*, dataset_id: uuid.UUID) -> bool:
     return Offer.objects.filter(dataset_id=dataset_id).exists()

@@ -31,6 +31,28 @@ FOLLOW_OFFER_TASK = "dataspace.policies.tasks.follow_offer"
 FOLLOW_AGREEMENT_TASK = "dataspace.policies.tasks.follow_agreement"
 
 
+def _check_privacy_terms(dataset: Dataset, terms: odrl.Terms) -> None:
+    """Differential privacy by default: an offer on a personal dataset gives each consumer a share
+    of the dataset's budget (epsilon above zero, at most the dataset's total); only a dataset its
+    provider declared non-personal is offered without noise."""
+    if terms.non_personal != dataset.non_personal:
+        raise DomainError("The offer's terms must state whether the dataset is non-personal.")
+    if dataset.non_personal:
+        if terms.privacy_budget != 0:
+            raise DomainError(
+                "The dataset is declared non-personal: its offers have no privacy budget (send 0).",
+                code=ErrorCode.PRIVACY_TERMS_INVALID,
+            )
+        return
+    if not 0 < terms.privacy_budget <= dataset.privacy_epsilon:
+        raise DomainError(
+            f"An offer on a personal dataset gives each consumer a privacy budget above 0 and at most the "
+            f"dataset's total of {dataset.privacy_epsilon:g} (or declare the dataset non-personal before "
+            "its first offer).",
+            code=ErrorCode.PRIVACY_TERMS_INVALID,
+        )
+
+
 def offer_publish(*, provider: User, dataset: Dataset, terms: odrl.Terms) -> Offer:
     if dataset.provider_id != provider.pk:
         raise NotFound("dataset")
@@ -41,6 +63,7 @@ def offer_publish(*, provider: User, dataset: Dataset, terms: odrl.Terms) -> Off
             f"Unknown operations: {', '.join(unknown)}; known: {', '.join(sorted(known))}.",
             code=ErrorCode.INVALID_OPERATION,
         )
+    _check_privacy_terms(dataset, terms)
     registration = dataset.chain_registration
     if registration is None or registration.status != Tx.CONFIRMED:
         raise DomainError(
@@ -174,23 +197,27 @@ def agreement_check_active(*, agreement: Agreement) -> None:
         raise DomainError(f"The agreement is {agreement.status}, not active.", code=ErrorCode.AGREEMENT_NOT_ACTIVE)
 
 
+def agreement_evaluate(*, agreement: Agreement, usage: odrl.UsageRequest) -> None:
+    """Evaluates ``usage`` against the agreement's policy as it stands (no lock): what
+    ``agreement_reserve`` decides again, under the lock, before anything is reserved."""
+    assert agreement.expires_at is not None
+    odrl.evaluate(
+        agreement.offer.policy,
+        odrl.AgreementState(agreement.calls, agreement.calls_reserved, agreement.expires_at),
+        usage,
+    )
+
+
 def agreement_reserve(*, agreement: Agreement, usage: odrl.UsageRequest) -> Agreement:
-    """Evaluates ``usage`` against the agreement's policy and reserves one call and its epsilon.
+    """Evaluates ``usage`` against the agreement's policy and reserves one call.
 
     Call it inside the transaction that records the use: the agreement's row stays locked until
     that transaction ends, so concurrent requests are decided one at a time, and the reservation
     commits or rolls back with the use. Returns the locked agreement as it was before this use.
     The agreement must be active (``agreement_check_active``)."""
     locked = Agreement.objects.select_for_update().select_related("offer").get(pk=agreement.pk)
-    assert locked.expires_at is not None
-    odrl.evaluate(
-        locked.offer.policy,
-        odrl.AgreementState(locked.calls, locked.calls_reserved, locked.budget_reserved, locked.expires_at),
-        usage,
-    )
-    Agreement.objects.filter(pk=locked.pk).update(
-        calls_reserved=F("calls_reserved") + 1, budget_reserved=F("budget_reserved") + usage.epsilon
-    )
+    agreement_evaluate(agreement=locked, usage=usage)
+    Agreement.objects.filter(pk=locked.pk).update(calls_reserved=F("calls_reserved") + 1)
     return locked
 
 
@@ -202,11 +229,9 @@ def agreement_take_nonce(*, agreement: Agreement) -> int:
     return nonce
 
 
-def agreement_release_reservation(*, agreement_id: uuid.UUID, epsilon: float) -> None:
-    """Returns a reserved call and its epsilon (the chain refused the use, or it was refunded)."""
-    Agreement.objects.filter(pk=agreement_id).update(
-        calls_reserved=F("calls_reserved") - 1, budget_reserved=F("budget_reserved") - epsilon
-    )
+def agreement_release_reservation(*, agreement_id: uuid.UUID) -> None:
+    """Returns a reserved call (the chain refused the use, or it was refunded)."""
+    Agreement.objects.filter(pk=agreement_id).update(calls_reserved=F("calls_reserved") - 1)
 
 
 def earnings_withdraw(*, provider: User) -> ChainTransaction:

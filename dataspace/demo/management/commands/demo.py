@@ -28,6 +28,10 @@ DEMO_USERS: list[tuple[str, str, list[Role]]] = [
 ]
 DEMO_TITLE = "Hospital registry (synthetic)"
 DEMO_TOKENS = 10_000 * 10**18
+# The clamping range the provider declares for each numeric column: what one person can move a
+# sum by (the Gaussian noise's scale follows from it), chosen from what the columns mean, not
+# from the data.
+DEMO_BOUNDS = {"age": [0, 120], "bmi": [10, 70], "systolic_bp": [60, 260], "cholesterol": [0, 15], "cost": [0, 50_000]}
 
 
 def wait_until(done: Callable[[], bool], *, timeout: float) -> bool:
@@ -77,6 +81,9 @@ class Command(BaseCommand):
                 keywords=["health", "registry", "synthetic"],
                 licence="CC-BY-4.0",
                 public_value_columns=["sex", "region", "diagnosis"],
+                # Personal data: every answer noised, epsilon 1 in all for every consumer together.
+                privacy_epsilon=1.0,
+                encryption={"bounds": DEMO_BOUNDS},
             ),
         )
         # One transaction: the encrypted store is built before the ingest's follow-ups are sent,
@@ -128,7 +135,7 @@ class Command(BaseCommand):
                     max_calls=1000,
                     price_per_call=10**18,
                     duration_seconds=365 * 86400,
-                    privacy_budget=0.0,
+                    privacy_budget=1.0,  # a consumer may spend the dataset's whole epsilon
                     min_cohort=10,
                 ),
             )
