@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,16 @@ class NoisyAggregates:
     rho: float  # the loss OpenDP charged for all of them together
 
 
+@lru_cache(maxsize=1024)
+def _scale_for(sensitivity: float, rho: float) -> float:
+    """The smallest scale whose loss OpenDP charges within ``rho``: the textbook Δ/√(2ρ) when
+    OpenDP agrees with it, else OpenDP's own search (it may charge extra for float rounding)."""
+    textbook = sensitivity / math.sqrt(2.0 * rho)
+    if float(_gaussian(textbook).map(sensitivity)) <= rho:
+        return textbook
+    return float(dp.binary_search_param(_gaussian, d_in=sensitivity, d_out=rho))
+
+
 def _gaussian(scale: float) -> Any:
     return dp.m.make_gaussian(dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float), scale=scale)
 
@@ -50,9 +61,7 @@ def gaussian(values: Mapping[str, float], sensitivities: Mapping[str, float], rh
     charged = 0.0
     for name, value in values.items():
         sensitivity = max(float(sensitivities[name]), 1e-12)
-        # OpenDP charges a little more than (Δ/σ)²/2 for its float arithmetic: search the scale
-        # that keeps the charge within the share instead of computing it by hand.
-        scale = float(dp.binary_search_param(_gaussian, d_in=sensitivity, d_out=share))
+        scale = _scale_for(sensitivity, share)
         measurement = _gaussian(scale)
         noisy[name] = float(measurement(float(value)))
         scales[name] = scale

@@ -1,0 +1,80 @@
+"""The accountant against OpenDP's own odometer, the ε/ρ conversions, and the Gaussian mechanism's
+noise against the scale it reports (statistically: OpenDP has no seed)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import opendp.prelude as dp
+import pytest
+
+from dataspace.privacy import accountant, mechanisms
+
+dp.enable_features("contrib")
+DELTA = 1e-9
+
+
+def test_rho_for_epsilon_is_the_largest_rho_within_epsilon() -> None:
+    for epsilon in (0.01, 0.1, 0.5, 1.0, 4.0):
+        rho = accountant.rho_for_epsilon(epsilon, DELTA)
+        assert accountant.epsilon_for_rho(rho, DELTA) <= epsilon
+        assert accountant.epsilon_for_rho(rho * 1.001 + 2e-9, DELTA) > epsilon
+
+
+def test_zcdp_beats_basic_composition() -> None:
+    total = accountant.rho_for_epsilon(1.0, DELTA)
+    per_job = accountant.rho_for_epsilon(0.1, DELTA)
+    assert total / per_job > 50  # basic composition of pure epsilon would allow 10
+
+
+def test_the_accountants_total_is_opendps_odometer() -> None:
+    losses = [0.001, 0.0025, 0.0004, 0.003, 0.0001]
+    odometer = dp.c.make_fully_adaptive_composition(
+        dp.vector_domain(dp.atom_domain(T=float, nan=False)),
+        dp.symmetric_distance(),
+        dp.zero_concentrated_divergence(),
+    )
+    queryable = odometer([1.0, 2.0])
+    for rho in losses:
+        queryable(_summed(rho))
+    assert accountant.total_rho(losses) == pytest.approx(queryable.privacy_loss(1), rel=1e-12)
+    assert accountant.total_rho([]) == 0.0
+    assert accountant.total_rho([0.0, 0.002]) == pytest.approx(0.002)
+
+
+def _summed(rho: float) -> dp.Measurement:
+    """A sum of values in [0, 1] with Gaussian noise costing exactly ``rho`` (d_in = 1)."""
+    space = dp.vector_domain(dp.atom_domain(T=float, nan=False)), dp.symmetric_distance()
+    chain = space >> dp.t.then_clamp((0.0, 1.0)) >> dp.t.then_sum()
+    scale = dp.binary_search_param(lambda s: chain >> dp.m.then_gaussian(s), d_in=1, d_out=rho)
+    measurement: dp.Measurement = chain >> dp.m.then_gaussian(scale)
+    return measurement
+
+
+def test_the_gaussian_mechanism_charges_what_it_is_given_and_noises_at_its_scale() -> None:
+    noisy = mechanisms.gaussian({"sum": 1000.0, "count": 50.0}, {"sum": 10.0, "count": 1.0}, rho=0.02)
+    assert noisy.rho == pytest.approx(0.02, rel=1e-6)
+    # rho split evenly: each number's scale is its sensitivity / sqrt(2 * rho / 2)
+    assert noisy.scales["sum"] == pytest.approx(10.0 / math.sqrt(0.02), rel=1e-3)
+    assert noisy.scales["count"] == pytest.approx(1.0 / math.sqrt(0.02), rel=1e-3)
+    draws = np.array([mechanisms.gaussian({"x": 0.0}, {"x": 1.0}, rho=0.5).values["x"] for _ in range(2000)])
+    # scale 1: the sample standard deviation of 2000 draws lies within 5% of it (p > 0.999)
+    assert abs(draws.std() - 1.0) < 0.05
+    assert abs(draws.mean()) < 0.1
+
+
+def test_error_bounds_cover_the_noise_95_percent_of_the_time() -> None:
+    noisy = mechanisms.gaussian({"sum": 5000.0, "count": 100.0}, {"sum": 100.0, "count": 1.0}, rho=0.01)
+    bounds = mechanisms.error_bounds(lambda a: {"mean": a["sum"] / a["count"], "count": a["count"]}, noisy)
+    assert bounds["count"] == pytest.approx(mechanisms.Z_95 * noisy.scales["count"], rel=0.2)
+    covered = 0
+    for _ in range(400):
+        again = mechanisms.gaussian({"sum": 5000.0, "count": 100.0}, {"sum": 100.0, "count": 1.0}, rho=0.01)
+        covered += abs(again.values["sum"] / again.values["count"] - 50.0) <= bounds["mean"]
+    assert covered >= 0.9 * 400
+
+
+def test_a_gaussian_needs_a_loss() -> None:
+    with pytest.raises(ValueError, match="above zero"):
+        mechanisms.gaussian({"x": 1.0}, {"x": 1.0}, rho=0.0)
