@@ -25,6 +25,7 @@ from dataspace.errors import DomainError, ErrorCode, NotFound
 from dataspace.operation_names import OperationName
 from dataspace.policies import odrl
 from dataspace.policies.models import Agreement, Offer
+from dataspace.privacy import onchain
 
 Tx = ChainTransaction.Status
 FOLLOW_OFFER_TASK = "dataspace.policies.tasks.follow_offer"
@@ -68,6 +69,12 @@ def offer_publish(*, provider: User, dataset: Dataset, terms: odrl.Terms) -> Off
     if registration is None or registration.status != Tx.CONFIRMED:
         raise DomainError(
             "The dataset is not registered on chain yet; publish the offer once its registration is confirmed.",
+            code=ErrorCode.DATASET_NOT_ON_CHAIN,
+        )
+    if not onchain.terms_on_chain(dataset=dataset):
+        onchain.terms_sync_request(dataset_id=dataset.id)
+        raise DomainError(
+            "The dataset's privacy terms are not pinned on chain yet; publish the offer once they are.",
             code=ErrorCode.DATASET_NOT_ON_CHAIN,
         )
     address = wallet_custodial_address(user=provider, action="publish offers")
