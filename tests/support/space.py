@@ -18,6 +18,7 @@ from dataspace.chain import agents, outbox
 from dataspace.chain.models import ChainTransaction
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.policies.models import Agreement, Offer
+from dataspace.privacy.onchain import terms_on_chain
 from tests.support.anvil import AnvilNode
 from tests.support.users import client_for, make_user, upload
 from tests.support.waiting import wait_for, wait_for_ingest
@@ -60,13 +61,16 @@ def ingest_dataset(client: APIClient, content: bytes, **fields: Any) -> Dataset:
     assert response.status_code == 202, response.json()
     ingest = wait_for_ingest(response.json()["id"])
     assert ingest.dataset_id is not None, ingest.error_message
-    wait_for(
-        lambda: (
-            EncryptedStore.objects.filter(dataset_id=ingest.dataset_id, status="ready").exists()
-            and Dataset.objects.get(pk=ingest.dataset_id).chain_registration.status == "confirmed"
-        ),  # type: ignore[union-attr]
-        timeout=180,
-    )
+    def ready() -> bool:
+        dataset = Dataset.objects.get(pk=ingest.dataset_id)
+        return (
+            EncryptedStore.objects.filter(dataset=dataset, status="ready").exists()
+            and dataset.chain_registration is not None
+            and dataset.chain_registration.status == "confirmed"
+            and terms_on_chain(dataset=dataset)
+        )
+
+    wait_for(ready, timeout=180)
     return Dataset.objects.get(pk=ingest.dataset_id)
 
 
@@ -78,7 +82,6 @@ def publish_offer(client: APIClient, dataset: Dataset, **terms: Any) -> Offer:
         "max_calls": 100,
         "price_per_call": PRICE,
         "duration_days": 30,
-        "privacy_budget": 0,
         "min_cohort": 10,
         **terms,
     }
@@ -107,7 +110,7 @@ def run_job(client: APIClient, agreement: Agreement, operation: str, params: dic
 
 
 def wait_job(job_id: str, *, timeout: float = 120) -> Job:
-    final = {Job.Status.SETTLED, Job.Status.REFUNDED, Job.Status.REJECTED}
+    final = {Job.Status.SETTLED, Job.Status.WITHHELD, Job.Status.REFUNDED, Job.Status.REJECTED}
     wait_for(lambda: Job.objects.get(pk=job_id).status in final, timeout=timeout)
     return Job.objects.get(pk=job_id)
 
