@@ -24,8 +24,8 @@ from dataspace.accounts.models import User, Wallet
 from dataspace.accounts.selectors import wallet_get
 from dataspace.accounts.services import wallet_private_key
 from dataspace.canonical import canonical_json
-from dataspace.chain import agents, eip712, gateway
-from dataspace.chain.encoding import epsilon_micro, job_chain_id, label_hash
+from dataspace.chain import agents, eip712, encoding, gateway
+from dataspace.chain.encoding import job_chain_id, label_hash
 from dataspace.compute import jobs, selectors
 from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.he.operations import OperationRejected, get_operation
@@ -166,7 +166,10 @@ def _usage_signature(wallet: Wallet, request: JobRequest, usage: eip712.Usage) -
 def _create(consumer: User, wallet: Wallet, agreement: Agreement, request: JobRequest, params: dict[str, Any]) -> Job:
     assert agreement.chain_agreement_id is not None
     agent = agents.UsageAgreementsAgent()
-    epsilon = epsilon_micro(request.epsilon)
+    # ISSUE-11: the request's epsilon goes on chain as rho one to one until the accounting speaks rho.
+    privacy_loss = encoding.rho_nano(request.epsilon)
+    # The consumer signs the parameters as they sent them, not as we normalised them.
+    params_hash = encoding.params_hash(request.params)
     nonce, deadline = _usage_nonce(wallet, agreement, request)
     job_id = job_chain_id(agreement_id=agreement.chain_agreement_id, nonce=nonce)
     usage = eip712.Usage(
@@ -176,7 +179,8 @@ def _create(consumer: User, wallet: Wallet, agreement: Agreement, request: JobRe
         job_id=job_id,
         purpose=label_hash(request.purpose),
         operation=label_hash(request.operation),
-        epsilon=epsilon,
+        params_hash=params_hash,
+        privacy_loss=privacy_loss,
         nonce=nonce,
         deadline=deadline,
     )
@@ -189,6 +193,7 @@ def _create(consumer: User, wallet: Wallet, agreement: Agreement, request: JobRe
         request_digest=request.digest(),
         operation=request.operation,
         params=params,
+        request_params=request.params,
         purpose=request.purpose,
         epsilon=request.epsilon,
         nonce=nonce,
@@ -203,7 +208,8 @@ def _create(consumer: User, wallet: Wallet, agreement: Agreement, request: JobRe
         job_id=job_id,
         purpose=request.purpose,
         operation=request.operation,
-        epsilon=epsilon,
+        params_hash=params_hash,
+        privacy_loss=privacy_loss,
         deadline=deadline,
         signature=signature,
     )

@@ -75,7 +75,10 @@ class Job(models.Model):
     idempotency_key = models.CharField(max_length=128)
     request_digest = models.CharField(max_length=64)
     operation = models.CharField(max_length=64)
-    params = models.JSONField(default=dict)
+    params = models.JSONField(default=dict)  # normalised by the operation: what is computed
+    # As the consumer sent them: their hash is what the consumer signed (UsageRecorded's
+    # paramsHash), so the custodian checks it against the chain before releasing.
+    request_params = models.JSONField(default=dict)
     purpose = models.CharField(max_length=128)
     epsilon = models.FloatField(default=0.0)
     nonce = models.DecimalField(max_digits=40, decimal_places=0)

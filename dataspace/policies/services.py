@@ -19,7 +19,7 @@ from dataspace.accounts.models import User
 from dataspace.accounts.selectors import wallet_custodial_address
 from dataspace.catalog.models import Dataset
 from dataspace.chain import agents, outbox
-from dataspace.chain.encoding import epsilon_micro
+from dataspace.chain.encoding import rho_nano
 from dataspace.chain.models import ChainTransaction
 from dataspace.errors import DomainError, ErrorCode, NotFound
 from dataspace.operation_names import OperationName
@@ -66,39 +66,88 @@ def offer_publish(*, provider: User, dataset: Dataset, terms: odrl.Terms) -> Off
             policy=document,
             policy_hash="0x" + digest.hex(),
         )
-        offer.publish_tx = agents.UsageAgreementsAgent().publish_offer(
-            key=f"offer-publish:{offer.id}",
-            provider=address,
-            dataset_id=dataset.id,
-            policy_hash=digest,
-            purposes=terms.purposes,
-            operations=terms.operations,
-            max_calls=terms.max_calls,
-            price_per_call=terms.price_per_call,
-            duration_seconds=terms.duration_seconds,
-            privacy_budget=epsilon_micro(terms.privacy_budget),
-        )
-        offer.save(update_fields=["publish_tx"])
+        # ISSUE-11: publishOffer is queued by offer_progress, once the dataset's privacy on chain
+        # allows the offer.
         tasking.enqueue_on_commit(FOLLOW_OFFER_TASK, str(offer.id))
     return offer
 
 
+def _consumer_limit(offer: Offer) -> int:
+    # ISSUE-11: the offer's epsilon budget goes on chain as rho one to one until the accounting
+    # speaks rho.
+    return rho_nano(offer.privacy_budget)
+
+
+def _dataset_privacy_write(*, offer: Offer, address: str) -> ChainTransaction | None:
+    """The write that must be confirmed before the offer can be published, or None if the
+    dataset's privacy on chain already allows it.
+
+    ISSUE-11, until providers set these themselves: an offer without a privacy budget (no noise)
+    needs the dataset declared non-personal (possible only before its first offer), and an offer
+    with one raises the dataset's limit to at least one consumer's limit. Keyed so that a retry,
+    or the next step of the same offer, finds the same write."""
+    agent = agents.UsageAgreementsAgent()
+    privacy = agent.dataset_privacy(offer.dataset_id)
+    limit = _consumer_limit(offer)
+    if limit == 0:
+        if privacy.non_personal:
+            return None
+        return agent.declare_non_personal(
+            key=f"dataset-non-personal:{offer.dataset_id}", provider=address, dataset_id=offer.dataset_id
+        )
+    if privacy.limit >= limit:
+        return None
+    return agent.set_dataset_privacy_limit(
+        key=f"offer-privacy-limit:{offer.id}", provider=address, dataset_id=offer.dataset_id, limit=limit
+    )
+
+
+def _publish_write(*, offer: Offer, address: str) -> ChainTransaction:
+    return agents.UsageAgreementsAgent().publish_offer(
+        key=f"offer-publish:{offer.id}",
+        provider=address,
+        dataset_id=offer.dataset_id,
+        policy_hash=bytes.fromhex(offer.policy_hash.removeprefix("0x")),
+        purposes=list(offer.purposes),
+        operations=list(offer.operations),
+        max_calls=offer.max_calls,
+        price_per_call=int(offer.price_per_call),
+        duration_seconds=offer.duration_seconds,
+        consumer_limit=_consumer_limit(offer),
+    )
+
+
 def offer_progress(*, offer_id: uuid.UUID) -> bool:
-    """Moves a pending offer on; True once it is published or failed."""
-    offer = Offer.objects.select_related("publish_tx").get(pk=offer_id)
+    """Moves a pending offer on (the dataset's privacy on chain, then publishOffer); True once it
+    is published or failed. publishOffer waits for the privacy write: its gas estimate reverts
+    before a declaration, and a published offer must find its dataset's limit set."""
+    offer = Offer.objects.select_related("publish_tx", "provider").get(pk=offer_id)
     if offer.status != Offer.Status.PENDING:
         return True
+
+    def refused(tx: ChainTransaction) -> None:
+        Offer.objects.filter(pk=offer.pk, status=Offer.Status.PENDING).update(
+            status=Offer.Status.FAILED, failure=tx.revert_reason
+        )
+
+    if offer.publish_tx_id is None:
+        address = wallet_custodial_address(user=offer.provider, action="publish offers")
+        privacy_tx = _dataset_privacy_write(offer=offer, address=address)
+        if privacy_tx is not None:
+            confirmed: list[ChainTransaction] = []
+            if not outbox.write_follow(tx_id=privacy_tx.pk, on_confirmed=confirmed.append, on_failed=refused):
+                return False
+            if not confirmed:
+                return True  # the dataset's privacy was refused: so is the offer
+        publish_tx = _publish_write(offer=offer, address=address)
+        Offer.objects.filter(pk=offer.pk, publish_tx__isnull=True).update(publish_tx=publish_tx)
+        offer.refresh_from_db()
     assert offer.publish_tx_id is not None
 
     def published(tx: ChainTransaction) -> None:
         event = agents.receipt_event(tx, contract=agents.UsageAgreementsAgent.name, event="OfferPublished")
         Offer.objects.filter(pk=offer.pk, status=Offer.Status.PENDING).update(
             status=Offer.Status.PUBLISHED, chain_offer_id=int(event["offerId"])
-        )
-
-    def refused(tx: ChainTransaction) -> None:
-        Offer.objects.filter(pk=offer.pk, status=Offer.Status.PENDING).update(
-            status=Offer.Status.FAILED, failure=tx.revert_reason
         )
 
     return outbox.write_follow(tx_id=offer.publish_tx_id, on_confirmed=published, on_failed=refused)
