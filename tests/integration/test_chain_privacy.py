@@ -1,6 +1,7 @@
 """A dataset's privacy budget and the signed parameters' hash, through the agents and the outbox,
 against a real anvil node: writes from the provider's custodial wallet, usage relayed by the
-operator with the consumer's signature, refusals decoded by name.
+operator with the consumer's signature, refusals decoded by name, and the custodian's reading of
+both.
 
 (The chain tests of issue 11, apart from test_chain.py to keep each module short.)"""
 
@@ -18,6 +19,10 @@ from dataspace.accounts.services import wallet_private_key
 from dataspace.chain import agents, eip712, gateway, outbox
 from dataspace.chain.encoding import dataset_chain_id, job_chain_id, label_hash, params_hash
 from dataspace.chain.models import ChainTransaction
+from dataspace.compute import custody
+from dataspace.compute.models import Job
+from dataspace.errors import ErrorCode
+from dataspace.policies.models import Agreement
 from tests.support.anvil import AnvilNode
 from tests.support.space import TOKENS, funded_user
 
@@ -222,3 +227,25 @@ def test_a_forged_params_hash_breaks_the_consumer_signature(market: Market) -> N
     assert reason.startswith("InvalidSignature(recovered=0x")
     assert reason.endswith(f"expected={market.consumer.address.lower()})")
     assert agents.UsageAgreementsAgent().usage(job_id).status == agents.JobStatus.NONE
+
+
+def test_the_custodian_checks_the_loss_and_the_signed_params_on_chain(market: Market) -> None:
+    confirmed(set_limit(market, RHO))
+    agreement = agreement_for(market)
+    params = {"column": "age"}
+    job_id, write = record(market, agreement, 0, loss=RHO // 4, params=params)
+    confirmed(write)
+
+    def job(**changed: Any) -> Job:
+        fields = {"chain_job_id": "0x" + job_id.hex(), "dataset_id": market.dataset, "request_params": params}
+        made = Job(**{**fields, "epsilon": 0.25, **changed})  # ISSUE-11: epsilon goes on chain as rho
+        made.agreement = Agreement(chain_agreement_id=agreement)
+        return made
+
+    custody._check_chain(job())  # as signed and recorded
+    with pytest.raises(custody.CustodyRefused) as error:
+        custody._check_chain(job(request_params={"column": "bmi"}))
+    assert error.value.code == ErrorCode.PARAMS_MISMATCH
+    with pytest.raises(custody.CustodyRefused) as error:
+        custody._check_chain(job(epsilon=0.5))
+    assert error.value.code == ErrorCode.EPSILON_MISMATCH
