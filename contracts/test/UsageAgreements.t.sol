@@ -18,13 +18,13 @@ contract UsageAgreementsTest is Fixture {
         return usage.jobStatus(jobId);
     }
 
-    function _expectRecordRevert(uint256 agreementId, bytes32 jobId, bytes32 purpose, bytes32 op, uint64 eps, bytes memory err)
+    function _expectRecordRevert(uint256 agreementId, bytes32 jobId, bytes32 purpose, bytes32 op, uint64 loss, bytes memory err)
         internal
     {
-        bytes memory sig = _sign(consumerKey, agreementId, jobId, purpose, op, PARAMS, eps, block.timestamp);
+        bytes memory sig = _sign(consumerKey, agreementId, jobId, purpose, op, PARAMS, loss, block.timestamp);
         vm.prank(operator);
         vm.expectRevert(err);
-        usage.recordUsage(agreementId, jobId, purpose, op, PARAMS, eps, block.timestamp, sig);
+        usage.recordUsage(agreementId, jobId, purpose, op, PARAMS, loss, block.timestamp, sig);
     }
 
     function _unauthorized(address who) internal view returns (bytes memory) {
@@ -237,7 +237,7 @@ contract UsageAgreementsTest is Fixture {
         assertEq(limit, 1);
     }
 
-    function test_setDatasetPrivacyLimit_restoredByRefund() public {
+    function test_setDatasetPrivacyLimit_lowersToZeroAfterRefund() public {
         uint256 id = _accept(3);
         bytes32 jobId = _record(id, 0);
         vm.prank(provider);
