@@ -107,6 +107,7 @@ class ErrorCode(enum.StrEnum):
     # the key custodian's refusals (a job's failure code; budget_exhausted and cohort_too_small too)
     USAGE_NOT_RECORDED = "usage_not_recorded"
     EPSILON_MISMATCH = "epsilon_mismatch"
+    PARAMS_MISMATCH = "params_mismatch"
     RESULT_TAMPERED = "result_tampered"
 
 

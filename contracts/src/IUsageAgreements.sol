@@ -7,11 +7,13 @@ import {IDatasetRegistry} from "./IDatasetRegistry.sol";
 import {IRedlakeErrors} from "./IRedlakeErrors.sol";
 
 /// @title IUsageAgreements
-/// @notice Offers of a dataset's use, agreements that hold their price in escrow, and the record
-///         of every use. A use is first recorded (one call counted, its epsilon spent, its price
-///         moved from escrow to pending), then either settled (the price becomes the provider's,
-///         the result and attestation hashes go on chain) or refunded (call, epsilon and price go
-///         back to the agreement). Nothing is settled without a record, nothing twice.
+/// @notice Offers of a dataset's use, agreements that hold their price in escrow, each dataset's
+///         privacy budget, and the record of every use. A use is first recorded (one call
+///         counted, its privacy loss spent from the dataset's budget, its price moved from escrow
+///         to pending), then either settled (the price becomes the provider's, the result and
+///         attestation hashes go on chain) or refunded (call and price go back to the agreement,
+///         the privacy loss back to the dataset). Nothing is settled without a record, nothing
+///         twice.
 /// @dev The external surface of UsageAgreements and its documentation, which the implementation
 ///      inherits (NatSpec inheritdoc). Tests and other contracts compile against this interface
 ///      only, so the implementation alone goes through the (slower) IR pipeline. The file is
@@ -20,7 +22,15 @@ import {IRedlakeErrors} from "./IRedlakeErrors.sol";
 ///      Job ids: `jobId = (agreementId << 128) | nonce`. The nonce is the consumer's, scoped to
 ///      the agreement (which has exactly one consumer) and unordered: any unused nonce is valid,
 ///      and a job id is recorded at most once, so a consumer's signature is usable at most once.
-///      Amounts are in the payment token's smallest unit; epsilons are fixed point, 1e6 = 1.0.
+///      Amounts are in the payment token's smallest unit.
+///
+///      Privacy. Privacy loss is zero-concentrated DP (zCDP) rho in fixed point, 1e9 = 1.0 rho
+///      ("nano-rho"), uint64; zCDP losses add up under composition, so a dataset's budget is a sum.
+///      The budget belongs to the dataset, not to an agreement: every use of a dataset, through
+///      any offer and any agreement, spends from the one `limit` its provider sets, so accepting
+///      an offer again mints no fresh budget. A use that spends 0 (a cached answer, an answer
+///      from non-personal data) needs no limit. A dataset its provider declares non-personal
+///      (only before its first offer, irreversibly) may be offered without a per-consumer limit.
 ///      Operator actions (record, settle, refund) need OPERATOR_ROLE; pause and unpause need
 ///      DEFAULT_ADMIN_ROLE (OpenZeppelin AccessControl, whose errors they raise).
 interface IUsageAgreements is IRedlakeErrors {
@@ -38,7 +48,9 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @param duration Seconds an agreement lasts from acceptance.
     /// @param active False once revoked: no new agreements.
     /// @param pricePerCall Price of one call.
-    /// @param privacyBudget Total epsilon one agreement may spend.
+    /// @param consumerLimit Most privacy loss (nano-rho) one consumer may spend on the dataset
+    ///        through this offer's agreements; the platform enforces it off chain, the chain keeps
+    ///        it. Zero only on a non-personal dataset.
     /// @param datasetId The dataset offered.
     /// @param policyHash Hash of the ODRL policy document the platform evaluates off chain.
     struct Offer {
@@ -47,7 +59,7 @@ interface IUsageAgreements is IRedlakeErrors {
         uint64 duration;
         bool active;
         uint96 pricePerCall;
-        uint64 privacyBudget;
+        uint64 consumerLimit;
         bytes32 datasetId;
         bytes32 policyHash;
     }
@@ -63,8 +75,6 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @param pricePerCall Price of one call, fixed at acceptance.
     /// @param escrow (callsBought - callsUsed - callsReclaimed) * pricePerCall.
     /// @param pending (callsUsed - callsSettled) * pricePerCall: recorded, not yet settled.
-    /// @param budgetUsed Epsilon spent by recorded, unrefunded jobs.
-    /// @param privacyBudget Total epsilon the agreement may spend.
     /// @param expiry Timestamp from which no use is recorded and escrow may be reclaimed.
     /// @param suspended True while the provider has suspended it.
     struct Agreement {
@@ -78,8 +88,6 @@ interface IUsageAgreements is IRedlakeErrors {
         uint96 pricePerCall;
         uint256 escrow;
         uint256 pending;
-        uint64 budgetUsed;
-        uint64 privacyBudget;
         uint64 expiry;
         bool suspended;
     }
@@ -96,7 +104,7 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @param maxCalls Most calls one agreement may buy.
     /// @param pricePerCall Price of one call.
     /// @param duration Seconds an agreement lasts.
-    /// @param privacyBudget Total epsilon one agreement may spend.
+    /// @param consumerLimit Most privacy loss (nano-rho) one consumer may spend through the offer.
     event OfferPublished(
         uint256 indexed offerId,
         bytes32 indexed datasetId,
@@ -107,7 +115,7 @@ interface IUsageAgreements is IRedlakeErrors {
         uint32 maxCalls,
         uint96 pricePerCall,
         uint64 duration,
-        uint64 privacyBudget
+        uint64 consumerLimit
     );
 
     /// @notice Emitted when a provider revokes an offer.
@@ -133,13 +141,24 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @param agreementId The agreement.
     event AgreementResumed(uint256 indexed agreementId);
 
-    /// @notice Emitted when a use is recorded (one call, its epsilon, its price moved to pending).
+    /// @notice Emitted when a use is recorded (one call, its privacy loss spent from the dataset,
+    ///         its price moved to pending).
+    /// @dev The only place the parameters' hash is kept: an auditor and the key custodian read it
+    ///      from this event (by the indexed job id), so it costs no storage.
     /// @param jobId The job.
     /// @param agreementId Its agreement.
     /// @param purpose The declared purpose.
     /// @param operation The computation.
-    /// @param epsilon Privacy budget spent.
-    event UsageRecorded(bytes32 indexed jobId, uint256 indexed agreementId, bytes32 purpose, bytes32 operation, uint64 epsilon);
+    /// @param paramsHash Hash of the computation's parameters as the consumer signed them.
+    /// @param privacyLoss Privacy loss spent from the dataset's budget (nano-rho).
+    event UsageRecorded(
+        bytes32 indexed jobId,
+        uint256 indexed agreementId,
+        bytes32 purpose,
+        bytes32 operation,
+        bytes32 paramsHash,
+        uint64 privacyLoss
+    );
 
     /// @notice Emitted when one job is settled by `settle` (a batch emits BatchSettled instead).
     /// @param jobId The job.
@@ -154,14 +173,25 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @param jobIds The jobs settled.
     event BatchSettled(uint256 indexed batchId, bytes32 root, bytes32[] jobIds);
 
-    /// @notice Emitted when a recorded job is refunded (call, epsilon and price back to the
-    ///         agreement).
+    /// @notice Emitted when a recorded job is refunded (call and price back to the agreement,
+    ///         privacy loss back to the dataset).
     /// @param jobId The job.
     /// @param agreementId Its agreement.
     /// @param reason Why, as a short code.
-    /// @param epsilon Privacy budget given back.
+    /// @param privacyLoss Privacy loss given back to the dataset's budget (nano-rho).
     /// @param price Amount moved from pending back to escrow.
-    event UsageRefunded(bytes32 indexed jobId, uint256 indexed agreementId, bytes32 reason, uint64 epsilon, uint256 price);
+    event UsageRefunded(
+        bytes32 indexed jobId, uint256 indexed agreementId, bytes32 reason, uint64 privacyLoss, uint256 price
+    );
+
+    /// @notice Emitted when a dataset's provider sets its privacy limit.
+    /// @param datasetId The dataset.
+    /// @param limit The new total privacy loss every use of the dataset may spend (nano-rho).
+    event DatasetPrivacyLimitSet(bytes32 indexed datasetId, uint64 limit);
+
+    /// @notice Emitted when a dataset's provider declares it non-personal (irreversible).
+    /// @param datasetId The dataset.
+    event DatasetDeclaredNonPersonal(bytes32 indexed datasetId);
 
     /// @notice Emitted when a provider withdraws settled earnings.
     /// @param provider The provider paid.
@@ -263,17 +293,39 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @param bought Calls bought.
     error CallsExhausted(uint256 agreementId, uint32 used, uint32 bought);
 
-    /// @notice Raised by recordUsage when the use's epsilon would overspend the privacy budget.
-    /// @param agreementId The agreement.
-    /// @param used Epsilon already spent.
-    /// @param requested Epsilon this use asks for.
-    /// @param budget The agreement's privacy budget.
-    error BudgetExhausted(uint256 agreementId, uint64 used, uint64 requested, uint64 budget);
+    /// @notice Raised by recordUsage when the use's privacy loss would take the dataset's spent
+    ///         loss over its limit (whichever offer or agreement the use comes through).
+    /// @param datasetId The dataset.
+    /// @param used Privacy loss already spent on the dataset (nano-rho).
+    /// @param requested Privacy loss this use asks for.
+    /// @param limit The dataset's privacy limit.
+    error DatasetBudgetExhausted(bytes32 datasetId, uint64 used, uint64 requested, uint64 limit);
 
-    /// @notice Raised by recordUsage when one job's epsilon exceeds MAX_JOB_EPSILON.
-    /// @param epsilon The epsilon asked for.
-    /// @param max MAX_JOB_EPSILON.
-    error EpsilonTooLarge(uint64 epsilon, uint64 max);
+    /// @notice Raised by recordUsage when one job's privacy loss exceeds MAX_JOB_PRIVACY_LOSS.
+    /// @param privacyLoss The privacy loss asked for (nano-rho).
+    /// @param max MAX_JOB_PRIVACY_LOSS.
+    error PrivacyLossTooLarge(uint64 privacyLoss, uint64 max);
+
+    /// @notice Raised by setDatasetPrivacyLimit when the new limit is below what the dataset's
+    ///         recorded, unrefunded uses already spent.
+    /// @param datasetId The dataset.
+    /// @param limit The limit asked for.
+    /// @param used Privacy loss already spent on the dataset.
+    error DatasetLimitBelowUsed(bytes32 datasetId, uint64 limit, uint64 used);
+
+    /// @notice Raised by declareNonPersonal once the dataset has had an offer: consumers accepted
+    ///         terms made for personal data, which a declaration must not change under them.
+    /// @param datasetId The dataset.
+    error DatasetHasOffers(bytes32 datasetId);
+
+    /// @notice Raised by declareNonPersonal when the dataset is already declared non-personal.
+    /// @param datasetId The dataset.
+    error DatasetAlreadyNonPersonal(bytes32 datasetId);
+
+    /// @notice Raised by publishOffer when the consumer limit is zero and the dataset is not
+    ///         declared non-personal: personal data is offered only with a limit per consumer.
+    /// @param datasetId The dataset.
+    error ConsumerLimitRequired(bytes32 datasetId);
 
     /// @notice Raised by recordUsage when the job id was recorded before (whatever became of it).
     /// @param jobId The job.
@@ -310,7 +362,9 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @param maxCalls Most calls one agreement may buy (at least 1).
     /// @param pricePerCall Price of one call in the token's smallest unit (0 for a free offer).
     /// @param duration Seconds an agreement lasts from acceptance (1 .. MAX_DURATION).
-    /// @param privacyBudget Total epsilon one agreement may spend (fixed point, 1e6 = 1.0).
+    /// @param consumerLimit Most privacy loss (nano-rho) one consumer may spend on the dataset
+    ///        through this offer's agreements, enforced off chain by the platform and kept here for
+    ///        auditors; greater than 0 unless the dataset is declared non-personal.
     /// @return offerId The new offer's id (from 1).
     function publishOffer(
         bytes32 datasetId,
@@ -320,12 +374,29 @@ interface IUsageAgreements is IRedlakeErrors {
         uint32 maxCalls,
         uint96 pricePerCall,
         uint64 duration,
-        uint64 privacyBudget
+        uint64 consumerLimit
     ) external returns (uint256 offerId);
 
     /// @notice Revokes (retires) an offer: no new agreements; existing ones run to their end.
     /// @param offerId The offer, published by the caller and still active.
     function revokeOffer(uint256 offerId) external;
+
+    // --------------------------------------------------------------------- dataset privacy
+
+    /// @notice Sets the total privacy loss every use of a dataset may spend, through any offer and
+    ///         any agreement (its provider only). Raising it is always allowed; lowering it is
+    ///         allowed down to what is already spent.
+    /// @dev Works while paused and on a retired dataset: agreements already made run to their
+    ///      end, and a provider may want to tighten their limit at any time.
+    /// @param datasetId The dataset, registered to the caller in the DatasetRegistry.
+    /// @param limit The new limit (nano-rho), at least the dataset's spent loss.
+    function setDatasetPrivacyLimit(bytes32 datasetId, uint64 limit) external;
+
+    /// @notice Declares a dataset non-personal (its provider only): it may then be offered
+    ///         with a zero consumer limit (answers without noise, spending no privacy loss).
+    ///         Irreversible, and only before the dataset's first offer.
+    /// @param datasetId The dataset, registered to the caller, never offered, not yet declared.
+    function declareNonPersonal(bytes32 datasetId) external;
 
     // -------------------------------------------------------------------------- agreements
 
@@ -350,18 +421,24 @@ interface IUsageAgreements is IRedlakeErrors {
     // ------------------------------------------------------------------------------- usage
 
     /// @notice Records one use of an agreement, relayed by the operator with the consumer's
-    ///         EIP-712 signature: one call and `epsilon` of the privacy budget are spent and one
-    ///         price moves from escrow to pending, until the job is settled or refunded.
+    ///         EIP-712 signature: one call is counted, `privacyLoss` is spent from the dataset's
+    ///         privacy budget, and one price moves from escrow to pending, until the job is settled
+    ///         or refunded.
     /// @dev The consumer signs
-    ///      Usage(uint256 agreementId,bytes32 jobId,bytes32 purpose,bytes32 operation,uint64 epsilon,uint256 nonce,uint256 deadline)
+    ///      Usage(uint256 agreementId,bytes32 jobId,bytes32 purpose,bytes32 operation,bytes32 paramsHash,uint64 privacyLoss,uint256 nonce,uint256 deadline)
     ///      under the domain ("Redlake UsageAgreements", "1", chainId, this contract), where nonce
     ///      is the low 128 bits of jobId. A job id is recorded at most once, so a signature is
-    ///      usable at most once.
+    ///      usable at most once. The parameters' hash binds the computation the consumer asked
+    ///      for to the signature; it is emitted in UsageRecorded, not stored.
     /// @param agreementId The agreement used; must be the high 128 bits of jobId.
     /// @param jobId `(agreementId << 128) | nonce`, with a nonce not used before on this agreement.
     /// @param purpose The declared purpose; must be allowed by the offer.
     /// @param operation The computation; must be allowed by the offer.
-    /// @param epsilon Privacy budget this use spends (fixed point, 1e6 = 1.0; at most MAX_JOB_EPSILON).
+    /// @param paramsHash Hash of the computation's parameters, as the consumer signed it (the
+    ///        platform's is SHA-256 of their canonical JSON).
+    /// @param privacyLoss Privacy loss this use spends (nano-rho, at most MAX_JOB_PRIVACY_LOSS);
+    ///        the dataset's spent loss plus this must not exceed its limit. Zero (a cached answer,
+    ///        a non-personal dataset) needs no limit.
     /// @param deadline Last timestamp at which the signature may be used.
     /// @param consumerSignature The consumer's 65-byte signature over the Usage struct.
     function recordUsage(
@@ -369,7 +446,8 @@ interface IUsageAgreements is IRedlakeErrors {
         bytes32 jobId,
         bytes32 purpose,
         bytes32 operation,
-        uint64 epsilon,
+        bytes32 paramsHash,
+        uint64 privacyLoss,
         uint256 deadline,
         bytes calldata consumerSignature
     ) external;
@@ -392,8 +470,9 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @return batchId The batch's id (from 1), for verifyReceipt and batchRoot.
     function settleBatch(bytes32 root, bytes32[] calldata jobIds) external returns (uint256 batchId);
 
-    /// @notice Refunds a recorded, unsettled job: its call, its epsilon and its price return to
-    ///         the agreement (the price to escrow, reclaimable after expiry).
+    /// @notice Refunds a recorded, unsettled job: its call and its price return to the agreement
+    ///         (the price to escrow, reclaimable after expiry), its privacy loss to the dataset's
+    ///         budget.
     /// @param jobId A recorded job, neither settled nor refunded.
     /// @param reason Why (a short code, e.g. "worker_lost", "cohort_too_small").
     function refund(bytes32 jobId, bytes32 reason) external;
@@ -429,9 +508,10 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @return keccak256 of the Usage type string (see recordUsage).
     function USAGE_TYPEHASH() external view returns (bytes32);
 
-    /// @notice Largest epsilon one job may spend (2^30 - 1, i.e. about 1073.74 at 1e6 = 1.0).
-    /// @return The limit.
-    function MAX_JOB_EPSILON() external view returns (uint64);
+    /// @notice Largest privacy loss one job may spend: 2^30 - 1 nano-rho, about 1.0737 rho (the
+    ///         30 bits of a job's cell; one answer costing more than 1 rho protects little).
+    /// @return The limit, 1,073,741,823.
+    function MAX_JOB_PRIVACY_LOSS() external view returns (uint64);
 
     /// @notice Longest agreement an offer may grant.
     /// @return 3,650 days, in seconds.
@@ -497,12 +577,25 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @return details The agreement; its consumer is zero if it is unknown.
     function getAgreement(uint256 agreementId) external view returns (Agreement memory details);
 
-    /// @notice The usage record of a job: its agreement, status and the epsilon it spent.
+    /// @notice The usage record of a job: its agreement, status and the privacy loss it spent.
+    /// @dev The parameters' hash is not stored: read it from the job's UsageRecorded event.
     /// @param jobId The job.
     /// @return agreementId The agreement the job id names (whether or not it was recorded).
     /// @return status None, Recorded (pending), Settled or Refunded.
-    /// @return epsilon The epsilon recorded (still reported after a refund, which returned it).
-    function getUsage(bytes32 jobId) external view returns (uint256 agreementId, JobStatus status, uint64 epsilon);
+    /// @return privacyLoss The privacy loss recorded, nano-rho (still reported after a refund,
+    ///         which gave it back).
+    function getUsage(bytes32 jobId) external view returns (uint256 agreementId, JobStatus status, uint64 privacyLoss);
+
+    /// @notice A dataset's privacy state.
+    /// @param datasetId The dataset.
+    /// @return limit Total privacy loss its uses may spend (nano-rho; 0 until its provider sets it).
+    /// @return used Privacy loss spent by its recorded, unrefunded jobs; never above limit.
+    /// @return nonPersonal True once its provider declared it non-personal.
+    /// @return hasOffers True once an offer of it was published.
+    function getDatasetPrivacy(bytes32 datasetId)
+        external
+        view
+        returns (uint64 limit, uint64 used, bool nonPersonal, bool hasOffers);
 
     /// @notice A job's status.
     /// @param jobId The job.

@@ -6,13 +6,14 @@ pragma solidity ^0.8.24;
 /// @dev A job id is `(agreementId << 128) | nonce`. Its cell lives in the word keyed by
 ///      `uint256(jobId) >> 3`, at bit offset `(jobId & 7) * 32`; consecutive nonces of one
 ///      agreement share words. A cell holds the status in its top two bits (0 none, 1 recorded,
-///      2 settled, 3 refunded) and the epsilon the job spent in its low 30 bits.
+///      2 settled, 3 refunded) and the privacy loss the job spent in its low 30 bits: at most
+///      LOSS_MASK = 2^30 - 1 nano-rho, about 1.0737 rho, which bounds one job above 1.0 rho.
 library JobCells {
     uint256 internal constant NONE = 0;
     uint256 internal constant RECORDED = 1;
     uint256 internal constant SETTLED = 2;
     uint256 internal constant REFUNDED = 3;
-    uint256 internal constant EPSILON_MASK = (1 << 30) - 1;
+    uint256 internal constant LOSS_MASK = (1 << 30) - 1;
 
     /// @dev The storage key of the word holding the job's cell.
     function wordKey(bytes32 jobId) internal pure returns (uint256) {
@@ -28,17 +29,17 @@ library JobCells {
         return (word >> (_offset(jobId) + 30)) & 3;
     }
 
-    /// @dev The epsilon recorded for the job in `word`.
-    function epsilon(uint256 word, bytes32 jobId) internal pure returns (uint64) {
-        return uint64((word >> _offset(jobId)) & EPSILON_MASK);
+    /// @dev The privacy loss recorded for the job in `word`.
+    function privacyLoss(uint256 word, bytes32 jobId) internal pure returns (uint64) {
+        return uint64((word >> _offset(jobId)) & LOSS_MASK);
     }
 
-    /// @dev `word` with the job's (empty) cell set to recorded with `epsilon_` (< 2^30).
-    function record(uint256 word, bytes32 jobId, uint64 epsilon_) internal pure returns (uint256) {
-        return word | (((RECORDED << 30) | epsilon_) << _offset(jobId));
+    /// @dev `word` with the job's (empty) cell set to recorded with `loss` (<= LOSS_MASK).
+    function record(uint256 word, bytes32 jobId, uint64 loss) internal pure returns (uint256) {
+        return word | (((RECORDED << 30) | loss) << _offset(jobId));
     }
 
-    /// @dev `word` with the job's recorded cell moved to `to` (settled or refunded), epsilon kept.
+    /// @dev `word` with the job's recorded cell moved to `to` (settled or refunded), loss kept.
     function close(uint256 word, bytes32 jobId, uint256 to) internal pure returns (uint256) {
         return word ^ ((RECORDED ^ to) << (_offset(jobId) + 30));
     }

@@ -15,8 +15,8 @@ import {IUsageAgreements} from "./IUsageAgreements.sol";
 import {JobCells} from "./JobCells.sol";
 
 /// @title UsageAgreements
-/// @notice Offers, agreements with escrow, and the record of every use (documented on
-///         IUsageAgreements).
+/// @notice Offers, agreements with escrow, each dataset's privacy budget, and the record of every
+///         use (documented on IUsageAgreements).
 /// @dev Money. An agreement's price is fixed at acceptance, so its money is counted in calls:
 ///        escrow  = (callsBought - callsUsed - callsReclaimed) * price
 ///        pending = (callsUsed - callsSettled) * price        (recorded, neither settled nor refunded)
@@ -28,8 +28,12 @@ import {JobCells} from "./JobCells.sol";
 ///      Jobs. A job id is `(agreementId << 128) | nonce`: the nonce is the consumer's, scoped to
 ///      the agreement (which has exactly one consumer) and unordered (any unused one is valid, so
 ///      a refused use never strands signatures signed after it). A job's record is a 32-bit cell
-///      (status and epsilon, see JobCells), eight to a storage word: a platform that numbers
+///      (status and privacy loss, see JobCells), eight to a storage word: a platform that numbers
 ///      nonces 0, 1, 2, ... pays for a fresh storage word once every eight jobs.
+///
+///      Privacy. Each dataset's budget is one storage slot (limit, used, two flags), reached from
+///      a job through its agreement's offer. A use that spends 0 touches neither, so answers
+///      without noise cost no more than before the budget existed.
 contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, ReentrancyGuard, EIP712 {
     using SafeERC20 for IERC20;
 
@@ -40,8 +44,6 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         uint32 callsUsed;
         uint32 callsSettled;
         uint32 callsReclaimed;
-        uint64 budgetUsed;
-        uint64 privacyBudget;
         address consumer;
         uint40 expiry;
         bool suspended;
@@ -50,14 +52,24 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         uint96 pricePerCall;
     }
 
+    /// @dev A dataset's privacy state in one slot (64 + 64 + 8 + 8 bits): recordUsage reads and
+    ///      writes it once. Invariant: used <= limit (setDatasetPrivacyLimit never lowers the
+    ///      limit below used; recordUsage never raises used above it).
+    struct DatasetPrivacy {
+        uint64 limit;
+        uint64 used;
+        bool nonPersonal;
+        bool hasOffers;
+    }
+
     /// @inheritdoc IUsageAgreements
     bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
     /// @inheritdoc IUsageAgreements
     bytes32 public constant USAGE_TYPEHASH = keccak256(
-        "Usage(uint256 agreementId,bytes32 jobId,bytes32 purpose,bytes32 operation,uint64 epsilon,uint256 nonce,uint256 deadline)"
+        "Usage(uint256 agreementId,bytes32 jobId,bytes32 purpose,bytes32 operation,bytes32 paramsHash,uint64 privacyLoss,uint256 nonce,uint256 deadline)"
     );
     /// @inheritdoc IUsageAgreements
-    uint64 public constant MAX_JOB_EPSILON = uint64(JobCells.EPSILON_MASK);
+    uint64 public constant MAX_JOB_PRIVACY_LOSS = uint64(JobCells.LOSS_MASK);
     /// @inheritdoc IUsageAgreements
     uint64 public constant MAX_DURATION = 10 * 365 days;
 
@@ -85,6 +97,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
     /// @dev A mapping, so recordUsage checks an operation in O(1).
     mapping(uint256 offerId => mapping(bytes32 operation => bool)) public operationAllowed;
     mapping(uint256 agreementId => AgreementState) private _agreements;
+    mapping(bytes32 datasetId => DatasetPrivacy) private _privacy;
     /// @dev Job cells, eight per word, keyed by `uint256(jobId) >> 3`.
     mapping(uint256 cellWord => uint256) private _jobCells;
     /// @inheritdoc IUsageAgreements
@@ -117,7 +130,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         uint32 maxCalls,
         uint96 pricePerCall,
         uint64 duration,
-        uint64 privacyBudget
+        uint64 consumerLimit
     ) external whenNotPaused returns (uint256 offerId) {
         IDatasetRegistry.Dataset memory dataset = registry.getDataset(datasetId);
         if (!dataset.active) revert DatasetInactive(datasetId);
@@ -125,6 +138,9 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         if (maxCalls == 0 || duration == 0 || duration > MAX_DURATION || purposes.length == 0 || operations.length == 0) {
             revert InvalidOfferTerms(maxCalls, duration, purposes.length, operations.length);
         }
+        DatasetPrivacy storage privacy = _privacy[datasetId];
+        if (consumerLimit == 0 && !privacy.nonPersonal) revert ConsumerLimitRequired(datasetId);
+        if (!privacy.hasOffers) privacy.hasOffers = true;
         offerId = ++offerCount;
         _offers[offerId] = Offer({
             provider: msg.sender,
@@ -132,7 +148,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
             duration: duration,
             active: true,
             pricePerCall: pricePerCall,
-            privacyBudget: privacyBudget,
+            consumerLimit: consumerLimit,
             datasetId: datasetId,
             policyHash: policyHash
         });
@@ -143,7 +159,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
             operationAllowed[offerId][operations[i]] = true;
         }
         emit OfferPublished(
-            offerId, datasetId, msg.sender, policyHash, purposes, operations, maxCalls, pricePerCall, duration, privacyBudget
+            offerId, datasetId, msg.sender, policyHash, purposes, operations, maxCalls, pricePerCall, duration, consumerLimit
         );
     }
 
@@ -154,6 +170,28 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         if (!offer.active) revert OfferInactive(offerId);
         offer.active = false;
         emit OfferRevoked(offerId);
+    }
+
+    // --------------------------------------------------------------------- dataset privacy
+
+    /// @inheritdoc IUsageAgreements
+    function setDatasetPrivacyLimit(bytes32 datasetId, uint64 limit) external {
+        _onlyDatasetProvider(datasetId);
+        DatasetPrivacy storage privacy = _privacy[datasetId];
+        uint64 used = privacy.used;
+        if (limit < used) revert DatasetLimitBelowUsed(datasetId, limit, used);
+        privacy.limit = limit;
+        emit DatasetPrivacyLimitSet(datasetId, limit);
+    }
+
+    /// @inheritdoc IUsageAgreements
+    function declareNonPersonal(bytes32 datasetId) external {
+        _onlyDatasetProvider(datasetId);
+        DatasetPrivacy storage privacy = _privacy[datasetId];
+        if (privacy.hasOffers) revert DatasetHasOffers(datasetId);
+        if (privacy.nonPersonal) revert DatasetAlreadyNonPersonal(datasetId);
+        privacy.nonPersonal = true;
+        emit DatasetDeclaredNonPersonal(datasetId);
     }
 
     // -------------------------------------------------------------------------- agreements
@@ -174,8 +212,6 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
             callsUsed: 0,
             callsSettled: 0,
             callsReclaimed: 0,
-            budgetUsed: 0,
-            privacyBudget: offer.privacyBudget,
             consumer: msg.sender,
             expiry: uint40(expiry),
             suspended: false,
@@ -212,18 +248,21 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         bytes32 jobId,
         bytes32 purpose,
         bytes32 operation,
-        uint64 epsilon,
+        bytes32 paramsHash,
+        uint64 privacyLoss,
         uint256 deadline,
         bytes calldata consumerSignature
     ) external onlyRole(OPERATOR_ROLE) whenNotPaused {
         if (block.timestamp > deadline) revert SignatureExpired(deadline, block.timestamp);
         if (uint256(jobId) >> 128 != agreementId) revert JobIdMismatch(jobId, agreementId);
-        address consumer = _spend(agreementId, purpose, operation, epsilon);
-        _recordJob(jobId, epsilon);
-        bytes32 digest = _usageDigest(agreementId, jobId, purpose, operation, epsilon, deadline);
+        if (privacyLoss > MAX_JOB_PRIVACY_LOSS) revert PrivacyLossTooLarge(privacyLoss, MAX_JOB_PRIVACY_LOSS);
+        (address consumer, uint256 offerId) = _spend(agreementId, purpose, operation);
+        if (privacyLoss != 0) _spendPrivacy(_offers[offerId].datasetId, privacyLoss);
+        _recordJob(jobId, privacyLoss);
+        bytes32 digest = _usageDigest(agreementId, jobId, purpose, operation, paramsHash, privacyLoss, deadline);
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, consumerSignature);
         if (err != ECDSA.RecoverError.NoError || signer != consumer) revert InvalidSignature(signer, consumer);
-        emit UsageRecorded(jobId, agreementId, purpose, operation, epsilon);
+        emit UsageRecorded(jobId, agreementId, purpose, operation, paramsHash, privacyLoss);
     }
 
     /// @inheritdoc IUsageAgreements
@@ -253,12 +292,12 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
 
     /// @inheritdoc IUsageAgreements
     function refund(bytes32 jobId, bytes32 reason) external onlyRole(OPERATOR_ROLE) whenNotPaused {
-        uint64 epsilon = _closeJob(jobId, JobCells.REFUNDED);
+        uint64 privacyLoss = _closeJob(jobId, JobCells.REFUNDED);
         uint256 agreementId = uint256(jobId) >> 128;
         AgreementState storage agreement = _agreements[agreementId];
         agreement.callsUsed -= 1;
-        agreement.budgetUsed -= epsilon;
-        emit UsageRefunded(jobId, agreementId, reason, epsilon, agreement.pricePerCall);
+        if (privacyLoss != 0) _privacy[_offers[agreement.offerId].datasetId].used -= privacyLoss;
+        emit UsageRefunded(jobId, agreementId, reason, privacyLoss, agreement.pricePerCall);
     }
 
     // ------------------------------------------------------------------------------- money
@@ -322,17 +361,25 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
             pricePerCall: a.pricePerCall,
             escrow: uint256(a.pricePerCall) * (a.callsBought - a.callsUsed - a.callsReclaimed),
             pending: uint256(a.pricePerCall) * (a.callsUsed - a.callsSettled),
-            budgetUsed: a.budgetUsed,
-            privacyBudget: a.privacyBudget,
             expiry: a.expiry,
             suspended: a.suspended
         });
     }
 
     /// @inheritdoc IUsageAgreements
-    function getUsage(bytes32 jobId) external view returns (uint256 agreementId, JobStatus status, uint64 epsilon) {
+    function getUsage(bytes32 jobId) external view returns (uint256 agreementId, JobStatus status, uint64 privacyLoss) {
         uint256 word = _jobCells[JobCells.wordKey(jobId)];
-        return (uint256(jobId) >> 128, JobStatus(JobCells.status(word, jobId)), JobCells.epsilon(word, jobId));
+        return (uint256(jobId) >> 128, JobStatus(JobCells.status(word, jobId)), JobCells.privacyLoss(word, jobId));
+    }
+
+    /// @inheritdoc IUsageAgreements
+    function getDatasetPrivacy(bytes32 datasetId)
+        external
+        view
+        returns (uint64 limit, uint64 used, bool nonPersonal, bool hasOffers)
+    {
+        DatasetPrivacy storage privacy = _privacy[datasetId];
+        return (privacy.limit, privacy.used, privacy.nonPersonal, privacy.hasOffers);
     }
 
     /// @inheritdoc IUsageAgreements
@@ -385,9 +432,18 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         if (agreement.provider != caller) revert NotAgreementProvider(agreementId, caller);
     }
 
-    /// @dev Checks that the agreement allows one more use with this purpose, operation and
-    ///      epsilon, counts the call and the epsilon, and returns the consumer who must have signed.
-    function _spend(uint256 agreementId, bytes32 purpose, bytes32 operation, uint64 epsilon) private returns (address consumer) {
+    /// @dev Reverts unless the caller is the dataset's provider in the registry (an unknown
+    ///      dataset has none).
+    function _onlyDatasetProvider(bytes32 datasetId) private view {
+        if (registry.getDataset(datasetId).provider != msg.sender) revert NotDatasetProvider(datasetId, msg.sender);
+    }
+
+    /// @dev Checks that the agreement allows one more use with this purpose and operation, counts
+    ///      the call, and returns the consumer who must have signed and the agreement's offer.
+    function _spend(uint256 agreementId, bytes32 purpose, bytes32 operation)
+        private
+        returns (address consumer, uint256 offerId)
+    {
         AgreementState storage agreement = _agreements[agreementId];
         consumer = agreement.consumer;
         if (consumer == address(0)) revert AgreementUnknown(agreementId);
@@ -395,25 +451,29 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         if (block.timestamp >= agreement.expiry) revert AgreementExpired(agreementId, agreement.expiry, block.timestamp);
         uint32 used = agreement.callsUsed;
         if (used >= agreement.callsBought) revert CallsExhausted(agreementId, used, agreement.callsBought);
-        if (epsilon > MAX_JOB_EPSILON) revert EpsilonTooLarge(epsilon, MAX_JOB_EPSILON);
-        uint64 budgetUsed = agreement.budgetUsed;
-        if (budgetUsed + epsilon > agreement.privacyBudget) {
-            revert BudgetExhausted(agreementId, budgetUsed, epsilon, agreement.privacyBudget);
-        }
-        uint256 offerId = agreement.offerId;
+        offerId = agreement.offerId;
         if (!purposeAllowed[offerId][purpose]) revert PurposeNotAllowed(agreementId, purpose);
         if (!operationAllowed[offerId][operation]) revert OperationNotAllowed(agreementId, operation);
         agreement.callsUsed = used + 1;
-        agreement.budgetUsed = budgetUsed + epsilon;
     }
 
-    /// @dev Marks a job never seen before as recorded with its epsilon.
-    function _recordJob(bytes32 jobId, uint64 epsilon) private {
+    /// @dev Spends `loss` (> 0) from the dataset's budget; the sum is taken in 256 bits, so a
+    ///      spent loss near 2^64 is refused by name, not by an overflow panic.
+    function _spendPrivacy(bytes32 datasetId, uint64 loss) private {
+        DatasetPrivacy storage privacy = _privacy[datasetId];
+        uint64 used = privacy.used;
+        uint64 limit = privacy.limit;
+        if (uint256(used) + loss > limit) revert DatasetBudgetExhausted(datasetId, used, loss, limit);
+        privacy.used = used + loss;
+    }
+
+    /// @dev Marks a job never seen before as recorded with its privacy loss.
+    function _recordJob(bytes32 jobId, uint64 privacyLoss) private {
         uint256 key = JobCells.wordKey(jobId);
         uint256 word = _jobCells[key];
         uint256 status = JobCells.status(word, jobId);
         if (status != JobCells.NONE) revert JobAlreadyRecorded(jobId, JobStatus(status));
-        _jobCells[key] = JobCells.record(word, jobId, epsilon);
+        _jobCells[key] = JobCells.record(word, jobId, privacyLoss);
     }
 
     /// @dev The EIP-712 digest of a Usage message; its nonce is the low 128 bits of the job id.
@@ -422,23 +482,27 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         bytes32 jobId,
         bytes32 purpose,
         bytes32 operation,
-        uint64 epsilon,
+        bytes32 paramsHash,
+        uint64 privacyLoss,
         uint256 deadline
     ) private view returns (bytes32) {
         uint256 nonce = uint128(uint256(jobId));
         return _hashTypedDataV4(
-            keccak256(abi.encode(USAGE_TYPEHASH, agreementId, jobId, purpose, operation, epsilon, nonce, deadline))
+            keccak256(
+                abi.encode(USAGE_TYPEHASH, agreementId, jobId, purpose, operation, paramsHash, privacyLoss, nonce, deadline)
+            )
         );
     }
 
-    /// @dev Moves a recorded job to `to` (settled or refunded) and returns the epsilon it spent.
+    /// @dev Moves a recorded job to `to` (settled or refunded) and returns the privacy loss it
+    ///      spent.
     function _closeJob(bytes32 jobId, uint256 to) private returns (uint64) {
         uint256 key = JobCells.wordKey(jobId);
         uint256 word = _jobCells[key];
         uint256 status = JobCells.status(word, jobId);
         if (status != JobCells.RECORDED) revert JobNotRecorded(jobId, JobStatus(status));
         _jobCells[key] = JobCells.close(word, jobId, to);
-        return JobCells.epsilon(word, jobId);
+        return JobCells.privacyLoss(word, jobId);
     }
 
     /// @dev Settles every job of a batch, writing each storage word of cells once per run of

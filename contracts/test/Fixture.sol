@@ -7,7 +7,8 @@ import {DatasetRegistry} from "../src/DatasetRegistry.sol";
 import {DevToken} from "../src/DevToken.sol";
 import {IUsageAgreements} from "../src/IUsageAgreements.sol";
 
-/// Deployed contracts, one registered dataset, one offer and helpers to sign as the consumer.
+/// Deployed contracts, one registered dataset with a privacy limit, one offer and helpers to sign
+/// as the consumer. Privacy losses are nano-rho (1e9 = 1.0 rho).
 abstract contract Fixture is Test {
     DevToken internal token;
     DatasetRegistry internal registry;
@@ -29,8 +30,12 @@ abstract contract Fixture is Test {
     uint96 internal constant PRICE = 5e18;
     uint32 internal constant MAX_CALLS = 1_000;
     uint64 internal constant DURATION = 30 days;
-    uint64 internal constant BUDGET = 10e6; // epsilon 10.0
-    uint64 internal constant EPS = 1e5; // epsilon 0.1 per job
+    uint64 internal constant LIMIT = 10e9; // the dataset's budget: rho 10.0
+    uint64 internal constant CONSUMER_LIMIT = 2e9; // the offer's limit per consumer: rho 2.0
+    uint64 internal constant LOSS = 1e7; // rho 0.01 per job
+    // The platform's params hash: SHA-256 of the canonical JSON {"column":"age"} (a literal: a
+    // constant sha256(...) would call the precompile at each use and eat a pending vm.prank).
+    bytes32 internal constant PARAMS = 0x5a3307d7c6ff615c7a414b0341644109f554c3e6f9f42aea6242e5ae22f0acfe;
 
     uint256 internal offerId;
 
@@ -45,6 +50,8 @@ abstract contract Fixture is Test {
         );
         vm.prank(provider);
         registry.register(DATASET, keccak256("meta"), keccak256("content"));
+        vm.prank(provider);
+        usage.setDatasetPrivacyLimit(DATASET, LIMIT);
         offerId = _publish(provider, DATASET);
         _fund(consumer);
     }
@@ -63,7 +70,7 @@ abstract contract Fixture is Test {
 
     function _publish(address who, bytes32 datasetId) internal returns (uint256) {
         vm.prank(who);
-        return usage.publishOffer(datasetId, POLICY, _one(RESEARCH), _one(MEAN), MAX_CALLS, PRICE, DURATION, BUDGET);
+        return usage.publishOffer(datasetId, POLICY, _one(RESEARCH), _one(MEAN), MAX_CALLS, PRICE, DURATION, CONSUMER_LIMIT);
     }
 
     function _accept(uint32 calls) internal returns (uint256 agreementId) {
@@ -77,28 +84,49 @@ abstract contract Fixture is Test {
         bytes32 jobId,
         bytes32 purpose,
         bytes32 operation,
-        uint64 epsilon,
+        bytes32 paramsHash,
+        uint64 privacyLoss,
         uint256 deadline
     ) internal view returns (bytes memory) {
-        uint256 nonce = uint128(uint256(jobId));
-        bytes32 structHash = keccak256(
-            abi.encode(usage.USAGE_TYPEHASH(), agreementId, jobId, purpose, operation, epsilon, nonce, deadline)
-        );
-        bytes32 digest = keccak256(abi.encodePacked("\x19\x01", usage.domainSeparator(), structHash));
+        bytes32 digest = _usageDigest(agreementId, jobId, purpose, operation, paramsHash, privacyLoss, deadline);
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, digest);
         return abi.encodePacked(r, s, v);
     }
 
-    function _recordAs(uint256 key, uint256 agreementId, uint256 nonce, uint64 epsilon) internal returns (bytes32 jobId) {
+    /// The EIP-712 digest of a Usage message, built independently of the contract's code. Its
+    /// struct is encoded in two halves (static words concatenate) to stay within the stack.
+    function _usageDigest(
+        uint256 agreementId,
+        bytes32 jobId,
+        bytes32 purpose,
+        bytes32 operation,
+        bytes32 paramsHash,
+        uint64 privacyLoss,
+        uint256 deadline
+    ) internal view returns (bytes32) {
+        bytes memory head = abi.encode(usage.USAGE_TYPEHASH(), agreementId, jobId, purpose, operation);
+        bytes memory tail = abi.encode(paramsHash, privacyLoss, uint256(uint128(uint256(jobId))), deadline);
+        bytes32 structHash = keccak256(bytes.concat(head, tail));
+        return keccak256(abi.encodePacked("\x19\x01", usage.domainSeparator(), structHash));
+    }
+
+    function _recordAs(uint256 key, uint256 agreementId, uint256 nonce, uint64 privacyLoss)
+        internal
+        returns (bytes32 jobId)
+    {
         jobId = usage.jobIdOf(agreementId, nonce);
         uint256 deadline = block.timestamp + 1 hours;
-        bytes memory sig = _sign(key, agreementId, jobId, RESEARCH, MEAN, epsilon, deadline);
+        bytes memory sig = _sign(key, agreementId, jobId, RESEARCH, MEAN, PARAMS, privacyLoss, deadline);
         vm.prank(operator);
-        usage.recordUsage(agreementId, jobId, RESEARCH, MEAN, epsilon, deadline, sig);
+        usage.recordUsage(agreementId, jobId, RESEARCH, MEAN, PARAMS, privacyLoss, deadline, sig);
     }
 
     function _record(uint256 agreementId, uint256 nonce) internal returns (bytes32) {
-        return _recordAs(consumerKey, agreementId, nonce, EPS);
+        return _recordAs(consumerKey, agreementId, nonce, LOSS);
+    }
+
+    function _datasetUsed(bytes32 datasetId) internal view returns (uint64 used) {
+        (, used,,) = usage.getDatasetPrivacy(datasetId);
     }
 
     function _settle(bytes32 jobId) internal {

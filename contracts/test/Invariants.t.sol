@@ -9,7 +9,8 @@ import {IUsageAgreements} from "../src/IUsageAgreements.sol";
 import {Fixture} from "./Fixture.sol";
 
 /// Drives random sequences of accept / record / settle / settleBatch / refund / suspend /
-/// withdraw / reclaim / time, keeping its own (ghost) account of what should be true.
+/// withdraw / reclaim / time / dataset limit changes over two datasets, keeping its own (ghost)
+/// account of what should be true.
 contract UsageHandler is Test {
     IUsageAgreements internal usage;
     DevToken internal token;
@@ -17,7 +18,8 @@ contract UsageHandler is Test {
     address internal consumer;
     address internal provider;
     address internal operator;
-    uint256 internal offerId;
+    uint256[2] internal offers;
+    bytes32[2] public datasets;
     bytes32 internal purpose;
     bytes32 internal operation;
     uint256 internal price;
@@ -25,13 +27,16 @@ contract UsageHandler is Test {
     uint256[] public agreements;
     bytes32[] internal openJobs;
     mapping(uint256 agreementId => uint256) public nextNonce;
-    mapping(uint256 agreementId => uint256) public ghostBudget;
+    mapping(uint256 agreementId => bytes32) internal datasetOf;
+    mapping(bytes32 datasetId => uint256) public ghostUsed;
     mapping(bytes32 jobId => uint256) public timesRecorded;
-    mapping(bytes32 jobId => uint64) internal epsilonOf;
+    mapping(bytes32 jobId => uint64) internal lossOf;
     uint256 public ghostDeposited;
     uint256 public doubleRecords;
     uint256 public closedWithoutOpenRecord;
     uint256 public recorded;
+    uint256 public limitsBelowUsedAccepted;
+    uint256 public budgetRefusals; // how often a dataset's budget refused a use (the runs reach it)
 
     constructor(
         IUsageAgreements usage_,
@@ -39,7 +44,7 @@ contract UsageHandler is Test {
         uint256 consumerKey_,
         address provider_,
         address operator_,
-        uint256 offerId_,
+        uint256[2] memory offers_,
         bytes32 purpose_,
         bytes32 operation_
     ) {
@@ -49,51 +54,74 @@ contract UsageHandler is Test {
         consumer = vm.addr(consumerKey_);
         provider = provider_;
         operator = operator_;
-        offerId = offerId_;
+        offers = offers_;
         purpose = purpose_;
         operation = operation_;
-        price = usage_.getOffer(offerId_).pricePerCall;
+        price = usage_.getOffer(offers_[0]).pricePerCall;
+        require(usage_.getOffer(offers_[1]).pricePerCall == price, "one price for every offer");
+        datasets = [usage_.getOffer(offers_[0]).datasetId, usage_.getOffer(offers_[1]).datasetId];
     }
 
-    function accept(uint32 calls) external {
+    function accept(uint32 calls, bool second) external {
         calls = uint32(bound(calls, 1, 50));
+        uint256 which = second ? 1 : 0;
         vm.prank(consumer);
-        agreements.push(usage.acceptOffer(offerId, calls));
+        uint256 agreementId = usage.acceptOffer(offers[which], calls);
+        agreements.push(agreementId);
+        datasetOf[agreementId] = datasets[which];
         ghostDeposited += calls * price;
     }
 
     /// Records several jobs in a row (fresh nonces), as a busy agreement would.
-    function recordMany(uint256 agreementSeed, uint8 count, uint64 epsilon) external {
+    function recordMany(uint256 agreementSeed, uint8 count, uint64 loss) external {
         uint256 n = bound(count, 1, 8);
         for (uint256 i; i < n; ++i) {
-            record(agreementSeed, 1, epsilon);
+            record(agreementSeed, 1, loss);
         }
     }
 
     /// Records with the next fresh nonce, or (one time in four) tries a nonce that may be used.
-    function record(uint256 agreementSeed, uint256 nonceSeed, uint64 epsilon) public {
+    /// Losses up to 0.4 rho, so the datasets' limits are reached within a run.
+    function record(uint256 agreementSeed, uint256 nonceSeed, uint64 loss) public {
         if (agreements.length == 0) return;
         uint256 agreementId = agreements[agreementSeed % agreements.length];
         uint256 nonce = nonceSeed % 4 == 0 ? nonceSeed % (nextNonce[agreementId] + 1) : nextNonce[agreementId];
         bytes32 jobId = usage.jobIdOf(agreementId, nonce);
-        epsilon = uint64(bound(epsilon, 0, 4e5));
+        loss = uint64(bound(loss, 0, 4e8));
+        bytes32 paramsHash = keccak256(abi.encode("params", jobId));
         bytes32 digest = keccak256(
             abi.encodePacked(
                 "\x19\x01",
                 usage.domainSeparator(),
-                keccak256(abi.encode(usage.USAGE_TYPEHASH(), agreementId, jobId, purpose, operation, epsilon, nonce, block.timestamp))
+                keccak256(
+                    abi.encode(
+                        usage.USAGE_TYPEHASH(),
+                        agreementId,
+                        jobId,
+                        purpose,
+                        operation,
+                        paramsHash,
+                        loss,
+                        nonce,
+                        block.timestamp
+                    )
+                )
             )
         );
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(consumerKey, digest);
         vm.prank(operator);
-        try usage.recordUsage(agreementId, jobId, purpose, operation, epsilon, block.timestamp, abi.encodePacked(r, s, v)) {
+        try usage.recordUsage(
+            agreementId, jobId, purpose, operation, paramsHash, loss, block.timestamp, abi.encodePacked(r, s, v)
+        ) {
             if (timesRecorded[jobId]++ != 0) doubleRecords += 1;
             if (nonce == nextNonce[agreementId]) nextNonce[agreementId] += 1;
-            epsilonOf[jobId] = epsilon;
-            ghostBudget[agreementId] += epsilon;
+            lossOf[jobId] = loss;
+            ghostUsed[datasetOf[agreementId]] += loss;
             openJobs.push(jobId);
             recorded += 1;
-        } catch {}
+        } catch (bytes memory reason) {
+            if (bytes4(reason) == IUsageAgreements.DatasetBudgetExhausted.selector) budgetRefusals += 1;
+        }
     }
 
     function settle(uint256 seed) external {
@@ -119,7 +147,20 @@ contract UsageHandler is Test {
         bytes32 jobId = _takeOpen(seed);
         vm.prank(operator);
         usage.refund(jobId, "invariant");
-        ghostBudget[uint256(jobId) >> 128] -= epsilonOf[jobId];
+        ghostUsed[datasetOf[uint256(jobId) >> 128]] -= lossOf[jobId];
+    }
+
+    /// The provider sets a dataset's limit anywhere from 0 to 20 rho: below what is spent it must
+    /// be refused, anywhere else accepted.
+    function setLimit(bool second, uint64 limit) external {
+        bytes32 datasetId = datasets[second ? 1 : 0];
+        limit = uint64(bound(limit, 0, 20e9));
+        vm.prank(provider);
+        try usage.setDatasetPrivacyLimit(datasetId, limit) {
+            if (limit < ghostUsed[datasetId]) limitsBelowUsedAccepted += 1;
+        } catch {
+            require(limit < ghostUsed[datasetId], "a limit at or above what is spent was refused");
+        }
     }
 
     /// Tries to settle or refund a job that is not open (never recorded, or already closed):
@@ -187,11 +228,18 @@ contract UsageHandler is Test {
 contract UsageInvariants is StdInvariant, Fixture {
     UsageHandler internal handler;
 
+    bytes32 internal constant OTHER_DATASET = keccak256("dataset-2");
+
     function setUp() public override {
         super.setUp();
-        handler = new UsageHandler(usage, token, consumerKey, provider, operator, offerId, RESEARCH, MEAN);
+        vm.startPrank(provider);
+        registry.register(OTHER_DATASET, keccak256("meta-2"), keccak256("content-2"));
+        usage.setDatasetPrivacyLimit(OTHER_DATASET, LIMIT / 4);
+        vm.stopPrank();
+        uint256[2] memory offers = [offerId, _publish(provider, OTHER_DATASET)];
+        handler = new UsageHandler(usage, token, consumerKey, provider, operator, offers, RESEARCH, MEAN);
         targetContract(address(handler));
-        bytes4[] memory actions = new bytes4[](11);
+        bytes4[] memory actions = new bytes4[](12);
         actions[0] = UsageHandler.accept.selector;
         actions[1] = UsageHandler.record.selector;
         actions[2] = UsageHandler.settle.selector;
@@ -203,6 +251,7 @@ contract UsageInvariants is StdInvariant, Fixture {
         actions[8] = UsageHandler.reclaim.selector;
         actions[9] = UsageHandler.passTime.selector;
         actions[10] = UsageHandler.recordMany.selector;
+        actions[11] = UsageHandler.setLimit.selector;
         targetSelector(FuzzSelector({addr: address(handler), selectors: actions}));
     }
 
@@ -222,17 +271,26 @@ contract UsageInvariants is StdInvariant, Fixture {
         assertEq(token.balanceOf(address(usage)), escrow + pending + balances, "tokens held");
     }
 
-    /// Calls used never exceed calls bought; budget is what the open and settled jobs spent.
+    /// Calls used never exceed calls bought.
     function invariant_callsNeverExceedBought() public view {
         for (uint256 i; i < handler.agreementCount(); ++i) {
-            uint256 agreementId = handler.agreements(i);
-            IUsageAgreements.Agreement memory a = usage.getAgreement(agreementId);
+            IUsageAgreements.Agreement memory a = usage.getAgreement(handler.agreements(i));
             assertLe(a.callsUsed, a.callsBought);
             assertLe(uint256(a.callsUsed) + a.callsReclaimed, a.callsBought);
             assertLe(a.callsSettled, a.callsUsed);
-            assertLe(a.budgetUsed, a.privacyBudget);
-            assertEq(a.budgetUsed, handler.ghostBudget(agreementId));
         }
+    }
+
+    /// For every dataset, the spent privacy loss is the sum of the losses of its recorded,
+    /// unrefunded jobs (through every offer and agreement), and never exceeds its limit.
+    function invariant_datasetBudgetIsSpentExactly() public view {
+        for (uint256 i; i < 2; ++i) {
+            bytes32 datasetId = handler.datasets(i);
+            (uint64 limit, uint64 used,,) = usage.getDatasetPrivacy(datasetId);
+            assertEq(used, handler.ghostUsed(datasetId), "used = sum of unrefunded losses");
+            assertLe(used, limit, "used <= limit");
+        }
+        assertEq(handler.limitsBelowUsedAccepted(), 0, "a limit below what is spent was accepted");
     }
 
     /// A job id is recorded at most once.

@@ -18,13 +18,13 @@ contract UsageAgreementsTest is Fixture {
         return usage.jobStatus(jobId);
     }
 
-    function _expectRecordRevert(uint256 agreementId, bytes32 jobId, bytes32 purpose, bytes32 op, uint64 eps, bytes memory err)
+    function _expectRecordRevert(uint256 agreementId, bytes32 jobId, bytes32 purpose, bytes32 op, uint64 loss, bytes memory err)
         internal
     {
-        bytes memory sig = _sign(consumerKey, agreementId, jobId, purpose, op, eps, block.timestamp);
+        bytes memory sig = _sign(consumerKey, agreementId, jobId, purpose, op, PARAMS, loss, block.timestamp);
         vm.prank(operator);
         vm.expectRevert(err);
-        usage.recordUsage(agreementId, jobId, purpose, op, eps, block.timestamp, sig);
+        usage.recordUsage(agreementId, jobId, purpose, op, PARAMS, loss, block.timestamp, sig);
     }
 
     function _unauthorized(address who) internal view returns (bytes memory) {
@@ -46,7 +46,7 @@ contract UsageAgreementsTest is Fixture {
         assertTrue(roles.hasRole(usage.OPERATOR_ROLE(), operator));
         assertFalse(roles.hasRole(usage.OPERATOR_ROLE(), admin));
         assertEq(usage.OPERATOR_ROLE(), keccak256("OPERATOR_ROLE"));
-        assertEq(usage.MAX_JOB_EPSILON(), 2 ** 30 - 1);
+        assertEq(usage.MAX_JOB_PRIVACY_LOSS(), 2 ** 30 - 1);
     }
 
     // ---------------------------------------------------------------------------- offers
@@ -58,7 +58,7 @@ contract UsageAgreementsTest is Fixture {
         assertEq(offer.duration, DURATION);
         assertTrue(offer.active);
         assertEq(offer.pricePerCall, PRICE);
-        assertEq(offer.privacyBudget, BUDGET);
+        assertEq(offer.consumerLimit, CONSUMER_LIMIT);
         assertEq(offer.datasetId, DATASET);
         assertEq(offer.policyHash, POLICY);
         assertTrue(usage.purposeAllowed(offerId, RESEARCH));
@@ -153,6 +153,176 @@ contract UsageAgreementsTest is Fixture {
         vm.stopPrank();
     }
 
+    function test_publishOffer_marksDatasetOffered() public {
+        (uint64 limit, uint64 used, bool nonPersonal, bool hasOffers) = usage.getDatasetPrivacy(DATASET);
+        assertEq(limit, LIMIT);
+        assertEq(used, 0);
+        assertFalse(nonPersonal);
+        assertTrue(hasOffers);
+    }
+
+    function test_publishOffer_revertsOnZeroConsumerLimitForPersonalData() public {
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.ConsumerLimitRequired.selector, DATASET));
+        usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 0);
+    }
+
+    // ------------------------------------------------------------------- dataset privacy
+
+    function _registerOther() internal returns (address other) {
+        other = vm.addr(0xC0FFEE);
+        vm.prank(other);
+        registry.register(OTHER_DATASET, keccak256("m"), keccak256("c"));
+    }
+
+    function test_setDatasetPrivacyLimit_setsAndRaises() public {
+        address other = _registerOther();
+        vm.expectEmit(address(usage));
+        emit IUsageAgreements.DatasetPrivacyLimitSet(OTHER_DATASET, 1e9);
+        vm.prank(other);
+        usage.setDatasetPrivacyLimit(OTHER_DATASET, 1e9);
+        (uint64 limit, uint64 used, bool nonPersonal, bool hasOffers) = usage.getDatasetPrivacy(OTHER_DATASET);
+        assertEq(limit, 1e9);
+        assertEq(used, 0);
+        assertFalse(nonPersonal);
+        assertFalse(hasOffers);
+        vm.prank(other);
+        usage.setDatasetPrivacyLimit(OTHER_DATASET, 3e9);
+        (limit,,,) = usage.getDatasetPrivacy(OTHER_DATASET);
+        assertEq(limit, 3e9);
+    }
+
+    function test_setDatasetPrivacyLimit_lowersDownToUsed() public {
+        uint256 id = _accept(3);
+        _record(id, 0);
+        _record(id, 1);
+        vm.prank(provider);
+        usage.setDatasetPrivacyLimit(DATASET, 2 * LOSS); // exactly what is spent
+        (uint64 limit, uint64 used,,) = usage.getDatasetPrivacy(DATASET);
+        assertEq(limit, 2 * LOSS);
+        assertEq(used, 2 * LOSS);
+        _expectRecordRevert(
+            id, usage.jobIdOf(id, 2), RESEARCH, MEAN, 1,
+            abi.encodeWithSelector(IUsageAgreements.DatasetBudgetExhausted.selector, DATASET, 2 * LOSS, 1, 2 * LOSS)
+        );
+    }
+
+    function test_setDatasetPrivacyLimit_revertsBelowUsed() public {
+        uint256 id = _accept(3);
+        _record(id, 0);
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.DatasetLimitBelowUsed.selector, DATASET, LOSS - 1, LOSS));
+        usage.setDatasetPrivacyLimit(DATASET, LOSS - 1);
+    }
+
+    function test_setDatasetPrivacyLimit_revertsForNonProvider() public {
+        vm.prank(consumer);
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.NotDatasetProvider.selector, DATASET, consumer));
+        usage.setDatasetPrivacyLimit(DATASET, 1);
+    }
+
+    function test_setDatasetPrivacyLimit_revertsForUnknownDataset() public {
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.NotDatasetProvider.selector, OTHER_DATASET, provider));
+        usage.setDatasetPrivacyLimit(OTHER_DATASET, 1);
+    }
+
+    function test_setDatasetPrivacyLimit_worksWhenPausedAndRetired() public {
+        _pause();
+        vm.prank(provider);
+        registry.retire(DATASET);
+        vm.prank(provider);
+        usage.setDatasetPrivacyLimit(DATASET, 1);
+        (uint64 limit,,,) = usage.getDatasetPrivacy(DATASET);
+        assertEq(limit, 1);
+    }
+
+    function test_setDatasetPrivacyLimit_lowersToZeroAfterRefund() public {
+        uint256 id = _accept(3);
+        bytes32 jobId = _record(id, 0);
+        vm.prank(provider);
+        usage.setDatasetPrivacyLimit(DATASET, LOSS);
+        vm.prank(operator);
+        usage.refund(jobId, "test");
+        assertEq(_datasetUsed(DATASET), 0);
+        vm.prank(provider);
+        usage.setDatasetPrivacyLimit(DATASET, 0); // nothing is spent any more
+        _recordAs(consumerKey, id, 1, 0);
+    }
+
+    function test_declareNonPersonal_allowsOffersWithoutConsumerLimit() public {
+        address other = _registerOther();
+        vm.expectEmit(address(usage));
+        emit IUsageAgreements.DatasetDeclaredNonPersonal(OTHER_DATASET);
+        vm.prank(other);
+        usage.declareNonPersonal(OTHER_DATASET);
+        (uint64 limit,, bool nonPersonal, bool hasOffers) = usage.getDatasetPrivacy(OTHER_DATASET);
+        assertEq(limit, 0);
+        assertTrue(nonPersonal);
+        assertFalse(hasOffers);
+        vm.prank(other);
+        uint256 free = usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 10, 7, DURATION, 0);
+        assertEq(usage.getOffer(free).consumerLimit, 0);
+        (,, nonPersonal, hasOffers) = usage.getDatasetPrivacy(OTHER_DATASET);
+        assertTrue(nonPersonal);
+        assertTrue(hasOffers);
+    }
+
+    function test_declareNonPersonal_revertsAfterAnOffer() public {
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.DatasetHasOffers.selector, DATASET));
+        usage.declareNonPersonal(DATASET);
+        // Revoking the offer does not undo it: consumers accepted terms made for personal data.
+        vm.prank(provider);
+        usage.revokeOffer(offerId);
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.DatasetHasOffers.selector, DATASET));
+        usage.declareNonPersonal(DATASET);
+    }
+
+    function test_declareNonPersonal_revertsTwice() public {
+        address other = _registerOther();
+        vm.startPrank(other);
+        usage.declareNonPersonal(OTHER_DATASET);
+        vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.DatasetAlreadyNonPersonal.selector, OTHER_DATASET));
+        usage.declareNonPersonal(OTHER_DATASET);
+        vm.stopPrank();
+    }
+
+    function test_declareNonPersonal_revertsForNonProvider() public {
+        _registerOther();
+        vm.prank(provider);
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.NotDatasetProvider.selector, OTHER_DATASET, provider));
+        usage.declareNonPersonal(OTHER_DATASET);
+    }
+
+    function test_getDatasetPrivacy_unknownIsEmpty() public view {
+        (uint64 limit, uint64 used, bool nonPersonal, bool hasOffers) = usage.getDatasetPrivacy(OTHER_DATASET);
+        assertEq(limit, 0);
+        assertEq(used, 0);
+        assertFalse(nonPersonal);
+        assertFalse(hasOffers);
+    }
+
+    function testFuzz_setDatasetPrivacyLimit_neverBelowUsed(uint64 first, uint64 loss, uint64 next) public {
+        loss = uint64(bound(loss, 0, usage.MAX_JOB_PRIVACY_LOSS()));
+        first = uint64(bound(first, loss, type(uint64).max));
+        vm.prank(provider);
+        usage.setDatasetPrivacyLimit(DATASET, first);
+        _recordAs(consumerKey, _accept(1), 0, loss);
+        vm.prank(provider);
+        if (next < loss) {
+            vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.DatasetLimitBelowUsed.selector, DATASET, next, loss));
+            usage.setDatasetPrivacyLimit(DATASET, next);
+        } else {
+            usage.setDatasetPrivacyLimit(DATASET, next);
+        }
+        (uint64 limit, uint64 used,,) = usage.getDatasetPrivacy(DATASET);
+        assertEq(used, loss);
+        assertEq(limit, next < loss ? first : next);
+        assertLe(used, limit);
+    }
+
     // ------------------------------------------------------------------------ agreements
 
     function test_acceptOffer_escrowsPrice() public {
@@ -170,7 +340,6 @@ contract UsageAgreementsTest is Fixture {
         assertEq(a.pricePerCall, PRICE);
         assertEq(a.escrow, 10 * uint256(PRICE));
         assertEq(a.pending, 0);
-        assertEq(a.privacyBudget, BUDGET);
         assertEq(a.expiry, block.timestamp + DURATION);
         assertFalse(a.suspended);
         assertEq(token.balanceOf(consumer), before - 10 * uint256(PRICE));
@@ -279,17 +448,17 @@ contract UsageAgreementsTest is Fixture {
         uint256 agreementId = _accept(3);
         bytes32 jobId = usage.jobIdOf(agreementId, 42);
         vm.expectEmit(address(usage));
-        emit IUsageAgreements.UsageRecorded(jobId, agreementId, RESEARCH, MEAN, EPS);
+        emit IUsageAgreements.UsageRecorded(jobId, agreementId, RESEARCH, MEAN, PARAMS, LOSS);
         _record(agreementId, 42);
         IUsageAgreements.Agreement memory a = usage.getAgreement(agreementId);
         assertEq(a.callsUsed, 1);
         assertEq(a.escrow, 2 * uint256(PRICE));
         assertEq(a.pending, PRICE);
-        assertEq(a.budgetUsed, EPS);
-        (uint256 recordedAgreement, IUsageAgreements.JobStatus status, uint64 epsilon) = usage.getUsage(jobId);
+        assertEq(_datasetUsed(DATASET), LOSS);
+        (uint256 recordedAgreement, IUsageAgreements.JobStatus status, uint64 loss) = usage.getUsage(jobId);
         assertEq(recordedAgreement, agreementId);
         assertEq(uint8(status), uint8(IUsageAgreements.JobStatus.Recorded));
-        assertEq(epsilon, EPS);
+        assertEq(loss, LOSS);
         assertTrue(usage.nonceUsed(agreementId, 42));
         assertFalse(usage.nonceUsed(agreementId, 43));
         assertEq(usage.withdrawable(provider), 0);
@@ -305,8 +474,8 @@ contract UsageAgreementsTest is Fixture {
         vm.prank(operator);
         usage.refund(refunded, "test");
         for (uint256 nonce; nonce < 8; ++nonce) {
-            (, IUsageAgreements.JobStatus status, uint64 epsilon) = usage.getUsage(usage.jobIdOf(agreementId, nonce));
-            assertEq(epsilon, nonce * 1000 + 1);
+            (, IUsageAgreements.JobStatus status, uint64 loss) = usage.getUsage(usage.jobIdOf(agreementId, nonce));
+            assertEq(loss, nonce * 1000 + 1);
             IUsageAgreements.JobStatus expected = nonce == 3
                 ? IUsageAgreements.JobStatus.Settled
                 : nonce == 5 ? IUsageAgreements.JobStatus.Refunded : IUsageAgreements.JobStatus.Recorded;
@@ -338,23 +507,118 @@ contract UsageAgreementsTest is Fixture {
         );
     }
 
-    function test_recordUsage_revertsWhenBudgetExhausted() public {
+    function test_recordUsage_revertsWhenDatasetBudgetExhausted() public {
+        uint64 limit = 1e9;
+        vm.prank(provider);
+        usage.setDatasetPrivacyLimit(DATASET, limit);
         uint256 id = _accept(3);
-        _recordAs(consumerKey, id, 0, BUDGET - 10);
+        _recordAs(consumerKey, id, 0, limit - 10);
         _expectRecordRevert(
             id, usage.jobIdOf(id, 1), RESEARCH, MEAN, 11,
-            abi.encodeWithSelector(IUsageAgreements.BudgetExhausted.selector, id, BUDGET - 10, 11, BUDGET)
+            abi.encodeWithSelector(IUsageAgreements.DatasetBudgetExhausted.selector, DATASET, limit - 10, 11, limit)
         );
         _recordAs(consumerKey, id, 1, 10); // exactly the rest is fine
+        assertEq(_datasetUsed(DATASET), limit);
+        _recordAs(consumerKey, id, 2, 0); // and a use that spends nothing still records
     }
 
-    function test_recordUsage_revertsWhenEpsilonTooLarge() public {
-        uint64 max = usage.MAX_JOB_EPSILON();
+    function test_recordUsage_sharesDatasetBudgetAcrossAgreementsAndOffers() public {
+        // Accepting again, or through another offer, mints no fresh budget: the dataset's is spent.
+        uint64 limit = 3 * LOSS;
+        vm.prank(provider);
+        usage.setDatasetPrivacyLimit(DATASET, limit);
+        uint256 second = _publish(provider, DATASET);
+        uint256 a1 = _accept(5);
+        uint256 a2 = _accept(5);
+        vm.prank(consumer);
+        uint256 a3 = usage.acceptOffer(second, 5);
+        _record(a1, 0);
+        _record(a2, 0);
+        _record(a3, 0);
+        _expectRecordRevert(
+            a2, usage.jobIdOf(a2, 1), RESEARCH, MEAN, LOSS,
+            abi.encodeWithSelector(IUsageAgreements.DatasetBudgetExhausted.selector, DATASET, limit, LOSS, limit)
+        );
+    }
+
+    function test_recordUsage_keepsDatasetBudgetsApart() public {
+        address other = vm.addr(0xC0FFEE);
+        vm.startPrank(other);
+        registry.register(OTHER_DATASET, keccak256("m"), keccak256("c"));
+        usage.setDatasetPrivacyLimit(OTHER_DATASET, LOSS);
+        uint256 otherOffer =
+            usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 10, 7, DURATION, CONSUMER_LIMIT);
+        vm.stopPrank();
+        vm.prank(consumer);
+        uint256 id = usage.acceptOffer(otherOffer, 5);
+        _record(id, 0);
+        assertEq(_datasetUsed(OTHER_DATASET), LOSS);
+        assertEq(_datasetUsed(DATASET), 0);
+        _record(_accept(1), 0);
+        assertEq(_datasetUsed(DATASET), LOSS);
+    }
+
+    function test_recordUsage_zeroLossNeedsNoLimit() public {
+        address other = vm.addr(0xC0FFEE);
+        vm.startPrank(other);
+        registry.register(OTHER_DATASET, keccak256("m"), keccak256("c"));
+        usage.declareNonPersonal(OTHER_DATASET);
+        uint256 otherOffer = usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 10, 7, DURATION, 0);
+        vm.stopPrank();
+        vm.prank(consumer);
+        uint256 id = usage.acceptOffer(otherOffer, 5);
+        bytes32 jobId = _recordAs(consumerKey, id, 0, 0);
+        assertEq(uint8(_status(jobId)), uint8(IUsageAgreements.JobStatus.Recorded));
+        _expectRecordRevert(
+            id, usage.jobIdOf(id, 1), RESEARCH, MEAN, 1,
+            abi.encodeWithSelector(IUsageAgreements.DatasetBudgetExhausted.selector, OTHER_DATASET, 0, 1, 0)
+        );
+        vm.prank(operator);
+        usage.refund(jobId, "zero");
+        (uint64 limit, uint64 used, bool nonPersonal, bool hasOffers) = usage.getDatasetPrivacy(OTHER_DATASET);
+        assertEq(limit, 0);
+        assertEq(used, 0);
+        assertTrue(nonPersonal);
+        assertTrue(hasOffers);
+    }
+
+    function test_recordUsage_revertsWhenPrivacyLossTooLarge() public {
+        uint64 max = usage.MAX_JOB_PRIVACY_LOSS();
+        assertGe(max, 1e9); // one job may spend at least 1.0 rho
         uint256 id = _accept(3);
+        _recordAs(consumerKey, id, 0, max); // the largest is fine
         _expectRecordRevert(
             id, usage.jobIdOf(id, 1), RESEARCH, MEAN, max + 1,
-            abi.encodeWithSelector(IUsageAgreements.EpsilonTooLarge.selector, max + 1, max)
+            abi.encodeWithSelector(IUsageAgreements.PrivacyLossTooLarge.selector, max + 1, max)
         );
+    }
+
+    function test_recordUsage_emitsParamsHashWithoutStoringIt() public {
+        uint256 id = _accept(3);
+        bytes32 jobId = usage.jobIdOf(id, 1);
+        bytes32 paramsHash = sha256('{"by":"region","column":"bmi"}');
+        bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, paramsHash, LOSS, block.timestamp);
+        vm.record();
+        vm.expectEmit(address(usage));
+        emit IUsageAgreements.UsageRecorded(jobId, id, RESEARCH, MEAN, paramsHash, LOSS);
+        vm.prank(operator);
+        usage.recordUsage(id, jobId, RESEARCH, MEAN, paramsHash, LOSS, block.timestamp, sig);
+        (, bytes32[] memory writes) = vm.accesses(address(usage));
+        assertGt(writes.length, 0);
+        for (uint256 i; i < writes.length; ++i) {
+            assertTrue(vm.load(address(usage), writes[i]) != paramsHash, "params hash stored");
+        }
+    }
+
+    function test_recordUsage_revertsOnTamperedParamsHash() public {
+        uint256 id = _accept(3);
+        bytes32 jobId = usage.jobIdOf(id, 1);
+        bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, PARAMS, LOSS, block.timestamp);
+        bytes32 forged = sha256('{"column":"salary"}');
+        vm.prank(operator);
+        vm.expectPartialRevert(IRedlakeErrors.InvalidSignature.selector);
+        usage.recordUsage(id, jobId, RESEARCH, MEAN, forged, LOSS, block.timestamp, sig);
+        assertEq(_datasetUsed(DATASET), 0); // all or nothing
     }
 
     function test_recordUsage_revertsWhenExpired() public {
@@ -370,13 +634,13 @@ contract UsageAgreementsTest is Fixture {
     function test_recordUsage_revertsOnReplay() public {
         uint256 id = _accept(3);
         bytes32 jobId = usage.jobIdOf(id, 7);
-        bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, EPS, block.timestamp);
+        bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, PARAMS, LOSS, block.timestamp);
         vm.startPrank(operator);
-        usage.recordUsage(id, jobId, RESEARCH, MEAN, EPS, block.timestamp, sig);
+        usage.recordUsage(id, jobId, RESEARCH, MEAN, PARAMS, LOSS, block.timestamp, sig);
         vm.expectRevert(
             abi.encodeWithSelector(IUsageAgreements.JobAlreadyRecorded.selector, jobId, IUsageAgreements.JobStatus.Recorded)
         );
-        usage.recordUsage(id, jobId, RESEARCH, MEAN, EPS, block.timestamp, sig);
+        usage.recordUsage(id, jobId, RESEARCH, MEAN, PARAMS, LOSS, block.timestamp, sig);
         vm.stopPrank();
     }
 
@@ -386,7 +650,7 @@ contract UsageAgreementsTest is Fixture {
         vm.prank(operator);
         usage.refund(jobId, "test");
         _expectRecordRevert(
-            id, jobId, RESEARCH, MEAN, EPS,
+            id, jobId, RESEARCH, MEAN, LOSS,
             abi.encodeWithSelector(IUsageAgreements.JobAlreadyRecorded.selector, jobId, IUsageAgreements.JobStatus.Refunded)
         );
     }
@@ -394,19 +658,19 @@ contract UsageAgreementsTest is Fixture {
     function test_recordUsage_revertsOnForeignSignature() public {
         uint256 id = _accept(3);
         bytes32 jobId = usage.jobIdOf(id, 1);
-        bytes memory sig = _sign(0xBAD, id, jobId, RESEARCH, MEAN, 1, block.timestamp);
+        bytes memory sig = _sign(0xBAD, id, jobId, RESEARCH, MEAN, PARAMS, 1, block.timestamp);
         vm.prank(operator);
         vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.InvalidSignature.selector, vm.addr(0xBAD), consumer));
-        usage.recordUsage(id, jobId, RESEARCH, MEAN, 1, block.timestamp, sig);
+        usage.recordUsage(id, jobId, RESEARCH, MEAN, PARAMS, 1, block.timestamp, sig);
     }
 
-    function test_recordUsage_revertsOnTamperedEpsilon() public {
+    function test_recordUsage_revertsOnTamperedPrivacyLoss() public {
         uint256 id = _accept(3);
         bytes32 jobId = usage.jobIdOf(id, 1);
-        bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, 1, block.timestamp);
+        bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, PARAMS, 1, block.timestamp);
         vm.prank(operator);
         vm.expectPartialRevert(IRedlakeErrors.InvalidSignature.selector);
-        usage.recordUsage(id, jobId, RESEARCH, MEAN, 2, block.timestamp, sig);
+        usage.recordUsage(id, jobId, RESEARCH, MEAN, PARAMS, 2, block.timestamp, sig);
     }
 
     function test_recordUsage_revertsOnMalformedSignature() public {
@@ -414,16 +678,16 @@ contract UsageAgreementsTest is Fixture {
         bytes32 jobId = usage.jobIdOf(id, 1);
         vm.prank(operator);
         vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.InvalidSignature.selector, address(0), consumer));
-        usage.recordUsage(id, jobId, RESEARCH, MEAN, 1, block.timestamp, hex"1234");
+        usage.recordUsage(id, jobId, RESEARCH, MEAN, PARAMS, 1, block.timestamp, hex"1234");
     }
 
     function test_recordUsage_revertsOnExpiredDeadline() public {
         uint256 id = _accept(3);
         bytes32 jobId = usage.jobIdOf(id, 1);
-        bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, 1, block.timestamp - 1);
+        bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, PARAMS, 1, block.timestamp - 1);
         vm.prank(operator);
         vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.SignatureExpired.selector, block.timestamp - 1, block.timestamp));
-        usage.recordUsage(id, jobId, RESEARCH, MEAN, 1, block.timestamp - 1, sig);
+        usage.recordUsage(id, jobId, RESEARCH, MEAN, PARAMS, 1, block.timestamp - 1, sig);
     }
 
     function test_recordUsage_revertsOnJobOfAnotherAgreement() public {
@@ -440,11 +704,11 @@ contract UsageAgreementsTest is Fixture {
     function test_recordUsage_revertsForNonOperator() public {
         uint256 id = _accept(3);
         bytes32 jobId = usage.jobIdOf(id, 1);
-        bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, 1, block.timestamp);
+        bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, PARAMS, 1, block.timestamp);
         bytes memory unauthorized = _unauthorized(consumer);
         vm.prank(consumer);
         vm.expectRevert(unauthorized);
-        usage.recordUsage(id, jobId, RESEARCH, MEAN, 1, block.timestamp, sig);
+        usage.recordUsage(id, jobId, RESEARCH, MEAN, PARAMS, 1, block.timestamp, sig);
     }
 
     function test_recordUsage_revertsWhenPaused() public {
@@ -563,11 +827,12 @@ contract UsageAgreementsTest is Fixture {
         // A second provider with its own dataset and offer; jobs of both, interleaved.
         uint256 otherKey = 0xC0FFEE;
         address other = vm.addr(otherKey);
-        vm.prank(other);
+        vm.startPrank(other);
         registry.register(OTHER_DATASET, keccak256("m"), keccak256("c"));
-        vm.prank(other);
+        usage.setDatasetPrivacyLimit(OTHER_DATASET, LIMIT);
         uint256 otherOffer =
-            usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 10, 7, DURATION, BUDGET);
+            usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 10, 7, DURATION, CONSUMER_LIMIT);
+        vm.stopPrank();
         uint256 a1 = _accept(5);
         uint256 a2 = _accept(5);
         vm.prank(consumer);
@@ -654,21 +919,21 @@ contract UsageAgreementsTest is Fixture {
 
     // ---------------------------------------------------------------------------- refund
 
-    function test_refund_returnsCallEpsilonAndPrice() public {
+    function test_refund_returnsCallLossAndPrice() public {
         uint256 id = _accept(1);
         bytes32 jobId = _record(id, 1);
         vm.expectEmit(address(usage));
-        emit IUsageAgreements.UsageRefunded(jobId, id, "worker_lost", EPS, PRICE);
+        emit IUsageAgreements.UsageRefunded(jobId, id, "worker_lost", LOSS, PRICE);
         vm.prank(operator);
         usage.refund(jobId, "worker_lost");
         IUsageAgreements.Agreement memory a = usage.getAgreement(id);
         assertEq(a.callsUsed, 0);
-        assertEq(a.budgetUsed, 0);
+        assertEq(_datasetUsed(DATASET), 0);
         assertEq(a.escrow, PRICE);
         assertEq(a.pending, 0);
-        (, IUsageAgreements.JobStatus status, uint64 epsilon) = usage.getUsage(jobId);
+        (, IUsageAgreements.JobStatus status, uint64 loss) = usage.getUsage(jobId);
         assertEq(uint8(status), uint8(IUsageAgreements.JobStatus.Refunded));
-        assertEq(epsilon, EPS);
+        assertEq(loss, LOSS);
         assertEq(usage.withdrawable(provider), 0);
         _record(id, 2); // the call is usable again
     }
@@ -846,16 +1111,16 @@ contract UsageAgreementsTest is Fixture {
         assertEq(
             usage.USAGE_TYPEHASH(),
             keccak256(
-                "Usage(uint256 agreementId,bytes32 jobId,bytes32 purpose,bytes32 operation,uint64 epsilon,uint256 nonce,uint256 deadline)"
+                "Usage(uint256 agreementId,bytes32 jobId,bytes32 purpose,bytes32 operation,bytes32 paramsHash,uint64 privacyLoss,uint256 nonce,uint256 deadline)"
             )
         );
     }
 
     function test_getUsage_unknownJobIsNone() public view {
-        (uint256 agreementId, IUsageAgreements.JobStatus status, uint64 epsilon) = usage.getUsage(usage.jobIdOf(9, 9));
+        (uint256 agreementId, IUsageAgreements.JobStatus status, uint64 loss) = usage.getUsage(usage.jobIdOf(9, 9));
         assertEq(agreementId, 9);
         assertEq(uint8(status), uint8(IUsageAgreements.JobStatus.None));
-        assertEq(epsilon, 0);
+        assertEq(loss, 0);
     }
 
     function test_getOffer_unknownIsEmpty() public view {
@@ -869,7 +1134,8 @@ contract UsageAgreementsTest is Fixture {
         calls = uint32(bound(calls, 1, type(uint32).max));
         price = uint96(bound(price, 0, type(uint96).max / calls));
         vm.prank(provider);
-        uint256 fuzzOffer = usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), type(uint32).max, price, DURATION, BUDGET);
+        uint256 fuzzOffer =
+            usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), type(uint32).max, price, DURATION, CONSUMER_LIMIT);
         address buyer = makeAddr("buyer");
         uint256 amount = uint256(calls) * price;
         vm.prank(admin);
@@ -888,49 +1154,94 @@ contract UsageAgreementsTest is Fixture {
         vm.assume(key != consumerKey);
         uint256 id = _accept(1);
         bytes32 jobId = usage.jobIdOf(id, 1);
-        bytes memory sig = _sign(key, id, jobId, RESEARCH, MEAN, 1, block.timestamp);
+        bytes memory sig = _sign(key, id, jobId, RESEARCH, MEAN, PARAMS, 1, block.timestamp);
         vm.prank(operator);
         vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.InvalidSignature.selector, vm.addr(key), consumer));
-        usage.recordUsage(id, jobId, RESEARCH, MEAN, 1, block.timestamp, sig);
+        usage.recordUsage(id, jobId, RESEARCH, MEAN, PARAMS, 1, block.timestamp, sig);
     }
 
-    function testFuzz_recordUsage_acceptsAnyConsumerKey(uint256 key, uint128 nonce, uint64 epsilon) public {
+    function testFuzz_recordUsage_acceptsAnyConsumerKey(uint256 key, uint128 nonce, uint64 loss) public {
         key = bound(key, 1, 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364140);
-        epsilon = uint64(bound(epsilon, 0, BUDGET));
+        loss = uint64(bound(loss, 0, usage.MAX_JOB_PRIVACY_LOSS()));
         address buyer = vm.addr(key);
         _fund(buyer);
         vm.prank(buyer);
         uint256 id = usage.acceptOffer(offerId, 2);
-        bytes32 jobId = _recordAs(key, id, nonce, epsilon);
+        bytes32 jobId = _recordAs(key, id, nonce, loss);
         (uint256 agreementId, IUsageAgreements.JobStatus status, uint64 recorded) = usage.getUsage(jobId);
         assertEq(agreementId, id);
         assertEq(uint8(status), uint8(IUsageAgreements.JobStatus.Recorded));
-        assertEq(recorded, epsilon);
+        assertEq(recorded, loss);
+        assertEq(_datasetUsed(DATASET), loss);
         assertTrue(usage.nonceUsed(id, nonce));
     }
 
-    function testFuzz_recordUsage_rejectsSignatureOverOtherTerms(uint64 signedEpsilon, uint64 claimedEpsilon) public {
-        signedEpsilon = uint64(bound(signedEpsilon, 0, BUDGET));
-        claimedEpsilon = uint64(bound(claimedEpsilon, 0, BUDGET));
-        vm.assume(signedEpsilon != claimedEpsilon);
+    function testFuzz_recordUsage_rejectsSignatureOverOtherTerms(uint64 signedLoss, uint64 claimedLoss) public {
+        signedLoss = uint64(bound(signedLoss, 0, usage.MAX_JOB_PRIVACY_LOSS()));
+        claimedLoss = uint64(bound(claimedLoss, 0, usage.MAX_JOB_PRIVACY_LOSS()));
+        vm.assume(signedLoss != claimedLoss);
         uint256 id = _accept(1);
         bytes32 jobId = usage.jobIdOf(id, 1);
-        bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, signedEpsilon, block.timestamp);
+        bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, PARAMS, signedLoss, block.timestamp);
         vm.prank(operator);
         vm.expectPartialRevert(IRedlakeErrors.InvalidSignature.selector);
-        usage.recordUsage(id, jobId, RESEARCH, MEAN, claimedEpsilon, block.timestamp, sig);
+        usage.recordUsage(id, jobId, RESEARCH, MEAN, PARAMS, claimedLoss, block.timestamp, sig);
     }
 
-    function testFuzz_refund_restoresAgreement(uint128 nonce, uint64 epsilon) public {
-        epsilon = uint64(bound(epsilon, 0, BUDGET));
+    function testFuzz_recordUsage_rejectsOtherParamsHash(bytes32 signedParams, bytes32 claimedParams) public {
+        vm.assume(signedParams != claimedParams);
+        uint256 id = _accept(1);
+        bytes32 jobId = usage.jobIdOf(id, 1);
+        bytes memory sig = _sign(consumerKey, id, jobId, RESEARCH, MEAN, signedParams, LOSS, block.timestamp);
+        vm.prank(operator);
+        vm.expectPartialRevert(IRedlakeErrors.InvalidSignature.selector);
+        usage.recordUsage(id, jobId, RESEARCH, MEAN, claimedParams, LOSS, block.timestamp, sig);
+    }
+
+    /// Any limit and any sequence of losses: a use records exactly when it fits what is left, and
+    /// the spent loss is the sum of the recorded ones.
+    function testFuzz_recordUsage_spendsExactlyWithinTheLimit(uint64 limit, uint64[6] memory losses) public {
+        vm.prank(provider);
+        usage.setDatasetPrivacyLimit(DATASET, limit);
+        uint256 id = _accept(uint32(losses.length));
+        uint256 spent;
+        for (uint256 i; i < losses.length; ++i) {
+            spent = _recordIfItFits(id, i, uint64(bound(losses[i], 0, usage.MAX_JOB_PRIVACY_LOSS())), spent, limit);
+        }
+        (uint64 storedLimit, uint64 used,,) = usage.getDatasetPrivacy(DATASET);
+        assertEq(storedLimit, limit);
+        assertEq(used, spent);
+        assertLe(used, storedLimit);
+    }
+
+    /// Records the use if `spent + loss` fits the limit, else expects it refused by name.
+    function _recordIfItFits(uint256 id, uint256 nonce, uint64 loss, uint256 spent, uint64 limit)
+        internal
+        returns (uint256)
+    {
+        if (spent + loss <= limit) {
+            _recordAs(consumerKey, id, nonce, loss);
+            return spent + loss;
+        }
+        bytes memory err =
+            abi.encodeWithSelector(IUsageAgreements.DatasetBudgetExhausted.selector, DATASET, uint64(spent), loss, limit);
+        _expectRecordRevert(id, usage.jobIdOf(id, nonce), RESEARCH, MEAN, loss, err);
+        return spent;
+    }
+
+    function testFuzz_refund_restoresAgreementAndDataset(uint128 nonce, uint64 loss) public {
+        loss = uint64(bound(loss, 0, usage.MAX_JOB_PRIVACY_LOSS()));
+        _record(_accept(1), 0); // the dataset has spent something already
+        uint64 usedBefore = _datasetUsed(DATASET);
         uint256 id = _accept(1);
         IUsageAgreements.Agreement memory before = usage.getAgreement(id);
-        bytes32 jobId = _recordAs(consumerKey, id, nonce, epsilon);
+        bytes32 jobId = _recordAs(consumerKey, id, nonce, loss);
+        assertEq(_datasetUsed(DATASET), usedBefore + loss);
         vm.prank(operator);
         usage.refund(jobId, "fuzz");
         IUsageAgreements.Agreement memory afterRefund = usage.getAgreement(id);
         assertEq(afterRefund.callsUsed, before.callsUsed);
-        assertEq(afterRefund.budgetUsed, before.budgetUsed);
+        assertEq(_datasetUsed(DATASET), usedBefore);
         assertEq(afterRefund.escrow, before.escrow);
         assertEq(afterRefund.pending, 0);
     }

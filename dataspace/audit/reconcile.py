@@ -1,14 +1,16 @@
-"""Chain against database, both ways: every use, settlement, refund, agreement and offer the chain
-holds must be in the platform's records in the matching state, and the reverse. The chain side is
-read from the contracts' events (indexed to the head first) and their view functions."""
+"""Chain against database, both ways: every use, settlement, refund, agreement, offer and
+dataset privacy budget the chain holds must be in the platform's records in the matching state,
+and the reverse. The chain side is read from the contracts' events (indexed to the head first)
+and their view functions."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataspace.chain import agents, gateway, indexer
+from dataspace.chain import agents, encoding, gateway, indexer
 from dataspace.chain.models import ChainEvent
 from dataspace.compute.models import Job
 from dataspace.policies.models import Agreement, Offer
@@ -60,13 +62,15 @@ def reconcile() -> Report:
     recorded = {e["jobId"]: e for e in _events("UsageRecorded")}
     settled = {e["jobId"]: e for e in _events("JobSettled")}
     refunded = {e["jobId"]: e for e in _events("UsageRefunded")}
-    for job_id in recorded:
+    for job_id, event in recorded.items():
         report.checked["usage_recorded"] += 1
         job = jobs.get(job_id)
         if job is None:
             report.mismatches.append(f"chain recorded job {job_id}; the platform has no such job")
         elif job.status not in RECORDED_STATES:
             report.mismatches.append(f"chain recorded job {job_id}; the platform has it {job.status}")
+        elif event["paramsHash"] != "0x" + encoding.params_hash(job.request_params).hex():
+            report.mismatches.append(f"job {job_id}: the parameters signed on chain differ from the platform's")
     for job_id, event in settled.items():
         report.checked["job_settled"] += 1
         job = jobs.get(job_id)
@@ -96,6 +100,7 @@ def reconcile() -> Report:
             report.mismatches.append(f"platform job {job.id} is refunded but the chain has no refund")
     _reconcile_agreements(report)
     _reconcile_offers(report)
+    _reconcile_dataset_privacy(report)
     return report
 
 
@@ -135,3 +140,19 @@ def _reconcile_offers(report: Report) -> None:
             report.mismatches.append(f"platform offer {offer.id} has no OfferPublished on chain")
         elif event["policyHash"] != offer.policy_hash:
             report.mismatches.append(f"offer {offer_id}: policy hash on chain differs from the platform's")
+
+
+def _reconcile_dataset_privacy(report: Report) -> None:
+    """Each dataset's spent privacy loss on chain is the sum of its recorded, unrefunded jobs'."""
+    agent = agents.UsageAgreementsAgent()
+    spent: Counter[uuid.UUID] = Counter()
+    in_use = [s for s in RECORDED_STATES if s != Job.Status.REFUNDED]
+    for dataset_id, rho in Job.objects.filter(status__in=in_use).values_list("dataset_id", "rho"):
+        spent[dataset_id] += encoding.rho_nano(rho)
+    for dataset_id in Job.objects.values_list("dataset_id", flat=True).distinct():
+        report.checked["datasets"] += 1
+        used = agent.dataset_privacy(dataset_id).used
+        if used != spent[dataset_id]:
+            report.mismatches.append(
+                f"dataset {dataset_id}: {used} nano-rho spent on chain, {spent[dataset_id]} on the platform"
+            )

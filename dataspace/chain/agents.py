@@ -113,12 +113,23 @@ class JobStatus(IntEnum):
 class OnChainUsage:
     agreement_id: int
     status: JobStatus
-    epsilon: int
+    privacy_loss: int  # nano-rho
+
+
+@dataclass(frozen=True)
+class DatasetPrivacyOnChain:
+    """A dataset's privacy budget as the contract keeps it (nano-rho)."""
+
+    limit: int
+    used: int
+    non_personal: bool
+    has_offers: bool
 
 
 class UsageAgreementsAgent:
-    """Offers, agreements, usage and money. Users' own writes (publish, accept, withdraw) are
-    sent from their custodial wallets; the operator relays usage records, settlements, refunds."""
+    """Offers, agreements, dataset privacy budgets, usage and money. Users' own writes (publish,
+    set a dataset's privacy, accept, withdraw) are sent from their custodial wallets; the
+    operator relays usage records, settlements, refunds."""
 
     name = "UsageAgreements"
 
@@ -137,8 +148,10 @@ class UsageAgreementsAgent:
         max_calls: int,
         price_per_call: int,
         duration_seconds: int,
-        privacy_budget: int,
+        consumer_limit: int,
     ) -> ChainTransaction:
+        """``consumer_limit``: the most nano-rho one consumer may spend through the offer (0 only
+        on a dataset declared non-personal)."""
         args = [
             _hex(dataset_chain_id(dataset_id)),
             _hex(policy_hash),
@@ -147,13 +160,39 @@ class UsageAgreementsAgent:
             max_calls,
             price_per_call,
             duration_seconds,
-            privacy_budget,
+            consumer_limit,
         ]
         return outbox.write_enqueue(
             kind="offer_publish",
             contract=self.name,
             function="publishOffer",
             args=args,
+            idempotency_key=key,
+            sender=provider,
+        )
+
+    def set_dataset_privacy_limit(
+        self, *, key: str, provider: str, dataset_id: uuid.UUID, limit: int
+    ) -> ChainTransaction:
+        """Sets the total nano-rho every use of the dataset may spend (its provider's wallet
+        sends it; the contract refuses a limit below what is already spent)."""
+        return outbox.write_enqueue(
+            kind="dataset_privacy_limit",
+            contract=self.name,
+            function="setDatasetPrivacyLimit",
+            args=[_hex(dataset_chain_id(dataset_id)), limit],
+            idempotency_key=key,
+            sender=provider,
+        )
+
+    def declare_non_personal(self, *, key: str, provider: str, dataset_id: uuid.UUID) -> ChainTransaction:
+        """Declares the dataset non-personal (its provider's wallet sends it; only before the
+        dataset's first offer, irreversible)."""
+        return outbox.write_enqueue(
+            kind="dataset_non_personal",
+            contract=self.name,
+            function="declareNonPersonal",
+            args=[_hex(dataset_chain_id(dataset_id))],
             idempotency_key=key,
             sender=provider,
         )
@@ -186,7 +225,8 @@ class UsageAgreementsAgent:
         job_id: bytes,
         purpose: str,
         operation: str,
-        epsilon: int,
+        params_hash: bytes,
+        privacy_loss: int,
         deadline: int,
         signature: bytes,
     ) -> ChainTransaction:
@@ -195,7 +235,8 @@ class UsageAgreementsAgent:
             _hex(job_id),
             _hex(label_hash(purpose)),
             _hex(label_hash(operation)),
-            epsilon,
+            _hex(params_hash),
+            privacy_loss,
             deadline,
             _hex(signature),
         ]
@@ -232,8 +273,20 @@ class UsageAgreementsAgent:
         )
 
     def usage(self, job_id: bytes) -> OnChainUsage:
-        agreement_id, status, epsilon = gateway.view(gateway.contract(self.name).functions.getUsage(job_id))
-        return OnChainUsage(int(agreement_id), JobStatus(status), int(epsilon))
+        agreement_id, status, loss = gateway.view(gateway.contract(self.name).functions.getUsage(job_id))
+        return OnChainUsage(int(agreement_id), JobStatus(status), int(loss))
+
+    def usage_params_hash(self, job_id: bytes) -> bytes | None:
+        """The parameters' hash the consumer signed for a job, from its ``UsageRecorded`` event
+        (the contract emits it and stores nothing); None if the job was never recorded."""
+        found = gateway.latest_event(self.name, "UsageRecorded", indexed={"jobId": job_id})
+        return None if found is None else bytes(found["paramsHash"])
+
+    def dataset_privacy(self, dataset_id: uuid.UUID) -> DatasetPrivacyOnChain:
+        limit, used, non_personal, has_offers = gateway.view(
+            gateway.contract(self.name).functions.getDatasetPrivacy(dataset_chain_id(dataset_id))
+        )
+        return DatasetPrivacyOnChain(int(limit), int(used), bool(non_personal), bool(has_offers))
 
     def agreement(self, agreement_id: int) -> dict[str, Any]:
         found = gateway.view(gateway.contract(self.name).functions.getAgreement(agreement_id))
@@ -248,8 +301,6 @@ class UsageAgreementsAgent:
             "price_per_call",
             "escrow",
             "pending",
-            "budget_used",
-            "privacy_budget",
             "expiry",
             "suspended",
         ]

@@ -28,7 +28,8 @@ USAGE_TYPES = {
         {"name": "jobId", "type": "bytes32"},
         {"name": "purpose", "type": "bytes32"},
         {"name": "operation", "type": "bytes32"},
-        {"name": "epsilon", "type": "uint64"},
+        {"name": "paramsHash", "type": "bytes32"},
+        {"name": "privacyLoss", "type": "uint64"},
         {"name": "nonce", "type": "uint256"},
         {"name": "deadline", "type": "uint256"},
     ]
@@ -66,7 +67,9 @@ def sign_dataset_change(
 
 @dataclass(frozen=True)
 class Usage:
-    """One use of an agreement as the consumer signs it and ``recordUsage`` checks it."""
+    """One use of an agreement as the consumer signs it and ``recordUsage`` checks it: the
+    parameters' hash (``encoding.params_hash``) binds the computation asked for, the privacy loss
+    is nano-rho (``encoding.rho_nano``)."""
 
     chain_id: int
     contract: str
@@ -74,7 +77,8 @@ class Usage:
     job_id: bytes
     purpose: bytes
     operation: bytes
-    epsilon: int
+    params_hash: bytes
+    privacy_loss: int
     nonce: int
     deadline: int
 
@@ -84,7 +88,8 @@ class Usage:
             "jobId": self.job_id,
             "purpose": self.purpose,
             "operation": self.operation,
-            "epsilon": self.epsilon,
+            "paramsHash": self.params_hash,
+            "privacyLoss": self.privacy_loss,
             "nonce": self.nonce,
             "deadline": self.deadline,
         }

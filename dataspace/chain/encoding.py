@@ -7,11 +7,16 @@ them.
 
 from __future__ import annotations
 
+import math
 import uuid
+from typing import Any
 
 from eth_utils.crypto import keccak
 
-MICRO = 1_000_000
+from dataspace.canonical import sha256_canonical
+
+NANO = 1_000_000_000
+UINT64_MAX = 2**64 - 1
 
 
 def label_hash(label: str) -> bytes:
@@ -20,9 +25,23 @@ def label_hash(label: str) -> bytes:
     return bytes(keccak(text=label))
 
 
-def epsilon_micro(epsilon: float) -> int:
-    """Epsilon as the contracts count it: integer millionths."""
-    return round(epsilon * MICRO)
+def rho_nano(rho: float) -> int:
+    """A privacy loss as the contracts count it: zCDP rho in integer billionths (1e9 = 1.0 rho),
+    rounded to the nearest. Refuses (ValueError) what is no loss at all or no uint64: negative,
+    NaN, infinite, or above 2^64 - 1 nano-rho."""
+    if math.isnan(rho) or math.isinf(rho) or rho < 0:
+        raise ValueError(f"A privacy loss is a finite rho >= 0, not {rho!r}.")
+    nano = round(rho * NANO)
+    if nano > UINT64_MAX:
+        raise ValueError(f"rho {rho!r} does not fit the contracts' uint64 nano-rho.")
+    return nano
+
+
+def params_hash(params: dict[str, Any]) -> bytes:
+    """The hash a consumer signs over a job's parameters (``paramsHash`` in the Usage message):
+    SHA-256 of their canonical JSON, so any client that sorts keys and drops whitespace gets the
+    same 32 bytes from the same parameters."""
+    return sha256_canonical(params)
 
 
 def dataset_chain_id(dataset_id: uuid.UUID) -> bytes:

@@ -13,7 +13,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3ValidationError
 
 from dataspace.chain import artifacts
 from dataspace.chain.models import Deployment
@@ -106,3 +106,31 @@ def revert_reason(exc: ContractLogicError) -> str:
     if data is None and exc.message:
         return str(exc.message).removeprefix("execution reverted: ")
     return artifacts.decode_revert(data, CONTRACTS)
+
+
+def latest_event(name: str, event: str, *, indexed: dict[str, Any], chunk: int | None = None) -> dict[str, Any] | None:
+    """The arguments of the newest ``event`` of the deployed contract ``name`` whose indexed
+    arguments equal ``indexed``, or None if it was never emitted.
+
+    Read from the chain, not the index (the custodian trusts the node, not our database), from
+    the head back to the contract's deployment block in ranges of ``chunk`` blocks: nodes refuse
+    unbounded log queries, and the event looked for is usually recent."""
+    w3 = connected_web3()
+    events = contract(name).events[event]()
+    floor = deployment(name).block_number or 0
+    chunk = chunk or settings.CHAIN_INDEXER_CHUNK
+    try:
+        last = int(w3.eth.block_number)
+        while last >= floor:
+            first = max(floor, last - chunk + 1)
+            found = events.get_logs(argument_filters=indexed, from_block=first, to_block=last)
+            if found:
+                return dict(found[-1]["args"])
+            last = first - 1
+    except Web3ValidationError:
+        raise  # a wrong argument name is our bug, not the node's absence
+    except Exception as exc:
+        raise ChainUnavailable(
+            f"The chain node at {settings.CHAIN_RPC_URL} did not answer a log query ({type(exc).__name__})."
+        ) from None
+    return None

@@ -3,9 +3,11 @@
 ``release`` decides whether a computed job's result may be released and, if so, returns it; it
 changes nothing itself (``jobs`` records the release and sends the settlement). It releases only
 when
-1. the chain (the contract, not our database) says the job's usage is recorded;
-2. the result ciphertext is byte for byte what the HE worker reported;
-3. the job's privacy loss on chain is the one it was granted;
+1. the chain (the contract, not our database) says the job's usage is recorded, with the job's
+   privacy loss and the hash of the parameters the consumer signed (read from its UsageRecorded
+   event), and the dataset's privacy budget on chain is not overspent;
+2. the parameters computed with are those the consumer signed, normalised;
+3. the result ciphertext is byte for byte what the HE worker reported;
 and then, on a personal dataset, every decrypted number gets Gaussian noise calibrated to the
 column bounds the provider declared and the job's ρ (``dataspace.privacy.mechanisms``). Cohorts
 are decided on the noisy counts: a cohort below the policy's k withholds the whole answer, and
@@ -29,12 +31,12 @@ from typing import Any
 
 from django.conf import settings
 
-from dataspace.chain import agents
-from dataspace.chain.encoding import epsilon_micro
+from dataspace.canonical import canonical_json
+from dataspace.chain import agents, encoding
 from dataspace.compute import receipts
 from dataspace.compute.he.keys import load_secret_context
 from dataspace.compute.he.layout import StoreLayout
-from dataspace.compute.he.operations import Aggregate, EncryptedResult, get_operation
+from dataspace.compute.he.operations import Aggregate, EncryptedResult, OperationRejected, get_operation
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode
 from dataspace.privacy import mechanisms
@@ -89,20 +91,39 @@ def _secret_contexts(store: EncryptedStore) -> dict[str, Any]:
 
 def _check_chain(job: Job) -> None:
     agent = agents.UsageAgreementsAgent()
-    usage = agent.usage(bytes.fromhex(job.chain_job_id[2:]))
+    job_id = bytes.fromhex(job.chain_job_id[2:])
+    usage = agent.usage(job_id)
     if usage.status != agents.JobStatus.RECORDED or usage.agreement_id != job.agreement.chain_agreement_id:
         raise CustodyRefused(
             f"The chain shows this job as {usage.status.name.lower()}, not recorded.",
             code=ErrorCode.USAGE_NOT_RECORDED,
         )
-    if usage.epsilon != epsilon_micro(job.epsilon):
+    if usage.privacy_loss != encoding.rho_nano(job.rho):
         raise CustodyRefused(
-            "The epsilon recorded on chain is not the one the job asked for.", code=ErrorCode.EPSILON_MISMATCH
+            "The privacy loss recorded on chain is not the one the job asked for.", code=ErrorCode.EPSILON_MISMATCH
         )
-    assert job.agreement.chain_agreement_id is not None
-    on_chain = agent.agreement(job.agreement.chain_agreement_id)
-    if on_chain["budget_used"] > on_chain["privacy_budget"] and on_chain["privacy_budget"] > 0:
-        raise CustodyRefused("The agreement's privacy budget on chain is spent.", code=ErrorCode.BUDGET_EXHAUSTED)
+    privacy = agent.dataset_privacy(job.dataset_id)
+    if privacy.used > privacy.limit:
+        raise CustodyRefused("The dataset's privacy budget on chain is overspent.", code=ErrorCode.BUDGET_EXHAUSTED)
+    if agent.usage_params_hash(job_id) != encoding.params_hash(job.request_params):
+        raise CustodyRefused(
+            "The parameters recorded on chain are not the ones the consumer signed for this job.",
+            code=ErrorCode.PARAMS_MISMATCH,
+        )
+
+
+def _check_params(job: Job, layout: StoreLayout) -> None:
+    """The parameters computed with must be the signed ones, normalised: a job whose ``params``
+    were changed after the request would otherwise be decrypted under the consumer's signature."""
+    operation = get_operation(job.operation)
+    try:
+        signed = operation.validate(job.request_params, layout)
+    except OperationRejected:
+        signed = None
+    if signed is None or canonical_json(signed) != canonical_json(job.params):
+        raise CustodyRefused(
+            "The parameters computed with are not the ones the consumer signed.", code=ErrorCode.PARAMS_MISMATCH
+        )
 
 
 def _read_result(job: Job) -> EncryptedResult:
@@ -183,6 +204,7 @@ def release(job: Job) -> Release:
     encrypted = _read_result(job)
     store = EncryptedStore.objects.get(pk=job.dataset_id)
     layout = StoreLayout.from_json(store.layout)
+    _check_params(job, layout)
     cached = privacy.cached_answer_get(dataset_id=job.dataset_id, key=job.query_key) if job.query_key else None
     if cached is not None:
         answer = {**cached.answer, "noise": {**cached.answer["noise"], "cached_from_job": str(cached.first_job_id)}}

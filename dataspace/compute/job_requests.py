@@ -28,8 +28,8 @@ from dataspace.accounts.models import User, Wallet
 from dataspace.accounts.selectors import wallet_get
 from dataspace.accounts.services import wallet_private_key
 from dataspace.canonical import canonical_json
-from dataspace.chain import agents, eip712, gateway
-from dataspace.chain.encoding import epsilon_micro, job_chain_id, label_hash
+from dataspace.chain import agents, eip712, encoding, gateway
+from dataspace.chain.encoding import job_chain_id, label_hash
 from dataspace.compute import jobs, selectors
 from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.he.operations import OperationRejected, get_operation
@@ -89,8 +89,9 @@ def job_request(*, consumer: User, request: JobRequest) -> tuple[Job, bool]:
     key = privacy.query_key(
         store_version=store.blob_prefix, operation=request.operation, params=params, epsilon=request.epsilon
     )
-    # A query answered before is answered again from the cache: no new noise, no new loss.
-    cached = privacy.cached_answer_get(dataset_id=dataset.id, key=key) is not None
+    # A query answered before is answered again from the cache: no new noise, no new loss. (A
+    # consumer who signs their own usage signed its loss before knowing: they pay what they signed.)
+    cached = request.signature is None and privacy.cached_answer_get(dataset_id=dataset.id, key=key) is not None
     rho = 0.0 if dataset.non_personal or cached else privacy.rho_of(request.epsilon)
     consumer_cap = privacy.rho_of(agreement.offer.privacy_budget)
     privacy.loss_check(
@@ -192,7 +193,9 @@ def _create(
 ) -> Job:
     assert agreement.chain_agreement_id is not None
     agent = agents.UsageAgreementsAgent()
-    epsilon = epsilon_micro(request.epsilon)
+    privacy_loss = encoding.rho_nano(rho)
+    # The consumer signs the parameters as they sent them, not as we normalised them.
+    params_hash = encoding.params_hash(request.params)
     nonce, deadline = _usage_nonce(wallet, agreement, request)
     job_id = job_chain_id(agreement_id=agreement.chain_agreement_id, nonce=nonce)
     usage = eip712.Usage(
@@ -202,7 +205,8 @@ def _create(
         job_id=job_id,
         purpose=label_hash(request.purpose),
         operation=label_hash(request.operation),
-        epsilon=epsilon,
+        params_hash=params_hash,
+        privacy_loss=privacy_loss,
         nonce=nonce,
         deadline=deadline,
     )
@@ -232,7 +236,8 @@ def _create(
         job_id=job_id,
         purpose=request.purpose,
         operation=request.operation,
-        epsilon=epsilon,
+        params_hash=params_hash,
+        privacy_loss=privacy_loss,
         deadline=deadline,
         signature=signature,
     )

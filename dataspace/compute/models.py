@@ -78,9 +78,10 @@ class Job(models.Model):
     idempotency_key = models.CharField(max_length=128)
     request_digest = models.CharField(max_length=64)
     operation = models.CharField(max_length=64)
-    # What the consumer sent (its hash is signed and recorded on chain), and its validated form.
+    # As the consumer sent them: their hash is what the consumer signed (UsageRecorded's
+    # paramsHash), so the custodian checks it against the chain before releasing.
     request_params = models.JSONField(default=dict)
-    params = models.JSONField(default=dict)
+    params = models.JSONField(default=dict)  # normalised by the operation: what is computed
     purpose = models.CharField(max_length=128)
     epsilon = models.FloatField(default=0.0)
     # The job's privacy loss in zCDP (from epsilon at the space's delta); 0 for a non-personal

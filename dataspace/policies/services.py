@@ -19,13 +19,14 @@ from dataspace.accounts.models import User
 from dataspace.accounts.selectors import wallet_custodial_address
 from dataspace.catalog.models import Dataset
 from dataspace.chain import agents, outbox
-from dataspace.chain.encoding import epsilon_micro
+from dataspace.chain.encoding import rho_nano
 from dataspace.chain.models import ChainTransaction
 from dataspace.errors import DomainError, ErrorCode, NotFound
 from dataspace.operation_names import OperationName
 from dataspace.policies import odrl
 from dataspace.policies.models import Agreement, Offer
 from dataspace.privacy import onchain
+from dataspace.privacy import services as privacy
 
 Tx = ChainTransaction.Status
 FOLLOW_OFFER_TASK = "dataspace.policies.tasks.follow_offer"
@@ -96,21 +97,30 @@ def offer_publish(*, provider: User, dataset: Dataset, terms: odrl.Terms) -> Off
             policy=document,
             policy_hash="0x" + digest.hex(),
         )
-        offer.publish_tx = agents.UsageAgreementsAgent().publish_offer(
-            key=f"offer-publish:{offer.id}",
-            provider=address,
-            dataset_id=dataset.id,
-            policy_hash=digest,
-            purposes=terms.purposes,
-            operations=terms.operations,
-            max_calls=terms.max_calls,
-            price_per_call=terms.price_per_call,
-            duration_seconds=terms.duration_seconds,
-            privacy_budget=epsilon_micro(terms.privacy_budget),
-        )
+        offer.publish_tx = _publish_write(offer=offer, address=address)
         offer.save(update_fields=["publish_tx"])
         tasking.enqueue_on_commit(FOLLOW_OFFER_TASK, str(offer.id))
     return offer
+
+
+def _consumer_limit(offer: Offer) -> int:
+    """The most nano-ρ one consumer may spend through the offer, as the chain counts it."""
+    return rho_nano(privacy.rho_of(offer.privacy_budget))
+
+
+def _publish_write(*, offer: Offer, address: str) -> ChainTransaction:
+    return agents.UsageAgreementsAgent().publish_offer(
+        key=f"offer-publish:{offer.id}",
+        provider=address,
+        dataset_id=offer.dataset_id,
+        policy_hash=bytes.fromhex(offer.policy_hash.removeprefix("0x")),
+        purposes=list(offer.purposes),
+        operations=list(offer.operations),
+        max_calls=offer.max_calls,
+        price_per_call=int(offer.price_per_call),
+        duration_seconds=offer.duration_seconds,
+        consumer_limit=_consumer_limit(offer),
+    )
 
 
 def offer_progress(*, offer_id: uuid.UUID) -> bool:

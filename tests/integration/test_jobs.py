@@ -28,7 +28,7 @@ from dataspace.accounts.services import api_token_issue, wallet_private_key
 from dataspace.audit.models import ReconcileReport
 from dataspace.canonical import canonical_json
 from dataspace.chain import agents, eip712, gateway, outbox
-from dataspace.chain.encoding import job_chain_id, label_hash
+from dataspace.chain.encoding import job_chain_id, label_hash, params_hash
 from dataspace.chain.models import ChainTransaction
 from dataspace.compute import jobs, keystore, receipts, tasks
 from dataspace.compute.he.operations import get_operation
@@ -206,7 +206,8 @@ def test_refusals_name_their_reason_and_charge_nothing(space: Space) -> None:
             job_id=job_chain_id(agreement_id=agreement.chain_agreement_id, nonce=nonce),
             purpose=label_hash("research"),
             operation=label_hash("count"),
-            epsilon=0,
+            params_hash=params_hash({}),
+            privacy_loss=0,
             nonce=nonce,
             deadline=deadline,
         ),
@@ -217,6 +218,9 @@ def test_refusals_name_their_reason_and_charge_nothing(space: Space) -> None:
     refused(run_job(api, agreement, "count", {}, **signed), 409, "signature_replayed")
     forged = {**signed, "nonce": nonce + 1}
     refused(run_job(api, agreement, "count", {}, **forged), 400, "signature_invalid")
+    # The signature binds the parameters: the same signed message with other parameters is refused.
+    other_params = {"where": {"column": "region", "equals": "north"}}
+    refused(run_job(api, agreement, "count", other_params, **signed), 400, "signature_invalid")
     assert wait_job(first.json()["id"]).status == Status.SETTLED
 
     # A noised job within the budget: released, and the receipt says how much noise.

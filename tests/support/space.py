@@ -61,6 +61,7 @@ def ingest_dataset(client: APIClient, content: bytes, **fields: Any) -> Dataset:
     assert response.status_code == 202, response.json()
     ingest = wait_for_ingest(response.json()["id"])
     assert ingest.dataset_id is not None, ingest.error_message
+
     def ready() -> bool:
         dataset = Dataset.objects.get(pk=ingest.dataset_id)
         return (
