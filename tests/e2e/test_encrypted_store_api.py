@@ -13,6 +13,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 
 
 def test_the_store_view_shows_others_only_what_the_public_profile_does() -> None:
+    """Others than the provider (and agreement holders: tests/privacy) see rounded rows, the
+    category names of public columns only, and no bucket edges."""
     owner = make_user("owner", Role.PROVIDER)
     csv = b"age,region,ward\n" + b"".join(f"{20 + i % 50},{'nsew'[i % 4]},w{i % 3}\n".encode() for i in range(203))
     dataset = ready_dataset(owner, csv, public_value_columns=["region"])
@@ -35,6 +37,8 @@ def test_the_store_view_shows_others_only_what_the_public_profile_does() -> None
     assert "categories" not in columns["ward"]
     assert columns["ward"]["cardinality"] == 3
     assert "w1" not in repr(theirs)
-    age_edges = columns["age"]["bucket_edges"]
+    # Bucket edges are facts about the data: shown to the provider and to agreement holders only.
+    assert "bucket_edges" not in columns["age"]
+    age_edges = {c["name"]: c for c in mine["columns"]}["age"]["bucket_edges"]
     assert age_edges[0] is None
     assert age_edges[-1] is None

@@ -46,7 +46,12 @@ def test_the_offer_policy_hash_is_unchanged() -> None:
         provider="0x00000000000000000000000000000000000000aa",
         terms=terms,
     )
+    # Offers published before datasets declared themselves non-personal have no such constraint:
+    # their stored document still hashes to what the chain pinned, and still reads as personal.
+    constraints = document["permission"][0]["constraint"]
+    document["permission"][0]["constraint"] = [c for c in constraints if c["leftOperand"] != "redlake:nonPersonal"]
     assert odrl.policy_hash(document).hex() == "b6ff9ce2cdb757cc206ee00cbebbe1b307a534d831957fd7a8151ef02d5b7578"
+    assert odrl.terms_of(document).non_personal is False
 
 
 def test_the_result_commitment_is_unchanged() -> None:

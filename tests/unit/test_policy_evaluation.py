@@ -30,7 +30,6 @@ def state(**changes: object) -> odrl.AgreementState:
     fields: dict[str, object] = {
         "calls_bought": 10,
         "calls_reserved": 0,
-        "budget_reserved": 0.0,
         "expires_at": NOW + timedelta(days=1),
     }
     fields.update(changes)
@@ -52,6 +51,7 @@ def test_terms_round_trip_through_the_document() -> None:
         duration_seconds=86400,
         privacy_budget=2.0,
         min_cohort=10,
+        non_personal=False,
     )
 
 
@@ -74,8 +74,10 @@ def test_a_request_within_the_terms_passes() -> None:
         ({}, {"operation": "linear_regression"}, ErrorCode.OPERATION_NOT_ALLOWED),
         ({"expires_at": NOW}, {}, ErrorCode.AGREEMENT_EXPIRED),
         ({"calls_reserved": 10}, {}, ErrorCode.CALLS_EXHAUSTED),
-        ({"budget_reserved": 1.8}, {}, ErrorCode.BUDGET_EXHAUSTED),
-        ({}, {"epsilon": 0.0}, ErrorCode.EPSILON_INVALID),
+        ({}, {"epsilon": 2.5}, ErrorCode.BUDGET_EXHAUSTED),  # more than one consumer's share
+        ({}, {"epsilon": 0.0}, ErrorCode.EPSILON_INVALID),  # a personal dataset answers with noise
+        ({}, {"epsilon": float("nan")}, ErrorCode.EPSILON_INVALID),
+        ({}, {"epsilon": -1.0}, ErrorCode.EPSILON_INVALID),
     ],
 )
 def test_each_broken_term_is_named(agreement: dict[str, object], usage: dict[str, object], code: ErrorCode) -> None:
@@ -84,8 +86,8 @@ def test_each_broken_term_is_named(agreement: dict[str, object], usage: dict[str
     assert error.value.code == code
 
 
-def test_an_offer_without_budget_takes_no_epsilon() -> None:
-    free = document(odrl.Terms(**{**TERMS.__dict__, "privacy_budget": 0.0}))
+def test_a_non_personal_dataset_takes_no_epsilon() -> None:
+    free = document(odrl.Terms(**{**TERMS.__dict__, "privacy_budget": 0.0, "non_personal": True}))
     odrl.evaluate(free, state(), request(epsilon=0.0))
     with pytest.raises(DomainError) as error:
         odrl.evaluate(free, state(), request(epsilon=0.1))
