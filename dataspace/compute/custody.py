@@ -26,7 +26,7 @@ from dataspace.chain.encoding import epsilon_micro
 from dataspace.compute import noise, receipts
 from dataspace.compute.he.keys import load_secret_context
 from dataspace.compute.he.layout import StoreLayout
-from dataspace.compute.he.operations import Aggregate, EncryptedResult, get_operation
+from dataspace.compute.he.operations import Aggregate, EncryptedResult, OperationRejected, get_operation
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode
 from dataspace.vault import blobs
@@ -98,12 +98,13 @@ def _read_result(job: Job) -> EncryptedResult:
 def _check_cohorts(aggregates: list[Aggregate], minimum: int) -> None:
     values = {a.name: a.value for a in aggregates}
     for aggregate in aggregates:
-        cohort = values.get(aggregate.cohort)
-        if cohort is None or round(cohort) < minimum:
-            raise CustodyRefused(
-                f"The cohort behind {aggregate.name!r} is below the policy's minimum of {minimum} rows.",
-                code=ErrorCode.COHORT_TOO_SMALL,
-            )
+        for name in aggregate.cohorts:  # ISSUE-11: every cohort (contributors, low-cardinality values)
+            cohort = values.get(name)
+            if cohort is None or round(cohort) < minimum:
+                raise CustodyRefused(
+                    f"The cohort behind {aggregate.name!r} is below the policy's minimum of {minimum} rows.",
+                    code=ErrorCode.COHORT_TOO_SMALL,
+                )
 
 
 def release(job: Job) -> Release:
@@ -116,7 +117,10 @@ def release(job: Job) -> Release:
     store = EncryptedStore.objects.get(pk=job.dataset_id)
     layout = StoreLayout.from_json(store.layout)
     operation = get_operation(job.operation)
-    aggregates = operation.decrypt(job.params, layout, encrypted, _secret_contexts(store))
+    try:  # ISSUE-11: decrypt checks the result's shape first; a mismatch is a refusal, not a retry
+        aggregates = operation.decrypt(job.params, layout, encrypted, _secret_contexts(store))
+    except OperationRejected as exc:
+        raise CustodyRefused(exc.message, code=exc.code) from None
     _check_cohorts(aggregates, job.agreement.offer.min_cohort)
     noisy, noise_applied = noise.add_noise(aggregates, job.epsilon)
     result = operation.finish(job.params, layout, noisy)

@@ -115,7 +115,9 @@ def _check_cohorts(params: dict[str, Any], counts: dict[str, Any], minimum: int)
             small.append(f"{where['column']} = the requested category")
     elif where and "bucket_from" in where:
         row = counts.get("buckets", {}).get(where["column"], [])
-        if sum(row[where["bucket_from"] : where["bucket_to"] + 1]) < minimum:
+        # ISSUE-11: a range may now reach the cells below/above the edges; the custodian counts those.
+        ends = (where["bucket_from"], where["bucket_to"])
+        if all(isinstance(end, int) for end in ends) and sum(row[ends[0] : ends[1] + 1]) < minimum:
             small.append(f"{where['column']} buckets {where['bucket_from']}..{where['bucket_to']}")
     if params.get("by"):
         groups = counts.get("categories", {}).get(params["by"], {})

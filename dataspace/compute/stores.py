@@ -24,9 +24,9 @@ from dataspace.catalog.reading import dataset_batches
 from dataspace.compute import keystore, selectors
 from dataspace.compute.he import keys as he_keys
 from dataspace.compute.he.encryption import encrypt_columns
-from dataspace.compute.he.layout import ColumnKind, StoreLayout
+from dataspace.compute.he.layout import ABOVE, BELOW, NULL, ColumnKind, StoreLayout
 from dataspace.compute.he.params import Level
-from dataspace.compute.he.plaintext import bucket_index, numeric_values
+from dataspace.compute.he.plaintext import ABOVE_CELL, BELOW_CELL, NULL_CELL, cell_index, numeric_values
 from dataspace.compute.he.profiling import StoreOptions
 from dataspace.compute.he.store import delete_store
 from dataspace.compute.models import EncryptedStore
@@ -40,6 +40,8 @@ BUILD_TASK = "dataspace.compute.tasks.build_encrypted_store"
 
 
 def _options(dataset: Dataset) -> StoreOptions:
+    """The build's options: the provider's upload choices (levels, bucket edges, bounds) and what
+    may stand in for bounds and edges it did not declare."""
     encryption: dict[str, Any] = {}
     ingest = getattr(dataset, "ingest", None)
     if ingest is not None:
@@ -47,6 +49,13 @@ def _options(dataset: Dataset) -> StoreOptions:
     return StoreOptions(
         levels={column: Level.SUMS for column in encryption.get("sums_only", [])},
         buckets={column: [float(e) for e in edges] for column, edges in encryption.get("buckets", {}).items()},
+        bounds={column: (float(lo), float(hi)) for column, (lo, hi) in encryption.get("bounds", {}).items()},
+        # ISSUE-11: the lead wires these two from the dataset's privacy settings (and records
+        # ``StoreLayout.rho_spent`` in its ledger). Until then every dataset is personal and no
+        # estimate is made: a column without declared bounds is unbounded, one without declared
+        # edges has no buckets.
+        non_personal=False,
+        estimate_bounds_rho=0.0,
     )
 
 
@@ -166,12 +175,15 @@ def _stored_bytes(layout: StoreLayout) -> int:
 
 
 def _cohort_counts(layout: StoreLayout, batches: Iterator[pa.RecordBatch]) -> dict[str, Any]:
-    """Exact row counts per category and per bucket, for refusing small cohorts up front. The
-    custodian checks the encrypted counts again before it releases anything."""
+    """Exact row counts per category, per bucket and per other cell of a bucketed column (below its
+    first edge, above its last, null), for the provider's own view and for refusing small cohorts
+    up front. The custodian checks the encrypted counts again before it releases anything."""
     categorical = [c for c in layout.columns if c.kind == ColumnKind.CATEGORICAL]
     bucketed = [c for c in layout.columns if c.kind == ColumnKind.NUMERIC and c.bucket_edges]
     categories: dict[str, Counter[str]] = {c.name: Counter() for c in categorical}
     buckets: dict[str, np.ndarray] = {c.name: np.zeros(len(c.bucket_edges) - 1, dtype=np.int64) for c in bucketed}
+    others = {c.name: {str(cell): 0 for cell in c.cells if isinstance(cell, str)} for c in bucketed}
+    codes = {BELOW: BELOW_CELL, ABOVE: ABOVE_CELL, NULL: NULL_CELL}
     for batch in batches:
         for plan in categorical:
             values = batch.column(plan.name).value_counts()
@@ -180,11 +192,14 @@ def _cohort_counts(layout: StoreLayout, batches: Iterator[pa.RecordBatch]) -> di
                     categories[plan.name][item["values"]] += item["counts"]
         for plan in bucketed:
             values, valid = numeric_values(batch.column(plan.name))
-            index = bucket_index(values[valid], plan.bucket_edges)
+            index = cell_index(values, valid, plan.bucket_edges)
             buckets[plan.name] += np.bincount(index[index >= 0], minlength=len(plan.bucket_edges) - 1)
+            for cell in others[plan.name]:
+                others[plan.name][cell] += int((index == codes[cell]).sum())
     return {
         "categories": {name: dict(counter) for name, counter in categories.items()},
         "buckets": {name: counts.tolist() for name, counts in buckets.items()},
+        "cells": others,
     }
 
 

@@ -15,7 +15,7 @@ from dataspace.catalog.models import Dataset
 from dataspace.catalog.uploads import seal_chunks
 from dataspace.chain import agents, gateway, outbox
 from dataspace.compute.stores import encrypted_store_build
-from dataspace.demo.synthetic import registry_csv_chunks
+from dataspace.demo.synthetic import REGISTRY_ENCRYPTION, registry_csv_chunks
 from dataspace.policies import odrl
 from dataspace.policies import services as policies
 from dataspace.policies.models import Agreement, Offer
@@ -77,6 +77,7 @@ class Command(BaseCommand):
                 keywords=["health", "registry", "synthetic"],
                 licence="CC-BY-4.0",
                 public_value_columns=["sex", "region", "diagnosis"],
+                encryption=REGISTRY_ENCRYPTION,
             ),
         )
         # One transaction: the encrypted store is built before the ingest's follow-ups are sent,
