@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -34,7 +35,7 @@ from dataspace.compute import jobs, keystore, receipts, tasks
 from dataspace.compute.he.operations import get_operation
 from dataspace.compute.he.references import CKKS_RELATIVE_TOLERANCE
 from dataspace.compute.models import EncryptedStore, HEKey, Job
-from dataspace.demo.synthetic import registry_csv_chunks, registry_frames
+from dataspace.demo.synthetic import REGISTRY_ENCRYPTION, registry_csv_chunks, registry_frames
 from dataspace.policies.models import Agreement
 from dataspace.vault import blobs
 from tests.support.anvil import AnvilNode, free_port
@@ -58,6 +59,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROWS = 3000
 TOLERANCE = max(CKKS_RELATIVE_TOLERANCE, 1e-5)  # CKKS error, then 6 significant digits of rounding
 Status = Job.Status
+# The registry's bounds and buckets, as its provider declares them at upload: a personal dataset's
+# numeric columns are summed only within declared (or privately estimated) bounds.
+DECLARED = {"encryption": json.dumps(REGISTRY_ENCRYPTION)}
 
 
 def registry_csv(rows: int = ROWS, *, rare_clinic_rows: int = 0) -> bytes:
@@ -88,7 +92,7 @@ def test_the_whole_story(anvil: AnvilNode, celery_worker_process: WorkerProcess)
     provider, provider_api = funded_user("hospital", Role.PROVIDER)
     _, consumer_api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
     content = b"".join(registry_csv_chunks(ROWS))
-    dataset = ingest_dataset(provider_api, content)
+    dataset = ingest_dataset(provider_api, content, **DECLARED)
     # Workers get public contexts only; consumers see what can be computed, never the scales.
     contexts = keystore.public_contexts(EncryptedStore.objects.get(pk=dataset.id))
     assert set(contexts) == {"products"}
@@ -162,7 +166,7 @@ def test_the_whole_story(anvil: AnvilNode, celery_worker_process: WorkerProcess)
 def space(anvil: AnvilNode, celery_worker_process: WorkerProcess) -> Space:
     provider, provider_api = funded_user("hospital", Role.PROVIDER)
     consumer, consumer_api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
-    dataset = ingest_dataset(provider_api, registry_csv(rare_clinic_rows=3))
+    dataset = ingest_dataset(provider_api, registry_csv(rare_clinic_rows=3), **DECLARED)
     return Space(anvil, celery_worker_process, provider, provider_api, consumer, consumer_api, dataset)
 
 
@@ -283,7 +287,7 @@ def test_he_worker_killed_mid_job_completes_once(
     try:
         _, provider_api = funded_user("hospital", Role.PROVIDER)
         _, api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
-        dataset = ingest_dataset(provider_api, registry_csv())
+        dataset = ingest_dataset(provider_api, registry_csv(), **DECLARED)
         agreement = accept_offer(api, publish_offer(provider_api, dataset), calls=5)
         response = run_job(api, agreement, "group_by", {"by": "region", "aggregate": "mean", "column": "cost"})
         job_id = response.json()["id"]
@@ -394,7 +398,7 @@ def test_a_job_whose_computation_keeps_dying_is_refunded(
     try:
         _, provider_api = funded_user("hospital", Role.PROVIDER)
         _, api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
-        dataset = ingest_dataset(provider_api, registry_csv())
+        dataset = ingest_dataset(provider_api, registry_csv(), **DECLARED)
         agreement = accept_offer(api, publish_offer(provider_api, dataset), calls=5)
         job_id = run_job(api, agreement, "mean", {"column": "age"}).json()["id"]
         wait_for(lambda: Job.objects.get(pk=job_id).status == Status.AUTHORISED, timeout=60)

@@ -120,7 +120,8 @@ def test_values_are_clamped_to_the_declared_bounds_before_encryption(small: Buil
     b = small.layout.column("b")
     assert (b.bounds, b.bounds_source) == ((0, 100), "declared")
     raw = small.table.column("b").to_numpy(zero_copy_only=False)
-    assert np.nanmax(raw) > 128 and np.nanmin(raw) < 0
+    assert np.nanmax(raw) > 128
+    assert np.nanmin(raw) < 0
     assert b.scale == 128  # from the bounds; the data's max would have made it 256
     with storage_at(small.storage):
         stored = np.concatenate(
@@ -439,7 +440,8 @@ def test_a_result_with_an_extra_part_is_refused_undecrypted(small: Built, monkey
 
 def test_a_result_with_a_folded_part_swapped_is_refused(small: Built) -> None:
     params, result = computed(small, "variance", {"column": "b"})
-    assert result.folded["sum"] and not result.folded["sum_sq"]
+    assert result.folded["sum"]
+    assert not result.folded["sum_sq"]
     flags = EncryptedResult(parts=result.parts, folded={**result.folded, "sum": False, "sum_sq": True})
     assert shape_refusal(small, "variance", params, flags) == ErrorCode.RESULT_SHAPE_MISMATCH
     swapped = EncryptedResult(
