@@ -119,8 +119,8 @@ _NUMERIC = {ColumnType.INTEGER, ColumnType.FLOAT, ColumnType.BOOLEAN}
 
 
 def _check_bounds_columns(bounds: dict[str, Any], columns: dict[str, str | None]) -> None:
-    """Declared bounds name numeric columns of the file (as far as its head shows their type: a
-    column the full pass finds to be text is refused when the store is built)."""
+    """Declared bounds name numeric columns of the file, as far as its head shows their type (a
+    column the full pass finds to be text is not encrypted as a number, and its bounds are dropped)."""
     for column in bounds:
         if column not in columns or (columns[column] is not None and columns[column] not in _NUMERIC):
             raise DomainError(

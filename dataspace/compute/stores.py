@@ -27,7 +27,7 @@ from dataspace.compute.he.encryption import encrypt_columns
 from dataspace.compute.he.layout import ABOVE, BELOW, NULL, ColumnKind, StoreLayout
 from dataspace.compute.he.params import Level
 from dataspace.compute.he.plaintext import ABOVE_CELL, BELOW_CELL, NULL_CELL, cell_index, numeric_values
-from dataspace.compute.he.profiling import StoreOptions
+from dataspace.compute.he.profiling import NUMERIC_TYPES, StoreOptions
 from dataspace.compute.he.store import delete_store
 from dataspace.compute.models import EncryptedStore
 from dataspace.errors import DomainError
@@ -46,10 +46,17 @@ def _options(dataset: Dataset) -> StoreOptions:
     ingest = getattr(dataset, "ingest", None)
     if ingest is not None:
         encryption = ingest.metadata.get("encryption", {}) or {}
+    numeric = {column["name"] for column in dataset.schema if column.get("type") in NUMERIC_TYPES}
     return StoreOptions(
         levels={column: Level.SUMS for column in encryption.get("sums_only", [])},
         buckets={column: [float(e) for e in edges] for column, edges in encryption.get("buckets", {}).items()},
-        bounds={column: (float(lo), float(hi)) for column, (lo, hi) in encryption.get("bounds", {}).items()},
+        # Checked against the file's head at upload; a column the full pass found not to be a
+        # number (a late text value) is not encrypted as one, and its bounds mean nothing.
+        bounds={
+            column: (float(lo), float(hi))
+            for column, (lo, hi) in encryption.get("bounds", {}).items()
+            if column in numeric
+        },
         # ISSUE-11: the lead wires these two from the dataset's privacy settings (and records
         # ``StoreLayout.rho_spent`` in its ledger). Until then every dataset is personal and no
         # estimate is made: a column without declared bounds is unbounded, one without declared

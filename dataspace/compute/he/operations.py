@@ -8,6 +8,9 @@ significant digits. Evaluating, checking and decrypting terms is the same for al
 
 A request's normalised parameters carry what its answer depends on besides the data: the bounds
 its columns' values were clamped to (``bounds``), the cells of a histogram, the edges of a filter.
+
+The eight live in one module, past the usual size, on purpose: each is a short class, and the
+point is to read them side by side.
 """
 
 from __future__ import annotations

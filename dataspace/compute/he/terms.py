@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from dataspace.compute.he.layout import (
+    NULL,
     ColumnKind,
     ColumnPlan,
     StoreLayout,
@@ -125,7 +126,7 @@ def where_factors(params: dict[str, Any], layout: StoreLayout) -> tuple[Factor, 
         return (Factor(column, (category_key(column, filter_["index"]),)),)
     if filter_.get("bucket") is not None:
         return (Factor(column, (cell_key(column, filter_["bucket"]),)),)
-    ordered = [cell for cell in layout.column(column).cells if cell != "null"]
+    ordered = [cell for cell in layout.column(column).cells if cell != NULL]
     first, last = ordered.index(filter_["bucket_from"]), ordered.index(filter_["bucket_to"])
     return (Factor(column, tuple(cell_key(column, cell) for cell in ordered[first : last + 1])),)
 
