@@ -10,6 +10,7 @@ Needs PostgreSQL and Redis on localhost (as on CI); skipped with a message other
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -175,7 +176,7 @@ def measure(base: str, processes: list[subprocess.Popen[bytes]]) -> None:
     from dataspace.accounts.models import Role
     from dataspace.accounts.services import api_token_issue, user_create, wallet_create_custodial
     from dataspace.chain import agents, outbox
-    from dataspace.demo.synthetic import registry_csv_chunks
+    from dataspace.demo.synthetic import REGISTRY_ENCRYPTION, registry_csv_chunks
 
     def funded(name: str, role: Role) -> Api:
         user = user_create(username=name, password=f"pw-{name}-0123456789", roles=[role])
@@ -191,7 +192,9 @@ def measure(base: str, processes: list[subprocess.Popen[bytes]]) -> None:
         content = b"".join(registry_csv_chunks(rows))
         started = time.perf_counter()
         ingest = provider.post(
-            "/api/datasets/", files={"file": ("registry.csv", content)}, data={"title": f"registry {rows}"}
+            "/api/datasets/",
+            files={"file": ("registry.csv", content)},
+            data={"title": f"registry {rows}", "encryption": json.dumps(REGISTRY_ENCRYPTION)},
         )
         ingest = provider.wait(f"/api/ingests/{ingest['id']}/", lambda b: b["status"] in ("succeeded", "failed"))
         assert ingest["status"] == "succeeded", ingest

@@ -3,8 +3,9 @@
 Each step runs in a fresh subprocess so its peak RSS (ru_maxrss, main process only: encryption
 workers are separate processes with their own) is its own:
 
-- build: ``encrypt_columns`` of a synthetic table (x: float, "products"; s: float, "sums";
-  g: 8 categories, "products"; no quantile buckets, so 10 series) with 1 and with 2 encryption
+- build: ``encrypt_columns`` of a synthetic table (x: float in declared bounds [0, 200],
+  "products"; s: float in [0, 5000], "sums"; g: 8 categories, "products"; no buckets; no value is
+  0 and neither has few distinct values, so no contributors or value series: 10 series) with 1 and with 2 encryption
   processes; throughput counts every encrypted value (rows x series) over the whole call,
   including the profiling pass and the worker start-up;
 - compute: what an HE worker does for one job, given the public contexts already loaded (they
@@ -72,7 +73,9 @@ def step_build(rows: int, workers: int, out: Path) -> dict[str, Any]:
         batches=lambda: batches(rows),
         schema=SCHEMA,
         rows=rows,
-        options=StoreOptions(levels={"s": "sums"}, quantile_buckets=0, workers=workers),
+        options=StoreOptions(
+            levels={"s": "sums"}, bounds={"x": (0, 200), "s": (0, 5000)}, quantile_buckets=0, workers=workers
+        ),
         keys=keys,
         blob_prefix="he/bench",
     )

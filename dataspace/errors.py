@@ -62,6 +62,8 @@ class ErrorCode(enum.StrEnum):
     INVALID_COLUMN_NAME = "invalid_column_name"
     TOO_MANY_COLUMNS = "too_many_columns"
     UNSUPPORTED_COLUMN_TYPE = "unsupported_column_type"
+    BOUNDS_INVALID = "bounds_invalid"
+    BOUNDS_COLUMN_UNKNOWN = "bounds_column_unknown"
     DATASET_NOT_READY = "dataset_not_ready"
     # chain
     CHAIN_UNAVAILABLE = "chain_unavailable"
@@ -94,6 +96,7 @@ class ErrorCode(enum.StrEnum):
     LEVEL_TOO_LOW = "level_too_low"
     DEPTH_EXCEEDED = "depth_exceeded"
     INCOMPLETE_COLUMN = "incomplete_column"
+    COLUMN_UNBOUNDED = "column_unbounded"
     # why a job or an ingest ended without its result (``failure.code`` / ``error.code``)
     INGEST_ABANDONED = "ingest_abandoned"
     CHAIN_REFUSED = "chain_refused"
@@ -109,6 +112,7 @@ class ErrorCode(enum.StrEnum):
     EPSILON_MISMATCH = "epsilon_mismatch"
     PARAMS_MISMATCH = "params_mismatch"
     RESULT_TAMPERED = "result_tampered"
+    RESULT_SHAPE_MISMATCH = "result_shape_mismatch"
 
 
 _STATUS: dict[ErrorCode, int] = {

@@ -257,6 +257,9 @@ CUSTODIAN_KEY = env.str("CUSTODIAN_KEY", default="")
 PRIVACY_DELTA = env.float("PRIVACY_DELTA", default=1e-9)
 PRIVACY_DEFAULT_DATASET_EPSILON = env.float("PRIVACY_DEFAULT_DATASET_EPSILON", default=1.0)
 PRIVACY_MAX_DATASET_EPSILON = env.float("PRIVACY_MAX_DATASET_EPSILON", default=10.0)
+# The share of a personal dataset's budget its store build may spend estimating the bounds and
+# bucket edges its provider did not declare (only when the upload asks: "estimate_missing").
+PRIVACY_INGEST_ESTIMATE_SHARE = env.float("PRIVACY_INGEST_ESTIMATE_SHARE", default=0.05)
 
 CATALOG_BASE_URI = env.str("CATALOG_BASE_URI", default="http://localhost:8000")
 

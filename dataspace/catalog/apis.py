@@ -50,6 +50,8 @@ UPLOAD_ERRORS = (
     ErrorCode.INVALID_COLUMN_NAME,
     ErrorCode.TOO_MANY_COLUMNS,
     ErrorCode.UNSUPPORTED_COLUMN_TYPE,
+    ErrorCode.BOUNDS_INVALID,
+    ErrorCode.BOUNDS_COLUMN_UNKNOWN,
 )
 
 
@@ -147,6 +149,26 @@ class _PrivacyEpsilonField(serializers.FloatField):
         return value
 
 
+def _validated_bounds(bounds: Any) -> dict[str, list[float]]:
+    """Each column's declared [lo, hi]: two finite numbers, lo below hi. Whether the columns exist
+    is checked against the file's header (``ingest_start``)."""
+    if not isinstance(bounds, dict):
+        raise DomainError('"bounds" must map column names to [lo, hi].', code=ErrorCode.BOUNDS_INVALID)
+    for column, pair in bounds.items():
+        numbers = (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b) for b in pair)
+        )
+        if not numbers or not pair[0] < pair[1]:
+            raise DomainError(
+                f"The bounds of {column!r} must be two finite numbers [lo, hi] with lo below hi.",
+                code=ErrorCode.BOUNDS_INVALID,
+                details={"column": column},
+            )
+    return {column: [float(pair[0]), float(pair[1])] for column, pair in bounds.items()}
+
+
 class DatasetListCreateApi(APIView):
     parser_classes = [MultiPartParser]
 
@@ -187,13 +209,20 @@ class DatasetListCreateApi(APIView):
             default=dict,
             binary=True,
             help_text='Encrypted store options, JSON: {"sums_only": [columns stored at the smaller depth-0 '
-            'parameters: count/sum/mean/histogram only], "buckets": {column: [ascending edges]}}. Numeric '
-            "columns without edges get 8 quantile buckets.",
+            'parameters: count/sum/mean/histogram only], "buckets": {column: [ascending edges]}, "bounds": '
+            "{column: [lo, hi]}}. Every value of a numeric column is clamped to its bounds before it is "
+            "encrypted, and the noise on every answer is sized from them; a numeric column without bounds "
+            "(and a personal dataset's column without buckets) is stored but its values are never released, "
+            "unless the dataset's privacy settings let them be estimated privately. Booleans are bounded [0, 1].",
         )
 
         def validate_encryption(self, value: Any) -> dict[str, Any]:
-            if not isinstance(value, dict) or set(value) - {"sums_only", "buckets"}:
-                raise serializers.ValidationError('Expected an object with "sums_only" and/or "buckets".')
+            if not isinstance(value, dict) or set(value) - {"sums_only", "buckets", "bounds", "estimate_missing"}:
+                raise serializers.ValidationError(
+                    'Expected an object with "sums_only", "buckets", "bounds" and/or "estimate_missing".'
+                )
+            if not isinstance(value.get("estimate_missing", False), bool):
+                raise serializers.ValidationError('"estimate_missing" must be true or false.')
             sums_only = value.get("sums_only", [])
             if not isinstance(sums_only, list) or not all(isinstance(c, str) for c in sums_only):
                 raise serializers.ValidationError('"sums_only" must be a list of column names.')
@@ -206,7 +235,12 @@ class DatasetListCreateApi(APIView):
                     raise serializers.ValidationError(
                         f"Buckets of {column!r} must be 2 to 65 strictly ascending numbers."
                     )
-            return {"sums_only": sums_only, "buckets": buckets}
+            return {
+                "sums_only": sums_only,
+                "buckets": buckets,
+                "bounds": _validated_bounds(value.get("bounds", {})),
+                "estimate_missing": value.get("estimate_missing", False),
+            }
 
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
         if request.method == "POST":

@@ -339,27 +339,26 @@ def profile_table(
     raise IngestError("Upload CSV or Parquet.", code=ErrorCode.UNSUPPORTED_FORMAT)
 
 
-def check_head(stream: BinaryIO, *, file_format: str, size: int, delimiter: str = ",") -> None:
+def check_head(stream: BinaryIO, *, file_format: str, size: int, delimiter: str = ",") -> dict[str, str | None]:
     """The quick checks run while the uploader waits: the whole file when it is small, else its
     first megabyte (cut at a line end) for CSV and the footer for Parquet. The full pass runs in
-    the ingest task."""
+    the ingest task. Returns the columns with the type their head suggests (None: the head holds
+    no row), for options to be checked against."""
     if file_format == "parquet":
         if size <= HEAD_BYTES:
-            profile_parquet(stream, size=size)
-            return
+            return {c.name: c.type for c in profile_parquet(stream, size=size).columns}
         parquet = open_parquet(stream, size)
         check_column_names(parquet.schema_arrow.names)
-        for arrow_field in parquet.schema_arrow:
-            _column_type(arrow_field.type)
-        return
+        return {arrow_field.name: _column_type(arrow_field.type) for arrow_field in parquet.schema_arrow}
     stream.seek(0)
     head = stream.read(HEAD_BYTES)
     if size > HEAD_BYTES:
         cut = head.rfind(b"\n")
         head = head[: cut + 1] if cut > 0 else head
     try:
-        profile_csv(io.BytesIO(head), delimiter=delimiter, size=len(head))
+        return {c.name: c.type for c in profile_csv(io.BytesIO(head), delimiter=delimiter, size=len(head)).columns}
     except IngestError as exc:
         # A head with a header only is fine when more of the file follows.
         if exc.code != ErrorCode.NO_ROWS or size <= HEAD_BYTES:
             raise
+        return dict.fromkeys(_column_names(io.BytesIO(head), delimiter))

@@ -49,7 +49,8 @@ class DatasetMetadata:
     keywords: list[str] = field(default_factory=list)
     licence: str = ""
     public_value_columns: list[str] = field(default_factory=list)
-    # How the encrypted column store is built: {"sums_only": [columns], "buckets": {column: [edges]}}.
+    # How the encrypted column store is built: {"sums_only": [columns], "buckets": {column: [edges]},
+    # "bounds": {column: [lo, hi]}}.
     encryption: dict[str, Any] = field(default_factory=dict)
     # No row describes a person: no noise, no privacy budget (see Dataset.non_personal).
     non_personal: bool = False
@@ -97,7 +98,8 @@ def ingest_start(
         if upload.size == 0:
             raise IngestError("The file is empty.", code=ErrorCode.FILE_EMPTY)
         with vault.blob_open(blob_name=upload.blob_name, key=upload.data_key.plaintext) as reader:
-            check_head(io.BufferedReader(reader), file_format=fmt, size=reader.size, delimiter=delimiter)
+            columns = check_head(io.BufferedReader(reader), file_format=fmt, size=reader.size, delimiter=delimiter)
+        _check_bounds_columns(metadata.encryption.get("bounds") or {}, columns)
         with transaction.atomic():
             data_key = vault.data_key_save(new_key=upload.data_key, purpose="dataset")
             ingest = Ingest.objects.create(
@@ -118,6 +120,21 @@ def ingest_start(
     upload.claimed = True
     tasking.enqueue_on_commit(INGEST_TASK, str(ingest.id))
     return ingest
+
+
+_NUMERIC = {ColumnType.INTEGER, ColumnType.FLOAT, ColumnType.BOOLEAN}
+
+
+def _check_bounds_columns(bounds: dict[str, Any], columns: dict[str, str | None]) -> None:
+    """Declared bounds name numeric columns of the file, as far as its head shows their type (a
+    column the full pass finds to be text is not encrypted as a number, and its bounds are dropped)."""
+    for column in bounds:
+        if column not in columns or (columns[column] is not None and columns[column] not in _NUMERIC):
+            raise DomainError(
+                f"Bounds are declared for {column!r}, which is not a numeric column of the file.",
+                code=ErrorCode.BOUNDS_COLUMN_UNKNOWN,
+                details={"column": column},
+            )
 
 
 def ingest_requeue_stale(*, queued_for: timedelta, running_for: timedelta) -> int:

@@ -102,8 +102,8 @@ def _check_chain(job: Job) -> None:
         raise CustodyRefused(
             "The privacy loss recorded on chain is not the one the job asked for.", code=ErrorCode.EPSILON_MISMATCH
         )
-    privacy = agent.dataset_privacy(job.dataset_id)
-    if privacy.used > privacy.limit:
+    budget = agent.dataset_privacy(job.dataset_id)
+    if budget.used > budget.limit:
         raise CustodyRefused("The dataset's privacy budget on chain is overspent.", code=ErrorCode.BUDGET_EXHAUSTED)
     if agent.usage_params_hash(job_id) != encoding.params_hash(job.request_params):
         raise CustodyRefused(
@@ -140,20 +140,25 @@ def _small_cohort(aggregates: list[Aggregate], values: dict[str, float], minimum
     """The refusal if any released number's cohort (a count, noisy on a personal dataset) is
     below the policy's minimum."""
     for aggregate in aggregates:
-        cohort = values.get(aggregate.cohort)
-        if cohort is None or cohort < minimum:
-            return Withheld(
-                ErrorCode.COHORT_TOO_SMALL,
-                f"Withheld: a number of this answer would rest on fewer than the policy's minimum of "
-                f"{minimum} rows (decided on a noisy count).",
-            )
+        # Every cohort of a number: its contributors, and each value of a low-cardinality column
+        # it multiplies.
+        for name in aggregate.cohorts:
+            cohort = values.get(name)
+            if cohort is None or cohort < minimum:
+                return Withheld(
+                    ErrorCode.COHORT_TOO_SMALL,
+                    f"Withheld: a number of this answer would rest on fewer than the policy's minimum of "
+                    f"{minimum} rows (decided on a noisy count).",
+                )
     return None
 
 
 def _noised(aggregates: list[Aggregate], rho: float) -> mechanisms.NoisyAggregates:
     """Gaussian noise on every number for its bounds-derived sensitivity; counts rounded to
     integers afterwards (post-processing: no privacy cost)."""
-    noisy = mechanisms.gaussian({a.name: a.value for a in aggregates}, {a.name: a.sensitivity for a in aggregates}, rho)
+    noisy = mechanisms.gaussian(
+        {a.name: a.value for a in aggregates}, {a.name: a.l2_sensitivity for a in aggregates}, rho
+    )
     values = {
         a.name: float(round(noisy.values[a.name])) if a.cohort == a.name else noisy.values[a.name] for a in aggregates
     }
@@ -210,7 +215,10 @@ def release(job: Job) -> Release:
         answer = {**cached.answer, "noise": {**cached.answer["noise"], "cached_from_job": str(cached.first_job_id)}}
     else:
         operation = get_operation(job.operation)
-        aggregates = operation.decrypt(job.params, layout, encrypted, _secret_contexts(store))
+        try:  # decrypt checks the result's shape first: a mismatch is a refusal, not a retry
+            aggregates = operation.decrypt(job.params, layout, encrypted, _secret_contexts(store))
+        except OperationRejected as exc:
+            raise CustodyRefused(exc.message, code=exc.code) from None
         answer = _answer(job, layout, aggregates)
     salt = secrets.token_bytes(32)
     released = answer["result"] if answer["withheld"] is None else {"withheld": answer["withheld"]}

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -24,13 +25,14 @@ from dataspace.catalog.reading import dataset_batches
 from dataspace.compute import keystore, selectors
 from dataspace.compute.he import keys as he_keys
 from dataspace.compute.he.encryption import encrypt_columns
-from dataspace.compute.he.layout import ColumnKind, StoreLayout
+from dataspace.compute.he.layout import ABOVE, BELOW, NULL, ColumnKind, StoreLayout
 from dataspace.compute.he.params import Level
-from dataspace.compute.he.plaintext import bucket_index, numeric_values
-from dataspace.compute.he.profiling import StoreOptions
+from dataspace.compute.he.plaintext import ABOVE_CELL, BELOW_CELL, NULL_CELL, cell_index, numeric_values
+from dataspace.compute.he.profiling import NUMERIC_TYPES, StoreOptions
 from dataspace.compute.he.store import delete_store
 from dataspace.compute.models import EncryptedStore
 from dataspace.errors import DomainError
+from dataspace.privacy import services as privacy
 from dataspace.vault import blobs
 from dataspace.vault.models import DataKey
 
@@ -40,13 +42,32 @@ BUILD_TASK = "dataspace.compute.tasks.build_encrypted_store"
 
 
 def _options(dataset: Dataset) -> StoreOptions:
+    """The build's options: the provider's upload choices (levels, bucket edges, bounds) and what
+    may stand in for bounds and edges it did not declare."""
     encryption: dict[str, Any] = {}
     ingest = getattr(dataset, "ingest", None)
     if ingest is not None:
         encryption = ingest.metadata.get("encryption", {}) or {}
+    numeric = {column["name"] for column in dataset.schema if column.get("type") in NUMERIC_TYPES}
     return StoreOptions(
         levels={column: Level.SUMS for column in encryption.get("sums_only", [])},
         buckets={column: [float(e) for e in edges] for column, edges in encryption.get("buckets", {}).items()},
+        # Checked against the file's head at upload; a column the full pass found not to be a
+        # number (a late text value) is not encrypted as one, and its bounds mean nothing.
+        bounds={
+            column: (float(lo), float(hi))
+            for column, (lo, hi) in encryption.get("bounds", {}).items()
+            if column in numeric
+        },
+        # A non-personal dataset may use its exact extremes and quantiles. A personal one uses
+        # what its provider declared; asked to, it estimates the rest privately, spending a share
+        # of the dataset's budget (recorded in the ledger once the store is built).
+        non_personal=dataset.non_personal,
+        estimate_bounds_rho=(
+            privacy.dataset_rho_limit(dataset) * settings.PRIVACY_INGEST_ESTIMATE_SHARE
+            if encryption.get("estimate_missing") and not dataset.non_personal
+            else 0.0
+        ),
     )
 
 
@@ -138,6 +159,8 @@ def encrypted_store_build(*, dataset_id: uuid.UUID) -> EncryptedStore | None:
                 ready_at=timezone.now(),
                 error="",
             )
+            # Bounds and edges estimated privately are shown to agreement holders: spent.
+            privacy.loss_record_ingest(dataset=dataset, rho=layout.rho_spent)
     except DomainError as exc:
         _abandon(store, f"{exc.code}: {exc.message}")
         return None
@@ -166,12 +189,15 @@ def _stored_bytes(layout: StoreLayout) -> int:
 
 
 def _cohort_counts(layout: StoreLayout, batches: Iterator[pa.RecordBatch]) -> dict[str, Any]:
-    """Exact row counts per category and per bucket, for refusing small cohorts up front. The
-    custodian checks the encrypted counts again before it releases anything."""
+    """Exact row counts per category, per bucket and per other cell of a bucketed column (below its
+    first edge, above its last, null), for the provider's own view and for refusing small cohorts
+    up front. The custodian checks the encrypted counts again before it releases anything."""
     categorical = [c for c in layout.columns if c.kind == ColumnKind.CATEGORICAL]
     bucketed = [c for c in layout.columns if c.kind == ColumnKind.NUMERIC and c.bucket_edges]
     categories: dict[str, Counter[str]] = {c.name: Counter() for c in categorical}
     buckets: dict[str, np.ndarray] = {c.name: np.zeros(len(c.bucket_edges) - 1, dtype=np.int64) for c in bucketed}
+    others = {c.name: {str(cell): 0 for cell in c.cells if isinstance(cell, str)} for c in bucketed}
+    codes = {BELOW: BELOW_CELL, ABOVE: ABOVE_CELL, NULL: NULL_CELL}
     for batch in batches:
         for plan in categorical:
             values = batch.column(plan.name).value_counts()
@@ -180,11 +206,14 @@ def _cohort_counts(layout: StoreLayout, batches: Iterator[pa.RecordBatch]) -> di
                     categories[plan.name][item["values"]] += item["counts"]
         for plan in bucketed:
             values, valid = numeric_values(batch.column(plan.name))
-            index = bucket_index(values[valid], plan.bucket_edges)
+            index = cell_index(values, valid, plan.bucket_edges)
             buckets[plan.name] += np.bincount(index[index >= 0], minlength=len(plan.bucket_edges) - 1)
+            for cell in others[plan.name]:
+                others[plan.name][cell] += int((index == codes[cell]).sum())
     return {
         "categories": {name: dict(counter) for name, counter in categories.items()},
         "buckets": {name: counts.tolist() for name, counts in buckets.items()},
+        "cells": others,
     }
 
 

@@ -27,6 +27,23 @@ COLUMNS = [
     "admitted_on",
 ]
 CHUNK_ROWS = 100_000
+# What the registry's provider declares at upload (the ``encryption`` field): the clamping range of
+# every numeric column (the noise on every answer is sized from it) and buckets for histograms and
+# filters. Wide enough that no generated value is clamped.
+REGISTRY_ENCRYPTION = {
+    "bounds": {
+        "age": [0, 120],
+        "bmi": [10, 60],
+        "systolic_bp": [60, 260],
+        "cholesterol": [0, 15],
+        "cost": [0, 200_000],
+    },
+    "buckets": {
+        "age": [18, 30, 45, 60, 75, 95],
+        "bmi": [18.5, 25, 30, 35, 40],
+        "systolic_bp": [90, 120, 140, 160, 180],
+    },
+}
 
 
 def registry_frames(rows: int, *, seed: int = 7, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:

@@ -212,3 +212,47 @@ def test_deeply_nested_encryption_options_are_refused(provider: User, isolated_v
     options = '{"buckets": ' + '{"a": ' * 50_000 + "1" + "}" * 50_001
     response = upload(client_for(provider), b"a,b\n1,2\n", encryption=options)
     assert_refused_leaving_nothing(response, 400, "nesting_too_deep", isolated_vault)
+
+
+BAD_BOUNDS: list[tuple[str, str]] = [
+    ('{"bounds": {"a": [1]}}', "bounds_invalid"),
+    ('{"bounds": {"a": [1, 2, 3]}}', "bounds_invalid"),
+    ('{"bounds": {"a": [2, 1]}}', "bounds_invalid"),
+    ('{"bounds": {"a": [1, 1]}}', "bounds_invalid"),
+    ('{"bounds": {"a": ["0", 1]}}', "bounds_invalid"),
+    ('{"bounds": {"a": [true, 2]}}', "bounds_invalid"),
+    ('{"bounds": {"a": [0, 1e400]}}', "bounds_invalid"),  # parses as infinity
+    ('{"bounds": {"a": [-1e400, 1]}}', "bounds_invalid"),
+    ('{"bounds": {"a": [NaN, 1]}}', "validation_failed"),  # not JSON: refused by the parser
+    ('{"bounds": {"a": {"lo": 0, "hi": 1}}}', "bounds_invalid"),
+    ('{"bounds": [[0, 1]]}', "bounds_invalid"),
+    ('{"bounds": {"nope": [0, 1]}}', "bounds_column_unknown"),
+    ('{"bounds": {"b": [0, 1]}}', "bounds_column_unknown"),  # b is categorical
+]
+
+
+@pytest.mark.parametrize(("options", "code"), BAD_BOUNDS, ids=[f"{c}:{o}" for o, c in BAD_BOUNDS])
+def test_bad_bounds_are_refused_and_leave_nothing(
+    provider: User, isolated_vault: Path, options: str, code: str
+) -> None:
+    response = upload(client_for(provider), b"a,b\n1,x\n2,y\n3,x\n", encryption=options)
+    assert response.status_code == 400, response.json()
+    assert response.json()["error"]["code"] == code
+    assert_nothing_left(isolated_vault)
+
+
+def test_declared_bounds_are_kept_for_the_store(provider: User) -> None:
+    options = '{"bounds": {"a": [0, 10], "c": [-1.5, 2]}, "buckets": {"a": [0, 5, 10]}}'
+    response = upload(client_for(provider), b"a,b,c\n1,x,0.5\n2,y,1.5\n", encryption=options)
+    assert response.status_code == 202, response.json()
+    ingest = Ingest.objects.get(pk=response.json()["id"])
+    assert ingest.metadata["encryption"]["bounds"] == {"a": [0.0, 10.0], "c": [-1.5, 2.0]}
+
+
+def test_bounds_are_checked_against_a_parquet_schema(provider: User, isolated_vault: Path) -> None:
+    data = parquet_bytes(pa.table({"age": list(range(50)), "sex": ["F", "M"] * 25}))
+    ok = upload(client_for(provider), data, name="t.parquet", encryption='{"bounds": {"age": [0, 120]}}')
+    assert ok.status_code == 202, ok.json()
+    refused = upload(client_for(provider), data, name="t.parquet", encryption='{"bounds": {"sex": [0, 1]}}')
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "bounds_column_unknown"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -34,7 +35,7 @@ from dataspace.compute import jobs, keystore, receipts, tasks
 from dataspace.compute.he.operations import get_operation
 from dataspace.compute.he.references import CKKS_RELATIVE_TOLERANCE
 from dataspace.compute.models import EncryptedStore, HEKey, Job
-from dataspace.demo.synthetic import registry_csv_chunks, registry_frames
+from dataspace.demo.synthetic import REGISTRY_ENCRYPTION, registry_csv_chunks, registry_frames
 from dataspace.policies.models import Agreement
 from dataspace.vault import blobs
 from tests.support.anvil import AnvilNode, free_port
@@ -58,6 +59,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROWS = 3000
 TOLERANCE = max(CKKS_RELATIVE_TOLERANCE, 1e-5)  # CKKS error, then 6 significant digits of rounding
 Status = Job.Status
+# The registry's bounds and buckets, as its provider declares them at upload: a personal dataset's
+# numeric columns are summed only within declared (or privately estimated) bounds.
+DECLARED = {"encryption": json.dumps(REGISTRY_ENCRYPTION)}
 
 
 def registry_csv(rows: int = ROWS, *, rare_clinic_rows: int = 0) -> bytes:
@@ -90,7 +94,7 @@ def test_the_whole_story(anvil: AnvilNode, celery_worker_process: WorkerProcess)
     content = b"".join(registry_csv_chunks(ROWS))
     # Non-personal: the answers are exact, so they are checked against the plaintext reference
     # (noised answers: tests/privacy).
-    dataset = ingest_dataset(provider_api, content, non_personal="true")
+    dataset = ingest_dataset(provider_api, content, non_personal="true", **DECLARED)
     # Workers get public contexts only; consumers see what can be computed, never the scales.
     contexts = keystore.public_contexts(EncryptedStore.objects.get(pk=dataset.id))
     assert set(contexts) == {"products"}
@@ -165,7 +169,11 @@ def space(anvil: AnvilNode, celery_worker_process: WorkerProcess) -> Space:
     provider, provider_api = funded_user("hospital", Role.PROVIDER)
     consumer, consumer_api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
     dataset = ingest_dataset(
-        provider_api, registry_csv(rare_clinic_rows=3), non_personal="true", public_value_columns="clinic,region"
+        provider_api,
+        registry_csv(rare_clinic_rows=3),
+        non_personal="true",
+        **DECLARED,
+        public_value_columns="clinic,region",
     )
     return Space(anvil, celery_worker_process, provider, provider_api, consumer, consumer_api, dataset)
 
@@ -285,7 +293,7 @@ def test_he_worker_killed_mid_job_completes_once(
     try:
         _, provider_api = funded_user("hospital", Role.PROVIDER)
         _, api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
-        dataset = ingest_dataset(provider_api, registry_csv(), non_personal="true")
+        dataset = ingest_dataset(provider_api, registry_csv(), non_personal="true", **DECLARED)
         agreement = accept_offer(api, publish_offer(provider_api, dataset), calls=5)
         response = run_job(api, agreement, "group_by", {"by": "region", "aggregate": "mean", "column": "cost"})
         job_id = response.json()["id"]
@@ -396,7 +404,7 @@ def test_a_job_whose_computation_keeps_dying_is_refunded(
     try:
         _, provider_api = funded_user("hospital", Role.PROVIDER)
         _, api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
-        dataset = ingest_dataset(provider_api, registry_csv(), non_personal="true")
+        dataset = ingest_dataset(provider_api, registry_csv(), non_personal="true", **DECLARED)
         agreement = accept_offer(api, publish_offer(provider_api, dataset), calls=5)
         job_id = run_job(api, agreement, "mean", {"column": "age"}).json()["id"]
         wait_for(lambda: Job.objects.get(pk=job_id).status == Status.AUTHORISED, timeout=60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Any
 
@@ -73,9 +74,13 @@ def test_a_build_overtaken_by_a_later_attempt_keeps_nothing(monkeypatch: pytest.
     assert rebuilt.attempts == 3
 
 
-def test_stores_built_before_open_ends_get_them_from_the_migration() -> None:
+def test_stores_built_before_open_ends_get_them_from_the_migration(monkeypatch: pytest.MonkeyPatch) -> None:
     from django.apps import apps
 
+    # Open ends are for exact quantile edges, which only a non-personal dataset gets (ISSUE-11: the
+    # lead wires the privacy settings that say so).
+    options = stores._options
+    monkeypatch.setattr(stores, "_options", lambda dataset: dataclasses.replace(options(dataset), non_personal=True))
     migration = importlib.import_module("dataspace.compute.migrations.0004_layout_open_ends")
     owner = make_user("owner", Role.PROVIDER)
     csv = b"age,bmi\n" + b"".join(f"{20 + i % 50},{18 + (i * 7) % 20}.5\n".encode() for i in range(200))
@@ -92,3 +97,20 @@ def test_stores_built_before_open_ends_get_them_from_the_migration() -> None:
     layout = StoreLayout.from_json(store.layout)
     assert not layout.column("age").open_ends  # the provider's own edges
     assert layout.column("bmi").open_ends
+
+
+def test_declared_bounds_reach_the_store_and_every_row_has_a_cell() -> None:
+    owner = make_user("owner", Role.PROVIDER)
+    ages = [5, 17, 18, 30, 64, 65, 90, 130, None, None] * 20
+    csv = b"age,region\n" + b"".join(f"{'' if a is None else a},{'nsew'[i % 4]}\n".encode() for i, a in enumerate(ages))
+    encryption = {"bounds": {"age": [0, 100]}, "buckets": {"age": [18, 40, 65]}}
+    dataset = ready_dataset(owner, csv, encryption=encryption)
+    store = stores.encrypted_store_build(dataset_id=dataset.id)
+    assert store is not None
+    age = StoreLayout.from_json(store.layout).column("age")
+    assert (age.bounds, age.bounds_source, age.scale) == ((0, 100), "declared", 128)
+    # The provider's own view of the exact counts: every cell, every row once.
+    assert store.cohort_counts["buckets"]["age"] == [40, 40]  # [18, 40): 18, 30; [40, 65]: 64, 65
+    assert store.cohort_counts["cells"]["age"] == {"below": 40, "above": 40, "null": 40}
+    counted = sum(store.cohort_counts["buckets"]["age"]) + sum(store.cohort_counts["cells"]["age"].values())
+    assert counted == len(ages)

@@ -1,5 +1,9 @@
 """The HE engine end to end on a synthetic table: every operation against its plaintext reference,
-every refusal code, the store's framing and the layout round trip. No database."""
+every refusal code, the store's framing and the layout round trip. No database.
+
+The main store is a personal dataset's: most bounds declared, the rest (and most bucket edges)
+estimated privately. Bounds, clamping, cohorts, the cells of a bucketed column and the custodian's
+shape check have their own stores and tests in ``test_he_privacy``."""
 
 from __future__ import annotations
 
@@ -50,7 +54,13 @@ SCHEMA: list[dict[str, Any]] = [
     {"name": "grade", "type": "categorical", "nulls": 5, "cardinality": 8, "categories": [f"g{i}" for i in range(8)]},
     {"name": "note", "type": "text", "nulls": 0},
 ]
-OPTIONS = StoreOptions(levels={"visits": "sums"}, buckets={"age": [0, 20, 40, 60, 80, 100]}, workers=2)
+OPTIONS = StoreOptions(
+    levels={"visits": "sums"},
+    buckets={"age": [0, 20, 40, 60, 80, 100]},
+    bounds={"age": (0, 100), "w": (-5, 5), "y": (-20, 20), "visits": (0, 1000)},
+    estimate_bounds_rho=1.0,  # z's bounds, and the edges of w, z, y and visits
+    workers=2,
+)
 
 
 def synthetic_table(rows: int = ROWS, seed: int = 7) -> pa.Table:
@@ -220,11 +230,14 @@ def test_a_layout_without_totals_streams_the_chunks_to_the_same_result(
 
 def test_unfiltered_depth_zero_terms_read_one_total_per_series(built: Built) -> None:
     reads: list[str] = []
-    run(built, "mean", {"column": "age"}, reads=reads)  # sum and a null-aware count
-    assert sorted(reads) == [total_key("num:age"), total_key("present:age")]
+    # The sum, a null-aware count, and the sum's contributors (some ages are 0: not the count).
+    assert built.layout.column("age").zeros
+    run(built, "mean", {"column": "age"}, reads=reads)
+    assert sorted(reads) == [total_key("nonzero:age"), total_key("num:age"), total_key("present:age")]
     reads.clear()
     run(built, "histogram", {"column": "age"}, reads=reads)
-    assert sorted(reads) == [total_key(f"bucket:age:{i}") for i in range(5)]
+    cells = ["above:age", "below:age", *(f"bucket:age:{i}" for i in range(5)), "null:age"]
+    assert sorted(reads) == [total_key(cell) for cell in cells]
     reads.clear()
     # A bucket-range filter is a sum of indicator series: its count is a sum of their totals.
     run(built, "count", {"where": {"column": "age", "bucket_from": 1, "bucket_to": 3}}, reads=reads)
@@ -274,15 +287,19 @@ def test_regression_recovers_the_generating_coefficients(built: Built) -> None:
     assert released["intercept"] == pytest.approx(3, abs=0.1)
 
 
-def test_sensitivities_follow_the_column_scales(built: Built) -> None:
+def test_sensitivities_follow_the_declared_bounds_not_the_scale(built: Built) -> None:
     _, _, aggregates = run(built, "variance", {"column": "age"})
     by_name = {a.name: a for a in aggregates}
-    scale = built.layout.column("age").scale
-    assert scale == 128  # 99.5 <= 128
-    assert by_name["sum"].sensitivity == scale
-    assert by_name["sum_sq"].sensitivity == scale * scale
+    assert built.layout.column("age").bounds == (0, 100)
+    assert built.layout.column("age").scale == 128  # the power of two above the bounds, not the data's 99.5
+    assert by_name["sum"].sensitivity == by_name["sum"].l2_sensitivity == 100
+    assert by_name["sum_sq"].sensitivity == by_name["sum_sq"].l2_sensitivity == 100 * 100
     assert by_name["count"].sensitivity == 1
-    assert by_name["sum"].cohort == "count"
+    # The sum's cohort counts the rows that move it: present and non-zero (a few ages are 0).
+    assert by_name["sum"].cohort == by_name["sum_sq"].cohort == "sum.cohort0"
+    table_age = built.table.column("age").to_numpy(zero_copy_only=False)
+    assert by_name["sum.cohort0"].value == int(((table_age != 0) & ~np.isnan(table_age)).sum())
+    assert by_name["count"].value == int((~np.isnan(table_age)).sum())
 
 
 def test_unfiltered_count_on_a_complete_column_is_the_exact_row_count(built: Built) -> None:
@@ -361,7 +378,10 @@ def test_sums_level_column_is_refused_in_a_product(built: Built) -> None:
     where = {"column": "region", "equals": "north"}
     assert rejection(built, "sum", {"column": "visits", "where": where}) == "level_too_low"
     # Depth 0 on the same column is fine.
-    assert get_operation("sum").validate({"column": "visits"}, built.layout) == {"column": "visits"}
+    assert get_operation("sum").validate({"column": "visits"}, built.layout) == {
+        "column": "visits",
+        "bounds": {"visits": [0.0, 1000.0]},  # what the answer was clamped to: the reference clamps with it
+    }
 
 
 def test_depth_two_is_refused(built: Built) -> None:
@@ -449,25 +469,27 @@ def test_public_view_shows_no_scales(built: Built) -> None:
     assert "variance.column" not in visits["operations"]
 
 
-def test_quantile_buckets_show_no_extremes(built: Built) -> None:
-    """Quantile edges begin and end at the column's extremes: consumers see open ends instead,
-    in the store's view, in a filter and in a histogram. The provider's own edges are shown."""
+def test_estimated_bounds_and_edges_are_shown_whole(built: Built) -> None:
+    """Private estimates (here: all of z's, the edges of w) are differentially private releases:
+    shown as they are, with the rho each cost; the provider's own are shown too."""
     z = built.layout.column("z")
-    assert z.open_ends
+    assert (z.bounds_source, z.edges_source) == ("estimated", "estimated")
+    assert not z.open_ends
+    assert z.bucket_edges[0] == z.bounds[0]
+    assert z.bucket_edges[-1] == z.bounds[1]
     view = {c["name"]: c for c in public_view(built.layout)}
-    assert view["z"]["bucket_edges"] == [None, *z.bucket_edges[1:-1], None]
+    assert view["z"]["bucket_edges"] == list(z.bucket_edges)
+    assert z.bounds is not None
+    assert view["z"]["bounds"] == list(z.bounds)
+    assert view["z"]["buckets"] == ["below", *range(len(z.bucket_edges) - 1), "above"]
     assert view["age"]["bucket_edges"] == [0, 20, 40, 60, 80, 100]
-    last = len(z.bucket_edges) - 2
-    where = get_operation("count").validate(
-        {"where": {"column": "z", "bucket_from": 0, "bucket_to": last}}, built.layout
-    )["where"]
-    assert where["from"] is None
-    assert where["to"] is None
-    histogram = get_operation("histogram").validate({"column": "z"}, built.layout)
-    assert histogram["edges"] == view["z"]["bucket_edges"]
-    shown = repr((view["z"], where, histogram))
-    assert repr(z.bucket_edges[0]) not in shown
-    assert repr(z.bucket_edges[-1]) not in shown
+    assert view["age"]["bounds"] == [0, 100]
+    assert (built.layout.column("w").bounds_source, built.layout.column("w").edges_source) == ("declared", "estimated")
+    spent = {plan.name: plan.rho for plan in built.layout.columns if plan.rho}
+    assert set(spent) == {"w", "z", "y", "visits"}  # one release each, the option shared evenly
+    assert all(0 < rho <= 0.25 for rho in spent.values())
+    assert built.layout.rho_spent == pytest.approx(1.0)
+    assert built.layout.to_json()["rho_spent"] == built.layout.rho_spent
 
 
 def test_series_blobs_are_framed_and_hashed(built: Built) -> None:
@@ -510,7 +532,7 @@ def test_delete_store_removes_every_series(built: Built) -> None:
         batches=lambda: iter(table.select(["w", "region"]).to_batches(max_chunksize=1_000)),
         schema=schema,
         rows=5_000,
-        options=StoreOptions(workers=1),
+        options=StoreOptions(bounds={"w": (-5, 5)}, workers=1),
         keys={"products": built.keys["products"]},
         blob_prefix="he/small",
     )
@@ -540,7 +562,7 @@ def test_build_refuses_a_row_count_that_does_not_match(built: Built) -> None:
             batches=lambda: iter(table.to_batches()),
             schema=[SCHEMA[1]],
             rows=101,
-            options=StoreOptions(workers=1),
+            options=StoreOptions(bounds={"w": (-5, 5)}, workers=1),
             keys={"products": built.keys["products"]},
             blob_prefix="he/rows",
         )

@@ -16,21 +16,25 @@ from dataspace.compute.he.view import column_uses, public_view
 from dataspace.errors import ErrorCode
 
 EDGES = (0.0, 1.0, 2.0)
+B = (0.0, 2.0)  # bounds
 NUMERIC, CATEGORICAL = ColumnKind.NUMERIC, ColumnKind.CATEGORICAL
 SUMS, PRODUCTS = Level.SUMS, Level.PRODUCTS
 LAYOUT = StoreLayout(
     rows=1000,
     slots=4096,
     columns=(
-        ColumnPlan("n_sums", NUMERIC, SUMS),
-        ColumnPlan("n_sums_buckets", NUMERIC, SUMS, bucket_edges=EDGES),
-        ColumnPlan("n_sums_nulls_buckets", NUMERIC, SUMS, has_nulls=True, bucket_edges=EDGES),
-        ColumnPlan("n_products", NUMERIC, PRODUCTS),
-        ColumnPlan("n_products_nulls", NUMERIC, PRODUCTS, has_nulls=True),
-        ColumnPlan("n_products_nulls_buckets", NUMERIC, PRODUCTS, has_nulls=True, bucket_edges=EDGES),
+        ColumnPlan("n_sums", NUMERIC, SUMS, bounds=B),
+        ColumnPlan("n_sums_buckets", NUMERIC, SUMS, bucket_edges=EDGES, bounds=B),
+        ColumnPlan("n_sums_nulls_buckets", NUMERIC, SUMS, has_nulls=True, bucket_edges=EDGES, bounds=B),
+        ColumnPlan("n_products", NUMERIC, PRODUCTS, bounds=B),
+        ColumnPlan("n_products_nulls", NUMERIC, PRODUCTS, has_nulls=True, bounds=B),
+        ColumnPlan("n_products_nulls_buckets", NUMERIC, PRODUCTS, has_nulls=True, bucket_edges=EDGES, bounds=B),
+        # Unbounded: counted by its buckets, its values never released.
+        ColumnPlan("n_products_unbounded", NUMERIC, PRODUCTS),
+        ColumnPlan("n_products_unbounded_buckets", NUMERIC, PRODUCTS, has_nulls=True, bucket_edges=EDGES),
         # The partners: what every role admits at its most (numeric), a categorical for products.
-        ColumnPlan("partner", NUMERIC, PRODUCTS, bucket_edges=EDGES),
-        ColumnPlan("partner_2", NUMERIC, PRODUCTS, bucket_edges=EDGES),
+        ColumnPlan("partner", NUMERIC, PRODUCTS, bucket_edges=EDGES, bounds=B),
+        ColumnPlan("partner_2", NUMERIC, PRODUCTS, bucket_edges=EDGES, bounds=B),
         ColumnPlan("c_sums", CATEGORICAL, SUMS, categories=("x", "y")),
         ColumnPlan("c_products", CATEGORICAL, PRODUCTS, categories=("x", "y")),
     ),
@@ -103,6 +107,28 @@ def test_a_filter_on_a_product_is_read_but_never_offered() -> None:
     with pytest.raises(OperationRejected) as caught:
         get_operation("variance").validate(request, LAYOUT)
     assert caught.value.code == ErrorCode.DEPTH_EXCEEDED
+
+
+def test_an_unbounded_column_is_counted_but_never_summed() -> None:
+    view = {column["name"]: column for column in public_view(LAYOUT)}
+    assert view["n_products_unbounded"]["operations"] == []
+    assert view["n_products_unbounded_buckets"]["operations"] == [
+        "count.where",
+        "sum.where",
+        "mean.where",
+        "group_by.where",
+        "histogram.column",
+        "histogram.where",
+    ]
+    assert view["n_products_unbounded_buckets"]["bounds"] is None
+    for operation, params in [
+        ("sum", {"column": "n_products_unbounded"}),
+        ("variance", {"column": "n_products_unbounded_buckets"}),
+        ("linear_regression", {"target": "partner", "features": ["n_products_unbounded"]}),
+    ]:
+        with pytest.raises(OperationRejected) as caught:
+            get_operation(operation).validate(params, LAYOUT)
+        assert caught.value.code == ErrorCode.COLUMN_UNBOUNDED
 
 
 def test_the_public_view_carries_the_uses() -> None:

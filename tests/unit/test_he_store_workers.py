@@ -58,7 +58,7 @@ def build_and_sum(location: str, keys: KeyPair, workers: int) -> tuple[float, li
                 batches=lambda: iter(data.to_batches(max_chunksize=2_500)),
                 schema=SCHEMA,
                 rows=ROWS,
-                options=StoreOptions(workers=workers, quantile_buckets=0),
+                options=StoreOptions(bounds={"x": (0, 100)}, workers=workers, quantile_buckets=0),
                 keys={"products": keys},
                 blob_prefix="he/workers",
             )
@@ -142,7 +142,7 @@ def test_no_worker_outlives_an_interrupted_build(keys: KeyPair, tmp_path: Path, 
             batches=interrupted_on_pass(number),
             schema=SCHEMA,
             rows=ROWS,
-            options=StoreOptions(workers=2, quantile_buckets=0),
+            options=StoreOptions(bounds={"x": (0, 100)}, workers=2, quantile_buckets=0),
             keys={"products": keys},
             blob_prefix="he/interrupted",
         )

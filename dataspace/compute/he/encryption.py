@@ -1,7 +1,9 @@
 """Encrypting a dataset's columns into a store: the engine's entry point, ``encrypt_columns``.
 
 Two passes over the data, each streaming the provider's batches with bounded memory: the profile
-(``profiling``), then the encryption. Rows are cut into blocks of ``BLOCK_CHUNKS * slots``; every
+(``profiling``: bounds, edges, which indicator series), then the encryption, which clamps every
+value to its column's bounds before anything else is derived from it (its series, its contributors
+and value indicators; the buckets read the value itself). Rows are cut into blocks of ``BLOCK_CHUNKS * slots``; every
 series' block goes to a worker process (``executors``) that encrypts it with the symmetric secret
 context, and this process appends the ciphertexts to the series' blob (``framing``) in order.
 Meanwhile it sums each series' plaintext (normalised) values; at the end every series' total is
@@ -25,19 +27,32 @@ from dataspace.compute.he.executors import EncryptionWorkers, encrypt_block, enc
 from dataspace.compute.he.framing import FramedWriter, write_framed
 from dataspace.compute.he.keys import KeyPair
 from dataspace.compute.he.layout import (
+    ABOVE,
+    BELOW,
+    NULL,
     ColumnKind,
     ColumnPlan,
     SeriesInfo,
     StoreLayout,
     blob_name,
-    bucket_key,
     category_key,
+    cell_key,
+    nonzero_key,
     numeric_key,
     presence_key,
     total_blob_name,
+    value_key,
 )
 from dataspace.compute.he.params import LEVELS, Level
-from dataspace.compute.he.plaintext import bucket_index, category_index, numeric_values
+from dataspace.compute.he.plaintext import (
+    ABOVE_CELL,
+    BELOW_CELL,
+    NULL_CELL,
+    category_index,
+    cell_index,
+    clamped,
+    numeric_values,
+)
 from dataspace.compute.he.profiling import StoreOptions, plan_columns, profile_columns
 from dataspace.vault import blobs
 
@@ -75,7 +90,9 @@ def encrypt_columns(
             raise ValueError(f"the data has {profiled_rows} rows, the catalogue says {rows}")
         in_flight_limit = 4 * max(1, options.workers)
         series = _encrypt_all(batches, plans, workers.ready(), slot_count, blob_prefix, rows, in_flight_limit)
-    return StoreLayout(rows=rows, slots=slot_count, columns=tuple(plans), series=series)
+    return StoreLayout(
+        rows=rows, slots=slot_count, columns=tuple(plans), series=series, non_personal=options.non_personal
+    )
 
 
 class _SeriesWriter:
@@ -145,13 +162,25 @@ def _series_values(plan: ColumnPlan, batch: pa.RecordBatch) -> dict[str, np.ndar
         index = category_index(column, plan.categories)
         return {category_key(plan.name, i): (index == i).astype(np.float64) for i in range(len(plan.categories))}
     values, valid = numeric_values(column)
-    out = {numeric_key(plan.name): values / plan.scale}
+    out: dict[str, np.ndarray] = {}
+    if plan.stores_values:
+        # Clamped before anything is encrypted: no row moves a sum by more than the bounds allow.
+        x = clamped(values, valid, plan.bounds)
+        out[numeric_key(plan.name)] = x / plan.scale
+        if plan.has_nonzero_series:
+            out[nonzero_key(plan.name)] = (valid & (x != 0)).astype(np.float64)
+        for i, value in enumerate(plan.values):
+            out[value_key(plan.name, i)] = (valid & (x == value)).astype(np.float64)
     if plan.has_nulls:
         out[presence_key(plan.name)] = valid.astype(np.float64)
     if plan.bucket_edges:
-        index = np.where(valid, bucket_index(values, plan.bucket_edges), -1)
-        for i in range(len(plan.bucket_edges) - 1):
-            out[bucket_key(plan.name, i)] = (index == i).astype(np.float64)
+        # Buckets read the value itself, not its clamped stand-in: the cells partition the rows
+        # whatever the bounds.
+        index = cell_index(values, valid, plan.bucket_edges)
+        codes = {BELOW: BELOW_CELL, ABOVE: ABOVE_CELL, NULL: NULL_CELL}
+        for cell in plan.cells:
+            code = cell if isinstance(cell, int) else codes[cell]
+            out[cell_key(plan.name, cell)] = (index == code).astype(np.float64)
     return out
 
 

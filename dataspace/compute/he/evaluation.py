@@ -1,24 +1,35 @@
-"""Terms evaluated over ciphertexts (the HE worker, public contexts only) and decrypted into
-aggregates (the custodian, secret contexts).
+"""Terms evaluated over ciphertexts (the HE worker, public contexts only), checked, and decrypted
+into aggregates (the custodian, secret contexts).
 
 A depth-0 term whose series all have materialised totals is the sum of those totals (one
 ciphertext per series, already folded); every other term streams all chunks, holding one chunk of
 each needed series (plus one accumulator per term) at a time. Counts decrypt to within 0.05 of
 their integer and are rounded to it (see ``params``); a term with no factor is the layout's exact
 row count, never encrypted.
+
+The custodian decrypts nothing it did not expect. ``expected_parts`` re-derives, from the terms
+(the operation, the job's parameters, the layout), every part the result must hold: its name,
+whether it is folded, its level, its slot count (1 when folded, the layout's slots otherwise), its
+size (2 ciphertext polynomials, 3 for an unrelinearised product) and its scale. ``load_result``
+refuses a result that differs in any of them (``result_shape_mismatch``) before any part is
+decrypted: a worker that added a part, swapped two, or left a vector unfolded cannot make the
+custodian decrypt a slot vector where one number was due.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import tenseal as ts
 
 from dataspace.compute.he.layout import StoreLayout, total_key
-from dataspace.compute.he.result import Aggregate, EncryptedResult
+from dataspace.compute.he.params import LEVELS, Level
+from dataspace.compute.he.result import Aggregate, EncryptedResult, OperationRejected
 from dataspace.compute.he.terms import Term
+from dataspace.errors import ErrorCode
 
 SeriesReader = Callable[[str], Iterator[bytes]]
 
@@ -108,23 +119,83 @@ def evaluate(
     return EncryptedResult(parts=parts, folded=folded)
 
 
+@dataclass(frozen=True)
+class PartShape:
+    """What one part of an encrypted result must be."""
+
+    folded: bool
+    level: Level
+    slots: int  # values in the vector: 1 once folded, the layout's slots otherwise
+    size: int  # polynomials per ciphertext: 2, or 3 for an unrelinearised product
+    scale: float  # the level's scale, squared for a product
+
+
+def expected_parts(terms: list[Term], layout: StoreLayout) -> dict[str, PartShape]:
+    """Every part ``evaluate`` writes for ``terms``, by name."""
+    parts = {}
+    for term in terms:
+        if not term.factors:
+            continue
+        level = layout.series[term.factors[0].keys[0]].level
+        folded = term.depth == 0
+        parts[term.name] = PartShape(
+            folded=folded,
+            level=level,
+            slots=1 if folded else layout.slots,
+            size=2 if folded else 3,
+            scale=LEVELS[level].scale ** len(term.factors),
+        )
+    return parts
+
+
+def _mismatch(message: str) -> OperationRejected:
+    return OperationRejected(
+        f"the encrypted result does not match the operation's terms: {message}", code=ErrorCode.RESULT_SHAPE_MISMATCH
+    )
+
+
+def load_result(
+    terms: list[Term], layout: StoreLayout, result: EncryptedResult, contexts: dict[str, ts.Context]
+) -> dict[str, Any]:
+    """Every part of ``result`` loaded (not decrypted), after checking it is exactly the parts of
+    ``terms``; ``OperationRejected`` (``result_shape_mismatch``) otherwise."""
+    expected = expected_parts(terms, layout)
+    if set(result.parts) != set(expected) or set(result.folded) != set(expected):
+        extra, missing = sorted(set(result.parts) - set(expected)), sorted(set(expected) - set(result.parts))
+        raise _mismatch(f"parts not expected {extra}, parts missing {missing}")
+    vectors = {}
+    for name, shape in expected.items():
+        if result.folded[name] != shape.folded:
+            raise _mismatch(f"{name!r} should {'' if shape.folded else 'not '}be folded")
+        try:
+            vector = ts.ckks_vector_from(contexts[shape.level], result.parts[name])
+        except Exception:  # SEAL refuses a ciphertext of another parameter set (level)
+            raise _mismatch(f"{name!r} is not a ciphertext vector of the {shape.level.value!r} level") from None
+        ciphertexts = vector.ciphertext()
+        if vector.size() != shape.slots:
+            raise _mismatch(f"{name!r} holds {vector.size()} slots, not {shape.slots}")
+        if len(ciphertexts) != 1 or ciphertexts[0].size() != shape.size or ciphertexts[0].scale != shape.scale:
+            raise _mismatch(f"{name!r} is not a {'sum' if shape.folded else 'product'} of the expected depth")
+        vectors[name] = vector
+    return vectors
+
+
 def decrypt(
     terms: list[Term], layout: StoreLayout, result: EncryptedResult, contexts: dict[str, ts.Context]
 ) -> list[Aggregate]:
-    """Every term's value in real units, after checking ``result`` holds exactly ``terms``."""
-    expected = {t.name: t.depth == 0 for t in terms if t.factors}
-    if expected != result.folded or set(result.parts) != set(expected):
-        raise ValueError("the encrypted result does not match the operation's terms")
+    """Every term's value in real units, after ``load_result`` has checked ``result`` holds
+    exactly the parts of ``terms``."""
+    vectors = load_result(terms, layout, result, contexts)
     aggregates = []
     for term in terms:
         if not term.factors:
             value = float(layout.rows)
         else:
-            level = layout.column(term.factors[0].column).level
-            vector = ts.ckks_vector_from(contexts[level], result.parts[term.name]).decrypt()
-            raw = vector[0] if result.folded[term.name] else math.fsum(vector)
+            decrypted = vectors[term.name].decrypt()
+            raw = decrypted[0] if term.depth == 0 else math.fsum(decrypted)
             value = raw * term.scale
         if term.is_count:
             value = float(round(value))
-        aggregates.append(Aggregate(term.name, value, term.sensitivity, term.cohort))
+        sensitivity = term.sensitivity
+        aggregates.append(Aggregate(term.name, value, sensitivity, term.cohort, sensitivity, term.cohorts))
     return aggregates

@@ -2,10 +2,23 @@
 
 A column becomes one or more *series*, each a run of ciphertexts of ``slots`` rows:
 
-- ``num:<col>``       the numeric value x / scale (nulls stored as 0),
-- ``present:<col>``   1 where the value is present, 0 where null (only for columns with nulls),
-- ``cat:<col>:<i>``   1 where a categorical column equals ``categories[i]``,
-- ``bucket:<col>:<i>`` 1 where a numeric value falls in bucket i.
+- ``num:<col>``        the value clamped to the column's bounds, / scale (nulls stored as 0); only
+                       for a column with bounds (an unbounded column's values are never released),
+- ``present:<col>``    1 where the value is present, 0 where null (only for columns with nulls),
+- ``nonzero:<col>``    1 where the clamped value is present and not 0: the rows that contribute to a
+                       sum of x. Only where it differs from ``present`` (some value is 0) and the
+                       column is not low-cardinality,
+- ``value:<col>:<i>``  1 where the clamped value equals ``values[i]``, for a low-cardinality
+                       column (few distinct values): each value's row count is a cohort,
+- ``cat:<col>:<i>``    1 where a categorical column equals ``categories[i]``,
+- ``bucket:<col>:<i>`` 1 where a numeric value falls in bucket i, ``below:<col>`` below the first
+                       edge, ``above:<col>`` above the last (the last bucket is closed), ``null:<col>``
+                       where it is null: the *cells*, which hold every row exactly once.
+
+Bounds and bucket edges come from the provider (``declared``), from a differentially private
+estimate (``estimated``, its zCDP rho recorded per column) or, for a non-personal dataset only,
+from the data (``exact``). The scale is the smallest power of two bounding the bounds, so it says
+nothing the bounds do not.
 
 A series may also have a materialised *total*: one ciphertext holding the series' sum over all
 rows (normalised like the series), as a rotate-and-sum of the sum of its chunks would hold it, so
@@ -13,8 +26,15 @@ an unfiltered depth-0 aggregate reads one ciphertext instead of every chunk. It 
 series ``total:<key>``; layouts written before totals existed have none (``total_blob`` None) and
 their aggregates stream the chunks.
 
-The layout is custodian data (it carries each column's scale); ``view.public_view`` is what a
-consumer may see. Its JSON is stored with the store: ``from_json`` reads every layout ever written.
+Layouts written before bounds (version 1) still load: their numeric columns are ``legacy`` (values
+stored unclamped under a data-derived scale, no nonzero, value or below/above/null series). They
+have no bounds, so every operation that releases their values refuses them (``column_unbounded``),
+unless the caller says the dataset is non-personal: then the data-derived scale is an ``exact``
+bound, and a sum's contributors are its present rows.
+
+The layout is custodian data (scales, low-cardinality values, exact bounds); ``view.public_view`` is
+what a consumer may see. Its JSON is stored with the store: ``from_json`` reads every layout ever
+written.
 """
 
 from __future__ import annotations
@@ -22,13 +42,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from dataspace.compute.he.params import Level
 
 MAX_CATEGORIES = 32
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: bounds, contributors, low-cardinality values, the cells of a bucketed column
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -38,18 +58,38 @@ class ColumnKind(enum.StrEnum):
     CATEGORICAL = "categorical"  # one indicator series per category
 
 
+class Source(enum.StrEnum):
+    """Where a column's bounds or bucket edges came from."""
+
+    DECLARED = "declared"  # the provider's (a boolean's [0, 1] is declared by its type)
+    ESTIMATED = "estimated"  # differentially private quantiles, spending the column's ``rho``
+    EXACT = "exact"  # the data itself: a non-personal dataset only
+
+
+Cell = int | str  # a bucket's index, or one of BELOW, ABOVE, NULL
+BELOW, ABOVE, NULL = "below", "above", "null"
+
+
 @dataclass(frozen=True)
 class ColumnPlan:
     name: str
     kind: ColumnKind
     level: Level
-    scale: float = 1.0  # numeric: stored value is x/scale (power of two >= max|x|); never in public_view
+    scale: float = 1.0  # numeric: stored value is clamp(x)/scale (power of two >= max|bound|)
     has_nulls: bool = False  # numeric: a presence-indicator series is stored too (nulls stored as 0)
     categories: tuple[str, ...] = ()  # categorical: indicator series i <-> categories[i]
     bucket_edges: tuple[float, ...] = ()  # numeric: bucket i = [e[i], e[i+1]) (last one closed)
-    # Quantile edges: the outer two are the column's extremes (rounded outwards), which no one is
-    # shown, so the first and last buckets read as open ("below e[1]", "e[-2] and above").
+    # Exact quantile edges (non-personal datasets): the outer two are the column's extremes, which
+    # no one is shown, so the first and last buckets read as open ("below e[1]", "e[-2] and above")
+    # and no value lies below or above them.
     open_ends: bool = False
+    bounds: tuple[float, float] | None = None  # numeric: every value clamped to [lo, hi]; None: unbounded
+    bounds_source: Source | None = None
+    edges_source: Source | None = None
+    zeros: bool = True  # numeric: some present clamped value is 0 (so contributors != present rows)
+    values: tuple[float, ...] = ()  # low-cardinality numeric: its distinct clamped values (never shown)
+    rho: float = 0.0  # zCDP rho spent estimating this column's bounds and edges
+    legacy: bool = False  # written before bounds (layout version 1): see the module docstring
 
     def public_edges(self) -> list[float | None]:
         """The bucket edges as consumers see them: None at an open end."""
@@ -58,14 +98,58 @@ class ColumnPlan:
             edges[0] = edges[-1] = None
         return edges
 
+    def public_bounds(self) -> list[float] | None:
+        """The bounds a consumer may see: the provider's or estimated ones. Exact bounds are the
+        column's extremes, shown to no one."""
+        if self.bounds is None or self.bounds_source == Source.EXACT:
+            return None
+        return list(self.bounds)
+
+    @property
+    def max_abs(self) -> float:
+        """The largest |x| a row can contribute (0 for an unbounded column)."""
+        return max(abs(self.bounds[0]), abs(self.bounds[1])) if self.bounds else 0.0
+
+    @property
+    def stores_values(self) -> bool:
+        return self.kind == ColumnKind.NUMERIC and (self.bounds is not None or self.legacy)
+
+    @property
+    def has_nonzero_series(self) -> bool:
+        """Whether contributors need their own series: some value is 0 and no nonzero value
+        indicators exist to add up instead."""
+        return (
+            self.kind == ColumnKind.NUMERIC
+            and self.bounds is not None
+            and not self.legacy
+            and self.zeros
+            and not any(v != 0 for v in self.values)
+        )
+
+    @property
+    def cells(self) -> list[Cell]:
+        """The cells of a bucketed column in order: ``below``, the buckets, ``above``, ``null``.
+        Without below and above where no value can lie there (open ends) and in a legacy layout
+        (which has no cell series but its buckets); without ``null`` where no value is missing."""
+        if not self.bucket_edges:
+            return []
+        buckets: list[Cell] = list(range(len(self.bucket_edges) - 1))
+        if self.legacy:
+            return buckets
+        cells = buckets if self.open_ends else [BELOW, *buckets, ABOVE]
+        return [*cells, NULL] if self.has_nulls else cells
+
     @property
     def series_keys(self) -> list[str]:
         if self.kind == ColumnKind.CATEGORICAL:
             return [category_key(self.name, i) for i in range(len(self.categories))]
-        keys = [numeric_key(self.name)]
+        keys = [numeric_key(self.name)] if self.stores_values else []
         if self.has_nulls:
             keys.append(presence_key(self.name))
-        keys.extend(bucket_key(self.name, i) for i in range(max(len(self.bucket_edges) - 1, 0)))
+        if self.has_nonzero_series:
+            keys.append(nonzero_key(self.name))
+        keys.extend(value_key(self.name, i) for i in range(len(self.values)))
+        keys.extend(cell_key(self.name, cell) for cell in self.cells)
         return keys
 
     def to_json(self) -> dict[str, Any]:
@@ -73,10 +157,13 @@ class ColumnPlan:
         data["kind"], data["level"] = self.kind.value, self.level.value
         data["categories"] = list(self.categories)
         data["bucket_edges"] = list(self.bucket_edges)
+        data["bounds"] = list(self.bounds) if self.bounds is not None else None
+        data["values"] = list(self.values)
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ColumnPlan:
+    def from_json(cls, data: dict[str, Any], *, legacy: bool = False) -> ColumnPlan:
+        bounds = data.get("bounds")
         return cls(
             name=str(data["name"]),
             kind=ColumnKind(data["kind"]),
@@ -86,7 +173,21 @@ class ColumnPlan:
             categories=tuple(str(c) for c in data.get("categories", ())),
             bucket_edges=tuple(float(e) for e in data.get("bucket_edges", ())),
             open_ends=bool(data.get("open_ends", False)),
+            bounds=(float(bounds[0]), float(bounds[1])) if bounds is not None else None,
+            bounds_source=Source(data["bounds_source"]) if data.get("bounds_source") else None,
+            edges_source=Source(data["edges_source"]) if data.get("edges_source") else None,
+            zeros=bool(data.get("zeros", True)),
+            values=tuple(float(v) for v in data.get("values", ())),
+            rho=float(data.get("rho", 0.0)),
+            legacy=legacy or bool(data.get("legacy", False)),
         )
+
+    def with_exact_bounds(self) -> ColumnPlan:
+        """A legacy numeric column of a non-personal dataset: its data-derived scale bounds every
+        stored value (|x| <= scale, nothing was clamped), so it serves as an exact bound."""
+        if self.kind != ColumnKind.NUMERIC or not self.legacy or self.bounds is not None:
+            return self
+        return replace(self, bounds=(-self.scale, self.scale), bounds_source=Source.EXACT)
 
 
 @dataclass(frozen=True)
@@ -115,12 +216,29 @@ def presence_key(column: str) -> str:
     return f"present:{column}"
 
 
+def nonzero_key(column: str) -> str:
+    return f"nonzero:{column}"
+
+
+def value_key(column: str, index: int) -> str:
+    return f"value:{column}:{index}"
+
+
 def category_key(column: str, index: int) -> str:
     return f"cat:{column}:{index}"
 
 
 def bucket_key(column: str, index: int) -> str:
     return f"bucket:{column}:{index}"
+
+
+def cell_key(column: str, cell: Cell) -> str:
+    """The indicator series of one cell of a bucketed column."""
+    if isinstance(cell, int):
+        return bucket_key(column, cell)
+    if cell not in (BELOW, ABOVE, NULL):
+        raise ValueError(f"no cell {cell!r}")
+    return f"{cell}:{column}"
 
 
 TOTAL_PREFIX = "total:"
@@ -153,6 +271,7 @@ class StoreLayout:
     slots: int
     columns: tuple[ColumnPlan, ...]
     series: dict[str, SeriesInfo]
+    non_personal: bool = False  # built for a non-personal dataset (exact bounds and edges allowed)
 
     def column(self, name: str) -> ColumnPlan:
         for plan in self.columns:
@@ -167,22 +286,38 @@ class StoreLayout:
     def chunks(self) -> int:
         return -(-self.rows // self.slots)
 
+    @property
+    def rho_spent(self) -> float:
+        """The zCDP rho the build spent estimating bounds and edges (the dataset's ledger owes it)."""
+        return sum(plan.rho for plan in self.columns)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "version": LAYOUT_VERSION,
             "rows": self.rows,
             "slots": self.slots,
+            "non_personal": self.non_personal,
+            "rho_spent": self.rho_spent,
             "columns": [plan.to_json() for plan in self.columns],
             "series": {key: info.to_json() for key, info in self.series.items()},
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StoreLayout:
-        if data.get("version") != LAYOUT_VERSION:
-            raise ValueError(f"unsupported store layout version {data.get('version')!r}")
+    def from_json(cls, data: dict[str, Any], *, non_personal: bool = False) -> StoreLayout:
+        """The layout stored as ``data``. ``non_personal`` matters only for a layout written before
+        bounds (version 1), which does not record it: whether its dataset is non-personal, so its
+        data-derived scales may serve as exact bounds. A newer layout records what it was built for."""
+        version = data.get("version")
+        if version not in (1, LAYOUT_VERSION):
+            raise ValueError(f"unsupported store layout version {version!r}")
+        legacy = version == 1
+        columns = tuple(ColumnPlan.from_json(c, legacy=legacy) for c in data["columns"])
+        if legacy and non_personal:
+            columns = tuple(plan.with_exact_bounds() for plan in columns)
         return cls(
             rows=int(data["rows"]),
             slots=int(data["slots"]),
-            columns=tuple(ColumnPlan.from_json(c) for c in data["columns"]),
+            columns=columns,
             series={key: SeriesInfo.from_json(info) for key, info in data["series"].items()},
+            non_personal=bool(data.get("non_personal", non_personal if legacy else False)),
         )

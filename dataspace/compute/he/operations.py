@@ -1,9 +1,16 @@
 """The eight operations a consumer may run on an encrypted store, and ``REGISTRY``, one per
 ``OperationName``. Each states what it takes (parameters, and the roles its columns play:
-``validation.Role``), reduces a validated request to terms (``terms``) and turns the terms'
-(possibly noised) aggregates into the released JSON (``finish``), every number rounded to its
-``precision`` significant digits. Evaluating and decrypting terms is the same for all
+``validation.Role``), reduces a validated request to the terms it releases (``_terms``: the same
+for all then adds each number's cohorts, ``terms.with_cohorts``) and turns the terms' (possibly
+noised) aggregates into the released JSON (``finish``), every number rounded to its ``precision``
+significant digits. Evaluating, checking and decrypting terms is the same for all
 (``evaluation``), and so is checking them against plaintext (``reference``: ``references``).
+
+A request's normalised parameters carry what its answer depends on besides the data: the bounds
+its columns' values were clamped to (``bounds``), the cells of a histogram, the edges of a filter.
+
+The eight live in one module, past the usual size, on purpose: each is a short class, and the
+point is to read them side by side.
 """
 
 from __future__ import annotations
@@ -16,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import tenseal as ts
 
-from dataspace.compute.he.evaluation import SeriesReader, decrypt, evaluate, require_public
-from dataspace.compute.he.layout import StoreLayout, bucket_key, category_key
+from dataspace.compute.he.evaluation import SeriesReader, decrypt, evaluate, load_result, require_public
+from dataspace.compute.he.layout import ABOVE, BELOW, NULL, StoreLayout, category_key, cell_key
 from dataspace.compute.he.params import Level
 from dataspace.compute.he.plaintext import rounded
 from dataspace.compute.he.references import REFERENCES
@@ -31,14 +38,17 @@ from dataspace.compute.he.terms import (
     moments,
     presence_factors,
     product_terms,
+    sum_term,
     value_factor,
     where_factors,
+    with_cohorts,
 )
 from dataspace.compute.he.validation import (
     CATEGORICAL,
     NUMERIC,
     WHERE_SCHEMA,
     Role,
+    bounds_of,
     check_keys,
     distinct_names,
     reject,
@@ -70,12 +80,17 @@ class Operation(ABC):
         """The request's parameters checked against the store and normalised; terms unchecked."""
 
     @abstractmethod
-    def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]: ...
+    def _terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
+        """The terms whose aggregates ``_finish`` reads."""
 
     @abstractmethod
     def _finish(self, params: dict[str, Any], aggregates: dict[str, float]) -> dict[str, Any]: ...
 
     # -- the same for all
+    def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
+        """The released terms, each naming its cohorts, then the cohorts' own count terms."""
+        return with_cohorts(self._terms(params, layout), layout)
+
     def role(self, name: str) -> Role:
         return next(role for role in self.roles if role.name == name)
 
@@ -101,9 +116,19 @@ class Operation(ABC):
         params = self.validate(params, layout)
         return evaluate(self.terms(params, layout), layout, contexts, read)
 
+    def check_result(
+        self, params: dict[str, Any], layout: StoreLayout, result: EncryptedResult, contexts: dict[str, ts.Context]
+    ) -> None:
+        """The custodian's check before decrypting: ``result`` holds exactly the parts this request
+        implies, each of the expected level, folding and slot count (loaded, not decrypted);
+        ``OperationRejected`` (``result_shape_mismatch``) otherwise."""
+        params = self.validate(params, layout)
+        load_result(self.terms(params, layout), layout, result, contexts)
+
     def decrypt(
         self, params: dict[str, Any], layout: StoreLayout, result: EncryptedResult, contexts: dict[str, ts.Context]
     ) -> list[Aggregate]:
+        """Every term's aggregate (cohorts included), after the same check as ``check_result``."""
         params = self.validate(params, layout)
         return decrypt(self.terms(params, layout), layout, result, contexts)
 
@@ -117,8 +142,9 @@ class Operation(ABC):
 
     def _column_and_where(self, params: Any, layout: StoreLayout) -> dict[str, Any]:
         """Parameters ``column`` and an optional ``where``, normalised."""
-        check_keys(params, {"column", "where"}, {"column"})
-        normalised: dict[str, Any] = {"column": self.role("column").column(layout, params["column"]).name}
+        check_keys(params, {"column", "where", "bounds"}, {"column"})
+        plan = self.role("column").column(layout, params["column"])
+        normalised: dict[str, Any] = {"column": plan.name, "bounds": bounds_of([plan])}
         return with_where(normalised, params, layout, self._filter_role())
 
 
@@ -138,8 +164,8 @@ class Count(Operation):
         check_keys(params, {"where"}, set())
         return with_where({}, params, layout, self.role("where"))
 
-    def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
-        return [count_term("count", where_factors(params))]
+    def _terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
+        return [count_term("count", where_factors(params, layout))]
 
     def _finish(self, params: dict[str, Any], aggregates: dict[str, float]) -> dict[str, Any]:
         return {"count": aggregates["count"]}
@@ -155,16 +181,16 @@ class Sum(Operation):
         "required": ["column"],
     }
     output = '{"sum": number}'
-    roles = (Role("column", NUMERIC), Role.where(Level.PRODUCTS))
+    roles = (Role("column", NUMERIC, bounded=True), Role.where(Level.PRODUCTS))
 
     def _normalise(self, params: Any, layout: StoreLayout) -> dict[str, Any]:
         return self._column_and_where(params, layout)
 
-    def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
+    def _terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
         plan = layout.column(params["column"])
-        where = where_factors(params)
+        where = where_factors(params, layout)
         return [
-            Term("sum", (value_factor(plan), *where), cohort="count", is_count=False),
+            sum_term("sum", (value_factor(plan), *where)),
             count_term("count", (*where, *presence_factors(plan))),
         ]
 
@@ -191,17 +217,17 @@ class Variance(Operation):
         "required": ["column"],
     }
     output = '{"variance": number, "std": number, "mean": number, "count": number}'
-    roles = (Role("column", NUMERIC, level=Level.PRODUCTS),)
+    roles = (Role("column", NUMERIC, level=Level.PRODUCTS, bounded=True),)
 
     def _normalise(self, params: Any, layout: StoreLayout) -> dict[str, Any]:
         return self._column_and_where(params, layout)  # with a filter, x * x * filter: depth 2, refused
 
-    def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
+    def _terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
         plan = layout.column(params["column"])
-        where = where_factors(params)
+        where = where_factors(params, layout)
         return [
-            Term("sum", (value_factor(plan), *where), cohort="count", is_count=False),
-            Term("sum_sq", (value_factor(plan), value_factor(plan), *where), cohort="count", is_count=False),
+            sum_term("sum", (value_factor(plan), *where)),
+            sum_term("sum_sq", (value_factor(plan), value_factor(plan), *where)),
             count_term("count", (*where, *presence_factors(plan))),
         ]
 
@@ -228,10 +254,14 @@ class GroupBy(Operation):
         "required": ["by", "aggregate"],
     }
     output = '{"groups": {category: {"count"} | {"sum"} | {"mean", "count"}}}'
-    roles = (Role("by", CATEGORICAL), Role("column", NUMERIC, level=Level.PRODUCTS), Role.where(Level.PRODUCTS))
+    roles = (
+        Role("by", CATEGORICAL),
+        Role("column", NUMERIC, level=Level.PRODUCTS, bounded=True),
+        Role.where(Level.PRODUCTS),
+    )
 
     def _normalise(self, params: Any, layout: StoreLayout) -> dict[str, Any]:
-        check_keys(params, {"by", "aggregate", "column", "where", "categories"}, {"by", "aggregate"})
+        check_keys(params, {"by", "aggregate", "column", "where", "categories", "bounds"}, {"by", "aggregate"})
         by = self.role("by").column(layout, params["by"])
         aggregate = params["aggregate"]
         if aggregate not in ("count", "sum", "mean"):
@@ -243,12 +273,13 @@ class GroupBy(Operation):
         else:
             if params.get("column") is None:
                 raise reject(f"column is required for {aggregate}")
-            normalised["column"] = self.role("column").column(layout, params["column"]).name
+            plan = self.role("column").column(layout, params["column"])
+            normalised["column"], normalised["bounds"] = plan.name, bounds_of([plan])
         return with_where(normalised, params, layout, self.role("where"))
 
-    def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
+    def _terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
         by = layout.column(params["by"])
-        where = where_factors(params)
+        where = where_factors(params, layout)
         plan = layout.column(params["column"]) if "column" in params else None
         out = []
         for index in range(len(by.categories)):
@@ -257,7 +288,7 @@ class GroupBy(Operation):
             if plan is None:
                 out.append(count_term(count, (group, *where)))
                 continue
-            out.append(Term(f"{index}.sum", (value_factor(plan), group, *where), cohort=count, is_count=False))
+            out.append(sum_term(f"{index}.sum", (value_factor(plan), group, *where)))
             out.append(count_term(count, (group, *where, *presence_factors(plan))))
         return out
 
@@ -277,7 +308,10 @@ class GroupBy(Operation):
 class Histogram(Operation):
     name = OperationName.HISTOGRAM
     depth = 1
-    description = "Row counts per bucket of a bucketed numeric column (nulls in no bucket); a null edge is an open end."
+    description = (
+        "Row counts per cell of a bucketed numeric column: below the first edge, each bucket, above the last "
+        "(the last bucket includes its upper edge) and null, so every row is counted once; a null edge is an open end."
+    )
     parameters = {
         "type": "object",
         "properties": {
@@ -286,30 +320,32 @@ class Histogram(Operation):
         },
         "required": ["column"],
     }
-    output = '{"buckets": [{"from": number | null, "to": number | null, "count": number}]}'
+    output = (
+        '{"buckets": [{"bucket": index | "below" | "above" | "null", "from": number | null, '
+        '"to": number | null, "count": number}]}'
+    )
     roles = (Role("column", NUMERIC, buckets=True), Role.where(Level.PRODUCTS))
 
     def _normalise(self, params: Any, layout: StoreLayout) -> dict[str, Any]:
-        check_keys(params, {"column", "where", "edges"}, {"column"})
+        check_keys(params, {"column", "where", "edges", "cells"}, {"column"})
         plan = self.role("column").column(layout, params["column"])
-        normalised: dict[str, Any] = {"column": plan.name, "edges": plan.public_edges()}
+        normalised: dict[str, Any] = {"column": plan.name, "edges": plan.public_edges(), "cells": plan.cells}
         return with_where(normalised, params, layout, self.role("where"))
 
-    def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
+    def _terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
         name = params["column"]
-        where = where_factors(params)
-        return [
-            count_term(f"{i}.count", (Factor(name, (bucket_key(name, i),)), *where))
-            for i in range(len(params["edges"]) - 1)
-        ]
+        where = where_factors(params, layout)
+        cells = params["cells"]
+        return [count_term(f"{cell}.count", (Factor(name, (cell_key(name, cell),)), *where)) for cell in cells]
 
     def _finish(self, params: dict[str, Any], aggregates: dict[str, float]) -> dict[str, Any]:
         edges = params["edges"]
-        return {
-            "buckets": [
-                {"from": edges[i], "to": edges[i + 1], "count": aggregates[f"{i}.count"]} for i in range(len(edges) - 1)
-            ]
-        }
+        spans = {BELOW: (None, edges[0]), ABOVE: (edges[-1], None), NULL: (None, None)}
+        buckets = []
+        for cell in params["cells"]:
+            low, high = spans[cell] if isinstance(cell, str) else (edges[cell], edges[cell + 1])
+            buckets.append({"bucket": cell, "from": low, "to": high, "count": aggregates[f"{cell}.count"]})
+        return {"buckets": buckets}
 
 
 class Covariance(Operation):
@@ -322,21 +358,22 @@ class Covariance(Operation):
         "required": ["columns"],
     }
     output = '{"columns": [name], "matrix": [[number]], "count": number}'
-    roles = (Role("columns", NUMERIC, level=Level.PRODUCTS, complete=True),)
+    roles = (Role("columns", NUMERIC, level=Level.PRODUCTS, bounded=True, complete=True),)
 
     def _normalise(self, params: Any, layout: StoreLayout) -> dict[str, Any]:
-        check_keys(params, {"columns", "where"}, {"columns"})
+        check_keys(params, {"columns", "where", "bounds"}, {"columns"})
         if not distinct_names(params["columns"], least=2):
             raise reject("columns must list at least two distinct numeric columns")
         role = self.role("columns")
         plans = [role.column(layout, name) for name in params["columns"]]
         for plan in plans:
             role.check_complete(plan)
-        normalised: dict[str, Any] = {"columns": [plan.name for plan in plans]}
+        normalised: dict[str, Any] = {"columns": [plan.name for plan in plans], "bounds": bounds_of(plans)}
         return with_where(normalised, params, layout, self._filter_role())
 
-    def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
-        return product_terms([layout.column(name) for name in params["columns"]], where_factors(params))
+    def _terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
+        plans = [layout.column(name) for name in params["columns"]]
+        return product_terms(plans, where_factors(params, layout))
 
     def _finish(self, params: dict[str, Any], aggregates: dict[str, float]) -> dict[str, Any]:
         n = aggregates["count"]
@@ -362,12 +399,12 @@ class LinearRegression(Operation):
     }
     output = '{"intercept": number, "coefficients": {feature: number}, "count": number}'
     roles = (
-        Role("target", NUMERIC, level=Level.PRODUCTS, complete=True),
-        Role("features", NUMERIC, level=Level.PRODUCTS, complete=True),
+        Role("target", NUMERIC, level=Level.PRODUCTS, bounded=True, complete=True),
+        Role("features", NUMERIC, level=Level.PRODUCTS, bounded=True, complete=True),
     )
 
     def _normalise(self, params: Any, layout: StoreLayout) -> dict[str, Any]:
-        check_keys(params, {"target", "features", "where"}, {"target", "features"})
+        check_keys(params, {"target", "features", "where", "bounds"}, {"target", "features"})
         features = params["features"]
         if not distinct_names(features, least=1):
             raise reject("features must list at least one distinct numeric column")
@@ -379,14 +416,18 @@ class LinearRegression(Operation):
         target_role.check_complete(target)
         for plan in plans:
             features_role.check_complete(plan)
-        normalised: dict[str, Any] = {"target": target.name, "features": [plan.name for plan in plans]}
+        normalised: dict[str, Any] = {
+            "target": target.name,
+            "features": [plan.name for plan in plans],
+            "bounds": bounds_of([*plans, target]),
+        }
         return with_where(normalised, params, layout, self._filter_role())
 
-    def terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
+    def _terms(self, params: dict[str, Any], layout: StoreLayout) -> list[Term]:
         # The target is listed last: its products with the features are X'y, its square is unused
         # but cheap next to a second pass.
         names = [*params["features"], params["target"]]
-        return product_terms([layout.column(name) for name in names], where_factors(params))
+        return product_terms([layout.column(name) for name in names], where_factors(params, layout))
 
     def _finish(self, params: dict[str, Any], aggregates: dict[str, float]) -> dict[str, Any]:
         k = len(params["features"])

@@ -1,8 +1,9 @@
 """Plaintext values, read and shown one way wherever the engine touches them: a column's numbers
-(nulls and NaN absent), its categories, the bucket of a number, and a number rounded to
-significant digits. The store is encrypted from what these read, the plaintext references check
-the engine with them, and the cohort counts taken at ingest bucket with them: any two disagreeing
-would show up as a wrong answer or a wrong refusal.
+(nulls and NaN absent), clamped to its bounds, its categories, the bucket (and the cell: below,
+above, null) of a number, and a number rounded to significant digits. The store is encrypted
+from what these read, the plaintext references check the engine with them, and the cohort counts
+taken at ingest bucket with them: any two disagreeing would show up as a wrong answer or a wrong
+refusal.
 """
 
 from __future__ import annotations
@@ -62,12 +63,33 @@ def category_index(array: pa.Array | pa.ChunkedArray, categories: tuple[str, ...
     return np.asarray(index.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
+def clamped(values: np.ndarray, valid: np.ndarray, bounds: tuple[float, float] | None) -> np.ndarray:
+    """Every present value clamped to ``bounds`` (None: left as it is), every null 0."""
+    if bounds is None:
+        return np.where(valid, values, 0.0)
+    return np.where(valid, np.clip(values, bounds[0], bounds[1]), 0.0)
+
+
 def bucket_index(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     """Bucket per value, -1 outside the edges; bucket i = [e[i], e[i+1]), the last one closed."""
     array = np.asarray(edges)
     index = np.searchsorted(array, values, side="right") - 1
     index[values == array[-1]] = len(array) - 2
     index[(index < 0) | (index >= len(array) - 1)] = -1
+    return index
+
+
+# The cells of a bucketed column that are not buckets, as ``cell_index`` codes them.
+BELOW_CELL, ABOVE_CELL, NULL_CELL = -1, -2, -3
+
+
+def cell_index(values: np.ndarray, valid: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    """Per row its bucket, or ``BELOW_CELL`` (below the first edge), ``ABOVE_CELL`` (above the
+    last: the last bucket is closed) or ``NULL_CELL``: every row in exactly one cell."""
+    index = bucket_index(values, edges)
+    index[values < edges[0]] = BELOW_CELL
+    index[values > edges[-1]] = ABOVE_CELL
+    index[~valid] = NULL_CELL
     return index
 
 
@@ -91,10 +113,11 @@ def round_significant(value: float, digits: int, rounding: Rounding = Rounding.N
 
 
 def rounded(data: Any, digits: int) -> Any:
-    """Every number in a released JSON value rounded to ``digits`` significant digits."""
-    if isinstance(data, bool) or data is None or isinstance(data, str):
+    """Every measured number in a released JSON value rounded to ``digits`` significant digits. A
+    Python ``int`` is exact by construction (a bucket's index; aggregates are floats) and kept."""
+    if isinstance(data, bool | int) or data is None or isinstance(data, str):
         return data
-    if isinstance(data, int | float | np.floating | np.integer):
+    if isinstance(data, float | np.floating | np.integer):
         return round_significant(float(data), digits)
     if isinstance(data, dict):
         return {k: rounded(v, digits) for k, v in data.items()}

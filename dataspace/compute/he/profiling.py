@@ -2,14 +2,28 @@
 
 ``plan_columns`` picks the columns (numbers and booleans, categoricals of at most
 ``MAX_CATEGORIES``; dates and free text are not encrypted: no operation reads them) and their
-levels. ``profile_columns`` streams the provider's batches once with bounded memory: per numeric
-column the largest |x| (its scale: the smallest power of two bounding it), whether it has nulls,
-and a fixed-size uniform sample for quantile bucket edges.
+levels. ``profile_columns`` streams the provider's batches once with bounded memory and settles
+each numeric column's plan:
+
+- its *bounds*, the range every value is clamped to before it is encrypted: the provider's
+  (``StoreOptions.bounds``; a boolean's are [0, 1]); else, for a non-personal dataset, the exact
+  minimum and maximum; else, with ``estimate_bounds_rho`` > 0, a differentially private estimate
+  (``estimation``); else none, and the column's values are not stored at all (operations that
+  release them refuse it: ``column_unbounded``). The scale is the smallest power of two bounding
+  the bounds: never a fact about the data that the bounds do not already state;
+- its *bucket edges*, chosen the same way: the provider's; else exact quantiles of a bounded
+  sample (non-personal only, outer edges the extremes, shown as open ends); else the estimated
+  bounds' range cut at private quantiles; else none. Booleans get none (their histogram is their sum);
+- whether some clamped value is 0 (then a ``nonzero`` series tells contributors from present
+  rows), and, for a column with at most ``MAX_LOW_CARDINALITY`` distinct values, those values
+  (each gets an indicator series whose row count is a cohort of every term the column enters).
+
+The rho of ``estimate_bounds_rho`` is shared evenly by the columns that need an estimate; each
+plan records what its release spent (``ColumnPlan.rho``, summed in ``StoreLayout.rho_spent``).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,21 +32,29 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from dataspace.compute.he import estimation
 from dataspace.compute.he.keys import KeyPair
-from dataspace.compute.he.layout import MAX_CATEGORIES, ColumnKind, ColumnPlan
+from dataspace.compute.he.layout import MAX_CATEGORIES, ColumnKind, ColumnPlan, Source
 from dataspace.compute.he.params import LEVELS, Level
-from dataspace.compute.he.plaintext import Rounding, numeric_values, round_significant
+from dataspace.compute.he.plaintext import Rounding, clamped, numeric_values, round_significant
 
 SAMPLE_SIZE = 65_536  # quantile sample per numeric column (bounded memory, ~0.5% quantile error)
 NUMERIC_TYPES = {"integer", "float", "boolean"}
 EDGE_DIGITS = 3  # significant digits of quantile edges
+MAX_LOW_CARDINALITY = 8  # a numeric column with at most this many distinct values is treated as categorical for k
+MAX_EDGES = 65
 
 
 @dataclass(frozen=True)
 class StoreOptions:
     levels: dict[str, Level] = field(default_factory=dict)  # column -> level; default products
     buckets: dict[str, list[float]] = field(default_factory=dict)  # provider-chosen edges per numeric column
-    quantile_buckets: int = 8  # numeric columns without provider edges get quantile edges
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)  # provider-declared [lo, hi] per column
+    quantile_buckets: int = 8  # numeric columns without provider edges get this many quantile buckets
+    # What may stand in for the provider's bounds and edges (the dataset's privacy settings). The
+    # defaults spend nothing and read nothing from the data: an undeclared column is unbounded.
+    non_personal: bool = False  # exact bounds and quantile edges from the data may be used
+    estimate_bounds_rho: float = 0.0  # zCDP rho the build may spend estimating missing bounds and edges
     workers: int = 2  # encryption processes
 
 
@@ -45,6 +67,17 @@ class PlannedColumn:
     @property
     def name(self) -> str:
         return str(self.schema["name"])
+
+    @property
+    def is_boolean(self) -> bool:
+        return self.schema.get("type") == "boolean"
+
+
+def _check_bounds(name: str, bounds: Any) -> tuple[float, float]:
+    lo, hi = (float(b) for b in bounds)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"bounds of {name!r} must be two finite numbers, the first below the second")
+    return lo, hi
 
 
 def plan_columns(
@@ -68,18 +101,29 @@ def plan_columns(
     for entry in planned:
         if entry.level not in keys:
             raise ValueError(f"column {entry.name!r} needs {entry.level.value!r} keys, which were not generated")
-    unknown = (set(options.levels) | set(options.buckets)) - {entry.name for entry in planned}
+    unknown = (set(options.levels) | set(options.buckets) | set(options.bounds)) - {entry.name for entry in planned}
     if unknown:
         raise ValueError(f"options name columns that are not encrypted: {', '.join(sorted(unknown))}")
+    for entry in planned:
+        if entry.name in options.bounds:
+            if entry.kind != ColumnKind.NUMERIC:
+                raise ValueError(f"bounds of {entry.name!r}: not a numeric column")
+            _check_bounds(entry.name, options.bounds[entry.name])
     return planned
 
 
 @dataclass
 class _NumericProfile:
-    max_abs: float = 0.0
+    sample: bool  # keep a uniform sample (exact quantile edges)
+    grid: bool  # count values per candidate bin (estimated bounds and edges)
     minimum: float = math.inf
     maximum: float = -math.inf
     nulls: int = 0
+    negative: bool = False
+    zero: bool = False
+    positive: bool = False
+    distinct: set[float] | None = field(default_factory=set)  # None once past MAX_LOW_CARDINALITY
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(len(estimation.CANDIDATES) - 1, dtype=np.int64))
     sample_keys: np.ndarray = field(default_factory=lambda: np.empty(0))
     sample_values: np.ndarray = field(default_factory=lambda: np.empty(0))
 
@@ -88,17 +132,31 @@ class _NumericProfile:
         present = values[valid]
         if not len(present):
             return
-        self.max_abs = max(self.max_abs, float(np.max(np.abs(present))))
         self.minimum = min(self.minimum, float(present.min()))
         self.maximum = max(self.maximum, float(present.max()))
-        # Bottom-k sampling: keep the values with the k smallest random keys, a uniform sample
-        # without replacement of everything seen so far.
-        keys = np.concatenate([self.sample_keys, rng.random(len(present))])
-        values_all = np.concatenate([self.sample_values, present])
-        if len(keys) > SAMPLE_SIZE:
-            keep = np.argpartition(keys, SAMPLE_SIZE)[:SAMPLE_SIZE]
-            keys, values_all = keys[keep], values_all[keep]
-        self.sample_keys, self.sample_values = keys, values_all
+        self.negative |= self.minimum < 0
+        self.positive |= self.maximum > 0
+        self.zero = self.zero or bool((present == 0).any())
+        if self.distinct is not None:
+            self.distinct.update(np.unique(present).tolist())
+            if len(self.distinct) > MAX_LOW_CARDINALITY:
+                self.distinct = None
+        if self.grid:
+            self.counts += estimation.bin_counts(present)
+        if self.sample:
+            # Bottom-k sampling: keep the values with the k smallest random keys, a uniform
+            # sample without replacement of everything seen so far.
+            keys = np.concatenate([self.sample_keys, rng.random(len(present))])
+            values_all = np.concatenate([self.sample_values, present])
+            if len(keys) > SAMPLE_SIZE:
+                keep = np.argpartition(keys, SAMPLE_SIZE)[:SAMPLE_SIZE]
+                keys, values_all = keys[keep], values_all[keep]
+            self.sample_keys, self.sample_values = keys, values_all
+
+    def has_clamped_zero(self, bounds: tuple[float, float]) -> bool:
+        """Whether some present value is 0 once clamped to ``bounds``."""
+        lo, hi = bounds
+        return (lo <= 0 <= hi and self.zero) or (lo == 0 and self.negative) or (hi == 0 and self.positive)
 
 
 def power_of_two_scale(max_abs: float) -> float:
@@ -127,15 +185,80 @@ def quantile_edges(sample: np.ndarray, minimum: float, maximum: float, buckets: 
     return tuple(inside)
 
 
-def _bucket_edges(column: PlannedColumn, profile: _NumericProfile, options: StoreOptions) -> tuple[float, ...]:
-    if column.name in options.buckets:
-        edges = tuple(float(e) for e in options.buckets[column.name])
-        if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
-            raise ValueError(f"bucket edges of {column.name!r} must be at least two, strictly increasing")
-        return edges
-    if column.schema.get("type") == "boolean":
-        return ()  # a 0/1 column's histogram is its sum
-    return quantile_edges(profile.sample_values, profile.minimum, profile.maximum, options.quantile_buckets)
+def _declared_edges(name: str, edges: list[float]) -> tuple[float, ...]:
+    out = tuple(float(e) for e in edges)
+    if not 2 <= len(out) <= MAX_EDGES or not all(math.isfinite(e) for e in out) or list(out) != sorted(set(out)):
+        raise ValueError(f"bucket edges of {name!r} must be 2 to {MAX_EDGES} finite numbers, strictly increasing")
+    return out
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """What a numeric column lacks from its provider, and what may stand in for it."""
+
+    declared_bounds: tuple[float, float] | None
+    declared_edges: tuple[float, ...] | None
+    wants_edges: bool  # edges are wanted and not declared
+
+    @property
+    def estimating(self) -> bool:
+        return self.declared_bounds is None or self.wants_edges
+
+
+def _choice(entry: PlannedColumn, options: StoreOptions) -> _Choice:
+    bounds = options.bounds.get(entry.name)
+    declared = _check_bounds(entry.name, bounds) if bounds is not None else (0.0, 1.0) if entry.is_boolean else None
+    edges = _declared_edges(entry.name, options.buckets[entry.name]) if entry.name in options.buckets else None
+    wants = edges is None and not entry.is_boolean and options.quantile_buckets >= 1
+    return _Choice(declared, edges, wants)
+
+
+def _numeric_plan(
+    entry: PlannedColumn, profile: _NumericProfile, choice: _Choice, options: StoreOptions, rho: float
+) -> ColumnPlan:
+    bounds, bounds_source = choice.declared_bounds, Source.DECLARED if choice.declared_bounds else None
+    edges: tuple[float, ...] = choice.declared_edges or ()
+    edges_source = Source.DECLARED if edges else None
+    spent, open_ends = 0.0, False
+    if options.non_personal:
+        if bounds is None:
+            present = math.isfinite(profile.minimum)
+            bounds = (profile.minimum, profile.maximum) if present else (0.0, 0.0)
+            bounds_source = Source.EXACT
+        if choice.wants_edges:
+            edges = quantile_edges(profile.sample_values, profile.minimum, profile.maximum, options.quantile_buckets)
+            edges_source, open_ends = (Source.EXACT, True) if edges else (None, False)
+    elif rho > 0 and choice.estimating:
+        estimate = estimation.estimate(
+            profile.counts,
+            rho=rho,
+            buckets=options.quantile_buckets if choice.wants_edges else 0,
+            bounds=bounds,
+        )
+        spent = estimate.rho
+        if bounds is None:
+            bounds, bounds_source = estimate.bounds, Source.ESTIMATED
+        if choice.wants_edges:
+            edges, edges_source = (estimate.bounds[0], *estimate.inner_edges, estimate.bounds[1]), Source.ESTIMATED
+    values: tuple[float, ...] = ()
+    if bounds is not None and profile.distinct is not None:
+        distinct = np.asarray(sorted(profile.distinct), dtype=np.float64)
+        values = tuple(sorted(set(clamped(distinct, np.ones(len(distinct), bool), bounds).tolist())))
+    return ColumnPlan(
+        name=entry.name,
+        kind=entry.kind,
+        level=entry.level,
+        scale=power_of_two_scale(max(abs(bounds[0]), abs(bounds[1]))) if bounds else 1.0,
+        has_nulls=profile.nulls > 0 or int(entry.schema.get("nulls") or 0) > 0,
+        bucket_edges=edges,
+        open_ends=open_ends,
+        bounds=bounds,
+        bounds_source=bounds_source,
+        edges_source=edges_source,
+        zeros=profile.has_clamped_zero(bounds) if bounds else True,
+        values=values,
+        rho=spent,
+    )
 
 
 def profile_columns(
@@ -143,7 +266,13 @@ def profile_columns(
 ) -> tuple[list[ColumnPlan], int]:
     """(the plan of every planned column, the rows read)."""
     rng = np.random.default_rng(0x5EED)
-    numeric = {entry.name: _NumericProfile() for entry in planned if entry.kind == ColumnKind.NUMERIC}
+    choices = {entry.name: _choice(entry, options) for entry in planned if entry.kind == ColumnKind.NUMERIC}
+    estimating = options.estimate_bounds_rho > 0 and not options.non_personal
+    share = options.estimate_bounds_rho / max(1, sum(c.estimating for c in choices.values())) if estimating else 0.0
+    numeric = {
+        name: _NumericProfile(sample=options.non_personal and choice.wants_edges, grid=estimating and choice.estimating)
+        for name, choice in choices.items()
+    }
     rows = 0
     for batch in batches:
         rows += batch.num_rows
@@ -155,18 +284,6 @@ def profile_columns(
         if entry.kind == ColumnKind.CATEGORICAL:
             categories = tuple(map(str, entry.schema["categories"]))
             plans.append(ColumnPlan(name=entry.name, kind=entry.kind, level=entry.level, categories=categories))
-            continue
-        profile = numeric[entry.name]
-        edges = _bucket_edges(entry, profile, options)
-        plans.append(
-            ColumnPlan(
-                name=entry.name,
-                kind=entry.kind,
-                level=entry.level,
-                scale=power_of_two_scale(profile.max_abs),
-                has_nulls=profile.nulls > 0 or int(entry.schema.get("nulls") or 0) > 0,
-                bucket_edges=edges,
-                open_ends=bool(edges) and entry.name not in options.buckets,
-            )
-        )
+        else:
+            plans.append(_numeric_plan(entry, numeric[entry.name], choices[entry.name], options, share))
     return plans, rows

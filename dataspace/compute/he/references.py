@@ -1,8 +1,9 @@
 """Every operation's answer computed on the plaintext table with numpy, to check the engine against.
 
 Independent of the term machinery on purpose: a reference reads the table directly, from the
-parameters as ``validate`` returned them, and shares with the engine only how a column's values
-are read (``plaintext``). Unrounded; ``Operation.reference`` rounds it as ``finish`` does.
+parameters as ``validate`` returned them (the bounds each column is clamped to, the edges and cells
+of a histogram or a filter), and shares with the engine only how a column's values are read and
+clamped (``plaintext``). Unrounded; ``Operation.reference`` rounds it as ``finish`` does.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from dataspace.compute.he.plaintext import category_labels, numeric_values
+from dataspace.compute.he.plaintext import category_labels, clamped, numeric_values
 from dataspace.operation_names import OperationName
 
 Reference = Callable[[dict[str, Any], pa.Table], dict[str, Any]]
@@ -27,8 +28,15 @@ Reference = Callable[[dict[str, Any], pa.Table], dict[str, Any]]
 CKKS_RELATIVE_TOLERANCE = 1e-4
 
 
-def _numbers(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+def _raw(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
     return numeric_values(table.column(column))
+
+
+def _numbers(table: pa.Table, column: str, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(the column's values clamped to the request's bounds for it, validity)."""
+    values, valid = _raw(table, column)
+    bounds = params["bounds"][column]
+    return clamped(values, valid, None if bounds is None else (bounds[0], bounds[1])), valid
 
 
 def _in_range(values: np.ndarray, low: float | None, high: float | None, *, closed: bool) -> np.ndarray:
@@ -46,8 +54,13 @@ def _mask(params: dict[str, Any], table: pa.Table) -> np.ndarray:
         return np.ones(table.num_rows, dtype=bool)
     if "equals" in where:
         return np.asarray(category_labels(table.column(where["column"])) == where["equals"], dtype=bool)
-    values, valid = _numbers(table, where["column"])
-    return np.asarray(valid & _in_range(values, where["from"], where["to"], closed=where["closed"]), dtype=bool)
+    values, valid = _raw(table, where["column"])
+    if where.get("bucket") == "null":
+        return np.asarray(~valid, dtype=bool)
+    inside = _in_range(values, where["from"], where["to"], closed=where["closed"])
+    if where["bucket_from"] == "above":  # above the last edge, which the last bucket holds
+        inside &= values != where["from"]
+    return np.asarray(valid & inside, dtype=bool)
 
 
 def count(params: dict[str, Any], table: pa.Table) -> dict[str, Any]:
@@ -55,18 +68,18 @@ def count(params: dict[str, Any], table: pa.Table) -> dict[str, Any]:
 
 
 def sum_(params: dict[str, Any], table: pa.Table) -> dict[str, Any]:
-    values, valid = _numbers(table, params["column"])
+    values, valid = _numbers(table, params["column"], params)
     return {"sum": float(values[valid & _mask(params, table)].sum())}
 
 
 def mean(params: dict[str, Any], table: pa.Table) -> dict[str, Any]:
-    values, valid = _numbers(table, params["column"])
+    values, valid = _numbers(table, params["column"], params)
     chosen = values[valid & _mask(params, table)]
     return {"mean": float(chosen.mean()) if len(chosen) else None, "count": len(chosen)}
 
 
 def variance(params: dict[str, Any], table: pa.Table) -> dict[str, Any]:
-    values, valid = _numbers(table, params["column"])
+    values, valid = _numbers(table, params["column"], params)
     chosen = values[valid]
     result = float(np.var(chosen, ddof=1))
     return {"variance": result, "std": math.sqrt(result), "mean": float(chosen.mean()), "count": len(chosen)}
@@ -76,7 +89,9 @@ def group_by(params: dict[str, Any], table: pa.Table) -> dict[str, Any]:
     labels = category_labels(table.column(params["by"]))
     mask = _mask(params, table)
     values, valid = (
-        _numbers(table, params["column"]) if "column" in params else (np.zeros(len(mask)), np.ones(len(mask), bool))
+        _numbers(table, params["column"], params)
+        if "column" in params
+        else (np.zeros(len(mask)), np.ones(len(mask), bool))
     )
     groups: dict[str, Any] = {}
     for category in params["categories"]:
@@ -93,24 +108,37 @@ def group_by(params: dict[str, Any], table: pa.Table) -> dict[str, Any]:
 
 
 def histogram(params: dict[str, Any], table: pa.Table) -> dict[str, Any]:
-    values, valid = _numbers(table, params["column"])
-    chosen = values[valid & _mask(params, table)]
+    values, valid = _raw(table, params["column"])
+    mask = _mask(params, table)
+    present = values[valid & mask]
     edges = params["edges"]
+    last = len(edges) - 2
     buckets = []
-    for i in range(len(edges) - 1):
-        inside = _in_range(chosen, edges[i], edges[i + 1], closed=i == len(edges) - 2)
-        buckets.append({"from": edges[i], "to": edges[i + 1], "count": int(inside.sum())})
+    for cell in params["cells"]:
+        if cell == "null":
+            low, high, count = None, None, int((~valid & mask).sum())
+        elif cell == "below":
+            low, high = None, edges[0]
+            count = int((present < edges[0]).sum())
+        elif cell == "above":
+            low, high = edges[-1], None
+            count = int((present > edges[-1]).sum())
+        else:
+            low, high = edges[cell], edges[cell + 1]
+            count = int(_in_range(present, low, high, closed=cell == last).sum())
+        buckets.append({"bucket": cell, "from": low, "to": high, "count": count})
     return {"buckets": buckets}
 
 
 def covariance(params: dict[str, Any], table: pa.Table) -> dict[str, Any]:
-    data = np.stack([_numbers(table, name)[0] for name in params["columns"]])
+    data = np.stack([_numbers(table, name, params)[0] for name in params["columns"]])
     return {"columns": params["columns"], "matrix": np.cov(data, ddof=1).tolist(), "count": data.shape[1]}
 
 
 def linear_regression(params: dict[str, Any], table: pa.Table) -> dict[str, Any]:
-    design = np.column_stack([np.ones(table.num_rows), *(_numbers(table, name)[0] for name in params["features"])])
-    target = _numbers(table, params["target"])[0]
+    features = (_numbers(table, name, params)[0] for name in params["features"])
+    design = np.column_stack([np.ones(table.num_rows), *features])
+    target = _numbers(table, params["target"], params)[0]
     beta = np.linalg.lstsq(design, target, rcond=None)[0]
     return {
         "intercept": float(beta[0]),

@@ -16,8 +16,9 @@ from dataspace.errors import ErrorCode
 
 class OperationRejected(Exception):
     """A request the operation cannot run on this store. ``code`` is one of the refusal reasons
-    (``unknown_operation`` ... ``incomplete_column``), returned to the consumer as the
-    ``details.reason`` of an ``invalid_operation`` error."""
+    (``unknown_operation`` ... ``column_unbounded``), returned to the consumer as the
+    ``details.reason`` of an ``invalid_operation`` error; or, at the custodian, an encrypted result
+    that is not the shape the request implies (``result_shape_mismatch``)."""
 
     def __init__(self, message: str, *, code: ErrorCode) -> None:
         super().__init__(message)
@@ -27,10 +28,22 @@ class OperationRejected(Exception):
 
 @dataclass(frozen=True)
 class Aggregate:
+    """One decrypted number, before noise. Its sensitivities are from the column bounds, never the
+    data (``terms``); its cohorts are count aggregates in the same list, every one of which must
+    reach the policy's k before anything is released."""
+
     name: str
     value: float
     sensitivity: float  # L1 sensitivity (real units) under adding/removing one row
-    cohort: str  # name of the count Aggregate (in the same list) giving this number's cohort size
+    cohort: str  # name of the count Aggregate (in the same list) of the rows that contribute to it
+    l2_sensitivity: float = -1.0  # L2 sensitivity; a scalar's equals its L1 (the default: -1, copied)
+    cohorts: tuple[str, ...] = ()  # every count that must reach k, ``cohort`` first (default: just it)
+
+    def __post_init__(self) -> None:
+        if self.l2_sensitivity < 0:
+            object.__setattr__(self, "l2_sensitivity", self.sensitivity)
+        if not self.cohorts:
+            object.__setattr__(self, "cohorts", (self.cohort,))
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""What a consumer may see of an encrypted store: per column its kind and level, its categories or
-buckets, and the uses the operations admit it for.
+"""What a consumer may see of an encrypted store: per column its kind and level, its categories, or
+its bounds, bucket edges and cells, and the uses the operations admit it for.
 
-Scales stay out: a scale is a power of two bounding max|x|, which would disclose the column's
-extreme value to within 2x. The uses are asked of the operations' roles (``"<operation>.<role>"``,
-e.g. ``"mean.column"``, ``"count.where"``), so the view lists exactly what ``validate`` accepts.
+Scales stay out, and so do exact bounds (a non-personal column's extremes) and everything about
+low-cardinality values and zeros: the bounds shown are the provider's or a private estimate. The
+uses are asked of the operations' roles (``"<operation>.<role>"``, e.g. ``"mean.column"``,
+``"count.where"``), so the view lists exactly what ``validate`` accepts.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def public_view(layout: StoreLayout, *, values_of: Collection[str] | None = None
                 entry["categories"] = list(plan.categories)
         else:
             entry["nulls"] = plan.has_nulls
+            entry["bounds"] = plan.public_bounds()
             entry["bucket_edges"] = plan.public_edges()
+            entry["buckets"] = plan.cells
         entry["operations"] = column_uses(plan)
         columns.append(entry)
     return columns

@@ -15,7 +15,7 @@ from dataspace.catalog.models import Dataset
 from dataspace.catalog.uploads import seal_chunks
 from dataspace.chain import agents, gateway, outbox
 from dataspace.compute.stores import encrypted_store_build
-from dataspace.demo.synthetic import registry_csv_chunks
+from dataspace.demo.synthetic import REGISTRY_ENCRYPTION, registry_csv_chunks
 from dataspace.policies import odrl
 from dataspace.policies import services as policies
 from dataspace.policies.models import Agreement, Offer
@@ -28,10 +28,6 @@ DEMO_USERS: list[tuple[str, str, list[Role]]] = [
 ]
 DEMO_TITLE = "Hospital registry (synthetic)"
 DEMO_TOKENS = 10_000 * 10**18
-# The clamping range the provider declares for each numeric column: what one person can move a
-# sum by (the Gaussian noise's scale follows from it), chosen from what the columns mean, not
-# from the data.
-DEMO_BOUNDS = {"age": [0, 120], "bmi": [10, 70], "systolic_bp": [60, 260], "cholesterol": [0, 15], "cost": [0, 50_000]}
 
 
 def wait_until(done: Callable[[], bool], *, timeout: float) -> bool:
@@ -83,7 +79,7 @@ class Command(BaseCommand):
                 public_value_columns=["sex", "region", "diagnosis"],
                 # Personal data: every answer noised, epsilon 1 in all for every consumer together.
                 privacy_epsilon=1.0,
-                encryption={"bounds": DEMO_BOUNDS},
+                encryption=REGISTRY_ENCRYPTION,
             ),
         )
         # One transaction: the encrypted store is built before the ingest's follow-ups are sent,
