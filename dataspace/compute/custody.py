@@ -136,7 +136,7 @@ def _read_result(job: Job) -> EncryptedResult:
     return EncryptedResult.from_bytes(data)
 
 
-def _small_cohort(aggregates: list[Aggregate], values: dict[str, float], minimum: int) -> Withheld | None:
+def withheld_for_cohort(aggregates: list[Aggregate], values: dict[str, float], minimum: int) -> Withheld | None:
     """The refusal if any released number's cohort (a count, noisy on a personal dataset) is
     below the policy's minimum."""
     for aggregate in aggregates:
@@ -181,7 +181,7 @@ def _answer(job: Job, layout: StoreLayout, aggregates: list[Aggregate]) -> dict[
         raise CustodyRefused(
             "The job has no privacy loss to spend on a personal dataset.", code=ErrorCode.EPSILON_INVALID
         )
-    withheld = _small_cohort(aggregates, values, job.agreement.offer.min_cohort)
+    withheld = withheld_for_cohort(aggregates, values, job.agreement.offer.min_cohort)
     if withheld is not None:
         return {"result": None, "withheld": {"code": str(withheld.code), "message": withheld.message}, "noise": noise}
     result = operation.finish(job.params, layout, values)
