@@ -18,7 +18,6 @@ from dataspace.catalog import selectors as catalog_selectors
 from dataspace.catalog.public_profile import approximate_count
 from dataspace.chain.serializers import ChainWriteSerializer
 from dataspace.compute import job_requests, selectors
-from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.he.operations import REGISTRY
 from dataspace.compute.he.params import LEVELS
 from dataspace.compute.he.view import public_view
@@ -250,7 +249,7 @@ class EncryptedStoreApi(APIView):
             return Response({"status": "not built"})
         body: dict[str, Any] = {"status": store.status, "stored_bytes": store.stored_bytes}
         if store.status == EncryptedStore.Status.READY:
-            layout = StoreLayout.from_json(store.layout)
+            layout = selectors.encrypted_store_layout(store)
             # Others see what the public profile shows: rounded rows, category names only where
             # the provider made them public; bucket edges only once they hold an agreement (the
             # edges are the provider's own or private quantiles, still facts about the data).

@@ -33,7 +33,7 @@ from django.conf import settings
 
 from dataspace.canonical import canonical_json
 from dataspace.chain import agents, encoding
-from dataspace.compute import receipts
+from dataspace.compute import receipts, selectors
 from dataspace.compute.he.keys import load_secret_context
 from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.he.operations import Aggregate, EncryptedResult, OperationRejected, get_operation
@@ -208,7 +208,7 @@ def release(job: Job) -> Release:
     _check_chain(job)
     encrypted = _read_result(job)
     store = EncryptedStore.objects.get(pk=job.dataset_id)
-    layout = StoreLayout.from_json(store.layout)
+    layout = selectors.encrypted_store_layout(store)
     _check_params(job, layout)
     cached = privacy.cached_answer_get(dataset_id=job.dataset_id, key=job.query_key) if job.query_key else None
     if cached is not None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import Protocol
 
-from dataspace.compute import keystore
-from dataspace.compute.he.layout import StoreLayout
+from dataspace.compute import keystore, selectors
 from dataspace.compute.he.operations import EncryptedResult, get_operation
 from dataspace.compute.he.store import read_series
 from dataspace.compute.models import EncryptedStore, Job
@@ -21,7 +20,7 @@ class Engine(Protocol):
 class HEEngine:
     def run(self, job: Job) -> EncryptedResult:
         store = EncryptedStore.objects.get(pk=job.dataset_id)
-        layout = StoreLayout.from_json(store.layout)
+        layout = selectors.encrypted_store_layout(store)
         contexts = keystore.public_contexts(store)
         if any(context.is_private() for context in contexts.values()):
             raise RuntimeError("an HE worker was handed a secret key")  # invariant 3; never reached

@@ -31,7 +31,6 @@ from dataspace.canonical import canonical_json
 from dataspace.chain import agents, eip712, encoding, gateway
 from dataspace.chain.encoding import job_chain_id, label_hash
 from dataspace.compute import jobs, selectors
-from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.he.operations import OperationRejected, get_operation
 from dataspace.compute.models import Job
 from dataspace.errors import DomainError, ErrorCode
@@ -80,7 +79,7 @@ def job_request(*, consumer: User, request: JobRequest) -> tuple[Job, bool]:
     usage = odrl.UsageRequest(request.purpose, request.operation, request.epsilon, timezone.now())
     policy_services.agreement_evaluate(agreement=agreement, usage=usage)
     store = selectors.encrypted_store_get_ready(dataset=dataset)
-    layout = StoreLayout.from_json(store.layout)
+    layout = selectors.encrypted_store_layout(store)
     try:
         params = get_operation(request.operation).validate(request.params, layout)
     except OperationRejected as exc:

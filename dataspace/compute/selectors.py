@@ -9,6 +9,7 @@ from django.db.models import Q, QuerySet
 
 from dataspace.accounts.models import User
 from dataspace.catalog.models import Dataset
+from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode, NotFound
 
@@ -44,6 +45,12 @@ def encrypted_store_get_ready(*, dataset: Dataset) -> EncryptedStore:
             code=ErrorCode.ENCRYPTED_STORE_NOT_READY,
         )
     return store
+
+
+def encrypted_store_layout(store: EncryptedStore) -> StoreLayout:
+    """The store's layout, read as its dataset's privacy terms say (a layout written before bounds
+    existed serves its exact scale as a bound only for a non-personal dataset)."""
+    return StoreLayout.from_json(store.layout, non_personal=store.dataset.non_personal)
 
 
 def datasets_awaiting_store(*, created_before: datetime, building_before: datetime) -> list[uuid.UUID]:

@@ -61,7 +61,8 @@ TOLERANCE = max(CKKS_RELATIVE_TOLERANCE, 1e-5)  # CKKS error, then 6 significant
 Status = Job.Status
 # The registry's bounds and buckets, as its provider declares them at upload: a personal dataset's
 # numeric columns are summed only within declared (or privately estimated) bounds.
-DECLARED = {"encryption": json.dumps(REGISTRY_ENCRYPTION)}
+# The registry as its provider declares it: bounds and bucket edges, the categories it makes public.
+DECLARED = {"encryption": json.dumps(REGISTRY_ENCRYPTION), "public_value_columns": "region,sex,diagnosis,clinic"}
 
 
 def registry_csv(rows: int = ROWS, *, rare_clinic_rows: int = 0) -> bytes:
@@ -173,7 +174,6 @@ def space(anvil: AnvilNode, celery_worker_process: WorkerProcess) -> Space:
         registry_csv(rare_clinic_rows=3),
         non_personal="true",
         **DECLARED,
-        public_value_columns="clinic,region",
     )
     return Space(anvil, celery_worker_process, provider, provider_api, consumer, consumer_api, dataset)
 
