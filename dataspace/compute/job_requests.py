@@ -80,11 +80,12 @@ def job_request(*, consumer: User, request: JobRequest) -> tuple[Job, bool]:
     policy_services.agreement_evaluate(agreement=agreement, usage=usage)
     store = selectors.encrypted_store_get_ready(dataset=dataset)
     layout = selectors.encrypted_store_layout(store)
+    # Before validation: validating a category names whether it exists.
+    _check_public_categories(request.params, dataset.public_value_columns)
     try:
         params = get_operation(request.operation).validate(request.params, layout)
     except OperationRejected as exc:
         raise DomainError(str(exc), code=ErrorCode.INVALID_OPERATION, details={"reason": str(exc.code)}) from None
-    _check_public_categories(params, dataset.public_value_columns)
     key = privacy.query_key(
         store_version=store.blob_prefix, operation=request.operation, params=params, epsilon=request.epsilon
     )
@@ -122,12 +123,17 @@ def job_request(*, consumer: User, request: JobRequest) -> tuple[Job, bool]:
     return job, True
 
 
-def _check_public_categories(params: dict[str, Any], public: list[str]) -> None:
+def _check_public_categories(params: Any, public: list[str]) -> None:
     """Categories are named in a request (a filter) or an answer (a group-by) only for the
     columns whose values the provider made public: an answer keyed by hidden category names
-    would publish them, and a filter on one would tell whether a guessed name exists."""
-    where = params.get("where") or {}
-    named = [column for column in (params.get("by"), where.get("column") if "equals" in where else None) if column]
+    would publish them, and a filter on one would tell whether a guessed name exists. Read from
+    the parameters as sent (their validation comes after, and would answer that question)."""
+    if not isinstance(params, dict):
+        return
+    found = params.get("where")
+    where: dict[str, Any] = found if isinstance(found, dict) else {}
+    candidates = (params.get("by"), where.get("column") if "equals" in where else None)
+    named = [column for column in candidates if isinstance(column, str) and column]
     hidden = sorted({column for column in named if column not in public})
     if hidden:
         raise DomainError(
