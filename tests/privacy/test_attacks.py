@@ -99,6 +99,7 @@ def open_market(*, dataset_epsilon: float = 4.0, share: float | None = None, cal
         dataset,
         operations=["count", "sum", "mean", "group_by", "histogram", "covariance", "linear_regression"],
         privacy_budget=share if share is not None else dataset_epsilon,
+        max_calls=max(calls, 100),
     )
     agreement = accept_offer(consumer_api, offer, calls=calls)
     return Market(provider_api, consumer, consumer_api, dataset, agreement)

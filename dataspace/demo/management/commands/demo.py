@@ -19,6 +19,7 @@ from dataspace.demo.synthetic import REGISTRY_ENCRYPTION, registry_csv_chunks
 from dataspace.policies import odrl
 from dataspace.policies import services as policies
 from dataspace.policies.models import Agreement, Offer
+from dataspace.privacy import onchain as privacy_onchain
 
 DEMO_USERS: list[tuple[str, str, list[Role]]] = [
     ("provider", "redlake-provider", [Role.PROVIDER]),
@@ -111,6 +112,8 @@ class Command(BaseCommand):
         assert dataset.chain_registration is not None
         outbox.write_progress(tx_id=dataset.chain_registration.pk)
         dataset.refresh_from_db()
+        # The dataset's privacy budget pinned on chain (the provider's wallet sends it).
+        wait_until(lambda: privacy_onchain.terms_progress(dataset_id=dataset.id), timeout=20)
         offer = Offer.objects.filter(dataset=dataset).exclude(status=Offer.Status.FAILED).first()
         if offer is None:
             offer = policies.offer_publish(
@@ -135,7 +138,7 @@ class Command(BaseCommand):
                     min_cohort=10,
                 ),
             )
-        policies.offer_progress(offer_id=offer.id)
+        wait_until(lambda: policies.offer_progress(offer_id=offer.id), timeout=20)
         offer.refresh_from_db()
         consumer = User.objects.get(username="consumer")
         agreement = Agreement.objects.filter(offer=offer, consumer=consumer).first()
