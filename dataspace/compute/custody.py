@@ -37,6 +37,7 @@ from dataspace.compute import receipts, selectors
 from dataspace.compute.he.keys import load_secret_context
 from dataspace.compute.he.layout import StoreLayout
 from dataspace.compute.he.operations import Aggregate, EncryptedResult, OperationRejected, get_operation
+from dataspace.compute.he.plaintext import rounded
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode
 from dataspace.privacy import mechanisms
@@ -186,9 +187,9 @@ def _answer(job: Job, layout: StoreLayout, aggregates: list[Aggregate]) -> dict[
         return {"result": None, "withheld": {"code": str(withheld.code), "message": withheld.message}, "noise": noise}
     result = operation.finish(job.params, layout, values)
     if noisy is not None:
-        noise["error_bounds_95"] = mechanisms.error_bounds(
-            lambda sample: operation.finish(job.params, layout, sample), noisy
-        )
+        valid = operation.validate(job.params, layout)
+        bounds = mechanisms.error_bounds(lambda sample: operation.answer_from(valid, sample), noisy)
+        noise["error_bounds_95"] = rounded(bounds, 3)  # a bound needs no more digits than that
     return {"result": result, "withheld": None, "noise": noise}
 
 

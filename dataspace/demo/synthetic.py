@@ -36,7 +36,7 @@ REGISTRY_ENCRYPTION = {
         "bmi": [10, 60],
         "systolic_bp": [60, 260],
         "cholesterol": [0, 15],
-        "cost": [0, 200_000],
+        "cost": [0, 50_000],
     },
     "buckets": {
         "age": [18, 30, 45, 60, 75, 95],

@@ -36,18 +36,40 @@ def epsilon_for_rho(rho: float, delta: float) -> float:
 
 @lru_cache(maxsize=4096)
 def rho_for_epsilon(epsilon: float, delta: float) -> float:
-    """The largest ρ whose zCDP guarantee implies (ε, δ)-DP (bisection on ``epsilon_for_rho``,
-    which grows with ρ), rounded down to the nano-ρ the chain counts in."""
+    """The largest ρ whose zCDP guarantee implies (ε, δ)-DP, rounded down to the nano-ρ the
+    chain counts in.
+
+    ``epsilon_for_rho`` grows with ρ and each evaluation builds an OpenDP conversion (~1.5 ms),
+    so the root is found by the Illinois variant of regula falsi (superlinear: a dozen
+    evaluations, not the ~80 of a bisection to 1e-12), bracketed below by the textbook bound
+    ρ + 2√(ρ ln 1/δ) = ε (OpenDP's conversion is tighter, so its root lies above) and above by
+    ε itself."""
     if not math.isfinite(epsilon) or epsilon <= 0:
         return 0.0
-    low, high = 0.0, epsilon  # rho <= epsilon always: epsilon(rho, delta) >= rho
-    for _ in range(80):
-        middle = (low + high) / 2
-        if epsilon_for_rho(middle, delta) <= epsilon:
-            low = middle
+    log_term = math.log(1 / delta)
+    low = (math.sqrt(log_term + epsilon) - math.sqrt(log_term)) ** 2  # textbook root
+    high = epsilon
+    f_low, f_high = epsilon_for_rho(low, delta) - epsilon, epsilon_for_rho(high, delta) - epsilon
+    side = 0
+    for _ in range(60):
+        if high - low <= 1e-12 or f_low == f_high:
+            break
+        middle = (low * f_high - high * f_low) / (f_high - f_low)
+        f_middle = epsilon_for_rho(middle, delta) - epsilon
+        if f_middle <= 0:
+            low, f_low = middle, f_middle
+            if side == -1:
+                f_high /= 2
+            side = -1
         else:
-            high = middle
-    return math.floor(low * 1e9) / 1e9
+            high, f_high = middle, f_middle
+            if side == 1:
+                f_low /= 2
+            side = 1
+    rho = math.floor(low * 1e9) / 1e9
+    while rho > 0 and epsilon_for_rho(rho, delta) > epsilon:  # never above the ε asked for
+        rho -= 1e-9
+    return rho
 
 
 def total_rho(losses: Sequence[float]) -> float:

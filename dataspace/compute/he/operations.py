@@ -136,6 +136,11 @@ class Operation(ABC):
         params = self.validate(params, layout)
         return dict(rounded(self._finish(params, aggregates), self.precision))
 
+    def answer_from(self, valid_params: dict[str, Any], aggregates: dict[str, float]) -> dict[str, Any]:
+        """The answer from (noisy) aggregates before rounding, ``valid_params`` as ``validate``
+        returned them: what error bounds are computed on, many times per release."""
+        return self._finish(valid_params, aggregates)
+
     def reference(self, params: dict[str, Any], table: pa.Table) -> dict[str, Any]:
         """The same JSON as ``finish`` computed on plaintext; ``params`` as ``validate`` returned them."""
         return dict(rounded(REFERENCES[self.name](params, table), self.precision))
