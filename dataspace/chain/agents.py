@@ -228,8 +228,10 @@ class UsageAgreementsAgent:
         params_hash: bytes,
         privacy_loss: int,
         deadline: int,
-        signature: bytes,
+        signature: bytes | dict[str, Any],
     ) -> ChainTransaction:
+        """``signature``: the consumer's own, or ``outbox.signature_by`` for a custodial wallet
+        (the chain signer signs it when it sends the write)."""
         args = [
             agreement_id,
             _hex(job_id),
@@ -238,7 +240,7 @@ class UsageAgreementsAgent:
             _hex(params_hash),
             privacy_loss,
             deadline,
-            _hex(signature),
+            _hex(signature) if isinstance(signature, bytes) else signature,
         ]
         return outbox.write_enqueue(
             kind="usage_record", contract=self.name, function="recordUsage", args=args, idempotency_key=key

@@ -37,6 +37,14 @@ USAGE_TYPES = {
 ACTION_REGISTER, ACTION_UPDATE, ACTION_RETIRE = 0, 1, 2
 
 
+def signable_of(typed_data: dict[str, Any]) -> SignableMessage:
+    return encode_typed_data(typed_data["domain"], typed_data["types"], typed_data["message"])
+
+
+def sign_typed_data(*, key: bytes, typed_data: dict[str, Any]) -> bytes:
+    return bytes(Account.sign_message(signable_of(typed_data), private_key=key).signature)
+
+
 def _domain(name: str, chain_id: int, contract: str) -> dict[str, Any]:
     return {"name": name, "version": "1", "chainId": chain_id, "verifyingContract": contract}
 
@@ -82,18 +90,24 @@ class Usage:
     nonce: int
     deadline: int
 
-    def signable(self) -> SignableMessage:
+    def typed_data(self) -> dict[str, Any]:
+        """The EIP-712 document, JSON-able (bytes as 0x hex): what a signer signs, and what the
+        outbox keeps when the chain signer is to sign it for a custodial wallet."""
         message = {
             "agreementId": self.agreement_id,
-            "jobId": self.job_id,
-            "purpose": self.purpose,
-            "operation": self.operation,
-            "paramsHash": self.params_hash,
+            "jobId": "0x" + self.job_id.hex(),
+            "purpose": "0x" + self.purpose.hex(),
+            "operation": "0x" + self.operation.hex(),
+            "paramsHash": "0x" + self.params_hash.hex(),
             "privacyLoss": self.privacy_loss,
             "nonce": self.nonce,
             "deadline": self.deadline,
         }
-        return encode_typed_data(_domain("Redlake UsageAgreements", self.chain_id, self.contract), USAGE_TYPES, message)
+        domain = _domain("Redlake UsageAgreements", self.chain_id, self.contract)
+        return {"domain": domain, "types": USAGE_TYPES, "message": message}
+
+    def signable(self) -> SignableMessage:
+        return signable_of(self.typed_data())
 
 
 def recover_usage_signer(*, signature: bytes, usage: Usage) -> str:

@@ -5,6 +5,8 @@ hash saved), then broadcast, then confirm. Every step is idempotent and keyed:
 - a retry after a crash rebroadcasts the saved bytes (same hash) or finds them mined; it never
   signs again, so nothing is sent twice;
 - a write that would revert fails before it takes a nonce, with the custom error decoded;
+- a user's relayed signature is made by the chain signer, when it signs the write (``signature_by``):
+  no other tier unseals a custodial wallet's key;
 - a write ends CONFIRMED or FAILED, and ``write_follow`` tells its caller which exactly once per
   call, so each flow that waits on a write reads as "on confirmed, on failed".
 """
@@ -26,7 +28,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
 from dataspace import tasking
-from dataspace.chain import gateway
+from dataspace.chain import eip712, gateway
 from dataspace.chain.models import ChainTransaction, SenderNonce
 from dataspace.errors import DomainError, ErrorCode
 
@@ -106,8 +108,27 @@ def write_pending(*, tx_id: int) -> bool:
     return write_progress(tx_id=tx_id).status in {Status.SIGNED, Status.SENT}
 
 
+SIGN_MARKER = "$eip712"
+
+
+def signature_by(*, signer: str, typed_data: dict[str, Any]) -> dict[str, Any]:
+    """An argument the chain signer fills in when it signs the write: ``signer``'s EIP-712
+    signature of ``typed_data``. Custodial wallets' keys live with the chain signer only, so a
+    service that needs a user's relayed signature (a usage, a dataset change) queues this in its
+    place instead of unsealing the key itself."""
+    return {SIGN_MARKER: {"signer": signer, "typed_data": typed_data}}
+
+
+def _resolved(arg: Any) -> Any:
+    if isinstance(arg, dict) and set(arg) == {SIGN_MARKER}:
+        request = arg[SIGN_MARKER]
+        signer = _signer(request["signer"])
+        return "0x" + eip712.sign_typed_data(key=bytes(signer.key), typed_data=request["typed_data"]).hex()
+    return arg
+
+
 def _call(tx: ChainTransaction) -> Any:
-    return gateway.contract(tx.contract).functions[tx.function](*tx.args)
+    return gateway.contract(tx.contract).functions[tx.function](*(_resolved(arg) for arg in tx.args))
 
 
 def _fail(tx: ChainTransaction, reason: str) -> None:

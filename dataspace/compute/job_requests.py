@@ -26,9 +26,8 @@ from django.utils import timezone
 from dataspace import tasking
 from dataspace.accounts.models import User, Wallet
 from dataspace.accounts.selectors import wallet_get
-from dataspace.accounts.services import wallet_private_key
 from dataspace.canonical import canonical_json
-from dataspace.chain import agents, eip712, encoding, gateway
+from dataspace.chain import agents, eip712, encoding, gateway, outbox
 from dataspace.chain.encoding import job_chain_id, label_hash
 from dataspace.compute import jobs, selectors
 from dataspace.compute.he.operations import OperationRejected, get_operation
@@ -170,10 +169,11 @@ def _usage_nonce(wallet: Wallet, agreement: Agreement, request: JobRequest) -> t
     return request.nonce, request.deadline
 
 
-def _usage_signature(wallet: Wallet, request: JobRequest, usage: eip712.Usage) -> bytes:
-    """The platform's signature for a custodial consumer, or the consumer's own, checked."""
+def _usage_signature(wallet: Wallet, request: JobRequest, usage: eip712.Usage) -> bytes | dict[str, Any]:
+    """The consumer's own signature, checked; or, for a custodial wallet, the request that the
+    chain signer signs the usage when it sends it (this tier never holds the wallet's key)."""
     if request.signature is None:
-        return eip712.sign_usage(key=wallet_private_key(wallet=wallet), usage=usage)
+        return outbox.signature_by(signer=wallet.address, typed_data=usage.typed_data())
     try:
         signature = bytes.fromhex(request.signature.removeprefix("0x"))
         signer = eip712.recover_usage_signer(signature=signature, usage=usage)
@@ -232,7 +232,8 @@ def _create(
         nonce=nonce,
         chain_job_id="0x" + job_id.hex(),
         deadline=deadline,
-        signature="0x" + signature.hex(),
+        # The consumer's signature; a custodial one is made by the chain signer (in the outbox).
+        signature="0x" + signature.hex() if isinstance(signature, bytes) else "",
         signed_by_platform=request.signature is None,
     )
     job.record_tx = agent.record_usage(
