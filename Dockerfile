@@ -8,6 +8,8 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY manage.py ./
 COPY dataspace ./dataspace
+# the attestation verifiers the key custodian calls
+COPY enclaves ./enclaves
 RUN SECRET_KEY=build-only python manage.py collectstatic --no-input -v 0
 USER redlake
 EXPOSE 8000
