@@ -51,8 +51,11 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @param consumerLimit Most privacy loss (nano-rho) one consumer may spend on the dataset
     ///        through this offer's agreements; the platform enforces it off chain, the chain keeps
     ///        it. Zero only on a non-personal dataset.
+    /// @param maxCpuMillis Most CPU-milliseconds of metered compute one call may be charged for;
+    ///        zero for an offer without metering.
     /// @param datasetId The dataset offered.
     /// @param policyHash Hash of the ODRL policy document the platform evaluates off chain.
+    /// @param computeRate Price of one CPU-second of metered compute (zero when unmetered).
     struct Offer {
         address provider;
         uint32 maxCalls;
@@ -60,8 +63,20 @@ interface IUsageAgreements is IRedlakeErrors {
         bool active;
         uint96 pricePerCall;
         uint64 consumerLimit;
+        uint32 maxCpuMillis;
         bytes32 datasetId;
         bytes32 policyHash;
+        uint96 computeRate;
+    }
+
+    /// @notice What a metered job used, as the enclave's launcher measured it (cgroup accounting).
+    /// @param cpuMillis CPU time, in milliseconds; the charge is computed from it.
+    /// @param peakMemoryBytes Peak memory, recorded for auditors (not charged).
+    /// @param bytesRead Bytes of input read, recorded for auditors (not charged).
+    struct Metering {
+        uint64 cpuMillis;
+        uint64 peakMemoryBytes;
+        uint64 bytesRead;
     }
 
     /// @notice An agreement as an off-chain reader wants it, with escrow and pending computed.
@@ -72,11 +87,14 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @param callsUsed Calls recorded and not refunded (settled or pending).
     /// @param callsSettled Calls settled: their price went to the provider.
     /// @param callsReclaimed Unused calls whose price went back to the consumer after expiry.
-    /// @param pricePerCall Price of one call, fixed at acceptance.
+    /// @param pricePerCall Most one call may cost, fixed at acceptance: the offer's price plus,
+    ///        on a metered offer, the charge for its maxCpuMillis. A metered call's unused part
+    ///        goes back to the consumer at settlement.
     /// @param escrow (callsBought - callsUsed - callsReclaimed) * pricePerCall.
     /// @param pending (callsUsed - callsSettled) * pricePerCall: recorded, not yet settled.
     /// @param expiry Timestamp from which no use is recorded and escrow may be reclaimed.
     /// @param suspended True while the provider has suspended it.
+    /// @param metered True if its offer is metered: its jobs settle only through settleMetered.
     struct Agreement {
         address consumer;
         address provider;
@@ -90,6 +108,7 @@ interface IUsageAgreements is IRedlakeErrors {
         uint256 pending;
         uint64 expiry;
         bool suspended;
+        bool metered;
     }
 
     // ------------------------------------------------------------------------------ events
@@ -117,6 +136,12 @@ interface IUsageAgreements is IRedlakeErrors {
         uint64 duration,
         uint64 consumerLimit
     );
+
+    /// @notice Emitted after OfferPublished when the offer is metered.
+    /// @param offerId The offer.
+    /// @param computeRate Price of one CPU-second.
+    /// @param maxCpuMillis Most CPU-milliseconds one call may be charged for.
+    event OfferMetered(uint256 indexed offerId, uint96 computeRate, uint32 maxCpuMillis);
 
     /// @notice Emitted when a provider revokes an offer.
     /// @param offerId The offer.
@@ -167,6 +192,24 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @param attestationHash Hash of the attestation of the computation that produced it.
     event JobSettled(bytes32 indexed jobId, uint256 indexed agreementId, bytes32 resultHash, bytes32 attestationHash);
 
+    /// @notice Emitted with JobSettled by `settleMetered`: what the job used and what it cost.
+    /// @param jobId The job.
+    /// @param agreementId Its agreement.
+    /// @param cpuMillis CPU time used (milliseconds).
+    /// @param peakMemoryBytes Peak memory used.
+    /// @param bytesRead Input bytes read.
+    /// @param charged Paid to the provider: the price per call plus the compute charge.
+    /// @param returned Credited back to the consumer: the call's maximum less `charged`.
+    event ComputeMetered(
+        bytes32 indexed jobId,
+        uint256 indexed agreementId,
+        uint64 cpuMillis,
+        uint64 peakMemoryBytes,
+        uint64 bytesRead,
+        uint256 charged,
+        uint256 returned
+    );
+
     /// @notice Emitted when a batch of jobs is settled under one Merkle root of their receipts.
     /// @param batchId The new batch.
     /// @param root Merkle root over the jobs' receipt leaves.
@@ -216,6 +259,21 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @param purposes How many purposes were given.
     /// @param operations How many operations were given.
     error InvalidOfferTerms(uint32 maxCalls, uint64 duration, uint256 purposes, uint256 operations);
+
+    /// @notice Raised by publishOffer when metering terms are unusable: a compute rate without
+    ///         a CPU maximum, or a maximum charge per call (price plus compute) over 2^96 - 1.
+    /// @param computeRate The rate given.
+    /// @param maxCpuMillis The maximum given.
+    error InvalidMetering(uint96 computeRate, uint32 maxCpuMillis);
+
+    /// @notice Raised by settle and settleBatch for a job of a metered agreement, whose charge
+    ///         depends on what it used: settle it with settleMetered.
+    /// @param jobId The job.
+    error MeteringRequired(bytes32 jobId);
+
+    /// @notice Raised by settleMetered for a job of an agreement that is not metered.
+    /// @param jobId The job.
+    error NotMetered(bytes32 jobId);
 
     /// @notice Raised when an offer id was never published.
     /// @param offerId The offer.
@@ -365,6 +423,10 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @param consumerLimit Most privacy loss (nano-rho) one consumer may spend on the dataset
     ///        through this offer's agreements, enforced off chain by the platform and kept here for
     ///        auditors; greater than 0 unless the dataset is declared non-personal.
+    /// @param computeRate Price of one CPU-second of metered compute (0 with maxCpuMillis 0).
+    /// @param maxCpuMillis Most CPU-milliseconds one call may be charged for; non-zero makes the
+    ///        offer metered (its jobs settle through settleMetered). Each call's escrow is its
+    ///        price plus computeRate * maxCpuMillis / 1000.
     /// @return offerId The new offer's id (from 1).
     function publishOffer(
         bytes32 datasetId,
@@ -374,7 +436,9 @@ interface IUsageAgreements is IRedlakeErrors {
         uint32 maxCalls,
         uint96 pricePerCall,
         uint64 duration,
-        uint64 consumerLimit
+        uint64 consumerLimit,
+        uint96 computeRate,
+        uint32 maxCpuMillis
     ) external returns (uint256 offerId);
 
     /// @notice Revokes (retires) an offer: no new agreements; existing ones run to their end.
@@ -454,10 +518,21 @@ interface IUsageAgreements is IRedlakeErrors {
 
     /// @notice Settles one recorded job: its price goes to the provider's withdrawable balance and
     ///         the hashes of its result and of the enclave's attestation go on chain (in the event).
-    /// @param jobId A recorded job, neither settled nor refunded.
+    /// @param jobId A recorded job of an unmetered agreement, neither settled nor refunded.
     /// @param resultHash Hash of the result released to the consumer.
     /// @param attestationHash Hash of the attestation of the computation that produced it.
     function settle(bytes32 jobId, bytes32 resultHash, bytes32 attestationHash) external;
+
+    /// @notice Settles one recorded job of a metered agreement: the provider is paid the offer's
+    ///         price plus computeRate * min(cpuMillis, maxCpuMillis) / 1000 (rounded down), the
+    ///         rest of the call's maximum is credited to the consumer's withdrawable balance, and
+    ///         what the job used goes on chain (ComputeMetered).
+    /// @param jobId A recorded job of a metered agreement, neither settled nor refunded.
+    /// @param resultHash Hash of the result released to the consumer.
+    /// @param attestationHash Hash of the attestation (which commits to the same metering).
+    /// @param metering What the job used.
+    function settleMetered(bytes32 jobId, bytes32 resultHash, bytes32 attestationHash, Metering calldata metering)
+        external;
 
     /// @notice Settles many recorded jobs at once and stores the Merkle root of their receipts, so
     ///         an auditor can prove each receipt with verifyReceipt. The receipt leaf of a job is
@@ -466,7 +541,8 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @dev Cheapest when jobs are ordered by agreement and nonce: each run of jobs sharing a
     ///      storage word or an agreement is written once. Any order is correct.
     /// @param root Merkle root over the receipt leaves of exactly these jobs (not zero).
-    /// @param jobIds Recorded jobs, each neither settled nor refunded, none twice.
+    /// @param jobIds Recorded jobs of unmetered agreements, each neither settled nor refunded,
+    ///        none twice.
     /// @return batchId The batch's id (from 1), for verifyReceipt and batchRoot.
     function settleBatch(bytes32 root, bytes32[] calldata jobIds) external returns (uint256 batchId);
 
@@ -479,7 +555,8 @@ interface IUsageAgreements is IRedlakeErrors {
 
     // ------------------------------------------------------------------------------- money
 
-    /// @notice Pays the caller's settled earnings out (pull payment).
+    /// @notice Pays the caller's withdrawable balance out (pull payment): a provider's settled
+    ///         earnings, a consumer's unused part of metered calls.
     /// @return amount The amount transferred.
     function withdraw() external returns (uint256 amount);
 
@@ -557,8 +634,9 @@ interface IUsageAgreements is IRedlakeErrors {
     /// @return True if recordUsage accepts the operation under the offer.
     function operationAllowed(uint256 offerId, bytes32 operation) external view returns (bool);
 
-    /// @notice Settled earnings a provider may withdraw.
-    /// @param provider The provider.
+    /// @notice What an account may withdraw: a provider's settled earnings, a consumer's unused
+    ///         part of metered calls.
+    /// @param provider The account.
     /// @return The amount.
     function withdrawable(address provider) external view returns (uint256);
 

@@ -23,7 +23,10 @@ import {JobCells} from "./JobCells.sol";
 ///        paid to the provider's withdrawable balance = callsSettled * price
 ///        returned to the consumer = callsReclaimed * price
 ///      so `escrow + pending + withdrawable + totalPaidOut == totalDeposited` holds by construction,
-///      and recording, settling and refunding write counters, never amounts.
+///      and recording, settling and refunding write counters, never amounts. A metered offer's
+///      "price" here is a call's maximum (price plus the charge for maxCpuMillis): settleMetered
+///      splits one call's maximum between the provider's and the consumer's withdrawable
+///      balances, so the sum still holds.
 ///
 ///      Jobs. A job id is `(agreementId << 128) | nonce`: the nonce is the consumer's, scoped to
 ///      the agreement (which has exactly one consumer) and unordered (any unused one is valid, so
@@ -37,13 +40,15 @@ import {JobCells} from "./JobCells.sol";
 contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, ReentrancyGuard, EIP712 {
     using SafeERC20 for IERC20;
 
-    /// @dev Storage layout: slot 0 holds every counter recordUsage reads and writes; slot 1 what
-    ///      it only reads; slot 2 what settling needs (who is paid, how much).
+    /// @dev Storage layout: slot 0 holds every counter recordUsage reads and writes (and the
+    ///      metered flag settling checks beside callsSettled); slot 1 what recordUsage only reads;
+    ///      slot 2 what settling needs (who is paid, how much).
     struct AgreementState {
         uint32 callsBought;
         uint32 callsUsed;
         uint32 callsSettled;
         uint32 callsReclaimed;
+        bool metered;
         address consumer;
         uint40 expiry;
         bool suspended;
@@ -130,7 +135,9 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         uint32 maxCalls,
         uint96 pricePerCall,
         uint64 duration,
-        uint64 consumerLimit
+        uint64 consumerLimit,
+        uint96 computeRate,
+        uint32 maxCpuMillis
     ) external whenNotPaused returns (uint256 offerId) {
         IDatasetRegistry.Dataset memory dataset = registry.getDataset(datasetId);
         if (!dataset.active) revert DatasetInactive(datasetId);
@@ -140,6 +147,9 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         }
         DatasetPrivacy storage privacy = _privacy[datasetId];
         if (consumerLimit == 0 && !privacy.nonPersonal) revert ConsumerLimitRequired(datasetId);
+        if (maxCpuMillis == 0 ? computeRate != 0 : _callMaximum(pricePerCall, computeRate, maxCpuMillis) > type(uint96).max) {
+            revert InvalidMetering(computeRate, maxCpuMillis);
+        }
         if (!privacy.hasOffers) privacy.hasOffers = true;
         offerId = ++offerCount;
         _offers[offerId] = Offer({
@@ -149,8 +159,10 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
             active: true,
             pricePerCall: pricePerCall,
             consumerLimit: consumerLimit,
+            maxCpuMillis: maxCpuMillis,
             datasetId: datasetId,
-            policyHash: policyHash
+            policyHash: policyHash,
+            computeRate: computeRate
         });
         for (uint256 i; i < purposes.length; ++i) {
             purposeAllowed[offerId][purposes[i]] = true;
@@ -161,6 +173,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         emit OfferPublished(
             offerId, datasetId, msg.sender, policyHash, purposes, operations, maxCalls, pricePerCall, duration, consumerLimit
         );
+        if (maxCpuMillis != 0) emit OfferMetered(offerId, computeRate, maxCpuMillis);
     }
 
     /// @inheritdoc IUsageAgreements
@@ -203,7 +216,9 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         uint32 maxCalls = offer.maxCalls;
         if (calls == 0 || calls > maxCalls) revert CallsOutOfRange(offerId, calls, maxCalls);
         if (!registry.getDataset(offer.datasetId).active) revert DatasetInactive(offer.datasetId);
-        uint96 price = offer.pricePerCall;
+        uint32 maxCpuMillis = offer.maxCpuMillis;
+        // Checked at publication to fit in 96 bits.
+        uint96 price = uint96(_callMaximum(offer.pricePerCall, offer.computeRate, maxCpuMillis));
         uint256 amount = uint256(price) * calls;
         uint64 expiry = uint64(block.timestamp) + offer.duration;
         agreementId = ++agreementCount;
@@ -212,6 +227,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
             callsUsed: 0,
             callsSettled: 0,
             callsReclaimed: 0,
+            metered: maxCpuMillis != 0,
             consumer: msg.sender,
             expiry: uint40(expiry),
             suspended: false,
@@ -270,9 +286,33 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
         _closeJob(jobId, JobCells.SETTLED);
         uint256 agreementId = uint256(jobId) >> 128;
         AgreementState storage agreement = _agreements[agreementId];
+        if (agreement.metered) revert MeteringRequired(jobId);
         agreement.callsSettled += 1;
         withdrawable[agreement.provider] += agreement.pricePerCall;
         emit JobSettled(jobId, agreementId, resultHash, attestationHash);
+    }
+
+    /// @inheritdoc IUsageAgreements
+    function settleMetered(bytes32 jobId, bytes32 resultHash, bytes32 attestationHash, Metering calldata metering)
+        external
+        onlyRole(OPERATOR_ROLE)
+        whenNotPaused
+    {
+        _closeJob(jobId, JobCells.SETTLED);
+        uint256 agreementId = uint256(jobId) >> 128;
+        AgreementState storage agreement = _agreements[agreementId];
+        if (!agreement.metered) revert NotMetered(jobId);
+        agreement.callsSettled += 1;
+        Offer storage offer = _offers[agreement.offerId];
+        uint32 maxCpuMillis = offer.maxCpuMillis;
+        uint64 cpuMillis = metering.cpuMillis;
+        uint256 charged =
+            _callMaximum(offer.pricePerCall, offer.computeRate, cpuMillis < maxCpuMillis ? uint32(cpuMillis) : maxCpuMillis);
+        uint256 returned = agreement.pricePerCall - charged;
+        withdrawable[agreement.provider] += charged;
+        if (returned != 0) withdrawable[agreement.consumer] += returned;
+        emit JobSettled(jobId, agreementId, resultHash, attestationHash);
+        emit ComputeMetered(jobId, agreementId, cpuMillis, metering.peakMemoryBytes, metering.bytesRead, charged, returned);
     }
 
     /// @inheritdoc IUsageAgreements
@@ -362,7 +402,8 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
             escrow: uint256(a.pricePerCall) * (a.callsBought - a.callsUsed - a.callsReclaimed),
             pending: uint256(a.pricePerCall) * (a.callsUsed - a.callsSettled),
             expiry: a.expiry,
-            suspended: a.suspended
+            suspended: a.suspended,
+            metered: a.metered
         });
     }
 
@@ -420,6 +461,12 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
     }
 
     // ---------------------------------------------------------------------------- internal
+
+    /// @dev A call's price plus the charge for `cpuMillis` at `computeRate` per CPU-second, in 256
+    ///      bits (rounded down, in the consumer's favour).
+    function _callMaximum(uint96 pricePerCall, uint96 computeRate, uint32 cpuMillis) private pure returns (uint256) {
+        return uint256(pricePerCall) + uint256(computeRate) * cpuMillis / 1000;
+    }
 
     function _offer(uint256 offerId) private view returns (Offer storage offer) {
         offer = _offers[offerId];
@@ -524,6 +571,7 @@ contract UsageAgreements is IUsageAgreements, AccessControl, Pausable, Reentranc
                 if (uint256(jobId) >> 128 != agreementId) {
                     if (runCalls != 0) (payee, payeeAmount) = _settleRun(agreementId, runCalls, payee, payeeAmount);
                     agreementId = uint256(jobId) >> 128;
+                    if (_agreements[agreementId].metered) revert MeteringRequired(jobId);
                     runCalls = 0;
                 }
             }

@@ -70,7 +70,7 @@ abstract contract Fixture is Test {
 
     function _publish(address who, bytes32 datasetId) internal returns (uint256) {
         vm.prank(who);
-        return usage.publishOffer(datasetId, POLICY, _one(RESEARCH), _one(MEAN), MAX_CALLS, PRICE, DURATION, CONSUMER_LIMIT);
+        return usage.publishOffer(datasetId, POLICY, _one(RESEARCH), _one(MEAN), MAX_CALLS, PRICE, DURATION, CONSUMER_LIMIT, 0, 0);
     }
 
     function _accept(uint32 calls) internal returns (uint256 agreementId) {

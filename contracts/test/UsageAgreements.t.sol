@@ -74,19 +74,19 @@ contract UsageAgreementsTest is Fixture {
         vm.expectEmit(address(usage));
         emit IUsageAgreements.OfferPublished(2, DATASET, provider, POLICY, purposes, _one(MEAN), 7, 3, 1 days, 5e6);
         vm.prank(provider);
-        assertEq(usage.publishOffer(DATASET, POLICY, purposes, _one(MEAN), 7, 3, 1 days, 5e6), 2);
+        assertEq(usage.publishOffer(DATASET, POLICY, purposes, _one(MEAN), 7, 3, 1 days, 5e6, 0, 0), 2);
         assertTrue(usage.purposeAllowed(2, MARKETING));
     }
 
     function test_publishOffer_revertsForNonProvider() public {
         vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.NotDatasetProvider.selector, DATASET, address(this)));
-        usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 1);
+        usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 1, 0, 0);
     }
 
     function test_publishOffer_revertsForUnknownDataset() public {
         vm.prank(provider);
         vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.DatasetInactive.selector, OTHER_DATASET));
-        usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 1);
+        usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 1, 0, 0);
     }
 
     function test_publishOffer_revertsForRetiredDataset() public {
@@ -94,7 +94,7 @@ contract UsageAgreementsTest is Fixture {
         registry.retire(DATASET);
         vm.prank(provider);
         vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.DatasetInactive.selector, DATASET));
-        usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 1);
+        usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 1, 0, 0);
     }
 
     function test_publishOffer_revertsOnInvalidTerms() public {
@@ -103,15 +103,15 @@ contract UsageAgreementsTest is Fixture {
         uint64 tooLong = usage.MAX_DURATION() + 1;
         vm.startPrank(provider);
         vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.InvalidOfferTerms.selector, 0, 1, 1, 1));
-        usage.publishOffer(DATASET, POLICY, one, one, 0, 1, 1, 1);
+        usage.publishOffer(DATASET, POLICY, one, one, 0, 1, 1, 1, 0, 0);
         vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.InvalidOfferTerms.selector, 1, 0, 1, 1));
-        usage.publishOffer(DATASET, POLICY, one, one, 1, 1, 0, 1);
+        usage.publishOffer(DATASET, POLICY, one, one, 1, 1, 0, 1, 0, 0);
         vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.InvalidOfferTerms.selector, 1, tooLong, 1, 1));
-        usage.publishOffer(DATASET, POLICY, one, one, 1, 1, tooLong, 1);
+        usage.publishOffer(DATASET, POLICY, one, one, 1, 1, tooLong, 1, 0, 0);
         vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.InvalidOfferTerms.selector, 1, 1, 0, 1));
-        usage.publishOffer(DATASET, POLICY, none, one, 1, 1, 1, 1);
+        usage.publishOffer(DATASET, POLICY, none, one, 1, 1, 1, 1, 0, 0);
         vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.InvalidOfferTerms.selector, 1, 1, 1, 0));
-        usage.publishOffer(DATASET, POLICY, one, none, 1, 1, 1, 1);
+        usage.publishOffer(DATASET, POLICY, one, none, 1, 1, 1, 1, 0, 0);
         vm.stopPrank();
     }
 
@@ -119,7 +119,7 @@ contract UsageAgreementsTest is Fixture {
         _pause();
         vm.prank(provider);
         vm.expectRevert(Pausable.EnforcedPause.selector);
-        usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 1);
+        usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 1, 0, 0);
     }
 
     function test_revokeOffer_blocksNewAgreements() public {
@@ -164,7 +164,7 @@ contract UsageAgreementsTest is Fixture {
     function test_publishOffer_revertsOnZeroConsumerLimitForPersonalData() public {
         vm.prank(provider);
         vm.expectRevert(abi.encodeWithSelector(IUsageAgreements.ConsumerLimitRequired.selector, DATASET));
-        usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 0);
+        usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), 1, 1, 1, 0, 0, 0);
     }
 
     // ------------------------------------------------------------------- dataset privacy
@@ -261,7 +261,7 @@ contract UsageAgreementsTest is Fixture {
         assertTrue(nonPersonal);
         assertFalse(hasOffers);
         vm.prank(other);
-        uint256 free = usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 10, 7, DURATION, 0);
+        uint256 free = usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 10, 7, DURATION, 0, 0, 0);
         assertEq(usage.getOffer(free).consumerLimit, 0);
         (,, nonPersonal, hasOffers) = usage.getDatasetPrivacy(OTHER_DATASET);
         assertTrue(nonPersonal);
@@ -547,7 +547,7 @@ contract UsageAgreementsTest is Fixture {
         registry.register(OTHER_DATASET, keccak256("m"), keccak256("c"));
         usage.setDatasetPrivacyLimit(OTHER_DATASET, LOSS);
         uint256 otherOffer =
-            usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 10, 7, DURATION, CONSUMER_LIMIT);
+            usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 10, 7, DURATION, CONSUMER_LIMIT, 0, 0);
         vm.stopPrank();
         vm.prank(consumer);
         uint256 id = usage.acceptOffer(otherOffer, 5);
@@ -563,7 +563,7 @@ contract UsageAgreementsTest is Fixture {
         vm.startPrank(other);
         registry.register(OTHER_DATASET, keccak256("m"), keccak256("c"));
         usage.declareNonPersonal(OTHER_DATASET);
-        uint256 otherOffer = usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 10, 7, DURATION, 0);
+        uint256 otherOffer = usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 10, 7, DURATION, 0, 0, 0);
         vm.stopPrank();
         vm.prank(consumer);
         uint256 id = usage.acceptOffer(otherOffer, 5);
@@ -831,7 +831,7 @@ contract UsageAgreementsTest is Fixture {
         registry.register(OTHER_DATASET, keccak256("m"), keccak256("c"));
         usage.setDatasetPrivacyLimit(OTHER_DATASET, LIMIT);
         uint256 otherOffer =
-            usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 10, 7, DURATION, CONSUMER_LIMIT);
+            usage.publishOffer(OTHER_DATASET, POLICY, _one(RESEARCH), _one(MEAN), 10, 7, DURATION, CONSUMER_LIMIT, 0, 0);
         vm.stopPrank();
         uint256 a1 = _accept(5);
         uint256 a2 = _accept(5);
@@ -1135,7 +1135,7 @@ contract UsageAgreementsTest is Fixture {
         price = uint96(bound(price, 0, type(uint96).max / calls));
         vm.prank(provider);
         uint256 fuzzOffer =
-            usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), type(uint32).max, price, DURATION, CONSUMER_LIMIT);
+            usage.publishOffer(DATASET, POLICY, _one(RESEARCH), _one(MEAN), type(uint32).max, price, DURATION, CONSUMER_LIMIT, 0, 0);
         address buyer = makeAddr("buyer");
         uint256 amount = uint256(calls) * price;
         vm.prank(admin);

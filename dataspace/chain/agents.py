@@ -149,9 +149,12 @@ class UsageAgreementsAgent:
         price_per_call: int,
         duration_seconds: int,
         consumer_limit: int,
+        compute_rate: int = 0,
+        max_cpu_millis: int = 0,
     ) -> ChainTransaction:
         """``consumer_limit``: the most nano-rho one consumer may spend through the offer (0 only
-        on a dataset declared non-personal)."""
+        on a dataset declared non-personal). ``max_cpu_millis`` > 0 makes the offer metered:
+        each call also pays ``compute_rate`` per CPU-second it used, up to that maximum."""
         args = [
             _hex(dataset_chain_id(dataset_id)),
             _hex(policy_hash),
@@ -161,6 +164,8 @@ class UsageAgreementsAgent:
             price_per_call,
             duration_seconds,
             consumer_limit,
+            compute_rate,
+            max_cpu_millis,
         ]
         return outbox.write_enqueue(
             kind="offer_publish",
@@ -305,6 +310,7 @@ class UsageAgreementsAgent:
             "pending",
             "expiry",
             "suspended",
+            "metered",
         ]
         return dict(zip(names, found, strict=True))
 
