@@ -389,7 +389,7 @@ def test_jobs_requested_while_the_broker_is_gone_run_once_it_is_back(
 def _answers(session: requests.Session, url: str) -> bool:
     try:
         return session.get(url, timeout=5).status_code == 200
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # a worker still booting may not answer in time
         return False
 
 
