@@ -332,14 +332,38 @@ class Pkcs11Keyring(_PublicHalf):
         self._reload()
         if not self._private and create_if_missing:
             self.create_key()
-        if not self._private:
+
+    def _require_active(self) -> None:
+        # A token without a root key yet is not a startup error: `vault init-keyrings` makes one.
+        if not hasattr(self, "_public"):
+            self._reload()
+        if not hasattr(self, "_public"):
             raise ImproperlyConfigured(
-                f"HSM token {token!r} has no root key labelled {label!r}: run 'manage.py vault init-keyrings'"
+                f"HSM token {self._token_label!r} has no root key labelled {self._label!r}: "
+                "run 'manage.py vault init-keyrings'"
             )
+
+    def active_id(self) -> str:
+        self._require_active()
+        return self._active
+
+    def public_key(self) -> rsa.RSAPublicKey:
+        self._require_active()
+        return self._public
+
+    def wrap(self, data_key: bytes, *, context: bytes) -> tuple[str, bytes]:
+        self._require_active()
+        return super().wrap(data_key, context=context)
 
     def _open_session(self) -> None:
         # A forked worker must not share its parent's session.
-        self._session = self._token.open(user_pin=self._pin, rw=True)
+        from pkcs11 import exceptions as p11
+
+        try:
+            self._session = self._token.open(user_pin=self._pin, rw=True)
+        except p11.UserAlreadyLoggedIn:
+            # PKCS#11 logs in per application: another keyring on this token already did.
+            self._session = self._token.open(rw=True)
         self._pid = os.getpid()
 
     def _session_here(self) -> Any:
@@ -455,16 +479,20 @@ def pkcs11_options(spec: str) -> dict[str, str]:
 
 
 def pkcs11_pin(options: dict[str, str], spec: str) -> str:
-    if "pin-file" in options:
+    """The token's user PIN: ``pin-file=``, ``pin-env=<VAR>``, else ``REDLAKE_HSM_PIN`` or the file
+    ``REDLAKE_HSM_PIN_FILE`` names (what ``scripts/softhsm.sh`` exports)."""
+    variable = options.get("pin-env", "REDLAKE_HSM_PIN")
+    pin_file = options.get("pin-file", "")
+    if not pin_file and not os.environ.get(variable) and "pin-env" not in options:
+        pin_file = os.environ.get("REDLAKE_HSM_PIN_FILE", "")
+    if pin_file:
         try:
-            return Path(options["pin-file"]).read_text().strip()
+            return Path(pin_file).read_text().strip()
         except OSError as exc:
             raise ImproperlyConfigured(f"{spec!r}: cannot read the PIN file ({exc.strerror})") from None
-    variable = options.get("pin-env", "REDLAKE_HSM_PIN")
-    pin = os.environ.get(variable, "")
-    if not pin:
-        raise ImproperlyConfigured(f"{spec!r}: the HSM PIN is not set ({variable} is empty)")
-    return pin
+    if pin := os.environ.get(variable, ""):
+        return pin
+    raise ImproperlyConfigured(f"{spec!r}: the HSM PIN is not set ({variable} is empty)")
 
 
 def keyring_from_spec(spec: str, *, create: bool = False) -> RootKeyring:
