@@ -44,6 +44,7 @@ class ErrorCode(enum.StrEnum):
     BLOB_TAMPERED = "blob_tampered"
     KEY_TAMPERED = "key_tampered"
     KEK_UNKNOWN = "kek_unknown"
+    KEYRING_NOT_HELD = "keyring_not_held"  # ISSUE-12: this process's role may not open it
     # upload and ingest
     FILE_MISSING = "file_missing"
     UNEXPECTED_FILE = "unexpected_file"
@@ -152,6 +153,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.BLOB_TAMPERED: status.HTTP_500_INTERNAL_SERVER_ERROR,
     ErrorCode.KEY_TAMPERED: status.HTTP_500_INTERNAL_SERVER_ERROR,
     ErrorCode.KEK_UNKNOWN: status.HTTP_500_INTERNAL_SERVER_ERROR,
+    ErrorCode.KEYRING_NOT_HELD: status.HTTP_500_INTERNAL_SERVER_ERROR,  # ISSUE-12
 }
 
 

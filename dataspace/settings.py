@@ -126,10 +126,15 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
-# Vault: where the key-encryption key comes from. "file:<dir>" keeps a keyring of 0600 key files
-# (created on first use); "env:<VAR>" reads a base64 32-byte key from the environment, with
-# retired keys in <VAR>_PREVIOUS (comma-separated) so rotation can re-wrap them.
-VAULT_KEK = env.str("VAULT_KEK", default=f"file:{VAR_DIR / 'keys'}")
+# ISSUE-12: the process's role and the keyrings it holds (dataspace/roles.py, README "Keys").
+# REDLAKE_KEYRING_<NAME> (DATA, CKKS, WALLET, RECEIPT) gives a keyring's private half:
+# "file:<dir>", "env:<VAR>" or "pkcs11:token=<label>;label=<key label>[;module=..][;pin-env=..]";
+# REDLAKE_KEYRING_<NAME>_PUBLIC its public half alone (a PEM file or "env:<VAR>"), enough to seal.
+# VAULT_KEK is the development shorthand for all four ("file:<dir>" -> <dir>/<keyring>); the
+# dev role defaults to it under var/, every other role holds only what it is given. A role
+# given a keyring outside roles.ALLOWED_KEYRINGS refuses to start.
+REDLAKE_ROLE = env.str("REDLAKE_ROLE", default="dev")
+VAULT_KEK = env.str("VAULT_KEK", default=f"file:{VAR_DIR / 'keys'}" if REDLAKE_ROLE == "dev" else "")
 VAULT_CHUNK_SIZE = env.int("VAULT_CHUNK_SIZE", default=1024 * 1024)
 
 # Uploads stream into the vault as they arrive; nothing plaintext is spooled to disk.
@@ -250,6 +255,8 @@ CONTRACTS_OUT_DIR = Path(env.str("CONTRACTS_OUT_DIR", default=str(BASE_DIR / "co
 # re-sent. CUSTODIAN_KEY signs release receipts (hex private key); empty: a key file in VAR_DIR.
 JOB_SWEEP_AFTER = env.int("JOB_SWEEP_AFTER", default=60)
 CUSTODIAN_KEY = env.str("CUSTODIAN_KEY", default="")
+# ISSUE-12: with no CUSTODIAN_KEY, the receipt key lives sealed to the receipt keyring here.
+RECEIPT_KEY_FILE = Path(env.str("RECEIPT_KEY_FILE", default=str(VAR_DIR / "receipt-key.sealed")))
 
 # Differential privacy (docs/privacy.md). Every personal dataset allows at most its provider's
 # declared epsilon in all (default below), accounted in zCDP and converted to (epsilon, delta) at
@@ -284,3 +291,15 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# ISSUE-12: the keyrings this process holds, refused at startup where its role may not hold them.
+from dataspace import roles as _roles  # noqa: E402
+
+REDLAKE_KEYRINGS = {k.value: env.str(f"REDLAKE_KEYRING_{k.name}", default="") for k in _roles.Keyring}
+REDLAKE_KEYRINGS_PUBLIC = {k.value: env.str(f"REDLAKE_KEYRING_{k.name}_PUBLIC", default="") for k in _roles.Keyring}
+_held = {
+    k: setting for k, (_, setting) in _roles.held_keyring_specs(explicit=REDLAKE_KEYRINGS, vault_kek=VAULT_KEK).items()
+}
+if CUSTODIAN_KEY:
+    _held.setdefault(_roles.Keyring.RECEIPT, "CUSTODIAN_KEY")
+_roles.refuse_foreign_keyrings(role=REDLAKE_ROLE, held=_held)

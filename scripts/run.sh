@@ -10,6 +10,13 @@ export REDLAKE_PORT="${REDLAKE_PORT:-8000}"
 export CHAIN_PORT="${CHAIN_PORT:-8545}"
 export CHAIN_RPC_URL="${CHAIN_RPC_URL:-http://127.0.0.1:${CHAIN_PORT}}"
 mkdir -p var
+# ISSUE-12: a SoftHSM2 token under var/softhsm; the keyrings stay file keyrings under var/keys
+# unless REDLAKE_KEYRING_<NAME>=pkcs11:token=redlake;label=redlake-<name> selects it (README, Keys).
+if ! command -v softhsm2-util >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get install -y -qq --no-install-recommends softhsm2 >/dev/null 2>&1 || true
+fi
+eval "$(bash scripts/softhsm.sh var)"
+if env | grep -q '^REDLAKE_KEYRING_[A-Z]*=pkcs11:'; then python manage.py vault init-keyrings; fi
 
 # anvil answers at once; its chain survives restarts through the state file (written on exit).
 node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil --host 127.0.0.1 --port "$CHAIN_PORT" --chain-id 31337 \

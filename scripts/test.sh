@@ -48,6 +48,7 @@ apt_ensure() {
 }
 apt_ensure docker-compose docker-compose
 apt_ensure chromium chromium
+apt_ensure softhsm2-util softhsm2  # ISSUE-12: the PKCS#11 keyrings' tests run against SoftHSM2
 
 echo "== docker-compose.yml"
 if command -v docker-compose >/dev/null 2>&1; then
@@ -60,6 +61,8 @@ fi
 
 mkdir -p var/test
 export REDLAKE_VAR_DIR="$PWD/var/test"
+# ISSUE-12: a SoftHSM2 token under var/test/softhsm for the PKCS#11 keyring tests.
+eval "$(bash scripts/softhsm.sh var/test)"
 if ensure_postgres && ensure_redis; then
   echo "== pytest on PostgreSQL and Redis"
   DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/redlake}" \

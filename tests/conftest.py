@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,21 @@ def fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+_TEMPLATE_KEYRINGS: list[Path] = []
+
+
+def _template_keyrings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not _TEMPLATE_KEYRINGS:
+        from dataspace.roles import Keyring
+        from dataspace.vault.keyrings import FileKeyring
+
+        directory = tmp_path_factory.mktemp("keyrings-template")
+        for name in Keyring:
+            FileKeyring(directory / name.value)
+        _TEMPLATE_KEYRINGS.append(directory)
+    return _TEMPLATE_KEYRINGS[0]
+
+
 @pytest.fixture(autouse=True)
 def isolated_vault(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Unit tests get their own blob directory and keyring. Integration tests share the
@@ -54,6 +70,8 @@ def isolated_vault(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     from django.test import override_settings
 
     base = tmp_path_factory.mktemp("vault")
+    # ISSUE-12: RSA-3072 root keys take a while to generate; each test gets a copy of one set.
+    shutil.copytree(_template_keyrings(tmp_path_factory), base / "keys")
     storages = {
         **settings.STORAGES,
         "default": {**settings.STORAGES["default"], "OPTIONS": {"location": str(base / "blobs")}},

@@ -1,5 +1,5 @@
 """Where a dataset's CKKS keys live. Public contexts are plain blobs any HE worker loads; secret
-contexts are sealed by the vault (a data key wrapped by the KEK) and opened only by the custodian
+contexts are sealed by the vault (a data key wrapped to the CKKS keyring) and opened only by the custodian
 (``custody.py``), the single code path that unwraps a CKKS secret key."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def keys_save(*, store: EncryptedStore, keys: KeyPair) -> HEKey:
     with blobs.open_for_write(public_blob) as sink:
         sink.write(keys.public_context)
     secret_blob = f"{store.blob_prefix}/secret-{keys.level}.ctx.sealed"
-    new_key = vault.data_key_generate()
+    new_key = vault.data_key_generate(keyring=vault.KeyringName.CKKS)  # ISSUE-12: the CKKS root
     with vault.BlobSealer(key=new_key.plaintext, blob_name=secret_blob) as sealer:
         sealer.write(keys.secret_context)
     return HEKey.objects.create(

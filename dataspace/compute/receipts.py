@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import time
 from functools import cache
 from pathlib import Path
@@ -23,6 +22,7 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from dataspace.canonical import canonical_json
+from dataspace.vault import services as vault
 
 
 def result_commitment(result: Any, salt: bytes) -> bytes:
@@ -35,26 +35,34 @@ def _custodian_account(spec: str) -> LocalAccount:
     if spec:
         account: LocalAccount = Account.from_key(spec)
         return account
-    # Development default: a key file created once, readable only by this user.
-    path = settings.VAR_DIR / "custodian.key"
-    with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(Account.create().key.hex())
-    account = Account.from_key(_wait_for_content(path))
+    # ISSUE-12: the receipt key is kept sealed to the receipt keyring (created once; a race
+    # between two processes keeps the first file). A development key file from before the
+    # hierarchy is sealed as it was, so the custodian's address does not change.
+    path = Path(settings.RECEIPT_KEY_FILE)
+    if not path.exists():
+        legacy = settings.VAR_DIR / "custodian.key"
+        key = bytes.fromhex(legacy.read_text().strip().removeprefix("0x")) if legacy.exists() else None
+        written = vault.sealed_file_write(
+            path=path, plaintext=key or bytes(Account.create().key), keyring=vault.KeyringName.RECEIPT
+        )
+        if written and legacy.exists():
+            legacy.unlink()
+    account = Account.from_key(_read_sealed(path))
     return account
 
 
-def _wait_for_content(path: Path) -> str:
+def _read_sealed(path: Path) -> bytes:
     for _ in range(100):
-        if text := path.read_text().strip():
-            return text
-        time.sleep(0.01)  # created by another process a moment ago, not yet written
+        with contextlib.suppress(ValueError):  # created by another process a moment ago, not yet written
+            if path.stat().st_size:
+                return vault.sealed_file_read(path=path, keyring=vault.KeyringName.RECEIPT)
+        time.sleep(0.01)
     raise RuntimeError(f"{path} is empty")
 
 
 def custodian() -> LocalAccount:
-    """The account whose key signs every receipt (``CUSTODIAN_KEY``, or a development key file)."""
+    """The account whose key signs every receipt (``CUSTODIAN_KEY``, or the key sealed to the
+    receipt keyring in ``RECEIPT_KEY_FILE``)."""
     return _custodian_account(settings.CUSTODIAN_KEY)
 
 

@@ -1,4 +1,5 @@
-"""Data keys under the KEK: wrapping, tamper detection, rotation without re-encryption."""
+"""Data keys under their keyring's root key: wrapping, tamper detection, rotation without
+re-encryption, and keys wrapped by the single KEK of before the hierarchy."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import base64
 import io
 import os
 import stat
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from dataspace.errors import ErrorCode
+from dataspace.vault import kek, keyrings
 from dataspace.vault import services as vault
 from dataspace.vault.models import DataKey
 
@@ -33,10 +36,10 @@ def read_blob(data_key: DataKey, name: str) -> bytes:
 
 def test_keyring_file_is_private(isolated_vault: Path) -> None:
     vault.data_key_generate()
-    key_files = list((isolated_vault / "keys").glob("*.key"))
+    key_files = [p for p in (isolated_vault / "keys" / "data").glob("*.pem") if ".pub" not in p.name]
     assert len(key_files) == 1
     assert stat.S_IMODE(key_files[0].stat().st_mode) == 0o600
-    assert stat.S_IMODE((isolated_vault / "keys").stat().st_mode) == 0o700
+    assert stat.S_IMODE((isolated_vault / "keys" / "data").stat().st_mode) == 0o700
 
 
 def test_data_key_is_stored_only_wrapped() -> None:
@@ -97,6 +100,7 @@ def test_rotation_rewraps_keys_without_touching_content(isolated_vault: Path) ->
     call_command("vault", "rotate-kek", stdout=out)
     data_key.refresh_from_db()
     assert data_key.kek_id != old_kek
+    assert "data: active root key" in out.getvalue()
     assert "re-wrapped 1 data keys" in out.getvalue()
     assert (isolated_vault / "blobs" / name).read_bytes() == blob_before  # content not re-encrypted
     assert read_blob(data_key, name) == content
@@ -105,20 +109,44 @@ def test_rotation_rewraps_keys_without_touching_content(isolated_vault: Path) ->
 
 
 def test_env_keyring_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
-    old, new = os.urandom(32), os.urandom(32)
-    monkeypatch.setenv("TEST_KEK", base64.b64encode(old).decode())
+    old, new = (base64.b64encode(keyrings.new_private_key_der()).decode() for _ in range(2))
+    monkeypatch.setenv("TEST_KEK_DATA", old)
     with override_settings(VAULT_KEK="env:TEST_KEK"):
+        vault._keyring_for.cache_clear()
         data_key, name = sealed_blob(b"rows")
-        monkeypatch.setenv("TEST_KEK", base64.b64encode(new).decode())
-        monkeypatch.setenv("TEST_KEK_PREVIOUS", base64.b64encode(old).decode())
+        monkeypatch.setenv("TEST_KEK_DATA", new)
+        monkeypatch.setenv("TEST_KEK_DATA_PREVIOUS", old)
         vault._keyring_for.cache_clear()
         report = vault.kek_rotate(create_new=False)
         assert report.rewrapped == 1
-        monkeypatch.delenv("TEST_KEK_PREVIOUS")  # the old key can now be destroyed
+        monkeypatch.delenv("TEST_KEK_DATA_PREVIOUS")  # the old key can now be destroyed
         vault._keyring_for.cache_clear()
         data_key.refresh_from_db()
         assert read_blob(data_key, name) == b"rows"
     vault._keyring_for.cache_clear()
+
+
+def test_key_wrapped_by_the_old_single_kek_unwraps_and_rotates_to_its_root(isolated_vault: Path) -> None:
+    legacy = os.urandom(32)
+    legacy_dir = isolated_vault / "keys"
+    (legacy_dir / f"{kek.kek_fingerprint(legacy)}.key").write_bytes(legacy)
+    (legacy_dir / "ACTIVE").write_text(kek.kek_fingerprint(legacy))
+    vault._legacy_for.cache_clear()
+    key_id, plaintext = uuid.uuid4(), os.urandom(32)
+    old = DataKey.objects.create(
+        id=key_id,
+        purpose="wallet",
+        keyring="wallet",
+        kek_id=kek.kek_fingerprint(legacy),
+        wrapped_key=kek.wrap_legacy(legacy, plaintext, vault._context(key_id)),
+    )
+    assert vault.data_key_unwrap(old) == plaintext
+    assert vault.kek_rotate(keyring=vault.KeyringName.DATA, create_new=False).rewrapped == 0  # another root's
+    assert vault.kek_rotate(keyring=vault.KeyringName.WALLET, create_new=False).rewrapped == 1
+    old.refresh_from_db()
+    assert old.kek_id == vault.keyring(vault.KeyringName.WALLET).active_id()
+    assert vault.data_key_unwrap(old) == plaintext
+    vault._legacy_for.cache_clear()
 
 
 def test_unknown_kek_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
