@@ -24,6 +24,9 @@ VAR_DIR = Path(env.str("REDLAKE_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DEBUG", default=False)
+# ISSUE-12 custody: the one job this process does (dataspace.roles.Role); compose sets it per
+# service, and code that holds a key refuses to run in any other role (dataspace.role_checks).
+REDLAKE_ROLE = env.str("REDLAKE_ROLE", default="dev")
 # A fixed development key is only acceptable because DEBUG-less production must set its own:
 # check --deploy rejects this value's prefix.
 SECRET_KEY = env.str("SECRET_KEY", default="django-insecure-redlake-development-only")

@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from dataspace.canonical import canonical_json
+from dataspace.role_checks import current_role, require_role
+from dataspace.roles import Role
 
 
 def result_commitment(result: Any, salt: bytes) -> bytes:
@@ -35,6 +38,9 @@ def _custodian_account(spec: str) -> LocalAccount:
     if spec:
         account: LocalAccount = Account.from_key(spec)
         return account
+    if current_role() != Role.DEV:
+        # A custodian with a key of its own making would sign receipts no auditor can check.
+        raise ImproperlyConfigured("The custodian role needs CUSTODIAN_KEY (its receipt-signing key).")
     # Development default: a key file created once, readable only by this user.
     path = settings.VAR_DIR / "custodian.key"
     with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
@@ -54,7 +60,9 @@ def _wait_for_content(path: Path) -> str:
 
 
 def custodian() -> LocalAccount:
-    """The account whose key signs every receipt (``CUSTODIAN_KEY``, or a development key file)."""
+    """The account whose key signs every receipt (``CUSTODIAN_KEY``, or a development key file).
+    Only the custodian (or the all-in-one ``dev`` process) holds it."""
+    require_role(Role.CUSTODIAN, purpose="The custodian's receipt key")
     return _custodian_account(settings.CUSTODIAN_KEY)
 
 
