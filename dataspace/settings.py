@@ -24,6 +24,9 @@ VAR_DIR = Path(env.str("REDLAKE_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DEBUG", default=False)
+# ISSUE-12 custody: the one job this process does (dataspace.roles.Role); compose sets it per
+# service, and code that holds a key refuses to run in any other role (dataspace.role_checks).
+REDLAKE_ROLE = env.str("REDLAKE_ROLE", default="dev")
 # A fixed development key is only acceptable because DEBUG-less production must set its own:
 # check --deploy rejects this value's prefix.
 SECRET_KEY = env.str("SECRET_KEY", default="django-insecure-redlake-development-only")
@@ -133,7 +136,6 @@ STORAGES = {
 # VAULT_KEK is the development shorthand for all four ("file:<dir>" -> <dir>/<keyring>); the
 # dev role defaults to it under var/, every other role holds only what it is given. A role
 # given a keyring outside roles.ALLOWED_KEYRINGS refuses to start.
-REDLAKE_ROLE = env.str("REDLAKE_ROLE", default="dev")
 VAULT_KEK = env.str("VAULT_KEK", default=f"file:{VAR_DIR / 'keys'}" if REDLAKE_ROLE == "dev" else "")
 VAULT_CHUNK_SIZE = env.int("VAULT_CHUNK_SIZE", default=1024 * 1024)
 

@@ -7,6 +7,8 @@ import enum
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 
+from dataspace.vault.models import KeyMaterialManager
+
 
 class Role(enum.StrEnum):
     PROVIDER = "provider"
@@ -38,6 +40,10 @@ class User(AbstractUser):
         return [str(role) for role in Role if self.has_role(role)]
 
 
+class WalletManager(KeyMaterialManager["Wallet"]):
+    columns = ("sealed_private_key",)
+
+
 class Wallet(models.Model):
     """The user's Ethereum account: a custodial key sealed by the vault, or an address the user
     proved control of by signing a challenge."""
@@ -54,7 +60,10 @@ class Wallet(models.Model):
     sealed_private_key = models.BinaryField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = WalletManager()
+
     class Meta:
+        base_manager_name = "objects"
         constraints = [
             models.CheckConstraint(
                 name="custodial_wallet_has_sealed_key",

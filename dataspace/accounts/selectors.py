@@ -7,7 +7,9 @@ from dataspace.errors import DomainError, ErrorCode
 
 
 def wallet_get(*, user: User) -> Wallet | None:
-    return Wallet.objects.filter(user=user).select_related("data_key").first()
+    # ISSUE-12 custody: no join to the data key: its wrapped key is not the web tier's to read
+    # (dataspace.db_grants), and the chain signer, which unseals it, loads it on its own.
+    return Wallet.objects.filter(user=user).first()
 
 
 def wallet_custodial_address(*, user: User, action: str) -> str:

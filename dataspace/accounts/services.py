@@ -16,6 +16,8 @@ from knox.models import AuthToken
 
 from dataspace.accounts.models import Role, User, Wallet, WalletChallenge
 from dataspace.errors import DomainError, ErrorCode
+from dataspace.role_checks import require_role
+from dataspace.roles import Role as ProcessRole
 from dataspace.vault import services as vault
 
 CHALLENGE_TTL = timedelta(minutes=10)
@@ -64,7 +66,9 @@ def wallet_create_custodial(*, user: User) -> Wallet:
 
 
 def wallet_private_key(*, wallet: Wallet) -> bytes:
-    """The custodial key, for signing on the user's behalf. Never log or return it."""
+    """The custodial key, for signing on the user's behalf. Never log or return it. Only the
+    chain signer unseals it (ISSUE-12 custody: every other role is refused here)."""
+    require_role(ProcessRole.CHAIN, purpose="Unsealing a custodial wallet's key")
     if wallet.kind != Wallet.Kind.CUSTODIAL or wallet.data_key is None or wallet.sealed_private_key is None:
         raise DomainError("Only custodial wallets hold a key on the platform.")
     return vault.secret_open(data_key=wallet.data_key, sealed=bytes(wallet.sealed_private_key))

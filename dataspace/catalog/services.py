@@ -262,7 +262,9 @@ def _dataset_create(*, ingest: Ingest, profile: TableProfile) -> Dataset:
     Ingest.objects.filter(pk=ingest.pk).update(
         status=Ingest.Status.SUCCEEDED, progress=100, dataset=dataset, finished_at=timezone.now()
     )
-    transaction.on_commit(lambda: dataset_register_on_chain(dataset_id=dataset.id))
+    # ISSUE-12 custody: the registration is signed with the provider's custodial key, which only
+    # the chain signer holds: queue it there rather than signing in the ingest worker.
+    tasking.enqueue_on_commit("dataspace.catalog.tasks.register_datasets_on_chain")
     transaction.on_commit(lambda: dataset_ingested.send(sender=Dataset, dataset_id=dataset.id))
     return dataset
 

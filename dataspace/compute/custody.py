@@ -42,6 +42,8 @@ from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode
 from dataspace.privacy import mechanisms
 from dataspace.privacy import services as privacy
+from dataspace.role_checks import require_role
+from dataspace.roles import Role
 from dataspace.vault import blobs
 from dataspace.vault import services as vault
 from dataspace.vault.models import DataKey
@@ -81,6 +83,7 @@ _SECRET_CACHE_SIZE = 4
 def _secret_context(secret_blob: str, data_key_id: uuid.UUID) -> Any:
     """Kept in the custodian's memory for its next jobs on the same dataset: unsealing and
     deserialising a key set costs more than a whole small job."""
+    require_role(Role.CUSTODIAN, purpose="Unsealing a CKKS secret context")
     data_key = DataKey.objects.get(pk=data_key_id)
     with vault.blob_open(blob_name=secret_blob, key=vault.data_key_unwrap(data_key)) as reader:
         return load_secret_context(reader.read())
@@ -205,7 +208,9 @@ def release(job: Job) -> Release:
 
     Raises ``CustodyRefused`` when nothing may be released (the job is then failed and
     refunded); returns a ``Release`` carrying the answer or the custodian's withholding of it.
-    ``job`` needs its agreement, offer and dataset loaded."""
+    ``job`` needs its agreement, offer and dataset loaded. Runs only in the custodian's process
+    (the ``custody`` queue): any other role is refused before a key is touched."""
+    require_role(Role.CUSTODIAN, purpose="Releasing a job's result")
     _check_chain(job)
     encrypted = _read_result(job)
     store = EncryptedStore.objects.get(pk=job.dataset_id)

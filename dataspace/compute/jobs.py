@@ -29,6 +29,8 @@ from dataspace.compute.models import Job
 from dataspace.errors import AttemptFailed, ErrorCode, TransientError
 from dataspace.policies.services import agreement_release_reservation
 from dataspace.privacy import services as privacy
+from dataspace.role_checks import require_role
+from dataspace.roles import Role
 
 logger = logging.getLogger(__name__)
 Status = Job.Status
@@ -156,7 +158,10 @@ def job_compute(*, job_id: uuid.UUID) -> None:
 
 def job_release(*, job_id: uuid.UUID) -> None:
     """Has the custodian release the result, records it and queues the settlement. A refusal
-    fails the job; a node or database away is not the job's fault and is not counted."""
+    fails the job; a node or database away is not the job's fault and is not counted. Only the
+    custodian runs it (``release_job`` on the ``custody`` queue); another role refuses before it
+    counts an attempt, so a misrouted task costs the job nothing."""
+    require_role(Role.CUSTODIAN, purpose="Releasing a job's result")
     attempts = _count_attempt(job_id, status=Status.COMPUTED, field="release_attempts")
     if attempts is None:
         return

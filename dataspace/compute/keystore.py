@@ -23,7 +23,7 @@ def keys_save(*, store: EncryptedStore, keys: KeyPair) -> HEKey:
     public_blob = f"{store.blob_prefix}/public-{keys.level}.ctx"
     with blobs.open_for_write(public_blob) as sink:
         sink.write(keys.public_context)
-    secret_blob = f"{store.blob_prefix}/secret-{keys.level}.ctx.sealed"
+    secret_blob = secret_blob_name(store, keys.level)
     new_key = vault.data_key_generate(keyring=vault.KeyringName.CKKS)  # ISSUE-12: the CKKS root
     with vault.BlobSealer(key=new_key.plaintext, blob_name=secret_blob) as sealer:
         sealer.write(keys.secret_context)
@@ -60,7 +60,13 @@ def public_contexts(store: EncryptedStore) -> dict[str, Any]:
     return contexts
 
 
+def secret_blob_name(store: EncryptedStore, level: str) -> str:
+    return f"{store.blob_prefix}/secret-{level}.ctx.sealed"
+
+
 def keys_delete(store: EncryptedStore) -> None:
+    # By name, not by reading ``secret_blob``: the web tier shreds a deleted dataset's store and
+    # may not read where secret contexts are sealed (dataspace.db_grants).
     for key in store.keys.all():
         vault.blob_delete(key.public_blob)
-        vault.blob_delete(key.secret_blob)
+        vault.blob_delete(secret_blob_name(store, key.level))

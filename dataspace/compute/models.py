@@ -7,6 +7,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from dataspace.vault.models import KeyMaterialManager
+
 
 class EncryptedStore(models.Model):
     """A dataset's columns under CKKS, built at ingest. The layout names every ciphertext series;
@@ -37,6 +39,10 @@ class EncryptedStore(models.Model):
         return f"encrypted store of {self.dataset_id} ({self.status})"
 
 
+class HEKeyManager(KeyMaterialManager["HEKey"]):
+    columns = ("secret_blob",)
+
+
 class HEKey(models.Model):
     """One CKKS key set of a dataset. The public context (evaluation keys, no secret key) is a
     plain blob workers load; the secret context is a vault-sealed blob only the custodian opens."""
@@ -48,7 +54,10 @@ class HEKey(models.Model):
     secret_blob = models.CharField(max_length=255)
     data_key = models.OneToOneField("vault.DataKey", on_delete=models.PROTECT, related_name="+")
 
+    objects = HEKeyManager()
+
     class Meta:
+        base_manager_name = "objects"
         constraints = [models.UniqueConstraint(fields=["store", "level"], name="one_key_per_store_level")]
 
     def __str__(self) -> str:

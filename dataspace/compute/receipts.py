@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from dataspace.canonical import canonical_json
+from dataspace.role_checks import current_role, require_role
+from dataspace.roles import Role
 from dataspace.vault import services as vault
 
 
@@ -39,6 +42,12 @@ def _custodian_account(spec: str) -> LocalAccount:
     # between two processes keeps the first file). A development key file from before the
     # hierarchy is sealed as it was, so the custodian's address does not change.
     path = Path(settings.RECEIPT_KEY_FILE)
+    if not path.exists() and current_role() != Role.DEV:
+        # A custodian with a key of its own making would sign receipts matching no published
+        # custodian address: outside development the key is provisioned, never made up.
+        raise ImproperlyConfigured(
+            f"The custodian role needs its receipt key: CUSTODIAN_KEY, or {path} sealed to the receipt keyring."
+        )
     if not path.exists():
         legacy = settings.VAR_DIR / "custodian.key"
         key = bytes.fromhex(legacy.read_text().strip().removeprefix("0x")) if legacy.exists() else None
@@ -62,7 +71,9 @@ def _read_sealed(path: Path) -> bytes:
 
 def custodian() -> LocalAccount:
     """The account whose key signs every receipt (``CUSTODIAN_KEY``, or the key sealed to the
-    receipt keyring in ``RECEIPT_KEY_FILE``)."""
+    receipt keyring in ``RECEIPT_KEY_FILE``). Only the custodian (or the all-in-one ``dev``
+    process) holds it."""
+    require_role(Role.CUSTODIAN, purpose="The custodian's receipt key")
     return _custodian_account(settings.CUSTODIAN_KEY)
 
 

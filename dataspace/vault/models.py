@@ -1,8 +1,38 @@
 """Wrapped data keys. A data key's plaintext never touches the database."""
 
+from __future__ import annotations
+
 import uuid
+from typing import TypeVar
 
 from django.db import models
+
+_M = TypeVar("_M", bound=models.Model)
+
+
+class KeyMaterialQuerySet(models.QuerySet[_M]):
+    def only(self, *fields: str) -> KeyMaterialQuerySet[_M]:
+        # Django's deletion collector narrows related rows with only(<referenced fields>), which is
+        # only() of nothing for a model nothing references; that would load every column again.
+        return self if not fields else super().only(*fields)
+
+
+class KeyMaterialManager(models.Manager[_M]):
+    """Loads a model without its key-material columns (ISSUE-12 custody). Only the roles that hold
+    the matching keyring may SELECT those columns (``dataspace.db_grants``); every other query
+    leaves them out, and reading the attribute loads it on its own, in the one place that unseals.
+    Also the model's base manager, so related lookups and deletion cascades leave them out too.
+    Subclassed per model (a class attribute, not an argument: Django builds related managers from
+    the class)."""
+
+    columns: tuple[str, ...] = ()
+
+    def get_queryset(self) -> models.QuerySet[_M]:
+        return KeyMaterialQuerySet(self.model, using=self._db).defer(*self.columns)
+
+
+class DataKeyManager(KeyMaterialManager["DataKey"]):
+    columns = ("wrapped_key",)
 
 
 class DataKey(models.Model):
@@ -19,6 +49,11 @@ class DataKey(models.Model):
     wrapped_key = models.BinaryField()
     created_at = models.DateTimeField(auto_now_add=True)
     rewrapped_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DataKeyManager()
+
+    class Meta:
+        base_manager_name = "objects"
 
     def __str__(self) -> str:
         return f"data key {self.id} ({self.purpose}, {self.keyring} root {self.kek_id})"

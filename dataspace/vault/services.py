@@ -158,10 +158,17 @@ def _unwrap(name: KeyringName, kek_id: str, wrapped: bytes, *, context: bytes, w
 
 
 def data_key_unwrap(data_key: DataKey) -> bytes:
+    # The root id and the wrapped key are read together, fresh: a rotation rewrites both, and an
+    # instance loaded before it (its key-material column deferred, so ``refresh_from_db`` leaves
+    # it alone) would pair a new root id with the old wrap.
+    name = KeyringName(data_key.keyring)
+    keyring(name)  # a process without this keyring is refused before it reads any key material
+    stored = DataKey.objects.filter(pk=data_key.pk).values_list("kek_id", "wrapped_key").first()
+    kek_id, wrapped = stored if stored is not None else (data_key.kek_id, data_key.wrapped_key)
     return _unwrap(
-        KeyringName(data_key.keyring),
-        data_key.kek_id,
-        bytes(data_key.wrapped_key),
+        name,
+        kek_id,
+        bytes(wrapped),
         context=_context(data_key.id),
         what=f"wrapped data key {data_key.id}",
     )
