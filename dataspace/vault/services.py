@@ -179,7 +179,9 @@ def kek_rotate(*, create_new: bool = True, batch_size: int = 500) -> RotationRep
     rewrapped = 0
     while True:
         with transaction.atomic():
-            batch = list(DataKey.objects.select_for_update().exclude(kek_id=active).order_by("id")[:batch_size])
+            # ISSUE-12 custody: defer(None) loads the wrapped keys the manager leaves out by default.
+            rows = DataKey.objects.defer(None).select_for_update().exclude(kek_id=active).order_by("id")
+            batch = list(rows[:batch_size])
             if not batch:
                 break
             for data_key in batch:
