@@ -247,6 +247,9 @@ CHAIN_RPC_TIMEOUT = env.float("CHAIN_RPC_TIMEOUT", default=10.0)
 CHAIN_ID = env.int("CHAIN_ID", default=31337)
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 CHAIN_OPERATOR_KEY = env.str("CHAIN_OPERATOR_KEY", default=ANVIL_DEV_KEY)
+# ISSUE-12 custody: the operator's public address, for the roles that queue chain writes but do
+# not hold CHAIN_OPERATOR_KEY (only the chain signer does); empty: derived from the key.
+CHAIN_OPERATOR_ADDRESS = env.str("CHAIN_OPERATOR_ADDRESS", default="")
 CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=0)
 CHAIN_POLL_SECONDS = env.float("CHAIN_POLL_SECONDS", default=1.0)
 CHAIN_SWEEP_AFTER = env.int("CHAIN_SWEEP_AFTER", default=30)

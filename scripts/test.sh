@@ -53,8 +53,8 @@ apt_ensure softhsm2-util softhsm2  # ISSUE-12: the PKCS#11 keyrings' tests run a
 echo "== docker-compose.yml"
 if command -v docker-compose >/dev/null 2>&1; then
   # The secrets the file requires, with throwaway values: this checks structure, not secrets.
-  SECRET_KEY=validate POSTGRES_PASSWORD=validate REDLAKE_KEK=validate CHAIN_OPERATOR_KEY=validate CUSTODIAN_KEY=validate \
-    docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml is valid"
+  # ISSUE-12 custody: one database password per role, and the operator's public address.
+  env $(python3 tests/support/compose_env.py) docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml is valid"
 else
   echo "docker-compose not installed: compose file not validated (apt-get install docker-compose)"
 fi

@@ -76,8 +76,17 @@ def isolated_vault(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
         **settings.STORAGES,
         "default": {**settings.STORAGES["default"], "OPTIONS": {"location": str(base / "blobs")}},
     }
-    with override_settings(STORAGES=storages, BLOB_ROOT=base / "blobs", VAULT_KEK=f"file:{base / 'keys'}"):
+    from dataspace.compute import receipts
+
+    receipts._custodian_account.cache_clear()  # the receipt key is sealed to this test's keyring
+    with override_settings(
+        STORAGES=storages,
+        BLOB_ROOT=base / "blobs",
+        VAULT_KEK=f"file:{base / 'keys'}",
+        RECEIPT_KEY_FILE=base / "receipt-key.sealed",
+    ):
         yield base
+    receipts._custodian_account.cache_clear()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import enum
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 
-from dataspace.vault.models import KeyMaterialManager
+from dataspace.vault.models import KeyMaterialManager, KeyMaterialModel
 
 
 class Role(enum.StrEnum):
@@ -44,7 +44,7 @@ class WalletManager(KeyMaterialManager["Wallet"]):
     columns = ("sealed_private_key",)
 
 
-class Wallet(models.Model):
+class Wallet(KeyMaterialModel):
     """The user's Ethereum account: a custodial key sealed by the vault, or an address the user
     proved control of by signing a challenge."""
 

@@ -75,6 +75,14 @@ def operator() -> LocalAccount:
     return _account(settings.CHAIN_OPERATOR_KEY)
 
 
+def operator_address() -> str:
+    """The operator's address; the roles that only queue writes know it without its key
+    (ISSUE-12 custody: ``CHAIN_OPERATOR_ADDRESS``)."""
+    if settings.CHAIN_OPERATOR_ADDRESS:
+        return str(Web3.to_checksum_address(settings.CHAIN_OPERATOR_ADDRESS))
+    return str(operator().address)
+
+
 def deployment(name: str) -> Deployment:
     found = Deployment.objects.filter(chain_id=chain_id(), name=name).first()
     if found is None:

@@ -44,7 +44,7 @@ def write_enqueue(
 
     ``sender`` is the operator unless given: a custodial wallet's address sends as that user
     (accepting an offer, withdrawing earnings); its key is unsealed only to sign."""
-    sender = sender or gateway.operator().address
+    sender = sender or gateway.operator_address()
     fields = {"kind": kind, "contract": contract, "function": function, "args": args, "sender": sender}
     try:
         with transaction.atomic():

@@ -7,7 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from dataspace.vault.models import KeyMaterialManager
+from dataspace.vault.models import KeyMaterialManager, KeyMaterialModel
 
 
 class EncryptedStore(models.Model):
@@ -43,7 +43,7 @@ class HEKeyManager(KeyMaterialManager["HEKey"]):
     columns = ("secret_blob",)
 
 
-class HEKey(models.Model):
+class HEKey(KeyMaterialModel):
     """One CKKS key set of a dataset. The public context (evaluation keys, no secret key) is a
     plain blob workers load; the secret context is a vault-sealed blob only the custodian opens."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import models
 
@@ -12,9 +12,13 @@ _M = TypeVar("_M", bound=models.Model)
 
 class KeyMaterialQuerySet(models.QuerySet[_M]):
     def only(self, *fields: str) -> KeyMaterialQuerySet[_M]:
-        # Django's deletion collector narrows related rows with only(<referenced fields>), which is
-        # only() of nothing for a model nothing references; that would load every column again.
-        return self if not fields else super().only(*fields)
+        # only() names exactly what to load. Django's would drop the names the manager deferred
+        # (so refresh_from_db could never load key material); and its deletion collector calls
+        # only() of nothing for a model nothing references, which would load every column.
+        if not fields:
+            return self
+        cleared: KeyMaterialQuerySet[_M] = self.defer(None)
+        return super(KeyMaterialQuerySet, cleared).only(*fields)
 
 
 class KeyMaterialManager(models.Manager[_M]):
@@ -31,11 +35,26 @@ class KeyMaterialManager(models.Manager[_M]):
         return KeyMaterialQuerySet(self.model, using=self._db).defer(*self.columns)
 
 
+class KeyMaterialModel(models.Model):
+    """A model whose key-material columns its manager defers. ``refresh_from_db()`` reloads every
+    field the instance holds, key material included: left to Django it would skip the fields the
+    manager defers and keep their stale values (a re-wrapped key under its new KEK id)."""
+
+    class Meta:
+        abstract = True
+
+    def refresh_from_db(self, using: str | None = None, fields: Any = None, from_queryset: Any = None) -> None:
+        if fields is None and from_queryset is None:
+            deferred = self.get_deferred_fields()
+            fields = [f.attname for f in self._meta.concrete_fields if f.attname not in deferred]
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
+
+
 class DataKeyManager(KeyMaterialManager["DataKey"]):
     columns = ("wrapped_key",)
 
 
-class DataKey(models.Model):
+class DataKey(KeyMaterialModel):
     """A random 256-bit key, stored only wrapped by the root key of its purpose's keyring.
 
     The wrap is bound to this row's id (AAD), so a wrapped key copied onto another row fails.

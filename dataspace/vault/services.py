@@ -361,8 +361,10 @@ def kek_rotate(
     rewrapped = 0
     while True:
         with transaction.atomic():
+            # ISSUE-12 custody: defer(None) loads the wrapped keys the manager leaves out by default.
             batch = list(
-                DataKey.objects.select_for_update()
+                DataKey.objects.defer(None)
+                .select_for_update()
                 .filter(keyring=name)
                 .exclude(kek_id=active)
                 .order_by("id")[:batch_size]

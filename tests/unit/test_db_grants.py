@@ -80,3 +80,5 @@ def test_queries_leave_key_material_out_unless_asked() -> None:
     assert "secret_blob" not in str(HEKey.objects.all().query)
     assert "secret_blob" not in str(EncryptedStore(pk=1).keys.all().query)
     assert "wrapped_key" not in str(DataKey._base_manager.all().query)
+    # Asked for by name (as refresh_from_db and the unsealing code do), it is loaded.
+    assert "wrapped_key" in str(DataKey.objects.only("wrapped_key").query)
