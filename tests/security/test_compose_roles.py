@@ -27,7 +27,7 @@ SERVICE_ROLES = {
     "chain-deploy": Role.CHAIN,
     "beat": Role.BEAT,
 }
-# Keys by the keyring they belong to (REDLAKE_KEK is today's single data keyring).
+# Keys by the keyring they belong to (a *_PUBLIC half only seals: anyone may hold it).
 KEY_VARIABLES: dict[str, Keyring] = {
     "REDLAKE_KEYRING_DATA": Keyring.DATA,
     "REDLAKE_KEYRING_CKKS": Keyring.CKKS,
@@ -36,7 +36,6 @@ KEY_VARIABLES: dict[str, Keyring] = {
     "CUSTODIAN_KEY": Keyring.RECEIPT,
     "CHAIN_OPERATOR_KEY": Keyring.WALLET,
 }
-PENDING_KEYRING_SPLIT = {"worker-chain", "chain-deploy"}
 NEVER_IN_WEB_OR_HE = {"REDLAKE_KEK", "REDLAKE_KEK_PREVIOUS", "CHAIN_OPERATOR_KEY", "CUSTODIAN_KEY"}
 
 
@@ -64,7 +63,7 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
 @pytest.mark.parametrize("name", ["web", "worker-he"])
 def test_web_and_he_hold_no_key(services: dict[str, Any], name: str) -> None:
     env = _env(services[name])
-    held = {v for v in env if v in NEVER_IN_WEB_OR_HE or v.startswith("REDLAKE_KEYRING_")}
+    held = {v for v in env if v in NEVER_IN_WEB_OR_HE or v in KEY_VARIABLES}
     assert held == set(), f"{name} is given {held}"
 
 
@@ -79,11 +78,7 @@ def test_each_service_holds_only_the_keyrings_its_role_allows(services: dict[str
     for name, role in SERVICE_ROLES.items():
         env = _env(services[name])
         held = {KEY_VARIABLES[v] for v in env if v in KEY_VARIABLES}
-        if "REDLAKE_KEK" in env:
-            # Today's single KEK wraps every purpose's keys. The chain signer needs it for wallet
-            # keys only; counted as that until the keyring split gives it REDLAKE_KEYRING_WALLET
-            # alone (then REDLAKE_KEK leaves every service and this exception goes).
-            held.add(Keyring.WALLET if name in PENDING_KEYRING_SPLIT else Keyring.DATA)
+        assert "REDLAKE_KEK" not in env and "VAULT_KEK" not in env, f"{name}: one key for every purpose"
         assert held <= ALLOWED_KEYRINGS[role], (name, held - ALLOWED_KEYRINGS[role])
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 COMPOSE_SECRETS = {
     "SECRET_KEY": "validate",
     "POSTGRES_PASSWORD": "validate",
-    "REDLAKE_KEK": "validate",
+    **{f"REDLAKE_KEYRING_{name}": "validate" for name in ("DATA", "CKKS", "WALLET", "RECEIPT")},
+    **{f"REDLAKE_KEYRING_{name}_PUBLIC": "validate" for name in ("DATA", "CKKS", "WALLET")},
     "CHAIN_OPERATOR_KEY": "validate",
     "CHAIN_OPERATOR_ADDRESS": "0x0000000000000000000000000000000000000001",
     "CUSTODIAN_KEY": "validate",
