@@ -23,8 +23,8 @@ from dataspace.roles import Role
 DB_ROLES: tuple[Role, ...] = (Role.WEB, Role.INGEST, Role.HE, Role.CUSTODIAN, Role.CHAIN, Role.BEAT)
 PRIVILEGES = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
 
-# The key material, and the roles that may read it (the keyring holders; the keys helper's split
-# by purpose narrows the data keys further by row).
+# The key material, and the roles that may read it (the keyring holders; which rows a role can
+# unwrap is then decided by the keyring each row names, `vault_datakey.keyring`).
 SECRET_COLUMNS: dict[str, tuple[str, ...]] = {
     "vault_datakey": ("wrapped_key",),  # every data key, wrapped by a root key
     "accounts_wallet": ("sealed_private_key",),  # custodial wallets' keys, sealed
