@@ -35,7 +35,9 @@ def _event(name: str, fields: list[tuple[str, str, bool]]) -> Any:
 USAGE_AGREEMENTS_ABI = [
     _fn("token", [], [("", "address")]),
     _fn("registry", [], [("", "address")]),
-    _fn("getUsage", [("jobId", "bytes32")], [("agreementId", "uint256"), ("status", "uint8"), ("privacyLoss", "uint64")]),
+    _fn(
+        "getUsage", [("jobId", "bytes32")], [("agreementId", "uint256"), ("status", "uint8"), ("privacyLoss", "uint64")]
+    ),
     _fn("acceptOffer", [("offerId", "uint256"), ("calls", "uint32")], [("agreementId", "uint256")], "nonpayable"),
     _fn(
         "recordUsage",

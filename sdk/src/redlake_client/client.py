@@ -17,7 +17,15 @@ from uuid import UUID
 import httpx
 
 from redlake_client import config, encoding
-from redlake_client.errors import ApiError, ChainError, JobFailed, NetworkError, NotFoundError, TamperedResponse, api_error
+from redlake_client.errors import (
+    ApiError,
+    ChainError,
+    JobFailed,
+    NetworkError,
+    NotFoundError,
+    TamperedResponse,
+    api_error,
+)
 from redlake_client.models import (
     Agreement,
     Budget,
@@ -91,7 +99,7 @@ class Client:
                 return min(float(after), self.max_backoff)
             except ValueError:
                 pass
-        return min(self.backoff * 2**attempt, self.max_backoff) * (0.5 + random.random() / 2)  # noqa: S311
+        return min(self.backoff * 2**attempt, self.max_backoff) * (0.5 + random.random() / 2)
 
     def request(
         self,
@@ -170,7 +178,11 @@ class Client:
         """Links the signer's address to the account: it signs the platform's single-use
         challenge locally (EIP-191); the key stays here."""
         challenge = self.request("POST", "me/wallet/challenge/").json()
-        body = {"nonce": challenge["nonce"], "address": signer.address, "signature": signer.sign_message(challenge["message"])}
+        body = {
+            "nonce": challenge["nonce"],
+            "address": signer.address,
+            "signature": signer.sign_message(challenge["message"]),
+        }
         return Wallet.model_validate(self.request("POST", "me/wallet/register/", json=body).json())
 
     # ------------------------------------------------------------------ catalogue

@@ -10,7 +10,17 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 FINAL_STATES = frozenset({"settled", "withheld", "rejected", "refunded", "failed"})
-JOB_STATES = ("requested", "authorised", "computed", "released", "settled", "withheld", "rejected", "failed", "refunded")
+JOB_STATES = (
+    "requested",
+    "authorised",
+    "computed",
+    "released",
+    "settled",
+    "withheld",
+    "rejected",
+    "failed",
+    "refunded",
+)
 
 
 class Model(BaseModel):

@@ -142,9 +142,7 @@ def verify(client: Any, job: Job, *, raise_on_failure: bool = True) -> Verificat
         signer = receipt_signer(receipt)
     except Exception:
         signer = "(unrecoverable)"
-    report.add(
-        "receipt.custodian", signer.lower() in trusted, f"signed by {signer}; trusted custodians ({source})"
-    )
+    report.add("receipt.custodian", signer.lower() in trusted, f"signed by {signer}; trusted custodians ({source})")
     report.add("receipt.job", str(receipt.get("job_id", "")).lower() == job.chain_job_id.lower(), "job id")
     report.add(
         "receipt.parameters",
