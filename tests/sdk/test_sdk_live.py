@@ -104,7 +104,7 @@ def test_own_key_consumer_end_to_end(
 
     # The same Idempotency-Key returns the same job: never a second job or charge.
     again = client.submit_job(
-        agreement.id, "mean", {"column": "cost"}, signer=signer, idempotency_key=job.idempotency_key  # type: ignore[attr-defined]
+        agreement.id, "mean", {"column": "cost"}, signer=signer, idempotency_key=job.idempotency_key
     )
     assert again.id == job.id
     assert Job.objects.filter(consumer=consumer).count() == 1

@@ -18,7 +18,7 @@ Rewrite = Callable[[str, str, Any], Any]
 class Proxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
-        self.drop: list[tuple[str, str]] = []  # (method, path prefix): forward, then hang up
+        self.drop: list[tuple[str, str]] = []  # (method, exact path): forward, then hang up
         self.rewrite: Rewrite | None = None
         self.seen: list[tuple[str, str, int | None]] = []
         proxy = self
@@ -35,7 +35,7 @@ class Proxy:
                     self.command, proxy.upstream + self.path, data=body, headers=headers, timeout=60
                 )
                 for rule in list(proxy.drop):
-                    if self.command == rule[0] and self.path.startswith(rule[1]):
+                    if self.command == rule[0] and self.path.split("?")[0] == rule[1]:
                         proxy.drop.remove(rule)
                         proxy.seen.append((self.command, self.path, None))
                         self.close_connection = True

@@ -293,7 +293,7 @@ class Client:
             body.update(self._sign_usage(body, signer, nonce=nonce))
         response = self.request("POST", "jobs/", json=body, headers={"Idempotency-Key": key})
         job = Job.model_validate(response.json())
-        job.idempotency_key = key  # type: ignore[attr-defined]
+        job.idempotency_key = key
         return job
 
     def _sign_usage(self, body: dict[str, Any], signer: Signer, *, nonce: int | None) -> dict[str, Any]:
@@ -380,7 +380,9 @@ class Client:
     ) -> Job:
         """Submits a job and waits for its result."""
         job = self.submit_job(agreement_id, operation, params, **kwargs)
-        return self.wait_job(job.id, on_status=on_status, timeout=timeout)
+        finished = self.wait_job(job.id, on_status=on_status, timeout=timeout)
+        finished.idempotency_key = job.idempotency_key
+        return finished
 
     # ------------------------------------------------------------------ the space on chain
 

@@ -173,6 +173,8 @@ class Job(Model):
     result_hash: str | None = None
     receipt: dict[str, Any] | None = None
     failure: Failure | None = None
+    # Client-side: the Idempotency-Key this session submitted the job with (resubmit safely with it).
+    idempotency_key: str | None = None
 
     @property
     def finished(self) -> bool:
