@@ -134,7 +134,9 @@ def test_own_key_consumer_end_to_end(
         "REDLAKE_CUSTODIANS": custodian,
     }
     params = json.dumps({"by": "region", "aggregate": "mean", "column": "bmi"})
-    ran = cli(env, "--json", "job", "run", str(agreement.id), "group_by", "--params", params, "--key-file", str(key_file))
+    ran = cli(
+        env, "--json", "job", "run", str(agreement.id), "group_by", "--params", params, "--key-file", str(key_file)
+    )
     assert ran.returncode == 0, ran.stderr
     grouped = json.loads(ran.stdout)
     assert grouped["status"] == "settled" and set(grouped["result"]["groups"]) >= {"north", "south"}
@@ -190,8 +192,15 @@ def test_own_key_consumer_end_to_end(
     keystore = tmp_path / "keystore.json"
     keystore.write_text(json.dumps(Account.encrypt(account.key, "right horse battery")))
     keystore.chmod(0o600)
-    wrong = cli({**env, "REDLAKE_KEYSTORE_PASSPHRASE": "wrong"}, "job", "run", str(agreement.id), "count",
-                "--keystore", str(keystore))
+    wrong = cli(
+        {**env, "REDLAKE_KEYSTORE_PASSPHRASE": "wrong"},
+        "job",
+        "run",
+        str(agreement.id),
+        "count",
+        "--keystore",
+        str(keystore),
+    )
     assert wrong.returncode == errors.EXIT_KEY and "Wrong passphrase" in wrong.stderr
     assert Job.objects.filter(consumer=consumer).count() == 3  # none of the refused ones made a job
 
@@ -205,7 +214,7 @@ def test_own_key_consumer_end_to_end(
 
     # The quickstart notebook, executed against the running platform with a second own-key consumer.
     reader = make_user("notebook", Role.CONSUMER)
-    reader_account, reader_key = own_key(tmp_path, "notebook-key")
+    _, reader_key = own_key(tmp_path, "notebook-key")
     reader_client = Client(live_server.url, api_token_issue(user=reader)[1], rpc_url=anvil.url)
     reader_client.register_wallet(signing.from_key_file(reader_key))
     notebook = nbformat.read(ROOT / "sdk" / "examples" / "quickstart.ipynb", as_version=4)
@@ -223,7 +232,9 @@ def test_own_key_consumer_end_to_end(
     saved = {k: os.environ.get(k) for k in kernel_env}
     os.environ.update(kernel_env)
     try:
-        NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+        NotebookClient(
+            notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
     finally:
         for k, v in saved.items():
             if v is None:

@@ -18,7 +18,7 @@ from eth_account.signers.local import LocalAccount
 from redlake_client.errors import KeyFileError
 
 KEY_ENV = "REDLAKE_PRIVATE_KEY"
-PASSPHRASE_ENV = "REDLAKE_KEYSTORE_PASSPHRASE"
+PASSPHRASE_ENV = "REDLAKE_KEYSTORE_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 
 
 @dataclass(frozen=True)
