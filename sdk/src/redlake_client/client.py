@@ -99,7 +99,7 @@ class Client:
                 return min(float(after), self.max_backoff)
             except ValueError:
                 pass
-        return min(self.backoff * 2**attempt, self.max_backoff) * (0.5 + random.random() / 2)
+        return float(min(self.backoff * 2**attempt, self.max_backoff) * (0.5 + random.random() / 2))
 
     def request(
         self,
