@@ -48,9 +48,13 @@ api = [
     path("offers/<uuid:offer_id>/", policies.OfferDetailApi.as_view(), name="offer-detail"),
     path("agreements/", policies.AgreementListCreateApi.as_view(), name="agreement-list"),
     path("agreements/<uuid:agreement_id>/", policies.AgreementDetailApi.as_view(), name="agreement-detail"),
+    path(  # ISSUE-16
+        "agreements/<uuid:agreement_id>/budget/", policies.AgreementBudgetApi.as_view(), name="agreement-budget"
+    ),
     path("earnings/", policies.EarningsApi.as_view(), name="earnings"),
     path("operations/", compute.OperationListApi.as_view(), name="operation-list"),
     path("jobs/", compute.JobListCreateApi.as_view(), name="job-list"),
+    path("jobs/usage/", compute.JobUsageApi.as_view(), name="job-usage"),  # ISSUE-16
     path("jobs/<uuid:job_id>/", compute.JobDetailApi.as_view(), name="job-detail"),
     path("audit/reconcile/", audit.ReconcileApi.as_view(), name="audit-reconcile"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -15,6 +15,7 @@ from web3.logs import DISCARD
 from dataspace.chain import eip712, gateway, outbox
 from dataspace.chain.encoding import dataset_chain_id, label_hash
 from dataspace.chain.models import ChainTransaction
+from dataspace.errors import DomainError, ErrorCode
 
 REGISTRATION_SIGNATURE_TTL = timedelta(days=30)
 
@@ -124,6 +125,17 @@ class DatasetPrivacyOnChain:
     used: int
     non_personal: bool
     has_offers: bool
+
+
+# ISSUE-16: an agreement created by a consumer's own wallet, read back from the chain.
+@dataclass(frozen=True)
+class AgreementCreated:
+    agreement_id: int
+    offer_id: int
+    consumer: str
+    calls: int
+    amount: int
+    expiry: int
 
 
 class UsageAgreementsAgent:
@@ -324,3 +336,47 @@ class UsageAgreementsAgent:
             "chainId": gateway.chain_id(),
             "verifyingContract": self.address(),
         }
+
+    # ISSUE-16: the platform recognises an agreement made from the consumer's own wallet.
+    def agreement_created(self, *, tx_hash: str, offer_id: int, confirmations: int) -> AgreementCreated:
+        """The agreement an ``acceptOffer`` transaction created on ``offer_id``, read from its
+        receipt: mined, successful, sent to this contract, ``confirmations`` deep. Anything else
+        is a ``DomainError`` naming what is wrong."""
+        from web3.exceptions import TransactionNotFound
+
+        w3 = gateway.connected_web3()
+        try:
+            receipt = w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+        except TransactionNotFound:
+            raise DomainError(
+                "That transaction is not mined yet (or unknown to the chain): register the agreement once it is.",
+                code=ErrorCode.CONFLICT,
+                details={"tx_hash": tx_hash},
+            ) from None
+        if int(receipt["status"]) != 1:
+            raise DomainError("That transaction reverted on chain.", code=ErrorCode.CHAIN_REVERTED)
+        if str(receipt["to"] or "").lower() != self.address().lower():
+            raise DomainError(
+                "That transaction was not sent to this space's UsageAgreements contract.",
+                code=ErrorCode.VALIDATION_FAILED,
+            )
+        depth = int(w3.eth.block_number) - int(receipt["blockNumber"])
+        if depth < confirmations:
+            raise DomainError(
+                f"That transaction has {depth} of the {confirmations} confirmations needed; try again later.",
+                code=ErrorCode.CONFLICT,
+                details={"tx_hash": tx_hash},
+            )
+        handler = gateway.contract(self.name).events["AgreementCreated"]()
+        for log in handler.process_receipt(receipt, errors=DISCARD):
+            args = log["args"]
+            if str(log["address"]).lower() == self.address().lower() and int(args["offerId"]) == offer_id:
+                return AgreementCreated(
+                    agreement_id=int(args["agreementId"]),
+                    offer_id=int(args["offerId"]),
+                    consumer=str(args["consumer"]),
+                    calls=int(args["calls"]),
+                    amount=int(args["amount"]),
+                    expiry=int(args["expiry"]),
+                )
+        raise DomainError("That transaction created no agreement on this offer.", code=ErrorCode.VALIDATION_FAILED)

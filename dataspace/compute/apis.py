@@ -202,6 +202,51 @@ class JobListCreateApi(APIView):
         return Response(JobOutputSerializer(job).data, status=code, headers={"Location": f"/api/jobs/{job.id}/"})
 
 
+# ISSUE-16: an own-wallet consumer (the SDK) asks what to sign; nothing is reserved.
+class JobUsageApi(APIView):
+    permission_classes = [IsConsumer]
+
+    @extend_schema_serializer(component_name="JobUsageRequest")
+    class InputSerializer(serializers.Serializer[Any]):
+        agreement = serializers.UUIDField()
+        operation = serializers.CharField(max_length=64)
+        params = serializers.DictField(required=False, default=dict)
+        purpose = serializers.CharField(max_length=64)
+        epsilon = serializers.FloatField(min_value=0, max_value=1000, default=0.0)
+        nonce = serializers.IntegerField(min_value=1)
+        deadline = serializers.IntegerField(min_value=0)
+
+    @extend_schema_serializer(component_name="JobUsageToSign")
+    class OutputSerializer(serializers.Serializer[Any]):
+        typed_data = serializers.JSONField(help_text="The EIP-712 Usage document to sign (bytes as 0x hex).")
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer, **error_responses(*JOB_ERRORS)},
+        description="Own-wallet consumers: the EIP-712 Usage message to sign for this request, after every "
+        "check POST /api/jobs/ makes (nothing is reserved). Recompute its fields, sign it, then POST the job "
+        "with nonce, deadline and signature.",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        typed_data = job_requests.usage_to_sign(
+            consumer=request_user(request),
+            request=job_requests.JobRequest(
+                agreement_id=v["agreement"],
+                operation=v["operation"],
+                params=v["params"],
+                purpose=v["purpose"],
+                epsilon=v["epsilon"],
+                idempotency_key="",
+                nonce=v["nonce"],
+                deadline=v["deadline"],
+            ),
+        )
+        return Response({"typed_data": typed_data})
+
+
 class JobDetailApi(APIView):
     permission_classes = [IsConsumer]
 

@@ -72,6 +72,44 @@ def job_request(*, consumer: User, request: JobRequest) -> tuple[Job, bool]:
     existing = Job.objects.filter(consumer=consumer, idempotency_key=request.idempotency_key).first()
     if existing is not None:
         return _same_request(existing, request), False
+    checked = _checked(consumer, request)
+    agreement, dataset, wallet = checked.agreement, checked.agreement.offer.dataset, checked.wallet
+    params, key, rho, consumer_cap = checked.params, checked.query_key, checked.rho, checked.consumer_cap_rho
+    usage = checked.usage
+    try:
+        with transaction.atomic():
+            locked = policy_services.agreement_reserve(agreement=agreement, usage=usage)
+            job = _create(consumer, wallet, locked, request, params, rho=rho, query_key=key)
+            privacy.loss_reserve(
+                dataset=dataset, consumer=consumer, job_id=job.id, rho=rho, consumer_cap_rho=consumer_cap
+            )
+            tasking.enqueue_on_commit(jobs.STEP_TASKS[Job.Status.REQUESTED], str(job.id))
+    except IntegrityError:
+        # The same idempotency key raced us, or the nonce is taken: a replayed signature.
+        existing = Job.objects.filter(consumer=consumer, idempotency_key=request.idempotency_key).first()
+        if existing is not None:
+            return _same_request(existing, request), False
+        raise DomainError(
+            "This usage signature's nonce was already used on the agreement.", code=ErrorCode.SIGNATURE_REPLAYED
+        ) from None
+    return job, True
+
+
+# ISSUE-16: the checks of job_request, shared with usage_to_sign.
+@dataclass(frozen=True)
+class _Checked:
+    agreement: Agreement
+    wallet: Wallet
+    usage: odrl.UsageRequest
+    params: dict[str, Any]
+    query_key: str
+    rho: float
+    consumer_cap_rho: float
+
+
+def _checked(consumer: User, request: JobRequest, *, signed_by_consumer: bool | None = None) -> _Checked:
+    """Everything decided before a job is reserved: the policy, the store, the parameters, the
+    privacy loss against the budgets, and that the consumer has a wallet to sign with."""
     agreement = policy_selectors.agreement_get_consumed(consumer=consumer, agreement_id=request.agreement_id)
     policy_services.agreement_check_active(agreement=agreement)
     dataset = agreement.offer.dataset
@@ -90,7 +128,9 @@ def job_request(*, consumer: User, request: JobRequest) -> tuple[Job, bool]:
     )
     # A query answered before is answered again from the cache: no new noise, no new loss. (A
     # consumer who signs their own usage signed its loss before knowing: they pay what they signed.)
-    cached = request.signature is None and privacy.cached_answer_get(dataset_id=dataset.id, key=key) is not None
+    if signed_by_consumer is None:
+        signed_by_consumer = request.signature is not None
+    cached = not signed_by_consumer and privacy.cached_answer_get(dataset_id=dataset.id, key=key) is not None
     rho = 0.0 if dataset.non_personal or cached else privacy.rho_of(request.epsilon)
     consumer_cap = privacy.rho_of(agreement.offer.privacy_budget)
     privacy.loss_check(
@@ -103,23 +143,23 @@ def job_request(*, consumer: User, request: JobRequest) -> tuple[Job, bool]:
     wallet = wallet_get(user=consumer)
     if wallet is None:
         raise DomainError("The account has no wallet to sign the usage with.", code=ErrorCode.WALLET_REQUIRED)
-    try:
-        with transaction.atomic():
-            locked = policy_services.agreement_reserve(agreement=agreement, usage=usage)
-            job = _create(consumer, wallet, locked, request, params, rho=rho, query_key=key)
-            privacy.loss_reserve(
-                dataset=dataset, consumer=consumer, job_id=job.id, rho=rho, consumer_cap_rho=consumer_cap
-            )
-            tasking.enqueue_on_commit(jobs.STEP_TASKS[Job.Status.REQUESTED], str(job.id))
-    except IntegrityError:
-        # The same idempotency key raced us, or the nonce is taken: a replayed signature.
-        existing = Job.objects.filter(consumer=consumer, idempotency_key=request.idempotency_key).first()
-        if existing is not None:
-            return _same_request(existing, request), False
+    return _Checked(agreement, wallet, usage, params, key, rho, consumer_cap)
+
+
+# ISSUE-16: an own-wallet consumer asks what to sign before signing it.
+def usage_to_sign(*, consumer: User, request: JobRequest) -> dict[str, Any]:
+    """The EIP-712 Usage document an own-wallet consumer signs for ``request`` (with their
+    ``nonce`` and ``deadline``): the request passes every check ``job_request`` makes first, and
+    nothing is reserved. Every field but the privacy loss (nano-rho, from the space's epsilon-to-rho
+    conversion) is one the consumer can recompute; the SDK does, before it signs."""
+    checked = _checked(consumer, request, signed_by_consumer=True)
+    if checked.wallet.kind != Wallet.Kind.EXTERNAL:
         raise DomainError(
-            "This usage signature's nonce was already used on the agreement.", code=ErrorCode.SIGNATURE_REPLAYED
-        ) from None
-    return job, True
+            "A custodial wallet's usage is signed by the platform; send the job without a signature.",
+            code=ErrorCode.WALLET_REQUIRED,
+        )
+    nonce, deadline = _own_nonce(request)
+    return _usage_message(checked.agreement, request, rho=checked.rho, nonce=nonce, deadline=deadline).typed_data()
 
 
 def _check_public_categories(params: Any, public: list[str]) -> None:
@@ -162,6 +202,10 @@ def _usage_nonce(wallet: Wallet, agreement: Agreement, request: JobRequest) -> t
             )
         deadline = int((timezone.now() + SIGNATURE_TTL).timestamp())
         return policy_services.agreement_take_nonce(agreement=agreement), deadline
+    return _own_nonce(request)
+
+
+def _own_nonce(request: JobRequest) -> tuple[int, int]:
     if request.nonce is None or request.deadline is None or not 0 < request.nonce < 2**128:
         raise DomainError("A signed request needs nonce (1..2^128-1) and deadline.", code=ErrorCode.VALIDATION_FAILED)
     if request.deadline <= timezone.now().timestamp():
@@ -186,6 +230,23 @@ def _usage_signature(wallet: Wallet, request: JobRequest, usage: eip712.Usage) -
     return signature
 
 
+def _usage_message(agreement: Agreement, request: JobRequest, *, rho: float, nonce: int, deadline: int) -> eip712.Usage:
+    assert agreement.chain_agreement_id is not None
+    return eip712.Usage(
+        chain_id=gateway.chain_id(),
+        contract=agents.UsageAgreementsAgent().address(),
+        agreement_id=agreement.chain_agreement_id,
+        job_id=job_chain_id(agreement_id=agreement.chain_agreement_id, nonce=nonce),
+        purpose=label_hash(request.purpose),
+        operation=label_hash(request.operation),
+        # The consumer signs the parameters as they sent them, not as we normalised them.
+        params_hash=encoding.params_hash(request.params),
+        privacy_loss=encoding.rho_nano(rho),
+        nonce=nonce,
+        deadline=deadline,
+    )
+
+
 def _create(
     consumer: User,
     wallet: Wallet,
@@ -198,23 +259,9 @@ def _create(
 ) -> Job:
     assert agreement.chain_agreement_id is not None
     agent = agents.UsageAgreementsAgent()
-    privacy_loss = encoding.rho_nano(rho)
-    # The consumer signs the parameters as they sent them, not as we normalised them.
-    params_hash = encoding.params_hash(request.params)
     nonce, deadline = _usage_nonce(wallet, agreement, request)
-    job_id = job_chain_id(agreement_id=agreement.chain_agreement_id, nonce=nonce)
-    usage = eip712.Usage(
-        chain_id=gateway.chain_id(),
-        contract=agent.address(),
-        agreement_id=agreement.chain_agreement_id,
-        job_id=job_id,
-        purpose=label_hash(request.purpose),
-        operation=label_hash(request.operation),
-        params_hash=params_hash,
-        privacy_loss=privacy_loss,
-        nonce=nonce,
-        deadline=deadline,
-    )
+    usage = _usage_message(agreement, request, rho=rho, nonce=nonce, deadline=deadline)
+    job_id, params_hash, privacy_loss = usage.job_id, usage.params_hash, usage.privacy_loss
     signature = _usage_signature(wallet, request, usage)
     job = Job.objects.create(
         consumer=consumer,

@@ -21,6 +21,7 @@ from dataspace.chain.serializers import ChainWriteSerializer, chain_write
 from dataspace.errors import ErrorCode
 from dataspace.policies import odrl, selectors, services
 from dataspace.policies.models import Agreement, Offer
+from dataspace.privacy import services as privacy_services
 
 
 class OfferOutputSerializer(serializers.ModelSerializer[Offer]):
@@ -183,7 +184,21 @@ class AgreementListCreateApi(APIView):
     @extend_schema_serializer(component_name="AgreementCreate")
     class InputSerializer(serializers.Serializer[Any]):
         offer = serializers.UUIDField()
-        calls = serializers.IntegerField(min_value=1, max_value=2**32 - 1)
+        calls = serializers.IntegerField(
+            min_value=1, max_value=2**32 - 1, required=False, help_text="Custodial wallets: the calls to buy."
+        )
+        # ISSUE-16: an own-wallet consumer accepts on chain themselves and registers the result.
+        accept_tx = serializers.RegexField(
+            r"^0x[0-9a-fA-F]{64}$",
+            required=False,
+            help_text="Own-wallet consumers: the hash of the acceptOffer transaction your wallet sent; the "
+            "agreement is read from the chain and registered (201; 200 if it already was).",
+        )
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if ("calls" in attrs) == ("accept_tx" in attrs):
+                raise serializers.ValidationError("Send either calls (custodial wallet) or accept_tx (your own).")
+            return attrs
 
     def get_permissions(self) -> list[Any]:
         return [IsConsumer()] if self.request.method == "POST" else list(super().get_permissions())
@@ -202,6 +217,8 @@ class AgreementListCreateApi(APIView):
         request=InputSerializer,
         responses={
             202: AgreementOutputSerializer,
+            201: AgreementOutputSerializer,
+            200: AgreementOutputSerializer,
             **error_responses(
                 *ERRORS_COMMON,
                 ErrorCode.ROLE_REQUIRED,
@@ -209,15 +226,27 @@ class AgreementListCreateApi(APIView):
                 ErrorCode.OFFER_NOT_PUBLISHED,
                 ErrorCode.WALLET_REQUIRED,
                 ErrorCode.INSUFFICIENT_FUNDS,
+                ErrorCode.PERMISSION_DENIED,
+                ErrorCode.CONFLICT,
+                ErrorCode.CHAIN_REVERTED,
+                ErrorCode.CHAIN_UNAVAILABLE,
             ),
         },
         description="Accept an offer for `calls` calls: your custodial wallet approves the escrow "
-        "(calls x price) and accepts the offer on chain. Poll until `status` is active.",
+        "(calls x price) and accepts the offer on chain (202; poll until `status` is active). With your own "
+        "wallet, send approve and acceptOffer yourself and post `accept_tx`: the agreement is read from the "
+        "chain and registered active (201).",
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         offer = selectors.offer_get(viewer=request_user(request), offer_id=data.validated_data["offer"])
+        if "accept_tx" in data.validated_data:  # ISSUE-16
+            registered, created = services.agreement_register_external(
+                consumer=request_user(request), offer=offer, tx_hash=data.validated_data["accept_tx"]
+            )
+            code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+            return Response(AgreementOutputSerializer(registered).data, status=code)
         agreement = services.agreement_create(
             consumer=request_user(request), offer=offer, calls=data.validated_data["calls"]
         )
@@ -229,6 +258,43 @@ class AgreementDetailApi(APIView):
     def get(self, request: Request, agreement_id: uuid.UUID) -> Response:
         agreement = selectors.agreement_get(viewer=request_user(request), agreement_id=agreement_id)
         return Response(AgreementOutputSerializer(agreement).data)
+
+
+# ISSUE-16: what an agreement has left, for the SDK's `redlake budget`.
+class AgreementBudgetApi(APIView):
+    @extend_schema_serializer(component_name="AgreementBudget")
+    class OutputSerializer(serializers.Serializer[Any]):
+        agreement = serializers.UUIDField()
+        calls = serializers.IntegerField(help_text="Calls bought.")
+        calls_used = serializers.IntegerField(help_text="Calls reserved or spent by your jobs.")
+        calls_left = serializers.IntegerField()
+        expires_at = serializers.DateTimeField(allow_null=True)
+        non_personal = serializers.BooleanField()
+        epsilon_share = serializers.FloatField(help_text="Your share of the dataset's privacy budget (epsilon).")
+        epsilon_left = serializers.FloatField(
+            help_text="Epsilon you may still spend on the dataset: the smaller of what remains of your share "
+            "and of the dataset's total."
+        )
+
+    @extend_schema(responses={200: OutputSerializer, **error_responses(*ERRORS_AUTH, ErrorCode.NOT_FOUND)})
+    def get(self, request: Request, agreement_id: uuid.UUID) -> Response:
+        consumer = request_user(request)
+        agreement = selectors.agreement_get_consumed(consumer=consumer, agreement_id=agreement_id)
+        offer = agreement.offer
+        left = privacy_services.epsilon_left(
+            dataset=offer.dataset, consumer=consumer, consumer_cap_epsilon=offer.privacy_budget
+        )
+        body = {
+            "agreement": agreement.id,
+            "calls": agreement.calls,
+            "calls_used": agreement.calls_reserved,
+            "calls_left": max(agreement.calls - agreement.calls_reserved, 0),
+            "expires_at": agreement.expires_at,
+            "non_personal": offer.dataset.non_personal,
+            "epsilon_share": offer.privacy_budget,
+            "epsilon_left": left,
+        }
+        return Response(self.OutputSerializer(body).data)
 
 
 class EarningsApi(APIView):

@@ -11,12 +11,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from dataspace import tasking
-from dataspace.accounts.models import User
-from dataspace.accounts.selectors import wallet_custodial_address
+from dataspace.accounts.models import User, Wallet
+from dataspace.accounts.selectors import wallet_custodial_address, wallet_get
 from dataspace.catalog.models import Dataset
 from dataspace.chain import agents, outbox
 from dataspace.chain.encoding import rho_nano
@@ -207,6 +208,54 @@ def agreement_progress(*, agreement_id: uuid.UUID) -> bool:
         )
 
     return outbox.write_follow(tx_id=agreement.accept_tx_id, on_confirmed=activated, on_failed=refused)
+
+
+# ISSUE-16: an agreement a consumer made from their own wallet (approve + acceptOffer sent
+# directly to the chain), recognised by the platform from the chain's own record.
+def agreement_register_external(*, consumer: User, offer: Offer, tx_hash: str) -> tuple[Agreement, bool]:
+    """Mirrors an agreement the consumer created on chain from their own (external) wallet.
+
+    Trusts only the chain: the transaction must be mined, successful, sent to our UsageAgreements
+    contract, at least ``CHAIN_CONFIRMATIONS`` deep, and emit ``AgreementCreated`` for this offer
+    with the consumer's registered address as its consumer. Registering the same agreement again
+    returns it (False: not created); another account cannot claim it. Returns (agreement, created)."""
+    if offer.status != Offer.Status.PUBLISHED or offer.chain_offer_id is None:
+        raise DomainError(f"The offer is {offer.status}, not published.", code=ErrorCode.OFFER_NOT_PUBLISHED)
+    wallet = wallet_get(user=consumer)
+    if wallet is None or wallet.kind != Wallet.Kind.EXTERNAL:
+        raise DomainError(
+            "Only an account with its own wallet (POST /api/me/wallet/register/) registers an agreement it "
+            "created on chain; a custodial account accepts offers with {offer, calls}.",
+            code=ErrorCode.WALLET_REQUIRED,
+        )
+    event = agents.UsageAgreementsAgent().agreement_created(
+        tx_hash=tx_hash, offer_id=offer.chain_offer_id, confirmations=settings.CHAIN_CONFIRMATIONS
+    )
+    chain_agreement_id = event.agreement_id
+    if event.consumer.lower() != wallet.address.lower():
+        raise DomainError(
+            f"The agreement was created by {event.consumer}, not by your wallet {wallet.address}.",
+            code=ErrorCode.PERMISSION_DENIED,
+        )
+    existing = Agreement.objects.filter(chain_agreement_id=chain_agreement_id).first()
+    if existing is not None:
+        if existing.consumer_id != consumer.pk:
+            raise DomainError("That agreement is registered to another account.", code=ErrorCode.CONFLICT)
+        return existing, False
+    try:
+        with transaction.atomic():
+            agreement = Agreement.objects.create(
+                offer=offer,
+                consumer=consumer,
+                calls=event.calls,
+                amount=event.amount,
+                status=Agreement.Status.ACTIVE,
+                chain_agreement_id=chain_agreement_id,
+                expires_at=datetime.fromtimestamp(event.expiry, tz=UTC),
+            )
+    except IntegrityError:  # registered concurrently: the first registration wins
+        return Agreement.objects.get(chain_agreement_id=chain_agreement_id, consumer=consumer), False
+    return agreement, True
 
 
 def agreement_check_active(*, agreement: Agreement) -> None:

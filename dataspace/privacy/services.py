@@ -60,6 +60,19 @@ def _remaining_epsilon(limit: float, committed: float) -> float:
     return max(epsilon_of(max(limit - committed, 0.0)), 0.0)
 
 
+# ISSUE-16: the budget a consumer has left, for GET /api/agreements/<id>/budget/.
+def epsilon_left(*, dataset: Dataset, consumer: User, consumer_cap_epsilon: float) -> float:
+    """Epsilon the consumer may still spend on ``dataset``: the smaller of what remains of their
+    share and of the dataset's total (0 on a non-personal dataset, which spends none)."""
+    if dataset.non_personal:
+        return 0.0
+    budget = budget_get(dataset=dataset)
+    share = ConsumerShare.objects.filter(dataset=dataset, consumer=consumer).values_list("rho_committed", flat=True)
+    spent = float(share.first() or 0.0)
+    mine = _remaining_epsilon(rho_of(consumer_cap_epsilon), spent)
+    return min(mine, _remaining_epsilon(budget.rho_limit, budget.rho_committed))
+
+
 def loss_check(*, dataset: Dataset, consumer: User, rho: float, consumer_cap_rho: float, budget: DatasetBudget) -> None:
     """Refuses a loss the dataset or the consumer's share cannot take (``budget_exhausted``)."""
     if rho <= 0:

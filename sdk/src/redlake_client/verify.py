@@ -1,0 +1,207 @@
+"""Checking a job against the chain, trusting nothing the platform says that the chain or the
+custodian's key can tell instead.
+
+- the use: the chain recorded this job under the job's agreement, with the operation, purpose,
+  parameters' hash and privacy loss the job claims, signed by the agreement's consumer;
+- the settlement: the salted commitment on chain equals sha256(salt || result) recomputed from
+  the result and the receipt's salt; the attestation hash equals the signed receipt's hash;
+- the receipt: its signature recovers to a custodian the consumer trusts (``trusted_custodians``);
+- the dataset: the receipt's content hash is the one the DatasetRegistry holds for the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_defunct, encode_typed_data
+
+from redlake_client import encoding
+from redlake_client.errors import VerificationFailed
+from redlake_client.models import Job, Space
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class VerificationReport:
+    job_id: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str) -> None:
+        self.checks.append(Check(name, ok, detail))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"job": self.job_id, "ok": self.ok, "checks": [c.__dict__ for c in self.checks]}
+
+
+def trusted_custodians(space: Space, chain: Any, *, pinned: list[str] | None) -> tuple[set[str], str]:
+    """The custodian addresses whose receipts the consumer accepts, and where they came from.
+
+    The one place to change when the space publishes its custodians on chain (a
+    CustodianRegistry listed in ``space.contracts``): read them from the contract here. Until
+    then: the addresses the consumer pinned (``REDLAKE_CUSTODIANS``), else the platform's list."""
+    if pinned:
+        return {a.lower() for a in pinned}, "pinned by you"
+    if space.custodians:
+        head = int(chain.w3.eth.block_number)
+        valid = {
+            c.address.lower()
+            for c in space.custodians
+            if c.valid_from_block <= head and (c.valid_to_block is None or head <= c.valid_to_block)
+        }
+        return valid, "published by the space"
+    return set(), "none known"
+
+
+def receipt_signer(receipt: dict[str, Any]) -> str:
+    body = {k: v for k, v in receipt.items() if k != "signature"}
+    return str(Account.recover_message(encode_defunct(encoding.canonical_json(body)), signature=receipt["signature"]))
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def verify(client: Any, job: Job, *, raise_on_failure: bool = True) -> VerificationReport:
+    report = VerificationReport(str(job.id))
+    if job.status not in ("settled", "withheld") or job.receipt is None or job.chain_job_id is None:
+        report.add("settled", False, f"the job is {job.status}: nothing settled to verify")
+        return _finish(report, raise_on_failure)
+    space = client.space()
+    chain = client.chain()
+    agreement = client.agreement(job.agreement)
+    job_id = encoding.unhex(job.chain_job_id)
+    receipt = job.receipt
+
+    # 1. the use recorded on chain
+    agreement_id, status, loss = chain.usage_of(job_id)
+    report.add(
+        "usage.agreement",
+        agreement_id == agreement.chain_agreement_id,
+        f"chain records agreement {agreement_id}; the job's is {agreement.chain_agreement_id}",
+    )
+    report.add("usage.status", status == "settled", f"chain status {status}")
+    recorded = chain.event("UsageRecorded", jobId=job_id)
+    if recorded is None:
+        report.add("usage.recorded", False, "no UsageRecorded event for this job")
+    else:
+        args = recorded.args
+        expect = {
+            "operation": encoding.label_hash(job.operation),
+            "purpose": encoding.label_hash(job.purpose),
+            "paramsHash": encoding.params_hash(job.params),
+        }
+        for name, value in expect.items():
+            report.add(f"usage.{name}", bytes(args[name]) == value, f"chain {_hex(bytes(args[name]))}")
+        report.add("usage.privacy_loss", int(args["privacyLoss"]) == loss, f"{loss} nano-rho")
+        onchain_agreement = chain.agreement(agreement_id)
+        signature = chain.usage_signature(recorded.tx_hash)
+        signer = _usage_signer(space, chain, args, job_id, agreement_id, signature, recorded.tx_hash)
+        report.add(
+            "usage.signed_by_consumer",
+            signer.lower() == str(onchain_agreement["consumer"]).lower(),
+            f"signed by {signer}; the agreement's consumer is {onchain_agreement['consumer']}",
+        )
+
+    # 2. the settlement's salted commitment and attestation hash
+    settled = chain.event("JobSettled", jobId=job_id)
+    released = job.result if job.status == "settled" else {"withheld": receipt.get("withheld")}
+    salt = encoding.unhex(str(receipt.get("result_salt", "0x")))
+    recomputed = encoding.result_commitment(released, salt)
+    if settled is None:
+        report.add("settlement.recorded", False, "no JobSettled event for this job")
+    else:
+        on_chain = bytes(settled.args["resultHash"])
+        report.add(
+            "settlement.result_commitment",
+            on_chain == recomputed,
+            f"chain {_hex(on_chain)}; sha256(salt || result) = {_hex(recomputed)}",
+        )
+        attestation = hashlib.sha256(encoding.canonical_json(receipt)).digest()
+        report.add(
+            "settlement.receipt_hash",
+            bytes(settled.args["attestationHash"]) == attestation,
+            f"chain {_hex(bytes(settled.args['attestationHash']))}",
+        )
+
+    # 3. the receipt: signed by a trusted custodian, about this job
+    trusted, source = trusted_custodians(space, chain, pinned=client.pinned_custodians)
+    try:
+        signer = receipt_signer(receipt)
+    except Exception:
+        signer = "(unrecoverable)"
+    report.add("receipt.custodian", signer.lower() in trusted, f"signed by {signer}; trusted custodians ({source})")
+    report.add("receipt.job", str(receipt.get("job_id", "")).lower() == job.chain_job_id.lower(), "job id")
+    report.add(
+        "receipt.parameters",
+        receipt.get("operation") == job.operation and receipt.get("parameters") == job.params,
+        "operation and parameters",
+    )
+
+    # 4. the dataset's content hash against the registry
+    registered = chain.dataset(encoding.dataset_chain_id(job.dataset))
+    content = str(receipt.get("dataset_sha256", "")).removeprefix("0x").lower()
+    report.add(
+        "dataset.content_hash",
+        registered["content_hash"].hex() == content,
+        f"registry {_hex(registered['content_hash'])}",
+    )
+    return _finish(report, raise_on_failure)
+
+
+def _usage_signer(
+    space: Space, chain: Any, args: dict[str, Any], job_id: bytes, agreement_id: int, signature: bytes, tx_hash: str
+) -> str:
+    tx = chain.w3.eth.get_transaction(tx_hash)
+    _, call = chain.usage.decode_function_input(tx["input"])
+    message = {
+        "agreementId": agreement_id,
+        "jobId": job_id,
+        "purpose": bytes(args["purpose"]),
+        "operation": bytes(args["operation"]),
+        "paramsHash": bytes(args["paramsHash"]),
+        "privacyLoss": int(args["privacyLoss"]),
+        "nonce": int.from_bytes(job_id, "big") & (2**128 - 1),
+        "deadline": int(call["deadline"]),
+    }
+    types = {
+        "Usage": [
+            {"name": "agreementId", "type": "uint256"},
+            {"name": "jobId", "type": "bytes32"},
+            {"name": "purpose", "type": "bytes32"},
+            {"name": "operation", "type": "bytes32"},
+            {"name": "paramsHash", "type": "bytes32"},
+            {"name": "privacyLoss", "type": "uint64"},
+            {"name": "nonce", "type": "uint256"},
+            {"name": "deadline", "type": "uint256"},
+        ]
+    }
+    domain = {
+        "name": "Redlake UsageAgreements",
+        "version": "1",
+        "chainId": chain.chain_id,
+        "verifyingContract": chain.usage.address,
+    }
+    try:
+        return str(Account.recover_message(encode_typed_data(domain, types, message), signature=signature))
+    except Exception:
+        return "(unrecoverable)"
+
+
+def _finish(report: VerificationReport, raise_on_failure: bool) -> VerificationReport:
+    if raise_on_failure and not report.ok:
+        failed = ", ".join(c.name for c in report.checks if not c.ok)
+        raise VerificationFailed(f"Verification of job {report.job_id} failed: {failed}.", report)
+    return report
