@@ -3,6 +3,8 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 REDLAKE_VAR_DIR=/var/lib/redlake
 WORKDIR /app
+# ISSUE-13: bubblewrap (the sandbox TEE backend) and libseccomp (its seccomp filter, via pyseccomp)
+RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap libseccomp2 && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --home /app redlake && mkdir -p /var/lib/redlake && chown redlake /var/lib/redlake
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
