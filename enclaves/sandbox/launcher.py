@@ -1,0 +1,737 @@
+"""The launcher: runs one approved bundle in a bubblewrap sandbox, attests it, relays the key
+release, checks and signs off the result, and meters what ran.
+
+Confinement (every job):
+- bubblewrap with every namespace unshared (user, mount, pid, ipc, uts, cgroup, network: only a
+  loopback interface exists), nested user namespaces disabled, all capabilities dropped, uid and
+  gid 65534 *also on the host*: the launcher (root) drops to 65534 before it executes bubblewrap,
+  which then builds its user namespace unprivileged, so even an escape from the namespaces lands
+  as ``nobody``;
+- the root is an empty tmpfs remounted read-only: the runtime (interpreter, the mounted
+  distributions, this package) is bound read-only; /usr/lib and nothing else of the host; no
+  /etc, /home, /root, /var, /tmp, /work; the job's inputs are *file descriptors* the sandbox
+  inherits, not paths; the private writable directory is a size-limited tmpfs at /job/work that
+  disappears with the sandbox's mount namespace;
+- seccomp: the confinement filter through ``--seccomp``, the exec filter loaded by the runner
+  (see ``seccomp``);
+- a cgroup per job (memory limit, process limit, CPU accounting) and a wall-clock deadline, after
+  which every process of the job is killed.
+
+The runtime's host paths (``/root/.pyenv/...`` is not traversable by uid 65534) are bound onto
+a staging directory inside a private mount namespace the launcher's child creates as root just
+before it drops privileges; the host's mount table is never changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hmac
+import logging
+import os
+import select
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from enclaves.attestation import AttestationRefused, Evidence, RefusalCode, TeeType, VerifiedClaims, report_data_for
+from enclaves.attestation.sandbox import evidence_from_statement, launcher_public_key, sign_statement
+from enclaves.bundle import AlgorithmBundle, BundleKind, OutputRejected, canonical_json, check_output, measurement
+from enclaves.protocol import (
+    ENCLAVE_ERROR_CODES,
+    MAX_FRAME,
+    ProtocolError,
+    decode_frame,
+    result_signing_payload,
+    write_frame,
+)
+from enclaves.sandbox import seccomp
+from enclaves.sandbox.broker import KeyBroker
+from enclaves.sandbox.cgroups import CgroupLimits, JobCgroup
+from enclaves.sandbox.runtime import Distribution, RuntimeImage
+from enclaves.sealed import SealedInput
+
+logger = logging.getLogger(__name__)
+
+SANDBOX_UID = 65534
+PROFILE_FORMAT = "redlake/sandbox-profile/v1"
+BINDING_DOMAIN = b"redlake/sandbox/result-binding/v1"
+DEFAULT_STAGING = Path("/run/redlake-sandbox")
+HOST_LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64")
+BOOT = (
+    "import sys; sys.path[:0] = ['/opt/enclaves', '/opt/site']; "
+    "import enclaves.runner as r; sys.exit(r.main(sys.argv[1:]))"
+)
+_SIGSYS_EXIT = 128 + signal.SIGSYS
+
+# Stable failure codes and their fixed messages: nothing in them comes from the job's data.
+FAILURE_MESSAGES: Mapping[str, str] = {
+    "attestation_refused": "The key broker refused the enclave's evidence; no key was released.",
+    "sandbox_violation": "The algorithm made a system call the sandbox forbids and was killed.",
+    "memory_limit": "The algorithm exceeded its memory limit and was killed.",
+    "process_limit": "The algorithm exceeded its process limit.",
+    "wall_clock_limit": "The algorithm exceeded its wall-clock limit and was killed.",
+    "algorithm_error": "The algorithm raised an error.",
+    "result_not_json": "The algorithm's result is not JSON.",
+    "output_schema_mismatch": "The result does not match the bundle's output schema.",
+    "output_too_large": "The result is larger than the bundle's maximum output size.",
+    "key_unwrap_failed": "The enclave could not unwrap a data key.",
+    "input_tampered": "A sealed input failed authentication.",
+    "input_unreadable": "A decrypted input is not a readable table.",
+    "protocol_error": "The enclave broke the launcher protocol.",
+    "sandbox_failed": "The sandbox ended without a result.",
+}
+
+
+class JobFailed(Exception):
+    """A sandbox job that produced no releasable result. ``code`` is one of
+    ``FAILURE_MESSAGES``; ``refusal`` the attestation refusal code when the broker refused;
+    ``metering`` what ran before it stopped (None if nothing started)."""
+
+    def __init__(self, code: str, *, refusal: RefusalCode | None = None, metering: Metering | None = None) -> None:
+        self.code = code
+        self.message = FAILURE_MESSAGES[code]
+        self.refusal = refusal
+        self.metering = metering
+        super().__init__(f"{code}: {self.message}" + (f" ({refusal})" if refusal else ""))
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_bytes: int = 512 * 1024 * 1024
+    max_processes: int = 64
+    wall_seconds: float = 60.0
+    work_dir_bytes: int = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.memory_bytes < 64 * 1024 * 1024:
+            raise ValueError("a sandbox needs at least 64 MiB")
+        if not 1 <= self.max_processes <= 4096 or self.wall_seconds <= 0 or self.work_dir_bytes < 1 << 20:
+            raise ValueError("limits out of range")
+
+
+@dataclass(frozen=True)
+class Metering:
+    """What the job's cgroup measured. ``cpu_ms`` is every CPU-millisecond of the sandbox;
+    ``startup_cpu_ms`` the part spent before the enclave said hello (bubblewrap, interpreter,
+    runtime imports, key generation: the same for every job, before any job data exists);
+    ``billable_cpu_ms`` the rest (decryption, the algorithm, the result)."""
+
+    cpu_ms: int
+    startup_cpu_ms: int
+    peak_memory_bytes: int
+    bytes_read: int
+    wall_ms: int
+
+    @property
+    def billable_cpu_ms(self) -> int:
+        return max(0, self.cpu_ms - self.startup_cpu_ms)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "cpu_ms": self.cpu_ms,
+            "startup_cpu_ms": self.startup_cpu_ms,
+            "billable_cpu_ms": self.billable_cpu_ms,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "bytes_read": self.bytes_read,
+            "wall_ms": self.wall_ms,
+        }
+
+
+@dataclass(frozen=True)
+class ResultSignature:
+    """The enclave's Ed25519 signature over the result (``protocol.result_signing_payload``) and
+    the launcher's binding of that enclave key to the attested run: a CBOR map of the attestation
+    hash, the enclave key, the result's SHA-256 and the measurement, signed by the launcher key
+    that signed the evidence."""
+
+    enclave_key: bytes
+    enclave_signature: bytes
+    binding: bytes
+    binding_signature: bytes
+
+
+class ResultSignatureInvalid(Exception):
+    pass
+
+
+def verify_result_signature(
+    result: bytes, signature: ResultSignature, *, attestation_hash: bytes, launcher_keys: Sequence[bytes]
+) -> None:
+    """Raise ``ResultSignatureInvalid`` unless ``result`` was signed by the enclave that the
+    evidence with ``attestation_hash`` attested, as bound by a trusted launcher key."""
+    try:
+        binding = cbor2.loads(signature.binding)
+        if not isinstance(binding, dict):
+            raise ResultSignatureInvalid("binding is not a map")
+        launcher = binding["launcher_key"]
+        if not any(hmac.compare_digest(launcher, key) for key in launcher_keys):
+            raise ResultSignatureInvalid("unknown launcher key")
+        launcher_public = Ed25519PublicKey.from_public_bytes(launcher)
+        launcher_public.verify(signature.binding_signature, BINDING_DOMAIN + signature.binding)
+        if binding["attestation_hash"] != attestation_hash or binding["enclave_key"] != signature.enclave_key:
+            raise ResultSignatureInvalid("binding is for another run")
+        context = attestation_hash.hex()
+        Ed25519PublicKey.from_public_bytes(signature.enclave_key).verify(
+            signature.enclave_signature, result_signing_payload(result, context)
+        )
+        if binding["result_sha256"] != _sha256(result):
+            raise ResultSignatureInvalid("binding is for another result")
+    except (InvalidSignature, KeyError, TypeError, ValueError, cbor2.CBORDecodeError) as exc:
+        raise ResultSignatureInvalid("signature does not verify") from exc
+
+
+def _sha256(data: bytes) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(data).digest()
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    result: Any
+    result_bytes: bytes
+    result_signature: ResultSignature
+    evidence: Evidence
+    verified: VerifiedClaims
+    measurement: bytes
+    metering: Metering
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def tee_type(self) -> TeeType:
+        return self.verified.tee_type
+
+    @property
+    def label(self) -> str:
+        return self.verified.label
+
+    def receipt(self) -> dict[str, Any]:
+        """What a receipt records: the verified TEE type, label (SIMULATED), measurement and
+        attestation hash; the result's hash; the meters."""
+        return {
+            **self.verified.receipt(),
+            "result_sha256": _sha256(self.result_bytes).hex(),
+            "metering": self.metering.as_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class SandboxProfile:
+    """The sandbox's part of the measurement: runtime image hash, the confinement arguments
+    (host paths, descriptors and limits as placeholders: they vary per host and per job, the
+    confinement does not) and the seccomp filters' hashes."""
+
+    runtime_image: bytes
+    distributions: tuple[tuple[str, str], ...]
+    confinement: tuple[str, ...]
+    seccomp: Mapping[str, str]
+
+    def canonical_bytes(self) -> bytes:
+        return canonical_json(
+            {
+                "format": PROFILE_FORMAT,
+                "runtime_image": self.runtime_image.hex(),
+                "distributions": [list(pair) for pair in self.distributions],
+                "confinement": list(self.confinement),
+                "seccomp": dict(self.seccomp),
+            }
+        )
+
+
+def _confinement_template(runtime: RuntimeImage, distributions: Sequence[Distribution]) -> list[str]:
+    """bubblewrap's arguments with ``{placeholders}``; ``_arguments`` fills them in."""
+    args = [
+        "--unshare-all", "--unshare-user", "--unshare-cgroup", "--disable-userns",
+        "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--cap-drop", "ALL",
+        "--die-with-parent", "--new-session", "--hostname", "enclave", "--clearenv",
+    ]  # fmt: skip
+    for directory in HOST_LIBRARY_DIRS:
+        if Path(directory).is_dir():
+            args += ["--ro-bind", directory, directory]
+    args += ["--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"]
+    args += ["--ro-bind", "{stage}/python", "/opt/python"]
+    # The base interpreter's own site-packages is hidden: only the mounted distributions exist.
+    args += ["--tmpfs", f"/opt/python/lib/{runtime.executable_name}/site-packages"]
+    for dist in distributions:
+        for entry in dist.top_level:
+            args += ["--ro-bind", f"{{stage}}/site/{entry}", f"/opt/site/{entry}"]
+    args += ["--ro-bind", "{stage}/enclaves", "/opt/enclaves/enclaves"]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--perms", "0700", "--size", "{work_dir_bytes}", "--tmpfs", "/job/work"]
+    args += ["--ro-bind-data", "{bundle_fd}", "/job/bundle.json", "--ro-bind-data", "{exec_filter_fd}", "/job/exec.bpf"]
+    args += ["--remount-ro", "/"]
+    env = {
+        "LD_LIBRARY_PATH": "/opt/python/lib",
+        "HOME": "/job/work",
+        "TMPDIR": "/job/work",
+        "LANG": "C.UTF-8",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "PYTHONHASHSEED": "0",
+    }
+    for name, value in env.items():
+        args += ["--setenv", name, value]
+    args += ["--chdir", "/job/work", "--seccomp", "{seccomp_fd}", "--"]
+    args += [f"/opt/python/bin/{runtime.executable_name}", "-I", "-S", "-B", "-c", BOOT]
+    args += ["{in_fd}", "{out_fd}", "{memory_bytes}"]
+    return args
+
+
+class _Libc:
+    """libc entry points the child uses between fork and exec (resolved before forking)."""
+
+    CLONE_NEWNS = 0x00020000
+    MS_BIND = 4096
+    MS_REC = 16384
+    MS_PRIVATE = 1 << 18
+    PR_SET_DUMPABLE = 4
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.unshare = libc.unshare
+        self.mount = libc.mount
+        self.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+        self.prctl = libc.prctl
+
+    def check(self, result: int, what: str) -> None:
+        if result != 0:
+            raise OSError(ctypes.get_errno(), what)
+
+
+class Sandbox:
+    """The local sandbox backend: one per worker process (it caches the runtime image hash and
+    the seccomp filters). ``launcher_key`` signs the SIMULATED evidence and the result bindings."""
+
+    def __init__(
+        self,
+        launcher_key: Ed25519PrivateKey,
+        *,
+        runtime: RuntimeImage | None = None,
+        bwrap: str = "bwrap",
+        staging_dir: Path = DEFAULT_STAGING,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.launcher_key = launcher_key
+        self.launcher_public_key = launcher_public_key(launcher_key)
+        self.runtime = runtime or RuntimeImage.current()
+        self.bwrap = bwrap
+        self.staging = staging_dir
+        self.clock = clock
+        self._libc = _Libc()
+        for name in ("python", "site", "enclaves"):
+            (self.staging / name).mkdir(mode=0o755, parents=True, exist_ok=True)
+        self._profiles: dict[bytes, tuple[SandboxProfile, list[Distribution], list[str]]] = {}
+
+    # -- measurement -------------------------------------------------------------------------
+
+    def _profile(self, bundle: AlgorithmBundle) -> tuple[SandboxProfile, list[Distribution], list[str]]:
+        key = bundle.digest()
+        if key not in self._profiles:
+            distributions = self.runtime.closure(bundle.lockfile, sql=bundle.kind is BundleKind.SQL)
+            template = _confinement_template(self.runtime, distributions)
+            profile = SandboxProfile(
+                runtime_image=self.runtime.image_hash(distributions),
+                distributions=tuple((d.name, d.version) for d in distributions),
+                confinement=tuple(template),
+                seccomp=seccomp.filter_hashes(),
+            )
+            self._profiles[key] = (profile, distributions, template)
+        return self._profiles[key]
+
+    def profile(self, bundle: AlgorithmBundle) -> SandboxProfile:
+        """The sandbox profile this bundle runs under (raises ``BundleInvalid`` if its lockfile
+        does not match the runtime)."""
+        return self._profile(bundle)[0]
+
+    def measure(self, bundle: AlgorithmBundle) -> bytes:
+        """The measurement a provider approves: SHA-256 over the bundle and this profile."""
+        return measurement(bundle, self.profile(bundle).canonical_bytes())
+
+    # -- one job -----------------------------------------------------------------------------
+
+    def run_job(
+        self,
+        bundle: AlgorithmBundle,
+        sealed_inputs: Sequence[SealedInput],
+        params: Mapping[str, Any],
+        limits: Limits,
+        broker: KeyBroker,
+        manifest_hash: bytes,
+    ) -> RunOutcome:
+        """Run ``bundle`` on ``sealed_inputs`` under ``limits``: the enclave is attested to
+        ``broker`` for the job ``manifest_hash`` names before any data key reaches it. Returns
+        the checked, signed result or raises ``JobFailed``."""
+        profile, distributions, template = self._profile(bundle)
+        job_measurement = measurement(bundle, profile.canonical_bytes())
+        names = [item.name for item in sealed_inputs]
+        if len(set(names)) != len(names):
+            raise ValueError("input table names must be unique")
+        params_bytes = canonical_json(dict(params))
+        nonce = broker.issue_nonce()
+        job = _Job(self, bundle, list(sealed_inputs), limits, template)
+        return job.run(
+            nonce=nonce,
+            manifest_hash=manifest_hash,
+            job_measurement=job_measurement,
+            params_bytes=params_bytes,
+            broker=broker,
+            distributions=distributions,
+        )
+
+
+class _Job:
+    """The state of one sandboxed run, torn down whatever happens."""
+
+    def __init__(
+        self, sandbox: Sandbox, bundle: AlgorithmBundle, inputs: list[SealedInput], limits: Limits, template: list[str]
+    ) -> None:
+        self.sandbox = sandbox
+        self.bundle = bundle
+        self.inputs = inputs
+        self.limits = limits
+        self.template = template
+        self.started = time.monotonic()
+        self.deadline = self.started + limits.wall_seconds
+        self.fds: list[int] = []
+        self.timed_out = False
+        self.timings: dict[str, float] = {}
+        self.startup_cpu_ns = 0
+        self.bytes_read = 0
+        self.buffer = bytearray()
+
+    def _fd(self, fd: int) -> int:
+        self.fds.append(fd)
+        return fd
+
+    def _memfd(self, name: str, data: bytes) -> int:
+        fd = self._fd(os.memfd_create(name, os.MFD_CLOEXEC))
+        os.write(fd, data)
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+
+    def run(
+        self,
+        *,
+        nonce: bytes,
+        manifest_hash: bytes,
+        job_measurement: bytes,
+        params_bytes: bytes,
+        broker: KeyBroker,
+        distributions: list[Distribution],
+    ) -> RunOutcome:
+        group = JobCgroup.create(
+            f"job-{uuid.uuid4().hex}", CgroupLimits(self.limits.memory_bytes, self.limits.max_processes)
+        )
+        process: subprocess.Popen[bytes] | None = None
+        failure: JobFailed | None = None
+        outcome: tuple[Any, ...] | None = None
+        try:
+            process, to_enclave, from_enclave, input_fds = self._spawn(group, distributions)
+            try:
+                outcome = self._converse(
+                    to_enclave, from_enclave, input_fds, group,
+                    nonce=nonce, manifest_hash=manifest_hash, job_measurement=job_measurement,
+                    params_bytes=params_bytes, broker=broker,
+                )  # fmt: skip
+                self._wait(process)
+            except JobFailed as exc:
+                failure = exc
+            except (ProtocolError, TimeoutError):
+                failure = JobFailed("sandbox_failed")
+        finally:
+            teardown_start = time.monotonic()
+            group.kill_all()
+            if process is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=5)
+                if process.stderr is not None:
+                    # bubblewrap's own complaints (the runner silences itself before any job data
+                    # exists): for the operator's log, never for the job's failure reason.
+                    tail = process.stderr.read(4096) if process.poll() is not None else b""
+                    process.stderr.close()
+                    if tail:
+                        logger.info("sandbox stderr: %s", tail.decode(errors="replace"))
+            usage = group.usage()
+            group.remove()
+            for fd in self.fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self.timings["teardown"] = (time.monotonic() - teardown_start) * 1000
+        metering = Metering(
+            cpu_ms=usage.cpu_ns // 1_000_000,
+            startup_cpu_ms=self.startup_cpu_ns // 1_000_000,
+            peak_memory_bytes=usage.peak_memory_bytes,
+            bytes_read=self.bytes_read,
+            wall_ms=int((time.monotonic() - self.started) * 1000),
+        )
+        if failure is not None or outcome is None:
+            code = self._classify(failure, process, usage.oom_kills, usage.process_limit_hits)
+            raise JobFailed(code, refusal=failure.refusal if failure else None, metering=metering) from None
+        result_bytes, signature, evidence, verified = outcome
+        try:
+            result = check_output(result_bytes, self.bundle)
+        except OutputRejected as exc:
+            raise JobFailed(exc.code, metering=metering) from None
+        return RunOutcome(
+            result=result,
+            result_bytes=result_bytes,
+            result_signature=signature,
+            evidence=evidence,
+            verified=verified,
+            measurement=job_measurement,
+            metering=metering,
+            timings_ms=dict(self.timings),
+        )
+
+    def _classify(
+        self, failure: JobFailed | None, process: subprocess.Popen[bytes] | None, oom_kills: int, pid_hits: int
+    ) -> str:
+        """One code for a failed run: limits the launcher saw hit come first (they explain an
+        error the enclave reported), then a seccomp kill, then what the enclave said."""
+        if failure is not None and failure.code == "attestation_refused":
+            return failure.code
+        if self.timed_out:
+            return "wall_clock_limit"
+        if oom_kills:
+            return "memory_limit"
+        returncode = process.returncode if process is not None else None
+        if returncode == _SIGSYS_EXIT or returncode == -signal.SIGSYS:
+            return "sandbox_violation"
+        if pid_hits:
+            return "process_limit"
+        return failure.code if failure is not None else "sandbox_failed"
+
+    # -- process -----------------------------------------------------------------------------
+
+    def _spawn(
+        self, group: JobCgroup, distributions: list[Distribution]
+    ) -> tuple[subprocess.Popen[bytes], int, int, list[tuple[SealedInput, int]]]:
+        sandbox = self.sandbox
+        enclave_in, to_enclave = os.pipe()
+        from_enclave, enclave_out = os.pipe()
+        for fd in (enclave_in, to_enclave, from_enclave, enclave_out):
+            self._fd(fd)
+        input_fds = []
+        for item in self.inputs:
+            fd = self._fd(os.open(item.path, os.O_RDONLY | os.O_CLOEXEC))
+            self.bytes_read += os.fstat(fd).st_size
+            input_fds.append((item, fd))
+        values = {
+            "stage": str(sandbox.staging),
+            "work_dir_bytes": str(self.limits.work_dir_bytes),
+            "bundle_fd": str(self._memfd("bundle", self.bundle.canonical_bytes())),
+            "exec_filter_fd": str(self._memfd("exec-filter", seccomp.exec_filter())),
+            "seccomp_fd": str(self._memfd("confinement-filter", seccomp.confinement_filter())),
+            "in_fd": str(enclave_in),
+            "out_fd": str(enclave_out),
+            "memory_bytes": str(self.limits.memory_bytes),
+        }
+        args = [sandbox.bwrap, *(_fill(arg, values) for arg in self.template)]
+        pass_fds = [int(values[k]) for k in ("bundle_fd", "exec_filter_fd", "seccomp_fd", "in_fd", "out_fd")]
+        pass_fds += [fd for _, fd in input_fds]
+        procs_files = group.procs_files
+        libc = sandbox._libc
+        binds = [
+            (str(sandbox.runtime.prefix).encode(), str(sandbox.staging / "python").encode()),
+            (str(sandbox.runtime.site_packages).encode(), str(sandbox.staging / "site").encode()),
+            (str(sandbox.runtime.package_dir).encode(), str(sandbox.staging / "enclaves").encode()),
+        ]
+
+        def enter_cgroup_and_drop_privileges() -> None:
+            # Runs in the child between fork and exec, as root: join the job's cgroups, make a
+            # private mount namespace holding the runtime at the staging paths, become nobody.
+            pid = str(os.getpid())
+            for procs in procs_files:
+                with open(procs, "w") as handle:
+                    handle.write(pid)
+            libc.check(libc.unshare(libc.CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+            libc.check(libc.mount(b"none", b"/", None, libc.MS_REC | libc.MS_PRIVATE, None), "mount private")
+            for source, target in binds:
+                libc.check(libc.mount(source, target, None, libc.MS_BIND | libc.MS_REC, None), "bind runtime")
+            os.setgroups([])
+            os.setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+            os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+            # Dropping from root clears "dumpable", which makes /proc/self unreadable to the
+            # process itself; bubblewrap needs it to write its user namespace's maps.
+            libc.prctl(libc.PR_SET_DUMPABLE, 1, 0, 0, 0)
+
+        spawn_start = time.monotonic()
+        process = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=pass_fds,
+            preexec_fn=enter_cgroup_and_drop_privileges,  # before exec, on purpose
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin"},
+        )
+        self.spawn_start = spawn_start
+        for fd in (enclave_in, enclave_out):
+            os.close(fd)
+            self.fds.remove(fd)
+        for _, fd in input_fds:
+            os.close(fd)
+            self.fds.remove(fd)
+        return process, to_enclave, from_enclave, input_fds
+
+    def _wait(self, process: subprocess.Popen[bytes]) -> None:
+        remaining = self.deadline - time.monotonic()
+        try:
+            process.wait(timeout=max(0.0, remaining))
+        except subprocess.TimeoutExpired:
+            self.timed_out = True
+            raise JobFailed("wall_clock_limit") from None
+
+    def _read_frame(self, fd: int, kind: str) -> dict[str, Any]:
+        """One frame, waiting no later than the job's deadline."""
+        while True:
+            if len(self.buffer) >= 4:
+                length = int.from_bytes(self.buffer[:4], "big")
+                if length > MAX_FRAME:
+                    raise JobFailed("protocol_error")
+                if len(self.buffer) >= 4 + length:
+                    body = bytes(self.buffer[4 : 4 + length])
+                    del self.buffer[: 4 + length]
+                    try:
+                        return decode_frame(body, kind)
+                    except ProtocolError:
+                        raise JobFailed("protocol_error") from None
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                self.timed_out = True
+                raise JobFailed("wall_clock_limit")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                raise ProtocolError("the enclave closed its channel")
+            self.buffer += chunk
+
+    def _converse(
+        self,
+        to_enclave: int,
+        from_enclave: int,
+        input_fds: list[tuple[SealedInput, int]],
+        group: JobCgroup,
+        *,
+        nonce: bytes,
+        manifest_hash: bytes,
+        job_measurement: bytes,
+        params_bytes: bytes,
+        broker: KeyBroker,
+    ) -> tuple[bytes, ResultSignature, Evidence, VerifiedClaims]:
+        sandbox = self.sandbox
+        hello = self._read_frame(from_enclave, "hello")
+        self.startup_cpu_ns = group.usage().cpu_ns
+        hello_at = time.monotonic()
+        self.timings["start"] = (hello_at - self.spawn_start) * 1000
+        kex, signing_key = hello.get("kex"), hello.get("sign")
+        if hello["kind"] != "hello" or not isinstance(kex, bytes) or not isinstance(signing_key, bytes):
+            raise JobFailed("protocol_error")
+        if not 0 < len(kex) <= 1024 or len(signing_key) != 32:
+            raise JobFailed("protocol_error")
+
+        statement = sign_statement(
+            sandbox.launcher_key,
+            measurement=job_measurement,
+            report_data=report_data_for(nonce, kex, manifest_hash),
+            ephemeral_public_key=kex,
+            issued_at=sandbox.clock(),
+        )
+        evidence = evidence_from_statement(statement)
+        key_ids = sorted({item.key_id for item in self.inputs})
+        try:
+            release = broker.release(evidence, nonce=nonce, manifest_hash=manifest_hash, key_ids=key_ids)
+        except AttestationRefused as exc:
+            raise JobFailed("attestation_refused", refusal=exc.code) from None
+        verified = release.verified
+        # The broker's answer must be about this evidence: never relay keys wrapped to anything else.
+        if verified.ephemeral_public_key != kex or verified.claims.measurement != job_measurement:
+            raise JobFailed("attestation_refused", refusal=RefusalCode.REPORT_DATA_MISMATCH)
+        if release.context != verified.attestation_hash().hex():
+            raise JobFailed("attestation_refused", refusal=RefusalCode.SIGNATURE_INVALID)
+        released_at = time.monotonic()
+        self.timings["attest"] = (released_at - hello_at) * 1000
+
+        inputs = [
+            {"name": i.name, "fd": fd, "blob_name": i.blob_name, "key_id": i.key_id, "format": str(i.format)}
+            for i, fd in input_fds
+        ]
+        try:
+            write_frame(
+                to_enclave,
+                {
+                    "kind": "release",
+                    "tokens": dict(release.tokens),
+                    "context": release.context,
+                    "inputs": inputs,
+                    "params": params_bytes,
+                },
+            )
+        except (BrokenPipeError, ProtocolError):
+            raise ProtocolError("the enclave is gone") from None
+        answer = self._read_frame(from_enclave, "result")
+        self.timings["run"] = (time.monotonic() - released_at) * 1000
+        if answer["kind"] == "error":
+            code = answer.get("code")
+            raise JobFailed(code if code in ENCLAVE_ERROR_CODES else "protocol_error")
+        result, enclave_signature = answer.get("result"), answer.get("signature")
+        if not isinstance(result, bytes) or not isinstance(enclave_signature, bytes):
+            raise JobFailed("protocol_error")
+        try:
+            Ed25519PublicKey.from_public_bytes(signing_key).verify(
+                enclave_signature, result_signing_payload(result, release.context)
+            )
+        except (InvalidSignature, ValueError):
+            raise JobFailed("protocol_error") from None
+        binding = cbor2.dumps(
+            {
+                "launcher_key": sandbox.launcher_public_key,
+                "attestation_hash": verified.attestation_hash(),
+                "enclave_key": signing_key,
+                "result_sha256": _sha256(result),
+                "measurement": job_measurement,
+                "tee_type": str(verified.tee_type),
+                "label": verified.label,
+            }
+        )
+        signature = ResultSignature(
+            enclave_key=signing_key,
+            enclave_signature=enclave_signature,
+            binding=binding,
+            binding_signature=sandbox.launcher_key.sign(BINDING_DOMAIN + binding),
+        )
+        return result, signature, evidence, verified
+
+
+def _fill(argument: str, values: Mapping[str, str]) -> str:
+    if "{" not in argument:
+        return argument
+    return argument.format_map(values)
+
+
+def run_job(
+    bundle: AlgorithmBundle,
+    sealed_inputs: Sequence[SealedInput],
+    params: Mapping[str, Any],
+    limits: Limits,
+    broker: KeyBroker,
+    manifest_hash: bytes,
+    *,
+    sandbox: Sandbox,
+) -> RunOutcome:
+    """``sandbox.run_job(...)``: see ``Sandbox.run_job``."""
+    return sandbox.run_job(bundle, sealed_inputs, params, limits, broker, manifest_hash)
