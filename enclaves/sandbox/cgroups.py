@@ -158,10 +158,13 @@ class JobCgroup:
             with contextlib.suppress(OSError):
                 (self.directories[""] / "cgroup.kill").write_text("1")
         deadline = time.monotonic() + timeout
+        killed: set[int] = set()
         while True:
             alive = self.pids()
             if not alive:
+                _reap(killed)
                 return
+            killed.update(alive)
             for pid in alive:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -180,3 +183,11 @@ class JobCgroup:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.005)
+
+
+def _reap(pids: set[int]) -> None:
+    """Reap those of ``pids`` that became our children (we are a subreaper, as the test runner
+    is): a killed sandbox's processes must not linger as zombies."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)

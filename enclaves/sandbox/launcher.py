@@ -270,7 +270,7 @@ def _confinement_template(runtime: RuntimeImage, distributions: Sequence[Distrib
     args += ["--proc", "/proc", "--dev", "/dev"]
     args += ["--perms", "0700", "--size", "{work_dir_bytes}", "--tmpfs", "/job/work"]
     args += ["--ro-bind-data", "{bundle_fd}", "/job/bundle.json", "--ro-bind-data", "{exec_filter_fd}", "/job/exec.bpf"]
-    args += ["--remount-ro", "/"]
+    args += ["--remount-ro", "/dev", "--remount-ro", "/"]
     env = {
         "LD_LIBRARY_PATH": "/opt/python/lib",
         "HOME": "/job/work",
@@ -409,6 +409,7 @@ class _Job:
         self.startup_cpu_ns = 0
         self.bytes_read = 0
         self.buffer = bytearray()
+        self.members: set[int] = set()
 
     def _fd(self, fd: int) -> int:
         self.fds.append(fd)
@@ -444,24 +445,28 @@ class _Job:
                     nonce=nonce, manifest_hash=manifest_hash, job_measurement=job_measurement,
                     params_bytes=params_bytes, broker=broker,
                 )  # fmt: skip
-                self._wait(process)
             except JobFailed as exc:
                 failure = exc
-            except (ProtocolError, TimeoutError):
+            except ProtocolError:
+                # The enclave closed its channel: let the sandbox finish dying so its exit status
+                # (SIGSYS from a seccomp kill, SIGKILL from the OOM killer) is what we classify.
                 failure = JobFailed("sandbox_failed")
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=max(0.0, min(2.0, self.deadline - time.monotonic())))
         finally:
             teardown_start = time.monotonic()
-            group.kill_all()
+            members = self.members | set(group.pids())
             if process is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=5)
-                if process.stderr is not None:
-                    # bubblewrap's own complaints (the runner silences itself before any job data
-                    # exists): for the operator's log, never for the job's failure reason.
-                    tail = process.stderr.read(4096) if process.poll() is not None else b""
-                    process.stderr.close()
-                    if tail:
-                        logger.info("sandbox stderr: %s", tail.decode(errors="replace"))
+                _stop(process)
+            group.kill_all()
+            _reap_our_children(members)
+            if process is not None and process.stderr is not None:
+                # bubblewrap's own complaints (the runner silences itself before any job data
+                # exists): for the operator's log, never for the job's failure reason.
+                tail = process.stderr.read(4096)
+                process.stderr.close()
+                if tail:
+                    logger.info("sandbox stderr: %s", tail.decode(errors="replace"))
             usage = group.usage()
             group.remove()
             for fd in self.fds:
@@ -586,14 +591,6 @@ class _Job:
             self.fds.remove(fd)
         return process, to_enclave, from_enclave, input_fds
 
-    def _wait(self, process: subprocess.Popen[bytes]) -> None:
-        remaining = self.deadline - time.monotonic()
-        try:
-            process.wait(timeout=max(0.0, remaining))
-        except subprocess.TimeoutExpired:
-            self.timed_out = True
-            raise JobFailed("wall_clock_limit") from None
-
     def _read_frame(self, fd: int, kind: str) -> dict[str, Any]:
         """One frame, waiting no later than the job's deadline."""
         while True:
@@ -636,6 +633,9 @@ class _Job:
         sandbox = self.sandbox
         hello = self._read_frame(from_enclave, "hello")
         self.startup_cpu_ns = group.usage().cpu_ns
+        # bubblewrap's pid-namespace init, among others: if the sandbox dies on its own, that
+        # init may be left to us (a subreaper) to reap, after it has left the cgroup.
+        self.members.update(group.pids())
         hello_at = time.monotonic()
         self.timings["start"] = (hello_at - self.spawn_start) * 1000
         kex, signing_key = hello.get("kex"), hello.get("sign")
@@ -715,6 +715,45 @@ class _Job:
             binding_signature=sandbox.launcher_key.sign(BINDING_DOMAIN + binding),
         )
         return result, signature, evidence, verified
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Kill the sandbox from the inside out: first the pid namespace's init (bubblewrap's child),
+    whose death makes the kernel kill everything in the namespace, then bubblewrap itself, which
+    reaps that init. Killing bubblewrap first would orphan the init to the nearest subreaper."""
+    if process.poll() is None:
+        with contextlib.suppress(OSError, ValueError):
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            for child in children:
+                os.kill(int(child), signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=1)
+    process.kill()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+
+
+def _reap_our_children(pids: set[int], timeout: float = 2.0) -> None:
+    """Reap any of the job's processes that were reparented to this process (a subreaper, as
+    the test runner is), so that none lingers as a zombie."""
+    deadline = time.monotonic() + timeout
+    pending = set(pids)
+    me = os.getpid()
+    while pending and time.monotonic() < deadline:
+        for pid in list(pending):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                pending.discard(pid)  # gone: reaped by whoever was its parent
+                continue
+            # A process still dying in the sandbox's chain is left to its parent; one that was
+            # reparented to us is ours to reap.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                with contextlib.suppress(ChildProcessError):
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        pending.discard(pid)
+        if pending:
+            time.sleep(0.002)
 
 
 def _fill(argument: str, values: Mapping[str, str]) -> str:
