@@ -1,12 +1,14 @@
-"""The wire between the launcher and the enclave process: length-prefixed CBOR maps over two pipes.
+"""The wire between the launcher and the enclave process: length-prefixed CBOR maps over one Unix
+stream socket.
 
 Modelled on the Confidential Containers key broker protocol, with the launcher relaying:
 
 1. enclave → launcher ``hello``: the enclave's ephemeral X25519 public key (DER, the key the data
    keys are wrapped to) and its ephemeral Ed25519 result-signing key, both made inside.
 2. launcher → enclave ``release``: one JWE per data key, the context they are wrapped under (the
-   attestation hash), the inputs (descriptors of file descriptors the sandbox inherited) and the
-   job's parameters. Sent only after the key broker accepted the evidence.
+   attestation hash), the inputs (their sealed files' descriptors travel with the frame as
+   SCM_RIGHTS; the sandbox has no path to them) and the job's parameters. Sent only after the key
+   broker accepted the evidence.
 3. enclave → launcher ``result`` (canonical JSON bytes and the enclave's signature over them) or
    ``error`` with a code from ``ENCLAVE_ERROR_CODES``: never a message, a value or a traceback.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import struct
 from typing import Any
 
@@ -53,6 +56,36 @@ def write_frame(fd: int, message: dict[str, Any]) -> None:
     while data:
         written = os.write(fd, data)
         data = data[written:]
+
+
+def send_frame(fd: int, message: dict[str, Any], *, fds: list[int]) -> None:
+    """``write_frame`` over a Unix socket, passing ``fds`` (SCM_RIGHTS) with the first bytes."""
+    body = cbor2.dumps(message)
+    if len(body) > MAX_FRAME:
+        raise ProtocolError("frame too large")
+    data = _LENGTH.pack(len(body)) + body
+    with socket.socket(fileno=os.dup(fd)) as channel:
+        sent = socket.send_fds(channel, [data], fds) if fds else channel.send(data)
+        channel.sendall(data[sent:])
+
+
+def read_frame_with_fds(fd: int, kind: str, max_fds: int) -> tuple[dict[str, Any], list[int]]:
+    """``read_frame`` that also collects the file descriptors sent with it."""
+    with socket.socket(fileno=os.dup(fd)) as channel:
+        data, fds, _, _ = socket.recv_fds(channel, 1 << 16, max_fds)
+    if not data:
+        raise ProtocolError("the other side closed the channel")
+    buffer = bytearray(data)
+    while len(buffer) < _LENGTH.size:
+        buffer += read_exactly(fd, _LENGTH.size - len(buffer))
+    (length,) = _LENGTH.unpack(buffer[: _LENGTH.size])
+    if length > MAX_FRAME:
+        raise ProtocolError("frame too large")
+    missing = _LENGTH.size + length - len(buffer)
+    if missing < 0:
+        raise ProtocolError("more than one frame")
+    body = bytes(buffer[_LENGTH.size :]) + (read_exactly(fd, missing) if missing else b"")
+    return decode_frame(body, kind), fds
 
 
 def read_exactly(fd: int, size: int) -> bytes:

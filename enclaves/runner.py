@@ -1,6 +1,7 @@
 """The enclave process: what runs inside the sandbox, from key generation to the signed result.
 
-Started by the launcher as ``python -I -S -B -c <boot> <in_fd> <out_fd>`` inside bubblewrap. In
+Started by the launcher as ``python -I -S -B -c <boot> <channel_fd> <memory_bytes>`` inside
+bubblewrap. In
 order, and before it reads anything from the job:
 
 1. loads the exec filter (``/job/exec.bpf``): from here on no program can be executed;
@@ -9,7 +10,7 @@ order, and before it reads anything from the job:
    result) and sends both public halves (``hello``);
 
 then waits for ``release``: unwraps each data key (JWE, bound to the attestation context),
-decrypts the sealed inputs it inherited as file descriptors, runs the algorithm, and sends the
+decrypts the sealed inputs whose descriptors came with it, runs the algorithm, and sends the
 canonical JSON result with its signature, or an error code. Data keys and plaintext live only in
 this process's memory; nothing is written outside the private work directory.
 """
@@ -31,6 +32,7 @@ from typing import Any
 EXEC_FILTER = Path("/job/exec.bpf")
 BUNDLE = Path("/job/bundle.json")
 PR_SET_SECCOMP = 22
+MAX_INPUTS = 64
 SECCOMP_MODE_FILTER = 2
 
 
@@ -100,7 +102,7 @@ def _read_fd(fd: int) -> bytes:
         return handle.read()
 
 
-def _load_tables(inputs: list[dict[str, Any]], keys: dict[str, bytes]) -> dict[str, Any]:
+def _load_tables(inputs: list[dict[str, Any]], fds: list[int], keys: dict[str, bytes]) -> dict[str, Any]:
     import pyarrow
     import pyarrow.csv
     import pyarrow.parquet
@@ -109,7 +111,7 @@ def _load_tables(inputs: list[dict[str, Any]], keys: dict[str, bytes]) -> dict[s
 
     tables: dict[str, Any] = {}
     for spec in inputs:
-        sealed = _read_fd(int(spec["fd"]))
+        sealed = _read_fd(fds[int(spec["fd"])])
         try:
             plain = open_sealed(sealed, key=keys[spec["key_id"]], blob_name=str(spec["blob_name"]))
         except (SealedBlobError, KeyError):
@@ -155,7 +157,7 @@ def _run_sql(source: str, tables: dict[str, Any], params: Any, memory_bytes: int
 
 
 def _execute(
-    release: dict[str, Any], bundle: Any, private_key: Any, keywrap: types.ModuleType, memory_bytes: int
+    release: dict[str, Any], fds: list[int], bundle: Any, private_key: Any, keywrap: types.ModuleType, memory_bytes: int
 ) -> bytes:
     from enclaves.bundle import BundleKind, canonical_json
 
@@ -166,7 +168,7 @@ def _execute(
             keys[str(key_id)] = keywrap.unwrap_data_key(str(token), private_key, context=context)
         except keywrap.UnwrapFailed:
             raise EnclaveError("key_unwrap_failed") from None
-    tables = _load_tables(list(release["inputs"]), keys)
+    tables = _load_tables(list(release["inputs"]), fds, keys)
     keys.clear()
     params = json.loads(release["params"])
     try:
@@ -188,13 +190,13 @@ def main(argv: list[str]) -> int:
     install_exec_filter(EXEC_FILTER.read_bytes())
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     _silence_output()
-    in_fd, out_fd, memory_bytes = int(argv[0]), int(argv[1]), int(argv[2])
+    channel, memory_bytes = int(argv[0]), int(argv[1])
 
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from enclaves.bundle import AlgorithmBundle, BundleKind
-    from enclaves.protocol import ProtocolError, read_frame, result_signing_payload, write_frame
+    from enclaves.protocol import ProtocolError, read_frame_with_fds, result_signing_payload, write_frame
 
     keywrap = _import_keywrap()
     bundle = AlgorithmBundle.from_canonical(BUNDLE.read_bytes())
@@ -209,18 +211,18 @@ def main(argv: list[str]) -> int:
     private_key, public_der = keywrap.generate_ephemeral_key()
     signing_key = Ed25519PrivateKey.generate()
     signing_public = signing_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    write_frame(out_fd, {"kind": "hello", "kex": public_der, "sign": signing_public})
+    write_frame(channel, {"kind": "hello", "kex": public_der, "sign": signing_public})
     try:
-        release = read_frame(in_fd, "release")
+        release, fds = read_frame_with_fds(channel, "release", MAX_INPUTS)
         if release["kind"] != "release":
             return 3
-        result = _execute(release, bundle, private_key, keywrap, memory_bytes)
+        result = _execute(release, fds, bundle, private_key, keywrap, memory_bytes)
     except EnclaveError as exc:
-        write_frame(out_fd, {"kind": "error", "code": exc.code})
+        write_frame(channel, {"kind": "error", "code": exc.code})
         return 2
-    except (ProtocolError, KeyError, TypeError, ValueError):
-        write_frame(out_fd, {"kind": "error", "code": "protocol_error"})
+    except (ProtocolError, KeyError, TypeError, ValueError, IndexError):
+        write_frame(channel, {"kind": "error", "code": "protocol_error"})
         return 2
     signature = signing_key.sign(result_signing_payload(result, str(release["context"])))
-    write_frame(out_fd, {"kind": "result", "result": result, "signature": signature})
+    write_frame(channel, {"kind": "result", "result": result, "signature": signature})
     return 0

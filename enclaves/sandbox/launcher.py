@@ -31,7 +31,9 @@ import logging
 import os
 import select
 import signal
+import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -53,11 +55,11 @@ from enclaves.protocol import (
     ProtocolError,
     decode_frame,
     result_signing_payload,
-    write_frame,
+    send_frame,
 )
 from enclaves.sandbox import seccomp
 from enclaves.sandbox.broker import KeyBroker
-from enclaves.sandbox.cgroups import CgroupLimits, JobCgroup
+from enclaves.sandbox.cgroups import CgroupLimits, CgroupUsage, JobCgroup
 from enclaves.sandbox.runtime import Distribution, RuntimeImage
 from enclaves.sealed import SealedInput
 
@@ -284,7 +286,7 @@ def _confinement_template(runtime: RuntimeImage, distributions: Sequence[Distrib
         args += ["--setenv", name, value]
     args += ["--chdir", "/job/work", "--seccomp", "{seccomp_fd}", "--"]
     args += [f"/opt/python/bin/{runtime.executable_name}", "-I", "-S", "-B", "-c", BOOT]
-    args += ["{in_fd}", "{out_fd}", "{memory_bytes}"]
+    args += ["{channel_fd}", "{memory_bytes}"]
     return args
 
 
@@ -332,6 +334,8 @@ class Sandbox:
         for name in ("python", "site", "enclaves"):
             (self.staging / name).mkdir(mode=0o755, parents=True, exist_ok=True)
         self._profiles: dict[bytes, tuple[SandboxProfile, list[Distribution], list[str]]] = {}
+        self._pool: dict[tuple[bytes, Limits], list[_Job]] = {}
+        self._lock = threading.Lock()
 
     # -- measurement -------------------------------------------------------------------------
 
@@ -360,6 +364,25 @@ class Sandbox:
 
     # -- one job -----------------------------------------------------------------------------
 
+    def prestart(self, bundle: AlgorithmBundle, limits: Limits, count: int = 1) -> None:
+        """Start ``count`` sandboxes for ``bundle`` ahead of their jobs. Each waits, having made
+        its keys and said hello, for the one job it will run; none has seen a nonce, a key or
+        any data. ``run_job`` takes one if it can and starts a sandbox itself otherwise."""
+        self._profile(bundle)
+        for _ in range(count):
+            job = _Job(self, bundle, limits, self._profile(bundle)[2])
+            job.start()
+            with self._lock:
+                self._pool.setdefault((bundle.digest(), limits), []).append(job)
+
+    def close(self) -> None:
+        """Tear down every pre-started sandbox."""
+        with self._lock:
+            jobs = [job for queue in self._pool.values() for job in queue]
+            self._pool.clear()
+        for job in jobs:
+            job.teardown()
+
     def run_job(
         self,
         bundle: AlgorithmBundle,
@@ -372,37 +395,40 @@ class Sandbox:
         """Run ``bundle`` on ``sealed_inputs`` under ``limits``: the enclave is attested to
         ``broker`` for the job ``manifest_hash`` names before any data key reaches it. Returns
         the checked, signed result or raises ``JobFailed``."""
-        profile, distributions, template = self._profile(bundle)
+        profile, _, template = self._profile(bundle)
         job_measurement = measurement(bundle, profile.canonical_bytes())
         names = [item.name for item in sealed_inputs]
         if len(set(names)) != len(names):
             raise ValueError("input table names must be unique")
         params_bytes = canonical_json(dict(params))
-        nonce = broker.issue_nonce()
-        job = _Job(self, bundle, list(sealed_inputs), limits, template)
-        return job.run(
-            nonce=nonce,
+        with self._lock:
+            queue = self._pool.get((bundle.digest(), limits))
+            job = queue.pop() if queue else None
+        if job is None:
+            job = _Job(self, bundle, limits, template)
+            job.start()
+        return job.finish(
+            list(sealed_inputs),
+            broker=broker,
             manifest_hash=manifest_hash,
             job_measurement=job_measurement,
             params_bytes=params_bytes,
-            broker=broker,
-            distributions=distributions,
         )
 
 
-class _Job:
-    """The state of one sandboxed run, torn down whatever happens."""
+STARTUP_TIMEOUT = 60.0
 
-    def __init__(
-        self, sandbox: Sandbox, bundle: AlgorithmBundle, inputs: list[SealedInput], limits: Limits, template: list[str]
-    ) -> None:
+
+class _Job:
+    """One sandbox, from its start to its teardown; runs exactly one job. ``start`` brings it to
+    hello (keys made, nothing else); ``finish`` attests it, relays the key release and the
+    inputs, reads and checks the result, and tears everything down whatever happens."""
+
+    def __init__(self, sandbox: Sandbox, bundle: AlgorithmBundle, limits: Limits, template: list[str]) -> None:
         self.sandbox = sandbox
         self.bundle = bundle
-        self.inputs = inputs
         self.limits = limits
         self.template = template
-        self.started = time.monotonic()
-        self.deadline = self.started + limits.wall_seconds
         self.fds: list[int] = []
         self.timed_out = False
         self.timings: dict[str, float] = {}
@@ -410,6 +436,14 @@ class _Job:
         self.bytes_read = 0
         self.buffer = bytearray()
         self.members: set[int] = set()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.group: JobCgroup | None = None
+        self.channel = -1
+        self.kex = b""
+        self.signing_key = b""
+        self.deadline = time.monotonic() + STARTUP_TIMEOUT
+        self.usage = CgroupUsage(0, 0, 0, 0)
+        self.failure: JobFailed | None = None
 
     def _fd(self, fd: int) -> int:
         self.fds.append(fd)
@@ -421,68 +455,72 @@ class _Job:
         os.lseek(fd, 0, os.SEEK_SET)
         return fd
 
-    def run(
+    def start(self) -> None:
+        """Spawn the sandbox and wait for its hello. On failure, tears down and records why
+        (``finish`` then raises it)."""
+        self.group = JobCgroup.create(
+            f"job-{uuid.uuid4().hex}", CgroupLimits(self.limits.memory_bytes, self.limits.max_processes)
+        )
+        spawn_start = time.monotonic()
+        try:
+            self._spawn(self.group)
+            hello = self._read_frame("hello")
+            self.startup_cpu_ns = self.group.usage().cpu_ns
+            # bubblewrap's pid-namespace init, among others: if the sandbox dies on its own, that
+            # init may be left to us (a subreaper) to reap, after it has left the cgroup.
+            self.members.update(self.group.pids())
+            kex, signing_key = hello.get("kex"), hello.get("sign")
+            if hello["kind"] != "hello" or not isinstance(kex, bytes) or not isinstance(signing_key, bytes):
+                raise JobFailed("protocol_error")
+            if not 0 < len(kex) <= 1024 or len(signing_key) != 32:
+                raise JobFailed("protocol_error")
+            self.kex, self.signing_key = kex, signing_key
+        except JobFailed as exc:
+            self.failure = exc
+        except ProtocolError:
+            self.failure = JobFailed("sandbox_failed")
+            self._let_it_die()
+        finally:
+            self.timings["start"] = (time.monotonic() - spawn_start) * 1000
+        if self.failure is not None:
+            self.teardown()
+
+    def finish(
         self,
+        inputs: list[SealedInput],
         *,
-        nonce: bytes,
+        broker: KeyBroker,
         manifest_hash: bytes,
         job_measurement: bytes,
         params_bytes: bytes,
-        broker: KeyBroker,
-        distributions: list[Distribution],
     ) -> RunOutcome:
-        group = JobCgroup.create(
-            f"job-{uuid.uuid4().hex}", CgroupLimits(self.limits.memory_bytes, self.limits.max_processes)
-        )
-        process: subprocess.Popen[bytes] | None = None
-        failure: JobFailed | None = None
-        outcome: tuple[Any, ...] | None = None
-        try:
-            process, to_enclave, from_enclave, input_fds = self._spawn(group, distributions)
+        started = time.monotonic()
+        self.deadline = started + self.limits.wall_seconds
+        outcome: tuple[bytes, ResultSignature, Evidence, VerifiedClaims] | None = None
+        if self.failure is None:
             try:
                 outcome = self._converse(
-                    to_enclave, from_enclave, input_fds, group,
-                    nonce=nonce, manifest_hash=manifest_hash, job_measurement=job_measurement,
-                    params_bytes=params_bytes, broker=broker,
+                    inputs, broker=broker, manifest_hash=manifest_hash,
+                    job_measurement=job_measurement, params_bytes=params_bytes,
                 )  # fmt: skip
             except JobFailed as exc:
-                failure = exc
+                self.failure = exc
             except ProtocolError:
-                # The enclave closed its channel: let the sandbox finish dying so its exit status
-                # (SIGSYS from a seccomp kill, SIGKILL from the OOM killer) is what we classify.
-                failure = JobFailed("sandbox_failed")
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=max(0.0, min(2.0, self.deadline - time.monotonic())))
-        finally:
-            teardown_start = time.monotonic()
-            members = self.members | set(group.pids())
-            if process is not None:
-                _stop(process)
-            group.kill_all()
-            _reap_our_children(members)
-            if process is not None and process.stderr is not None:
-                # bubblewrap's own complaints (the runner silences itself before any job data
-                # exists): for the operator's log, never for the job's failure reason.
-                tail = process.stderr.read(4096)
-                process.stderr.close()
-                if tail:
-                    logger.info("sandbox stderr: %s", tail.decode(errors="replace"))
-            usage = group.usage()
-            group.remove()
-            for fd in self.fds:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            self.timings["teardown"] = (time.monotonic() - teardown_start) * 1000
+                self.failure = JobFailed("sandbox_failed")
+                self._let_it_die()
+            finally:
+                self.teardown()
         metering = Metering(
-            cpu_ms=usage.cpu_ns // 1_000_000,
+            cpu_ms=self.usage.cpu_ns // 1_000_000,
             startup_cpu_ms=self.startup_cpu_ns // 1_000_000,
-            peak_memory_bytes=usage.peak_memory_bytes,
+            peak_memory_bytes=self.usage.peak_memory_bytes,
             bytes_read=self.bytes_read,
-            wall_ms=int((time.monotonic() - self.started) * 1000),
+            wall_ms=int((time.monotonic() - started) * 1000),
         )
-        if failure is not None or outcome is None:
-            code = self._classify(failure, process, usage.oom_kills, usage.process_limit_hits)
-            raise JobFailed(code, refusal=failure.refusal if failure else None, metering=metering) from None
+        if self.failure is not None or outcome is None:
+            code = self._classify(self.failure)
+            refusal = self.failure.refusal if self.failure else None
+            raise JobFailed(code, refusal=refusal, metering=metering) from None
         result_bytes, signature, evidence, verified = outcome
         try:
             result = check_output(result_bytes, self.bundle)
@@ -499,52 +537,74 @@ class _Job:
             timings_ms=dict(self.timings),
         )
 
-    def _classify(
-        self, failure: JobFailed | None, process: subprocess.Popen[bytes] | None, oom_kills: int, pid_hits: int
-    ) -> str:
-        """One code for a failed run: limits the launcher saw hit come first (they explain an
-        error the enclave reported), then a seccomp kill, then what the enclave said."""
+    def _let_it_die(self) -> None:
+        """The enclave closed its channel: let the sandbox finish dying so that its exit status
+        (SIGSYS from a seccomp kill) is what we classify."""
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=max(0.0, min(2.0, self.deadline - time.monotonic())))
+
+    def teardown(self) -> None:
+        if self.group is None:
+            return
+        teardown_start = time.monotonic()
+        group, self.group = self.group, None
+        members = self.members | set(group.pids())
+        if self.process is not None:
+            _stop(self.process)
+        group.kill_all()
+        _reap_our_children(members)
+        if self.process is not None and self.process.stderr is not None:
+            # bubblewrap's own complaints (the runner silences itself before any job data
+            # exists): for the operator's log, never for the job's failure reason.
+            tail = self.process.stderr.read(4096)
+            self.process.stderr.close()
+            if tail:
+                logger.info("sandbox stderr: %s", tail.decode(errors="replace"))
+        self.usage = group.usage()
+        group.remove()
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds.clear()
+        self.timings["teardown"] = (time.monotonic() - teardown_start) * 1000
+
+    def _classify(self, failure: JobFailed | None) -> str:
+        """One code for a failed run: an attestation refusal as such; then what the launcher saw
+        (a limit hit explains an error the enclave reported), then what the enclave said."""
         if failure is not None and failure.code == "attestation_refused":
             return failure.code
+        if self.usage.oom_kills:
+            return "memory_limit"
+        returncode = self.process.returncode if self.process is not None else None
+        if returncode in (_SIGSYS_EXIT, -signal.SIGSYS):
+            return "sandbox_violation"
+        if self.usage.process_limit_hits:
+            return "process_limit"
         if self.timed_out:
             return "wall_clock_limit"
-        if oom_kills:
-            return "memory_limit"
-        returncode = process.returncode if process is not None else None
-        if returncode == _SIGSYS_EXIT or returncode == -signal.SIGSYS:
-            return "sandbox_violation"
-        if pid_hits:
-            return "process_limit"
         return failure.code if failure is not None else "sandbox_failed"
 
     # -- process -----------------------------------------------------------------------------
 
-    def _spawn(
-        self, group: JobCgroup, distributions: list[Distribution]
-    ) -> tuple[subprocess.Popen[bytes], int, int, list[tuple[SealedInput, int]]]:
+    def _spawn(self, group: JobCgroup) -> None:
         sandbox = self.sandbox
-        enclave_in, to_enclave = os.pipe()
-        from_enclave, enclave_out = os.pipe()
-        for fd in (enclave_in, to_enclave, from_enclave, enclave_out):
-            self._fd(fd)
-        input_fds = []
-        for item in self.inputs:
-            fd = self._fd(os.open(item.path, os.O_RDONLY | os.O_CLOEXEC))
-            self.bytes_read += os.fstat(fd).st_size
-            input_fds.append((item, fd))
+        # One AF_UNIX stream socket each way: frames, and the inputs' file descriptors
+        # (SCM_RIGHTS) once the keys are released.
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.channel = self._fd(ours.detach())
+        enclave_end = self._fd(theirs.detach())
         values = {
             "stage": str(sandbox.staging),
             "work_dir_bytes": str(self.limits.work_dir_bytes),
             "bundle_fd": str(self._memfd("bundle", self.bundle.canonical_bytes())),
             "exec_filter_fd": str(self._memfd("exec-filter", seccomp.exec_filter())),
             "seccomp_fd": str(self._memfd("confinement-filter", seccomp.confinement_filter())),
-            "in_fd": str(enclave_in),
-            "out_fd": str(enclave_out),
+            "channel_fd": str(enclave_end),
             "memory_bytes": str(self.limits.memory_bytes),
         }
         args = [sandbox.bwrap, *(_fill(arg, values) for arg in self.template)]
-        pass_fds = [int(values[k]) for k in ("bundle_fd", "exec_filter_fd", "seccomp_fd", "in_fd", "out_fd")]
-        pass_fds += [fd for _, fd in input_fds]
+        pass_fds = [int(values[k]) for k in ("bundle_fd", "exec_filter_fd", "seccomp_fd", "channel_fd")]
         procs_files = group.procs_files
         libc = sandbox._libc
         binds = [
@@ -571,8 +631,7 @@ class _Job:
             # process itself; bubblewrap needs it to write its user namespace's maps.
             libc.prctl(libc.PR_SET_DUMPABLE, 1, 0, 0, 0)
 
-        spawn_start = time.monotonic()
-        process = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -582,17 +641,12 @@ class _Job:
             cwd="/",
             env={"PATH": "/usr/bin:/bin"},
         )
-        self.spawn_start = spawn_start
-        for fd in (enclave_in, enclave_out):
+        for fd in pass_fds:
             os.close(fd)
             self.fds.remove(fd)
-        for _, fd in input_fds:
-            os.close(fd)
-            self.fds.remove(fd)
-        return process, to_enclave, from_enclave, input_fds
 
-    def _read_frame(self, fd: int, kind: str) -> dict[str, Any]:
-        """One frame, waiting no later than the job's deadline."""
+    def _read_frame(self, kind: str) -> dict[str, Any]:
+        """One frame, waiting no later than the deadline."""
         while True:
             if len(self.buffer) >= 4:
                 length = int.from_bytes(self.buffer[:4], "big")
@@ -609,81 +663,75 @@ class _Job:
             if remaining <= 0:
                 self.timed_out = True
                 raise JobFailed("wall_clock_limit")
-            ready, _, _ = select.select([fd], [], [], remaining)
+            ready, _, _ = select.select([self.channel], [], [], remaining)
             if not ready:
                 continue
-            chunk = os.read(fd, 1 << 20)
+            try:
+                chunk = os.read(self.channel, 1 << 20)
+            except ConnectionResetError:
+                chunk = b""
             if not chunk:
                 raise ProtocolError("the enclave closed its channel")
             self.buffer += chunk
 
     def _converse(
         self,
-        to_enclave: int,
-        from_enclave: int,
-        input_fds: list[tuple[SealedInput, int]],
-        group: JobCgroup,
+        inputs: list[SealedInput],
         *,
-        nonce: bytes,
+        broker: KeyBroker,
         manifest_hash: bytes,
         job_measurement: bytes,
         params_bytes: bytes,
-        broker: KeyBroker,
     ) -> tuple[bytes, ResultSignature, Evidence, VerifiedClaims]:
         sandbox = self.sandbox
-        hello = self._read_frame(from_enclave, "hello")
-        self.startup_cpu_ns = group.usage().cpu_ns
-        # bubblewrap's pid-namespace init, among others: if the sandbox dies on its own, that
-        # init may be left to us (a subreaper) to reap, after it has left the cgroup.
-        self.members.update(group.pids())
-        hello_at = time.monotonic()
-        self.timings["start"] = (hello_at - self.spawn_start) * 1000
-        kex, signing_key = hello.get("kex"), hello.get("sign")
-        if hello["kind"] != "hello" or not isinstance(kex, bytes) or not isinstance(signing_key, bytes):
-            raise JobFailed("protocol_error")
-        if not 0 < len(kex) <= 1024 or len(signing_key) != 32:
-            raise JobFailed("protocol_error")
-
+        attest_start = time.monotonic()
+        nonce = broker.issue_nonce()
         statement = sign_statement(
             sandbox.launcher_key,
             measurement=job_measurement,
-            report_data=report_data_for(nonce, kex, manifest_hash),
-            ephemeral_public_key=kex,
+            report_data=report_data_for(nonce, self.kex, manifest_hash),
+            ephemeral_public_key=self.kex,
             issued_at=sandbox.clock(),
         )
         evidence = evidence_from_statement(statement)
-        key_ids = sorted({item.key_id for item in self.inputs})
+        key_ids = sorted({item.key_id for item in inputs})
         try:
             release = broker.release(evidence, nonce=nonce, manifest_hash=manifest_hash, key_ids=key_ids)
         except AttestationRefused as exc:
             raise JobFailed("attestation_refused", refusal=exc.code) from None
         verified = release.verified
         # The broker's answer must be about this evidence: never relay keys wrapped to anything else.
-        if verified.ephemeral_public_key != kex or verified.claims.measurement != job_measurement:
+        if verified.ephemeral_public_key != self.kex or verified.claims.measurement != job_measurement:
             raise JobFailed("attestation_refused", refusal=RefusalCode.REPORT_DATA_MISMATCH)
         if release.context != verified.attestation_hash().hex():
             raise JobFailed("attestation_refused", refusal=RefusalCode.SIGNATURE_INVALID)
         released_at = time.monotonic()
-        self.timings["attest"] = (released_at - hello_at) * 1000
+        self.timings["attest"] = (released_at - attest_start) * 1000
 
-        inputs = [
-            {"name": i.name, "fd": fd, "blob_name": i.blob_name, "key_id": i.key_id, "format": str(i.format)}
-            for i, fd in input_fds
+        input_fds = []
+        for item in inputs:
+            fd = self._fd(os.open(item.path, os.O_RDONLY | os.O_CLOEXEC))
+            self.bytes_read += os.fstat(fd).st_size
+            input_fds.append(fd)
+        descriptors = [
+            {"name": i.name, "fd": index, "blob_name": i.blob_name, "key_id": i.key_id, "format": str(i.format)}
+            for index, i in enumerate(inputs)
         ]
+        message = {
+            "kind": "release",
+            "tokens": dict(release.tokens),
+            "context": release.context,
+            "inputs": descriptors,
+            "params": params_bytes,
+        }
         try:
-            write_frame(
-                to_enclave,
-                {
-                    "kind": "release",
-                    "tokens": dict(release.tokens),
-                    "context": release.context,
-                    "inputs": inputs,
-                    "params": params_bytes,
-                },
-            )
-        except (BrokenPipeError, ProtocolError):
+            send_frame(self.channel, message, fds=input_fds)
+        except OSError:
             raise ProtocolError("the enclave is gone") from None
-        answer = self._read_frame(from_enclave, "result")
+        for fd in input_fds:  # the enclave holds its own copies now
+            os.close(fd)
+            self.fds.remove(fd)
+        answer = self._read_frame("result")
         self.timings["run"] = (time.monotonic() - released_at) * 1000
         if answer["kind"] == "error":
             code = answer.get("code")
@@ -692,7 +740,7 @@ class _Job:
         if not isinstance(result, bytes) or not isinstance(enclave_signature, bytes):
             raise JobFailed("protocol_error")
         try:
-            Ed25519PublicKey.from_public_bytes(signing_key).verify(
+            Ed25519PublicKey.from_public_bytes(self.signing_key).verify(
                 enclave_signature, result_signing_payload(result, release.context)
             )
         except (InvalidSignature, ValueError):
@@ -701,7 +749,7 @@ class _Job:
             {
                 "launcher_key": sandbox.launcher_public_key,
                 "attestation_hash": verified.attestation_hash(),
-                "enclave_key": signing_key,
+                "enclave_key": self.signing_key,
                 "result_sha256": _sha256(result),
                 "measurement": job_measurement,
                 "tee_type": str(verified.tee_type),
@@ -709,7 +757,7 @@ class _Job:
             }
         )
         signature = ResultSignature(
-            enclave_key=signing_key,
+            enclave_key=self.signing_key,
             enclave_signature=enclave_signature,
             binding=binding,
             binding_signature=sandbox.launcher_key.sign(BINDING_DOMAIN + binding),

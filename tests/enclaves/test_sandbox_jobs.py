@@ -16,7 +16,7 @@ from enclaves.attestation.sandbox import launcher_public_key, load_or_create_lau
 from enclaves.bundle import AlgorithmBundle
 from enclaves.sandbox import JobFailed, LocalKeyBroker, ResultSignatureInvalid, verify_result_signature
 from enclaves.sandbox.broker import KeyRelease
-from tests.enclaves.conftest import MANIFEST, NUMBER_RESULT, Harness, python_bundle, requires_sandbox
+from tests.enclaves.conftest import MANIFEST, NUMBER_RESULT, TEST_LIMITS, Harness, python_bundle, requires_sandbox
 
 pytestmark = requires_sandbox
 
@@ -268,3 +268,18 @@ def test_a_tampered_input_is_refused_inside_the_enclave(harness: Harness) -> Non
     with pytest.raises(JobFailed) as caught:
         harness.run(SIMPLE, [sealed])
     assert caught.value.code == "input_tampered"
+
+
+def test_a_prestarted_sandbox_runs_one_job_and_is_gone(harness: Harness) -> None:
+    sandbox = harness.sandbox
+    sandbox.prestart(SIMPLE, TEST_LIMITS, count=2)
+    pool = sandbox._pool[(SIMPLE.digest(), TEST_LIMITS)]
+    assert len(pool) == 2
+    first = harness.run(SIMPLE, [harness.seal_table("t", _patients())])
+    second = harness.run(SIMPLE, [harness.seal_table("t", _patients())])
+    assert first.result == second.result == {"value": 1}
+    assert first.verified.ephemeral_public_key != second.verified.ephemeral_public_key
+    assert pool == []
+    sandbox.prestart(SIMPLE, TEST_LIMITS)
+    sandbox.close()
+    assert sandbox._pool == {}
