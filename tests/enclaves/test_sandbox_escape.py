@@ -138,6 +138,8 @@ def test_the_algorithm_runs_as_nobody_on_the_host(harness: Harness) -> None:
                         status = (proc / "status").read_text().splitlines()
                         fields = [line.split(":", 1) for line in status]
                         seen = {name: value.split()[0] for name, value in fields if value.split()}
+            if not seen:
+                time.sleep(0.005)  # polling for the condition; the loop ends at its deadline
         assert running.result().result == {"value": 1}
     assert seen["Uid"] == "65534"  # the real uid, as the host sees it
     assert seen["Gid"] == "65534"
