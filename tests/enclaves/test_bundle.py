@@ -204,3 +204,10 @@ def test_a_sealed_blob_cannot_be_truncated_renamed_or_opened_with_another_key(tm
     ]:
         with pytest.raises(SealedBlobError):
             open_sealed(bad_blob, key=bad_key, blob_name=bad_name)
+
+
+def test_canonical_json_is_the_projects_canonical_json() -> None:
+    from dataspace.canonical import canonical_json as project_canonical_json
+
+    document = {"b": [1, 2.5, None, True], "a": {"ü": "ö", "z": -0.0}, "é": "中"}
+    assert canonical_json(document) == project_canonical_json(document)

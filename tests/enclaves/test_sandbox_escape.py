@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 from django.conf import settings
 
+from enclaves.bundle import AlgorithmBundle
 from enclaves.sandbox import FAILURE_MESSAGES, JobFailed, Limits
 from tests.enclaves.conftest import NUMBER_RESULT, Harness, python_bundle, requires_sandbox
 
@@ -247,3 +248,23 @@ def _job_cgroups() -> list[str]:
     for root, dirs, _ in os.walk("/sys/fs/cgroup/pids"):
         found += [os.path.join(root, d) for d in dirs if d.startswith("job-")]
     return found
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT count(*) AS n FROM read_csv('/etc/passwd')",
+        "SELECT count(*) AS n FROM read_text('/proc/self/environ')",
+        "SELECT count(*) AS n FROM read_parquet('https://example.org/data.parquet')",
+        "INSTALL httpfs",
+        "COPY people TO '/job/work/people.csv'",
+        "ATTACH '/job/work/copy.duckdb' AS copy",
+        "SET enable_external_access = true",
+    ],
+)
+def test_a_sql_bundle_sees_only_its_tables(harness: Harness, query: str) -> None:
+    schema = {"type": "object", "properties": {"rows": {"type": "array", "items": {"type": "object"}}}}
+    bundle = AlgorithmBundle(kind="sql", source=query, output_schema=schema, max_output_bytes=4096)
+    with pytest.raises(JobFailed) as caught:
+        harness.run(bundle, [harness.seal_table("people", _table())])
+    assert caught.value.code == "algorithm_error"
