@@ -27,6 +27,8 @@ from enclaves.sandbox.launcher import SandboxProfile
 from enclaves.sandbox.runtime import RuntimeImage
 from enclaves.sealed import SealedBlobError, open_sealed, seal
 
+pytestmark = pytest.mark.smoke
+
 SCHEMA = {
     "type": "object",
     "properties": {"mean": {"type": "number"}, "groups": {"type": "array", "items": {"type": "string"}, "maxItems": 3}},
