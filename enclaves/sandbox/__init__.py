@@ -12,6 +12,7 @@ over an in-memory nonce store. Failures raise ``JobFailed`` with a stable ``code
 """
 
 from enclaves.sandbox.broker import KeyBroker, KeyRelease, LocalKeyBroker
+from enclaves.sandbox.host import host_problems
 from enclaves.sandbox.launcher import (
     FAILURE_MESSAGES,
     JobFailed,
@@ -42,6 +43,7 @@ __all__ = [
     "Sandbox",
     "SandboxProfile",
     "SealedInput",
+    "host_problems",
     "run_job",
     "verify_result_signature",
 ]

@@ -14,7 +14,7 @@ import pytest
 from enclaves.attestation import InMemoryNonceStore, RefusalCode, TeeType
 from enclaves.attestation.sandbox import launcher_public_key, load_or_create_launcher_key
 from enclaves.bundle import AlgorithmBundle
-from enclaves.sandbox import JobFailed, LocalKeyBroker, ResultSignatureInvalid, verify_result_signature
+from enclaves.sandbox import JobFailed, LocalKeyBroker, ResultSignatureInvalid, host_problems, verify_result_signature
 from enclaves.sandbox.broker import KeyRelease
 from tests.enclaves.conftest import MANIFEST, NUMBER_RESULT, TEST_LIMITS, Harness, python_bundle, requires_sandbox
 
@@ -283,3 +283,7 @@ def test_a_prestarted_sandbox_runs_one_job_and_is_gone(harness: Harness) -> None
     sandbox.prestart(SIMPLE, TEST_LIMITS)
     sandbox.close()
     assert sandbox._pool == {}
+
+
+def test_this_host_can_run_the_sandbox() -> None:
+    assert host_problems() == []
