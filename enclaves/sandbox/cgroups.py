@@ -185,6 +185,29 @@ class JobCgroup:
                     time.sleep(0.005)
 
 
+def remove_stale_groups(max_age_seconds: float = 3600.0) -> int:
+    """Remove job groups a crashed launcher left behind: empty ones (their processes died with
+    their launcher, ``--die-with-parent``) older than ``max_age_seconds``, so that a group a
+    sibling launcher has just created and not yet filled is never touched. Returns how many."""
+    own = _own_paths()
+    if cgroup_version() == 2:
+        bases = [CGROUP_ROOT / own.get("", "/").lstrip("/") / GROUP_PREFIX]
+    else:
+        bases = [CGROUP_ROOT / c / own.get(c, "/").lstrip("/") / GROUP_PREFIX for c in V1_CONTROLLERS]
+    removed = 0
+    now = time.time()
+    for base in bases:
+        if not base.is_dir():
+            continue
+        for directory in base.iterdir():
+            if not directory.name.startswith("job-") or now - directory.stat().st_mtime < max_age_seconds:
+                continue
+            with contextlib.suppress(OSError):  # not empty, or gone already
+                directory.rmdir()
+                removed += 1
+    return removed
+
+
 def _reap(pids: set[int]) -> None:
     """Reap those of ``pids`` that became our children (we are a subreaper, as the test runner
     is): a killed sandbox's processes must not linger as zombies."""

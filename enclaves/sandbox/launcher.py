@@ -59,7 +59,7 @@ from enclaves.protocol import (
 )
 from enclaves.sandbox import seccomp
 from enclaves.sandbox.broker import KeyBroker
-from enclaves.sandbox.cgroups import CgroupLimits, CgroupUsage, JobCgroup
+from enclaves.sandbox.cgroups import CgroupLimits, CgroupUsage, JobCgroup, remove_stale_groups
 from enclaves.sandbox.runtime import Distribution, RuntimeImage
 from enclaves.sealed import SealedInput
 
@@ -335,6 +335,7 @@ class Sandbox:
             (self.staging / name).mkdir(mode=0o755, parents=True, exist_ok=True)
         self._profiles: dict[bytes, tuple[SandboxProfile, list[Distribution], list[str]]] = {}
         self._pool: dict[tuple[bytes, Limits], list[_Job]] = {}
+        remove_stale_groups()
         self._lock = threading.Lock()
 
     # -- measurement -------------------------------------------------------------------------

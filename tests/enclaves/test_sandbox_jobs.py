@@ -4,8 +4,11 @@ runs attested to a broker that calls ``enclaves.attestation.verify`` under a rea
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -14,8 +17,16 @@ import pytest
 from enclaves.attestation import InMemoryNonceStore, RefusalCode, TeeType
 from enclaves.attestation.sandbox import launcher_public_key, load_or_create_launcher_key
 from enclaves.bundle import AlgorithmBundle
-from enclaves.sandbox import JobFailed, LocalKeyBroker, ResultSignatureInvalid, host_problems, verify_result_signature
+from enclaves.sandbox import (
+    JobFailed,
+    LocalKeyBroker,
+    ResultSignatureInvalid,
+    Sandbox,
+    host_problems,
+    verify_result_signature,
+)
 from enclaves.sandbox.broker import KeyRelease
+from enclaves.sandbox.cgroups import GROUP_PREFIX, _own_paths, remove_stale_groups
 from tests.enclaves.conftest import MANIFEST, NUMBER_RESULT, TEST_LIMITS, Harness, python_bundle, requires_sandbox
 
 pytestmark = requires_sandbox
@@ -287,3 +298,20 @@ def test_a_prestarted_sandbox_runs_one_job_and_is_gone(harness: Harness) -> None
 
 def test_this_host_can_run_the_sandbox() -> None:
     assert host_problems() == []
+
+
+def test_only_old_empty_job_groups_are_removed_as_stale(sandbox: Sandbox) -> None:
+    base = Path("/sys/fs/cgroup/pids") / _own_paths()["pids"].lstrip("/") / GROUP_PREFIX
+    stale, fresh = base / "job-stale-left-behind", base / "job-fresh-being-filled"
+    for directory in (stale, fresh):
+        directory.mkdir(parents=True, exist_ok=True)
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    try:
+        remove_stale_groups()
+        assert not stale.exists()
+        assert fresh.exists()
+    finally:
+        for directory in (stale, fresh):
+            if directory.exists():
+                directory.rmdir()
