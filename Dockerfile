@@ -3,9 +3,10 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 REDLAKE_VAR_DIR=/var/lib/redlake
 WORKDIR /app
-# ISSUE-12: the PKCS#11 module the keyrings load (SoftHSM2; a real HSM's or KMS's module is
-# mounted instead and named by REDLAKE_PKCS11_MODULE).
-RUN apt-get update && apt-get install -y --no-install-recommends softhsm2 && rm -rf /var/lib/apt/lists/*
+# The PKCS#11 module the keyrings load (SoftHSM2; a real HSM's or KMS's module is mounted instead
+# and named by REDLAKE_PKCS11_MODULE); bubblewrap and libseccomp for the sandbox TEE backend.
+RUN apt-get update && apt-get install -y --no-install-recommends softhsm2 bubblewrap libseccomp2 \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --home /app redlake && mkdir -p /var/lib/redlake && chown redlake /var/lib/redlake
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt

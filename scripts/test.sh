@@ -49,6 +49,7 @@ apt_ensure() {
 apt_ensure docker-compose docker-compose
 apt_ensure chromium chromium
 apt_ensure softhsm2-util softhsm2  # ISSUE-12: the PKCS#11 keyrings' tests run against SoftHSM2
+apt_ensure bwrap bubblewrap  # ISSUE-13: the sandbox TEE backend's confinement
 
 echo "== docker-compose.yml"
 if command -v docker-compose >/dev/null 2>&1; then
