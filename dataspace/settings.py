@@ -195,6 +195,10 @@ CELERY_TASK_ROUTES = {
     "dataspace.catalog.tasks.ingest_dataset": {"queue": "ingest"},
     "dataspace.chain.tasks.*": {"queue": "chain"},
     "dataspace.catalog.tasks.register_datasets_on_chain": {"queue": "chain"},
+    # ISSUE-12: the registry follow-ups write to the chain.
+    "dataspace.catalog.tasks.follow_dataset_metadata": {"queue": "chain"},
+    "dataspace.catalog.tasks.retire_dataset": {"queue": "chain"},
+    "dataspace.catalog.tasks.sweep_dataset_registry": {"queue": "chain"},
     "dataspace.policies.tasks.follow_*": {"queue": "chain"},
     "dataspace.privacy.tasks.follow_*": {"queue": "chain"},
     "dataspace.compute.tasks.authorise_job": {"queue": "chain"},
@@ -215,6 +219,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-ingests": {"task": "dataspace.catalog.tasks.requeue_stale_ingests", "schedule": 60.0},
     "register-datasets-on-chain": {"task": "dataspace.catalog.tasks.register_datasets_on_chain", "schedule": 60.0},
+    # ISSUE-12: metadata edits (updateFor) and deletions (retireFor) nobody carried to the registry.
+    "sweep-dataset-registry": {"task": "dataspace.catalog.tasks.sweep_dataset_registry", "schedule": 60.0},
     "sweep-chain-writes": {"task": "dataspace.chain.tasks.sweep_chain_writes", "schedule": 30.0},
     "index-chain-events": {"task": "dataspace.chain.tasks.index_chain_events", "schedule": 5.0},
     "sweep-jobs": {"task": "dataspace.compute.tasks.sweep_jobs", "schedule": 30.0},
