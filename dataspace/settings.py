@@ -242,6 +242,12 @@ STORE_BUILD_REQUEUE_RUNNING_AFTER = env.int("STORE_BUILD_REQUEUE_RUNNING_AFTER",
 # Chain. The defaults are anvil's: chain 31337 and its first well-known development key, which
 # production must replace (a system check refuses it outside DEBUG on any other chain).
 CHAIN_RPC_URL = env.str("CHAIN_RPC_URL", default="http://127.0.0.1:8545")
+# ISSUE-12: the RPC URL GET /api/space/ gives auditors (a read-only public endpoint in
+# production; the node itself stays on the internal network). Default: the node's URL.
+CHAIN_PUBLIC_RPC_URL = env.str("CHAIN_PUBLIC_RPC_URL", default=CHAIN_RPC_URL)
+# ISSUE-12: where TEE jobs run: "sandbox" (bubblewrap + seccomp, evidence labelled SIMULATED) or a
+# hardware type (nitro, sgx, tdx, sev-snp); GET /api/space/ tells consumers which.
+TEE_BACKEND = env.str("TEE_BACKEND", default="sandbox")
 CHAIN_RPC_TIMEOUT = env.float("CHAIN_RPC_TIMEOUT", default=10.0)
 CHAIN_ID = env.int("CHAIN_ID", default=31337)
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -256,6 +262,10 @@ CONTRACTS_OUT_DIR = Path(env.str("CONTRACTS_OUT_DIR", default=str(BASE_DIR / "co
 # re-sent. CUSTODIAN_KEY signs release receipts (hex private key); empty: a key file in VAR_DIR.
 JOB_SWEEP_AFTER = env.int("JOB_SWEEP_AFTER", default=60)
 CUSTODIAN_KEY = env.str("CUSTODIAN_KEY", default="")
+# ISSUE-12: the custodian's receipt address (public) for `chain deploy` to register in
+# CustodianRegistry where the deploying process does not hold the receipt key; empty: asked of
+# the process's own receipt key (development).
+CUSTODIAN_ADDRESS = env.str("CUSTODIAN_ADDRESS", default="")
 
 # Differential privacy (docs/privacy.md). Every personal dataset allows at most its provider's
 # declared epsilon in all (default below), accounted in zCDP and converted to (epsilon, delta) at

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.utils import timezone
 from hexbytes import HexBytes
+from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
 from dataspace.chain import eip712, gateway, outbox
@@ -149,6 +150,45 @@ class DatasetRegistryAgent:
         if int(provider, 16) == 0:
             return None
         return OnChainDataset(provider, active, _hex(metadata_hash), _hex(content_hash))
+
+
+@dataclass(frozen=True)
+class CustodianPeriod:
+    """One receipt-signing address of the key custodian and the blocks it was valid at
+    (``valid_until`` exclusive; None while it is the current one)."""
+
+    address: str
+    valid_from: int
+    valid_until: int | None
+
+
+class CustodianRegistryAgent:
+    """The custodian's receipt addresses over time, as CustodianRegistry publishes them."""
+
+    name = "CustodianRegistry"
+
+    def history(self) -> list[CustodianPeriod]:
+        """Every address, oldest first, with its validity (an address overtaken in its own block
+        was never valid and is left out)."""
+        registry = gateway.contract(self.name)
+        count = int(gateway.view(registry.functions.rotationCount()))
+        entries = [gateway.view(registry.functions.rotationAt(i)) for i in range(count)]
+        periods = []
+        for i, (address, valid_from) in enumerate(entries):
+            until = int(entries[i + 1][1]) if i + 1 < count else None
+            if until is None or until > int(valid_from):
+                periods.append(CustodianPeriod(str(address), int(valid_from), until))
+        return periods
+
+    def at(self, block: int) -> str | None:
+        """The address valid at ``block`` (the contract's ``custodianAt``); None before the first
+        registration."""
+        try:
+            return str(gateway.view(gateway.contract(self.name).functions.custodianAt(block)))
+        except ContractLogicError as exc:
+            if gateway.revert_reason(exc).startswith("NoCustodianAt("):
+                return None
+            raise
 
 
 class DevTokenAgent:
