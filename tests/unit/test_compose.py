@@ -87,9 +87,7 @@ def test_anvil_runs_only_under_the_dev_profile(compose: dict[str, Any]) -> None:
     assert "chain" in anvils["chain-dev"]["networks"]["chain"]["aliases"]  # the app's CHAIN_RPC_URL host
     # docker-compose 1.29 prints a port as "127.0.0.1:8545:8545/tcp" (newer ones as a mapping).
     ports = anvils["chain-dev"].get("ports", [])
-    assert all(
-        (port.get("host_ip") if isinstance(port, dict) else port.split(":")[0]) == "127.0.0.1" for port in ports
-    )
+    assert all((port.get("host_ip") if isinstance(port, dict) else port.split(":")[0]) == "127.0.0.1" for port in ports)
 
 
 def test_app_services_reach_the_chain_network(compose: dict[str, Any]) -> None:
