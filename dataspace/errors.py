@@ -113,6 +113,9 @@ class ErrorCode(enum.StrEnum):
     EPSILON_MISMATCH = "epsilon_mismatch"
     PARAMS_MISMATCH = "params_mismatch"
     RESULT_TAMPERED = "result_tampered"
+    # ISSUE-12: an auditor's receipt check.
+    CUSTODIAN_UNKNOWN = "custodian_unknown"
+    RECEIPT_NOT_ON_CHAIN = "receipt_not_on_chain"
     RESULT_SHAPE_MISMATCH = "result_shape_mismatch"
 
 
@@ -146,6 +149,8 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.SIGNATURE_REPLAYED: status.HTTP_409_CONFLICT,
     ErrorCode.IDEMPOTENCY_KEY_REUSED: status.HTTP_409_CONFLICT,
     ErrorCode.ENCRYPTED_STORE_NOT_READY: status.HTTP_409_CONFLICT,
+    ErrorCode.CUSTODIAN_UNKNOWN: status.HTTP_422_UNPROCESSABLE_ENTITY,  # ISSUE-12
+    ErrorCode.RECEIPT_NOT_ON_CHAIN: status.HTTP_422_UNPROCESSABLE_ENTITY,  # ISSUE-12
     ErrorCode.CHAIN_UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
     ErrorCode.BROKER_UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
     ErrorCode.CHAIN_MISMATCH: status.HTTP_503_SERVICE_UNAVAILABLE,

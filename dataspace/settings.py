@@ -202,6 +202,10 @@ CELERY_TASK_ROUTES = {
     "dataspace.catalog.tasks.ingest_dataset": {"queue": "ingest"},
     "dataspace.chain.tasks.*": {"queue": "chain"},
     "dataspace.catalog.tasks.register_datasets_on_chain": {"queue": "chain"},
+    # ISSUE-12: the registry follow-ups write to the chain.
+    "dataspace.catalog.tasks.follow_dataset_metadata": {"queue": "chain"},
+    "dataspace.catalog.tasks.retire_dataset": {"queue": "chain"},
+    "dataspace.catalog.tasks.sweep_dataset_registry": {"queue": "chain"},
     "dataspace.policies.tasks.follow_*": {"queue": "chain"},
     "dataspace.privacy.tasks.follow_*": {"queue": "chain"},
     "dataspace.compute.tasks.authorise_job": {"queue": "chain"},
@@ -222,6 +226,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-ingests": {"task": "dataspace.catalog.tasks.requeue_stale_ingests", "schedule": 60.0},
     "register-datasets-on-chain": {"task": "dataspace.catalog.tasks.register_datasets_on_chain", "schedule": 60.0},
+    # ISSUE-12: metadata edits (updateFor) and deletions (retireFor) nobody carried to the registry.
+    "sweep-dataset-registry": {"task": "dataspace.catalog.tasks.sweep_dataset_registry", "schedule": 60.0},
     "sweep-chain-writes": {"task": "dataspace.chain.tasks.sweep_chain_writes", "schedule": 30.0},
     "index-chain-events": {"task": "dataspace.chain.tasks.index_chain_events", "schedule": 5.0},
     "sweep-jobs": {"task": "dataspace.compute.tasks.sweep_jobs", "schedule": 30.0},
@@ -243,6 +249,12 @@ STORE_BUILD_REQUEUE_RUNNING_AFTER = env.int("STORE_BUILD_REQUEUE_RUNNING_AFTER",
 # Chain. The defaults are anvil's: chain 31337 and its first well-known development key, which
 # production must replace (a system check refuses it outside DEBUG on any other chain).
 CHAIN_RPC_URL = env.str("CHAIN_RPC_URL", default="http://127.0.0.1:8545")
+# ISSUE-12: the RPC URL GET /api/space/ gives auditors (a read-only public endpoint in
+# production; the node itself stays on the internal network). Default: the node's URL.
+CHAIN_PUBLIC_RPC_URL = env.str("CHAIN_PUBLIC_RPC_URL", default=CHAIN_RPC_URL)
+# ISSUE-12: where TEE jobs run: "sandbox" (bubblewrap + seccomp, evidence labelled SIMULATED) or a
+# hardware type (nitro, sgx, tdx, sev-snp); GET /api/space/ tells consumers which.
+TEE_BACKEND = env.str("TEE_BACKEND", default="sandbox")
 CHAIN_RPC_TIMEOUT = env.float("CHAIN_RPC_TIMEOUT", default=10.0)
 CHAIN_ID = env.int("CHAIN_ID", default=31337)
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -262,6 +274,10 @@ JOB_SWEEP_AFTER = env.int("JOB_SWEEP_AFTER", default=60)
 CUSTODIAN_KEY = env.str("CUSTODIAN_KEY", default="")
 # ISSUE-12: with no CUSTODIAN_KEY, the receipt key lives sealed to the receipt keyring here.
 RECEIPT_KEY_FILE = Path(env.str("RECEIPT_KEY_FILE", default=str(VAR_DIR / "receipt-key.sealed")))
+# ISSUE-12: the custodian's receipt address (public) for `chain deploy` to register in
+# CustodianRegistry where the deploying process does not hold the receipt key; empty: asked of
+# the process's own receipt key (development).
+CUSTODIAN_ADDRESS = env.str("CUSTODIAN_ADDRESS", default="")
 
 # Differential privacy (docs/privacy.md). Every personal dataset allows at most its provider's
 # declared epsilon in all (default below), accounted in zCDP and converted to (epsilon, delta) at

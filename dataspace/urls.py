@@ -57,6 +57,9 @@ api = [
     path("jobs/usage/", compute.JobUsageApi.as_view(), name="job-usage"),  # ISSUE-16
     path("jobs/<uuid:job_id>/", compute.JobDetailApi.as_view(), name="job-detail"),
     path("audit/reconcile/", audit.ReconcileApi.as_view(), name="audit-reconcile"),
+    # ISSUE-12: the space's public facts, and an auditor's receipt check.
+    path("space/", audit.SpaceApi.as_view(), name="space"),
+    path("audit/receipts/verify/", audit.ReceiptVerifyApi.as_view(), name="audit-receipt-verify"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -37,6 +37,7 @@ contract DatasetRegistry is IDatasetRegistry, AccessControl, EIP712 {
 
     /// @inheritdoc IDatasetRegistry
     function register(bytes32 datasetId, bytes32 metadataHash, bytes32 contentHash) external {
+        _requireBound(datasetId, msg.sender);
         _register(datasetId, msg.sender, metadataHash, contentHash);
     }
 
@@ -49,6 +50,8 @@ contract DatasetRegistry is IDatasetRegistry, AccessControl, EIP712 {
         uint256 deadline,
         bytes calldata signature
     ) external onlyRole(OPERATOR_ROLE) {
+        // Checked before the signature: a relayed front-run fails on the id, whoever signed it.
+        _requireBound(datasetId, provider);
         _consumeSignature(provider, datasetId, ACTION_REGISTER, metadataHash, contentHash, deadline, signature);
         _register(datasetId, provider, metadataHash, contentHash);
     }
@@ -99,8 +102,17 @@ contract DatasetRegistry is IDatasetRegistry, AccessControl, EIP712 {
     }
 
     /// @inheritdoc IDatasetRegistry
+    function isBoundTo(bytes32 datasetId, address provider) public pure returns (bool) {
+        return bytes16(datasetId) == bytes16(bytes20(provider));
+    }
+
+    /// @inheritdoc IDatasetRegistry
     function domainSeparator() external view returns (bytes32) {
         return _domainSeparatorV4();
+    }
+
+    function _requireBound(bytes32 datasetId, address provider) private pure {
+        if (!isBoundTo(datasetId, provider)) revert NotDatasetProvider(datasetId, provider);
     }
 
     function _register(bytes32 datasetId, address provider, bytes32 metadataHash, bytes32 contentHash) private {

@@ -7,6 +7,9 @@ import {IRedlakeErrors} from "./IRedlakeErrors.sol";
 /// @notice Who provides each dataset, and the hashes of its metadata and content. Only the
 ///         provider changes an entry: directly, or through an operator relaying the provider's
 ///         EIP-712 signature (for providers whose key the platform holds in custody).
+///         A dataset id is bound to its provider: its first 16 bytes are the first 16 bytes of
+///         the provider's address (the platform puts the dataset's UUID in the last 16), so
+///         nobody can register, and thereby block, an id that belongs to another provider.
 /// @dev The external surface of DatasetRegistry and its documentation, which the implementation
 ///      inherits (NatSpec inheritdoc). A relayed change is signed as
 ///      DatasetChange(bytes32 datasetId,uint8 action,bytes32 metadataHash,bytes32 contentHash,uint256 nonce,uint256 deadline)
@@ -79,14 +82,18 @@ interface IDatasetRegistry is IRedlakeErrors {
     function nonces(bytes32 datasetId) external view returns (uint256);
 
     /// @notice Registers a dataset with the caller as its provider.
-    /// @param datasetId The platform's id for the dataset; not registered before.
+    /// @param datasetId The platform's id for the dataset; not registered before, and bound to
+    ///        the caller (its first 16 bytes are the caller address's first 16 bytes, else
+    ///        NotDatasetProvider).
     /// @param metadataHash Hash of the dataset's metadata document (not zero).
     /// @param contentHash SHA-256 of the raw content the platform sealed at ingest (not zero).
     function register(bytes32 datasetId, bytes32 metadataHash, bytes32 contentHash) external;
 
     /// @notice Registers a dataset for `provider`, relaying the provider's signed consent
     ///         (operator only).
-    /// @param datasetId The platform's id for the dataset; not registered before.
+    /// @param datasetId The platform's id for the dataset; not registered before, and bound to
+    ///        `provider` (its first 16 bytes are the provider address's first 16 bytes, else
+    ///        NotDatasetProvider).
     /// @param provider The dataset's provider, who signed the registration.
     /// @param metadataHash Hash of the dataset's metadata document (not zero).
     /// @param contentHash SHA-256 of the raw content (not zero).
@@ -144,6 +151,13 @@ interface IDatasetRegistry is IRedlakeErrors {
     /// @param datasetId The dataset.
     /// @return The dataset's provider.
     function activeProvider(bytes32 datasetId) external view returns (address);
+
+    /// @notice Whether a dataset id is bound to a provider: its first 16 bytes equal the first
+    ///         16 bytes of the provider's address. Only such ids can be registered for it.
+    /// @param datasetId The dataset id.
+    /// @param provider The address it should belong to.
+    /// @return True if `provider` may register `datasetId`.
+    function isBoundTo(bytes32 datasetId, address provider) external pure returns (bool);
 
     /// @notice The EIP-712 domain separator providers sign changes under.
     /// @return The domain separator of this chain and registry.

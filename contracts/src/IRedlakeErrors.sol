@@ -16,7 +16,9 @@ interface IRedlakeErrors {
     /// @param datasetId The dataset.
     error DatasetInactive(bytes32 datasetId);
 
-    /// @notice Raised when the caller is not the dataset's registered provider.
+    /// @notice Raised when the caller is not the dataset's registered provider, or when a
+    ///         registration names a provider the dataset id is not bound to (a front-run of
+    ///         another provider's id).
     /// @param datasetId The dataset.
     /// @param caller The address that is not its provider.
     error NotDatasetProvider(bytes32 datasetId, address caller);

@@ -12,13 +12,18 @@ contract DatasetRegistryTest is Test {
     address internal operator = makeAddr("operator");
     uint256 internal providerKey = 0xA11CE;
     address internal provider;
-    bytes32 internal constant ID = keccak256("d");
+    bytes32 internal ID; // bound to the provider (setUp)
     bytes32 internal constant META = keccak256("m");
     bytes32 internal constant CONTENT = keccak256("c");
 
     function setUp() public {
         registry = new DatasetRegistry(address(this), operator);
         provider = vm.addr(providerKey);
+        ID = _idOf(provider, bytes16(keccak256("d")));
+    }
+
+    function _idOf(address who, bytes16 local) internal pure returns (bytes32) {
+        return bytes32(bytes16(bytes20(who))) | bytes32(uint256(uint128(local)));
     }
 
     function _sign(uint256 key, bytes32 id, uint8 action, bytes32 meta, bytes32 content, uint256 nonce, uint256 deadline)
@@ -56,12 +61,71 @@ contract DatasetRegistryTest is Test {
         vm.prank(provider);
         registry.register(ID, META, CONTENT);
         vm.expectRevert(abi.encodeWithSelector(IDatasetRegistry.DatasetExists.selector, ID));
+        vm.prank(provider);
         registry.register(ID, META, CONTENT);
     }
 
     function test_register_revertsOnZeroHash() public {
         vm.expectRevert(abi.encodeWithSelector(IDatasetRegistry.ZeroHash.selector, ID));
+        vm.prank(provider);
         registry.register(ID, META, bytes32(0));
+    }
+
+    function test_register_revertsOnFrontRun() public {
+        // Someone who saw the provider's registration in the mempool tries to take its id first.
+        address attacker = makeAddr("attacker");
+        vm.prank(attacker);
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.NotDatasetProvider.selector, ID, attacker));
+        registry.register(ID, META, CONTENT);
+        // ... and the provider's own relayed registration still lands.
+        bytes memory sig = _sign(providerKey, ID, 0, META, CONTENT, 0, block.timestamp);
+        vm.prank(operator);
+        registry.registerFor(ID, provider, META, CONTENT, block.timestamp, sig);
+        assertEq(registry.activeProvider(ID), provider);
+    }
+
+    function test_registerFor_revertsOnIdBoundToAnotherProvider() public {
+        // The attacker signs for the provider's id with their own key; the operator relays it.
+        uint256 attackerKey = 0xBAD;
+        address attacker = vm.addr(attackerKey);
+        bytes memory sig = _sign(attackerKey, ID, 0, META, CONTENT, 0, block.timestamp);
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.NotDatasetProvider.selector, ID, attacker));
+        registry.registerFor(ID, attacker, META, CONTENT, block.timestamp, sig);
+        assertEq(registry.nonces(ID), 0); // nothing consumed
+    }
+
+    function test_isBoundTo_comparesTheAddressPrefix() public {
+        assertTrue(registry.isBoundTo(ID, provider));
+        assertFalse(registry.isBoundTo(ID, makeAddr("other")));
+        assertFalse(registry.isBoundTo(keccak256("d"), provider));
+    }
+
+    function testFuzz_register_revertsUnlessBound(address caller, bytes32 id) public {
+        vm.assume(bytes16(id) != bytes16(bytes20(caller)));
+        vm.prank(caller);
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.NotDatasetProvider.selector, id, caller));
+        registry.register(id, META, CONTENT);
+    }
+
+    function testFuzz_register_acceptsAnyBoundId(address caller, bytes16 local) public {
+        vm.assume(caller != address(0));
+        bytes32 id = _idOf(caller, local);
+        vm.prank(caller);
+        registry.register(id, META, CONTENT);
+        assertEq(registry.activeProvider(id), caller);
+        assertEq(uint128(uint256(id)), uint128(local)); // the local part (the platform's UUID) survives
+    }
+
+    function testFuzz_register_frontRunOfAnotherProvidersIdReverts(address attacker, bytes16 local) public {
+        vm.assume(bytes16(bytes20(attacker)) != bytes16(bytes20(provider)));
+        bytes32 id = _idOf(provider, local);
+        vm.prank(attacker);
+        vm.expectRevert(abi.encodeWithSelector(IRedlakeErrors.NotDatasetProvider.selector, id, attacker));
+        registry.register(id, META, CONTENT);
+        vm.prank(provider);
+        registry.register(id, META, CONTENT);
+        assertEq(registry.activeProvider(id), provider);
     }
 
     function test_registerFor_acceptsProviderSignature() public {
@@ -171,9 +235,10 @@ contract DatasetRegistryTest is Test {
         registry.registerFor(ID, provider, META, CONTENT, block.timestamp, sig);
     }
 
-    function testFuzz_registerFor_acceptsAnyProviderKey(uint256 key, bytes32 id) public {
+    function testFuzz_registerFor_acceptsAnyProviderKey(uint256 key, bytes16 local) public {
         key = bound(key, 1, 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364140);
         address signer = vm.addr(key);
+        bytes32 id = _idOf(signer, local);
         bytes memory sig = _sign(key, id, 0, META, CONTENT, 0, block.timestamp);
         vm.prank(operator);
         registry.registerFor(id, signer, META, CONTENT, block.timestamp, sig);

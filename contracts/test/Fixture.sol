@@ -21,7 +21,8 @@ abstract contract Fixture is Test {
     address internal provider;
     address internal consumer;
 
-    bytes32 internal constant DATASET = keccak256("dataset-1");
+    // The provider's dataset: its id carries the provider's address prefix (set in setUp).
+    bytes32 internal DATASET;
     bytes32 internal constant RESEARCH = keccak256("research");
     bytes32 internal constant MARKETING = keccak256("marketing");
     bytes32 internal constant MEAN = keccak256("mean");
@@ -42,6 +43,7 @@ abstract contract Fixture is Test {
     function setUp() public virtual {
         provider = vm.addr(providerKey);
         consumer = vm.addr(consumerKey);
+        DATASET = _datasetIdOf(provider, bytes16(keccak256("dataset-1")));
         token = new DevToken(admin);
         registry = new DatasetRegistry(admin, operator);
         // Deployed from its artifact: UsageAgreements is compiled alone through the IR pipeline.
@@ -54,6 +56,12 @@ abstract contract Fixture is Test {
         usage.setDatasetPrivacyLimit(DATASET, LIMIT);
         offerId = _publish(provider, DATASET);
         _fund(consumer);
+    }
+
+    /// A dataset id bound to `who`: its address's first 16 bytes, then a local part (the
+    /// platform puts the dataset's UUID there).
+    function _datasetIdOf(address who, bytes16 local) internal pure returns (bytes32) {
+        return bytes32(bytes16(bytes20(who))) | bytes32(uint256(uint128(local)));
     }
 
     function _fund(address who) internal {

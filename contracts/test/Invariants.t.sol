@@ -228,10 +228,11 @@ contract UsageHandler is Test {
 contract UsageInvariants is StdInvariant, Fixture {
     UsageHandler internal handler;
 
-    bytes32 internal constant OTHER_DATASET = keccak256("dataset-2");
+    bytes32 internal OTHER_DATASET;
 
     function setUp() public override {
         super.setUp();
+        OTHER_DATASET = _datasetIdOf(provider, bytes16(keccak256("dataset-2")));
         vm.startPrank(provider);
         registry.register(OTHER_DATASET, keccak256("meta-2"), keccak256("content-2"));
         usage.setDatasetPrivacyLimit(OTHER_DATASET, LIMIT / 4);

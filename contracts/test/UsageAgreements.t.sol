@@ -12,7 +12,13 @@ import {Fixture} from "./Fixture.sol";
 import {Merkle} from "./Merkle.sol";
 
 contract UsageAgreementsTest is Fixture {
-    bytes32 internal constant OTHER_DATASET = keccak256("dataset-2");
+    // A second provider's dataset (registered by vm.addr(0xC0FFEE), so its id carries that prefix).
+    bytes32 internal OTHER_DATASET;
+
+    function setUp() public override {
+        super.setUp();
+        OTHER_DATASET = _datasetIdOf(vm.addr(0xC0FFEE), bytes16(keccak256("dataset-2")));
+    }
 
     function _status(bytes32 jobId) internal view returns (IUsageAgreements.JobStatus) {
         return usage.jobStatus(jobId);

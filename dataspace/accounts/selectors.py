@@ -22,3 +22,12 @@ def wallet_custodial_address(*, user: User, action: str) -> str:
             code=ErrorCode.WALLET_REQUIRED,
         )
     return wallet.address
+
+
+# ISSUE-12: a dataset's chain id carries its provider's address, so readers need it by user id.
+def wallet_address(*, user_id: int) -> str:
+    """The user's on-chain address (custodial or their own); ``wallet_required`` when none."""
+    address = Wallet.objects.filter(user_id=user_id).values_list("address", flat=True).first()
+    if address is None:
+        raise DomainError("The account has no wallet, so it has nothing on chain.", code=ErrorCode.WALLET_REQUIRED)
+    return address

@@ -1,6 +1,6 @@
-"""Chain against database, both ways: every use, settlement, refund, agreement, offer and
-dataset privacy budget the chain holds must be in the platform's records in the matching state,
-and the reverse. The chain side is read from the contracts' events (indexed to the head first)
+"""Chain against database, both ways: every use, settlement, refund, agreement, offer,
+dataset privacy budget and registry entry the chain holds must be in the platform's records in
+the matching state, and the reverse. The chain side is read from the contracts' events (indexed to the head first)
 and their view functions."""
 
 from __future__ import annotations
@@ -10,8 +10,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from dataspace.accounts import selectors as accounts_selectors
+from dataspace.catalog.models import Dataset
+from dataspace.catalog.services import dataset_metadata_hash
 from dataspace.chain import agents, encoding, gateway, indexer
-from dataspace.chain.models import ChainEvent
+from dataspace.chain.encoding import dataset_uuid
+from dataspace.chain.models import ChainEvent, ChainTransaction
 from dataspace.compute.models import Job
 from dataspace.policies.models import Agreement, Offer
 
@@ -101,6 +105,7 @@ def reconcile() -> Report:
     _reconcile_agreements(report)
     _reconcile_offers(report)
     _reconcile_dataset_privacy(report)
+    _reconcile_registry(report)
     return report
 
 
@@ -149,10 +154,45 @@ def _reconcile_dataset_privacy(report: Report) -> None:
     in_use = [s for s in RECORDED_STATES if s != Job.Status.REFUNDED]
     for dataset_id, rho in Job.objects.filter(status__in=in_use).values_list("dataset_id", "rho"):
         spent[dataset_id] += encoding.rho_nano(rho)
-    for dataset_id in Job.objects.values_list("dataset_id", flat=True).distinct():
+    for dataset_id, provider_id in Job.objects.values_list("dataset_id", "dataset__provider_id").distinct():
         report.checked["datasets"] += 1
-        used = agent.dataset_privacy(dataset_id).used
+        provider = accounts_selectors.wallet_address(user_id=provider_id)
+        used = agent.dataset_privacy(dataset_id, provider=provider).used
         if used != spent[dataset_id]:
             report.mismatches.append(
                 f"dataset {dataset_id}: {used} nano-rho spent on chain, {spent[dataset_id]} on the platform"
             )
+
+
+def _reconcile_registry(report: Report) -> None:
+    """Each registered catalogue dataset is active on chain with the catalogue's metadata hash
+    (else it is reported stale, or retired); each dataset the platform registered and then
+    deleted is retired on chain."""
+    indexed = indexer.indexed_datasets()
+    confirmed = ChainTransaction.Status.CONFIRMED
+    datasets = Dataset.objects.filter(chain_registration__status=confirmed).select_related("chain_registration")
+    in_catalogue = set(Dataset.objects.values_list("id", flat=True))
+    for dataset in datasets:
+        report.checked["registry_datasets"] += 1
+        chain_dataset = str(dataset.chain_registration.args[0]).lower()  # type: ignore[union-attr]
+        entry = indexed.get(chain_dataset)
+        wanted = "0x" + dataset_metadata_hash(dataset).hex()
+        if entry is None:
+            report.mismatches.append(f"dataset {dataset.id}: registered by the platform, no DatasetRegistered on chain")
+        elif entry.retired:
+            report.mismatches.append(f"dataset {dataset.id} is in the catalogue but retired on chain")
+        elif entry.metadata_hash != wanted:
+            report.mismatches.append(
+                f"dataset {dataset.id}: metadata hash on chain is stale ({entry.metadata_hash}, catalogue {wanted})"
+            )
+    for tx in ChainTransaction.objects.filter(
+        chain_id=gateway.chain_id(), kind="dataset_register", function="registerFor", status=confirmed
+    ):
+        chain_dataset = str(tx.args[0]).lower()
+        dataset_id = dataset_uuid(bytes.fromhex(chain_dataset[2:]))
+        if dataset_id in in_catalogue:
+            continue
+        report.checked["registry_deleted"] += 1
+        entry = indexed.get(chain_dataset)
+        if entry is not None and not entry.retired:
+            report.mismatches.append(f"dataset {dataset_id} was deleted from the catalogue but is active on chain")

@@ -26,6 +26,7 @@ from dataspace.accounts import selectors as accounts_selectors
 from dataspace.accounts import services as accounts_services
 from dataspace.accounts.models import User
 from dataspace.canonical import canonical_json_ascii
+from dataspace.catalog import onchain
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.catalog.profiling import ColumnType, IngestError, TableProfile, check_head, profile_table
 from dataspace.catalog.signals import dataset_change_check, dataset_deleting, dataset_ingested, dataset_privacy_changed
@@ -360,11 +361,15 @@ def dataset_update(
                 "Only categorical columns can show their values.", details={"public_value_columns": unknown}
             )
         dataset.public_value_columns = public_value_columns
+    hash_before = dataset_metadata_hash(dataset)
     for name, value in (("title", title), ("description", description), ("keywords", keywords), ("licence", licence)):
         if value is not None:
             setattr(dataset, name, value)
     with transaction.atomic():
         dataset.save()
+        if dataset_metadata_hash(dataset) != hash_before:
+            # The registry pins the metadata hash: the edit goes to the chain (updateFor).
+            onchain.metadata_sync_request_on_commit(dataset_id=dataset.id)
         if privacy_changed:
             transaction.on_commit(lambda: dataset_privacy_changed.send(sender=Dataset, dataset_id=dataset.id))
     return dataset
@@ -383,6 +388,11 @@ def dataset_delete(*, dataset: Dataset) -> None:
     _check_change(dataset, "delete", ErrorCode.CONFLICT)
     blob_name, data_key_id = dataset.blob_name, dataset.data_key_id
     with transaction.atomic():
+        if dataset.chain_registration_id is not None:
+            # Registered (or on its way): the registry retires it too (retireFor), found again by
+            # the sweeper from the platform's registrations if this message is lost.
+            provider = accounts_selectors.wallet_address(user_id=dataset.provider_id)
+            onchain.retire_request_on_commit(dataset_id=dataset.id, provider=provider)
         dataset_deleting.send(sender=Dataset, dataset_id=dataset.id)
         Ingest.objects.filter(dataset=dataset).update(dataset=None)
         dataset.delete()

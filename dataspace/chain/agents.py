@@ -10,6 +10,7 @@ from typing import Any
 
 from django.utils import timezone
 from hexbytes import HexBytes
+from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
 from dataspace.chain import eip712, gateway, outbox
@@ -41,9 +42,9 @@ class DatasetRegistryAgent:
         """Queues the registration, relayed by the operator with the provider's signature."""
         from eth_account import Account
 
-        chain_dataset = dataset_chain_id(dataset_id)
-        deadline = int((timezone.now() + REGISTRATION_SIGNATURE_TTL).timestamp())
         provider = Account.from_key(provider_key).address
+        chain_dataset = dataset_chain_id(dataset_id, provider=provider)
+        deadline = int((timezone.now() + REGISTRATION_SIGNATURE_TTL).timestamp())
         signature = eip712.sign_dataset_change(
             key=provider_key,
             chain_id=gateway.chain_id(),
@@ -63,13 +64,132 @@ class DatasetRegistryAgent:
             idempotency_key=f"dataset-register:{dataset_id}",
         )
 
-    def get(self, dataset_id: uuid.UUID) -> OnChainDataset | None:
+    @staticmethod
+    def update_key(*, dataset_id: uuid.UUID, nonce: int, metadata_hash: bytes) -> str:
+        return f"dataset-update:{dataset_id}:{nonce}:{metadata_hash.hex()}"
+
+    @staticmethod
+    def retire_key(*, dataset_id: uuid.UUID, nonce: int) -> str:
+        return f"dataset-retire:{dataset_id}:{nonce}"
+
+    def update(
+        self, *, dataset_id: uuid.UUID, provider: str, metadata_hash: bytes, content_hash: bytes, nonce: int
+    ) -> ChainTransaction:
+        """Queues ``updateFor``: the operator relays the provider's DatasetChange, which the chain
+        signer makes for the custodial wallet when it sends the write. One write per dataset
+        nonce and hash (the idempotency key), so a redelivered follow-up never doubles it."""
+        return self._change(
+            kind="dataset_update",
+            function="updateFor",
+            dataset_id=dataset_id,
+            provider=provider,
+            action=eip712.ACTION_UPDATE,
+            hashes=(metadata_hash, content_hash),
+            nonce=nonce,
+            key=self.update_key(dataset_id=dataset_id, nonce=nonce, metadata_hash=metadata_hash),
+        )
+
+    def retire(self, *, dataset_id: uuid.UUID, provider: str, nonce: int) -> ChainTransaction:
+        """Queues ``retireFor`` with the provider's DatasetChange (zero hashes), signed like
+        ``update``."""
+        return self._change(
+            kind="dataset_retire",
+            function="retireFor",
+            dataset_id=dataset_id,
+            provider=provider,
+            action=eip712.ACTION_RETIRE,
+            hashes=None,
+            nonce=nonce,
+            key=self.retire_key(dataset_id=dataset_id, nonce=nonce),
+        )
+
+    def _change(
+        self,
+        *,
+        kind: str,
+        function: str,
+        dataset_id: uuid.UUID,
+        provider: str,
+        action: int,
+        hashes: tuple[bytes, bytes] | None,
+        nonce: int,
+        key: str,
+    ) -> ChainTransaction:
+        chain_dataset = dataset_chain_id(dataset_id, provider=provider)
+        deadline = int((timezone.now() + REGISTRATION_SIGNATURE_TTL).timestamp())
+        metadata_hash, content_hash = hashes or (bytes(32), bytes(32))
+        typed_data = eip712.dataset_change_typed_data(
+            chain_id=gateway.chain_id(),
+            registry=gateway.deployment(self.name).address,
+            dataset_id=chain_dataset,
+            action=action,
+            metadata_hash=metadata_hash,
+            content_hash=content_hash,
+            nonce=nonce,
+            deadline=deadline,
+        )
+        signature = outbox.signature_by(signer=provider, typed_data=typed_data)
+        middle = [_hex(metadata_hash), _hex(content_hash)] if hashes else []
+        return outbox.write_enqueue(
+            kind=kind,
+            contract=self.name,
+            function=function,
+            args=[_hex(chain_dataset), *middle, deadline, signature],
+            idempotency_key=key,
+        )
+
+    def nonce(self, dataset_id: uuid.UUID, *, provider: str) -> int:
+        """The nonce the dataset's next signed change must carry."""
+        chain_dataset = dataset_chain_id(dataset_id, provider=provider)
+        return int(gateway.view(gateway.contract(self.name).functions.nonces(chain_dataset)))
+
+    def get(self, dataset_id: uuid.UUID, *, provider: str) -> OnChainDataset | None:
+        """The registry's entry for the provider's dataset; None if it was never registered."""
         provider, active, metadata_hash, content_hash = gateway.view(
-            gateway.contract(self.name).functions.getDataset(dataset_chain_id(dataset_id))
+            gateway.contract(self.name).functions.getDataset(dataset_chain_id(dataset_id, provider=provider))
         )
         if int(provider, 16) == 0:
             return None
         return OnChainDataset(provider, active, _hex(metadata_hash), _hex(content_hash))
+
+
+@dataclass(frozen=True)
+class CustodianPeriod:
+    """One receipt-signing address of the key custodian and the blocks it was valid at
+    (``valid_until`` exclusive; None while it is the current one)."""
+
+    address: str
+    valid_from: int
+    valid_until: int | None
+
+
+class CustodianRegistryAgent:
+    """The custodian's receipt addresses over time, as CustodianRegistry publishes them."""
+
+    name = "CustodianRegistry"
+
+    def history(self) -> list[CustodianPeriod]:
+        """Every address, oldest first, with its validity (an address overtaken in its own block
+        was never valid and is left out)."""
+        registry = gateway.contract(self.name)
+        count = int(gateway.view(registry.functions.rotationCount()))
+        entries = [gateway.view(registry.functions.rotationAt(i)) for i in range(count)]
+        periods = []
+        for i, (address, valid_from) in enumerate(entries):
+            until = int(entries[i + 1][1]) if i + 1 < count else None
+            if until is None or until > int(valid_from):
+                periods.append(CustodianPeriod(str(address), int(valid_from), until))
+        return periods
+
+    def at(self, block: int) -> str | None:
+        """The address valid at ``block`` (the contract's ``custodianAt``); None before the first
+        registration."""
+        try:
+            return str(gateway.view(gateway.contract(self.name).functions.custodianAt(block)))
+        except ContractLogicError as exc:
+            if gateway.revert_reason(exc).startswith("NoCustodianAt("):
+                return None
+            raise
 
 
 class DevTokenAgent:
@@ -168,7 +288,7 @@ class UsageAgreementsAgent:
         on a dataset declared non-personal). ``max_cpu_millis`` > 0 makes the offer metered:
         each call also pays ``compute_rate`` per CPU-second it used, up to that maximum."""
         args = [
-            _hex(dataset_chain_id(dataset_id)),
+            _hex(dataset_chain_id(dataset_id, provider=provider)),
             _hex(policy_hash),
             [_hex(label_hash(p)) for p in purposes],
             [_hex(label_hash(o)) for o in operations],
@@ -197,7 +317,7 @@ class UsageAgreementsAgent:
             kind="dataset_privacy_limit",
             contract=self.name,
             function="setDatasetPrivacyLimit",
-            args=[_hex(dataset_chain_id(dataset_id)), limit],
+            args=[_hex(dataset_chain_id(dataset_id, provider=provider)), limit],
             idempotency_key=key,
             sender=provider,
         )
@@ -209,7 +329,7 @@ class UsageAgreementsAgent:
             kind="dataset_non_personal",
             contract=self.name,
             function="declareNonPersonal",
-            args=[_hex(dataset_chain_id(dataset_id))],
+            args=[_hex(dataset_chain_id(dataset_id, provider=provider))],
             idempotency_key=key,
             sender=provider,
         )
@@ -301,9 +421,10 @@ class UsageAgreementsAgent:
         found = gateway.latest_event(self.name, "UsageRecorded", indexed={"jobId": job_id})
         return None if found is None else bytes(found["paramsHash"])
 
-    def dataset_privacy(self, dataset_id: uuid.UUID) -> DatasetPrivacyOnChain:
+    def dataset_privacy(self, dataset_id: uuid.UUID, *, provider: str) -> DatasetPrivacyOnChain:
+        """``provider``: the dataset's provider's address (the dataset's chain id carries it)."""
         limit, used, non_personal, has_offers = gateway.view(
-            gateway.contract(self.name).functions.getDatasetPrivacy(dataset_chain_id(dataset_id))
+            gateway.contract(self.name).functions.getDatasetPrivacy(dataset_chain_id(dataset_id, provider=provider))
         )
         return DatasetPrivacyOnChain(int(limit), int(used), bool(non_personal), bool(has_offers))
 

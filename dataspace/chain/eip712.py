@@ -73,6 +73,33 @@ def sign_dataset_change(
     return bytes(Account.sign_message(signable, private_key=key).signature)
 
 
+def dataset_change_typed_data(
+    *,
+    chain_id: int,
+    registry: str,
+    dataset_id: bytes,
+    action: int,
+    metadata_hash: bytes,
+    content_hash: bytes,
+    nonce: int,
+    deadline: int,
+) -> dict[str, Any]:
+    """A DatasetChange as JSON-able typed data (bytes as 0x-hex), for ``outbox.signature_by``:
+    the chain signer signs it for a custodial provider when it sends the write."""
+    return {
+        "domain": _domain("Redlake DatasetRegistry", chain_id, registry),
+        "types": DATASET_CHANGE_TYPES,
+        "message": {
+            "datasetId": "0x" + dataset_id.hex(),
+            "action": action,
+            "metadataHash": "0x" + metadata_hash.hex(),
+            "contentHash": "0x" + content_hash.hex(),
+            "nonce": nonce,
+            "deadline": deadline,
+        },
+    }
+
+
 @dataclass(frozen=True)
 class Usage:
     """One use of an agreement as the consumer signs it and ``recordUsage`` checks it: the

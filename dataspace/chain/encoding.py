@@ -44,9 +44,20 @@ def params_hash(params: dict[str, Any]) -> bytes:
     return sha256_canonical(params)
 
 
-def dataset_chain_id(dataset_id: uuid.UUID) -> bytes:
-    """The dataset's id on chain: its UUID, left-padded to 32 bytes (reversible, unique)."""
-    return dataset_id.bytes.rjust(32, b"\0")
+def dataset_chain_id(dataset_id: uuid.UUID, *, provider: str) -> bytes:
+    """The dataset's id on chain, bound to its provider: the first 16 bytes of the provider's
+    address, then the dataset's UUID. DatasetRegistry refuses to register an id for any other
+    address (``NotDatasetProvider``), so nobody can take, or block, another provider's id; an
+    auditor reads the provider's prefix and the UUID straight off the id."""
+    address = bytes.fromhex(provider.removeprefix("0x"))
+    if len(address) != 20:
+        raise ValueError(f"A provider is a 20-byte address, not {provider!r}.")
+    return address[:16] + dataset_id.bytes
+
+
+def dataset_uuid(chain_dataset_id: bytes) -> uuid.UUID:
+    """The catalogue's UUID of a dataset id read from the chain (its last 16 bytes)."""
+    return uuid.UUID(bytes=bytes(chain_dataset_id)[16:])
 
 
 def job_chain_id(*, agreement_id: int, nonce: int) -> bytes:

@@ -19,7 +19,7 @@ from dataspace.chain import artifacts
 from dataspace.chain.models import Deployment
 from dataspace.errors import DomainError, ErrorCode, TransientError
 
-CONTRACTS = ("DatasetRegistry", "UsageAgreements", "DevToken")
+CONTRACTS = ("DatasetRegistry", "UsageAgreements", "DevToken", "AlgorithmApprovals", "CustodianRegistry")
 
 
 class ChainUnavailable(TransientError):
@@ -90,6 +90,11 @@ def deployment(name: str) -> Deployment:
     return found
 
 
+def deployments() -> list[Deployment]:
+    """Every contract deployed on the configured chain, by name."""
+    return list(Deployment.objects.filter(chain_id=chain_id()).order_by("name"))
+
+
 def contract(name: str, address: str | None = None) -> type[Contract] | Contract:
     artifact = artifacts.load(name)
     return web3().eth.contract(address=Web3.to_checksum_address(address or deployment(name).address), abi=artifact.abi)
@@ -118,7 +123,14 @@ def revert_reason(exc: ContractLogicError) -> str:
 
 def latest_event(name: str, event: str, *, indexed: dict[str, Any], chunk: int | None = None) -> dict[str, Any] | None:
     """The arguments of the newest ``event`` of the deployed contract ``name`` whose indexed
-    arguments equal ``indexed``, or None if it was never emitted.
+    arguments equal ``indexed``, or None if it was never emitted (read as ``latest_log``)."""
+    found = latest_log(name, event, indexed=indexed, chunk=chunk)
+    return None if found is None else dict(found["args"])
+
+
+def latest_log(name: str, event: str, *, indexed: dict[str, Any], chunk: int | None = None) -> dict[str, Any] | None:
+    """The newest decoded log (``args``, ``blockNumber``, ``transactionHash``...) of ``event``
+    of the deployed contract ``name`` whose indexed arguments equal ``indexed``, or None.
 
     Read from the chain, not the index (the custodian trusts the node, not our database), from
     the head back to the contract's deployment block in ranges of ``chunk`` blocks: nodes refuse
@@ -133,7 +145,7 @@ def latest_event(name: str, event: str, *, indexed: dict[str, Any], chunk: int |
             first = max(floor, last - chunk + 1)
             found = events.get_logs(argument_filters=indexed, from_block=first, to_block=last)
             if found:
-                return dict(found[-1]["args"])
+                return dict(found[-1])
             last = first - 1
     except Web3ValidationError:
         raise  # a wrong argument name is our bug, not the node's absence

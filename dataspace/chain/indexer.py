@@ -125,3 +125,34 @@ def _logs(w3: Web3, deployments: list[Deployment], first: int, last: int) -> tup
             if last - first < MIN_CHUNK:
                 raise
             last = first + (last - first) // 2
+
+
+@dataclass
+class IndexedDataset:
+    """A dataset's registry entry as its indexed events tell it (read by sweepers and the
+    reconciliation without a node)."""
+
+    provider: str
+    metadata_hash: str
+    content_hash: str
+    retired: bool = False
+
+
+def indexed_datasets() -> dict[str, IndexedDataset]:
+    """Every dataset the registry's indexed events know, by its chain id (0x hex, lower case):
+    registration, then each update in block order, then retirement."""
+    found: dict[str, IndexedDataset] = {}
+    events = ChainEvent.objects.filter(
+        chain_id=gateway.chain_id(),
+        contract="DatasetRegistry",
+        event__in=["DatasetRegistered", "DatasetUpdated", "DatasetRetired"],
+    ).order_by("block_number", "log_index")
+    for event in events:
+        args, dataset_id = event.args, str(event.args["datasetId"]).lower()
+        if event.event == "DatasetRegistered":
+            found[dataset_id] = IndexedDataset(args["provider"], args["metadataHash"], args["contentHash"])
+        elif dataset_id in found and event.event == "DatasetUpdated":
+            found[dataset_id].metadata_hash, found[dataset_id].content_hash = args["metadataHash"], args["contentHash"]
+        elif dataset_id in found:
+            found[dataset_id].retired = True
+    return found

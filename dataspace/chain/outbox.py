@@ -261,3 +261,13 @@ def writes_to_retry(*, older_than_seconds: int) -> list[int]:
         status__in=[Status.PENDING, Status.SIGNED, Status.SENT], updated_at__lt=cutoff
     )
     return list(unfinished.order_by("pk").values_list("pk", flat=True)[:500])
+
+
+def write_find(*, idempotency_key: str) -> ChainTransaction | None:
+    """The write queued under ``idempotency_key`` on this chain, if any."""
+    return ChainTransaction.objects.filter(chain_id=gateway.chain_id(), idempotency_key=idempotency_key).first()
+
+
+def writes_confirmed(*, kind: str) -> list[ChainTransaction]:
+    """Every confirmed write of one kind on this chain (e.g. the platform's registrations)."""
+    return list(ChainTransaction.objects.filter(chain_id=gateway.chain_id(), kind=kind, status=Status.CONFIRMED))

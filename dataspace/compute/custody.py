@@ -106,7 +106,9 @@ def _check_chain(job: Job) -> None:
         raise CustodyRefused(
             "The privacy loss recorded on chain is not the one the job asked for.", code=ErrorCode.EPSILON_MISMATCH
         )
-    budget = agent.dataset_privacy(job.dataset_id)
+    # ISSUE-12: the dataset's chain id carries its provider, read from the chain's own agreement.
+    provider = str(agent.agreement(usage.agreement_id)["provider"])
+    budget = agent.dataset_privacy(job.dataset_id, provider=provider)
     if budget.used > budget.limit:
         raise CustodyRefused("The dataset's privacy budget on chain is overspent.", code=ErrorCode.BUDGET_EXHAUSTED)
     if agent.usage_params_hash(job_id) != encoding.params_hash(job.request_params):

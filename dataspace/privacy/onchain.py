@@ -39,8 +39,8 @@ def terms_sync_request(*, dataset_id: uuid.UUID) -> None:
     tasking.enqueue(FOLLOW_TASK, str(dataset_id))
 
 
-def _mirror(dataset_id: uuid.UUID) -> None:
-    on_chain = agents.UsageAgreementsAgent().dataset_privacy(dataset_id)
+def _mirror(dataset_id: uuid.UUID, provider: str) -> None:
+    on_chain = agents.UsageAgreementsAgent().dataset_privacy(dataset_id, provider=provider)
     DatasetBudget.objects.filter(pk=dataset_id).update(
         chain_rho_limit=on_chain.limit / 1e9, chain_non_personal=on_chain.non_personal, pending_tx=None
     )
@@ -58,15 +58,15 @@ def terms_progress(*, dataset_id: uuid.UUID) -> bool:
     if registration is None or registration.status != ChainTransaction.Status.CONFIRMED:
         return False  # the registry must know the dataset (and its provider) first
     budget = budget_get(dataset=dataset)
+    provider = wallet_custodial_address(user=dataset.provider, action="pin the dataset's privacy terms")
     if budget.pending_tx_id is not None:
         return outbox.write_follow(
             tx_id=budget.pending_tx_id,
-            on_confirmed=lambda tx: _mirror(dataset_id),
+            on_confirmed=lambda tx: _mirror(dataset_id, provider),
             on_failed=lambda tx: _abandon(dataset_id, tx),
         ) and terms_on_chain(dataset=dataset)
     if terms_on_chain(dataset=dataset):
         return True
-    provider = wallet_custodial_address(user=dataset.provider, action="pin the dataset's privacy terms")
     agent = agents.UsageAgreementsAgent()
     with transaction.atomic():
         if dataset.non_personal:

@@ -66,6 +66,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("get", "/api/earnings/", None, {"anonymous": 401, "owner": 409, "other_provider": 409, "consumer": 403, "auditor": 403}),
     ("get", "/api/audit/reconcile/", None, {"anonymous": 401, "owner": 403, "other_provider": 403, "consumer": 403, "auditor": 404}),
     ("post", "/api/audit/reconcile/", None, {"anonymous": 401, "owner": 403, "other_provider": 403, "consumer": 403, "auditor": 202}),
+    ("post", "/api/audit/receipts/verify/", {"receipt": {"job_id": "0x12"}}, {"anonymous": 401, "owner": 403, "other_provider": 403, "consumer": 403}),  # auditor: tests/integration/test_receipt_audit.py
     ("get", "/catalog.jsonld", None, {"anonymous": 200, "owner": 200, "other_provider": 200, "consumer": 200, "auditor": 200}),
     ("get", "/catalog/datasets/{dataset}.jsonld", None, {"anonymous": 200, "owner": 200, "other_provider": 200, "consumer": 200, "auditor": 200}),
 ]

@@ -53,11 +53,15 @@ def test_write_is_confirmed_once_and_keyed(anvil: AnvilNode) -> None:
 
 
 def test_revert_is_decoded_and_takes_no_nonce(anvil: AnvilNode) -> None:
+    import uuid
+
+    provider = Account.create().address
+    dataset = "0x" + dataset_chain_id(uuid.uuid4(), provider=provider).hex()
     forged = outbox.write_enqueue(
         kind="dataset_register",
         contract="DatasetRegistry",
         function="registerFor",
-        args=["0x" + "11" * 32, Account.create().address, "0x" + "22" * 32, "0x" + "33" * 32, 2**40, "0x" + "00" * 65],
+        args=[dataset, provider, "0x" + "22" * 32, "0x" + "33" * 32, 2**40, "0x" + "00" * 65],
         idempotency_key="forged",
     )
     nonce_before = operator_nonce()
@@ -89,6 +93,50 @@ def test_replayed_registration_is_refused_with_its_reason(anvil: AnvilNode) -> N
     assert failed.status == Status.FAILED
     # The dataset's nonce moved on, so the replayed signature no longer verifies.
     assert failed.revert_reason.startswith("InvalidSignature(recovered=0x")
+
+
+def test_front_running_a_registration_reverts_decoded(anvil: AnvilNode) -> None:
+    """Someone who saw a provider's dataset id (in the mempool, or the catalogue) signs a
+    registration of it for themselves: the registry refuses an id bound to another provider."""
+    import uuid
+
+    from dataspace.chain import eip712
+
+    victim_key, attacker_key = Account.create().key, Account.create().key
+    victim, attacker = Account.from_key(victim_key).address, Account.from_key(attacker_key).address
+    dataset_id = uuid.uuid4()
+    stolen = dataset_chain_id(dataset_id, provider=victim)
+    deadline = 2**40
+    signature = eip712.sign_dataset_change(
+        key=bytes(attacker_key),
+        chain_id=31337,
+        registry=gateway.deployment("DatasetRegistry").address,
+        dataset_id=stolen,
+        action=eip712.ACTION_REGISTER,
+        metadata_hash=b"\x01" * 32,
+        content_hash=b"\x02" * 32,
+        nonce=0,
+        deadline=deadline,
+    )
+    front_run = outbox.write_enqueue(
+        kind="dataset_register",
+        contract="DatasetRegistry",
+        function="registerFor",
+        args=["0x" + stolen.hex(), attacker, "0x" + "01" * 32, "0x" + "02" * 32, deadline, "0x" + signature.hex()],
+        idempotency_key="front-run",
+    )
+    failed = outbox.write_progress(tx_id=front_run.pk)
+    assert failed.status == Status.FAILED
+    assert failed.revert_reason == f"NotDatasetProvider(datasetId=0x{stolen.hex()}, caller={attacker.lower()})"
+    # The provider's own registration of the id still lands.
+    agent = agents.DatasetRegistryAgent()
+    own = agent.register(
+        dataset_id=dataset_id, provider_key=bytes(victim_key), metadata_hash=b"\x01" * 32, content_hash=b"\x02" * 32
+    )
+    assert outbox.write_progress(tx_id=own.pk).status == Status.CONFIRMED
+    entry = agent.get(dataset_id, provider=victim)
+    assert entry is not None
+    assert entry.provider == victim
 
 
 def test_wrong_chain_id_and_unreachable_node_are_clear_errors(anvil: AnvilNode, settings: Any) -> None:
@@ -165,7 +213,7 @@ def test_ingested_dataset_is_registered_with_its_content_hash(
     shown = client_for(provider).get(f"/api/datasets/{dataset.id}/").json()["chain"]
     assert shown["status"] == "confirmed"
     assert shown["tx_hash"] == ChainTransaction.objects.get(pk=registration.pk).tx_hash
-    on_chain = agents.DatasetRegistryAgent().get(dataset.id)
+    on_chain = agents.DatasetRegistryAgent().get(dataset.id, provider=wallet.address)
     assert on_chain is not None
     assert on_chain.content_hash == "0x" + dataset.content_sha256
     assert on_chain.provider == wallet.address
@@ -216,14 +264,17 @@ def test_indexer_rewinds_past_a_reorg(anvil: AnvilNode) -> None:
 
 
 def test_unfunded_operator_leaves_the_write_signed_until_funded(anvil: AnvilNode, settings: Any) -> None:
+    import uuid
+
     poor = Account.create()
     settings.CHAIN_OPERATOR_KEY = "0x" + bytes(poor.key).hex()
-    # Anyone may register a dataset as its own provider, so no role is needed for this write.
+    # Anyone may register a dataset id bound to its own address, so no role is needed for this write.
+    own_id = "0x" + dataset_chain_id(uuid.uuid4(), provider=poor.address).hex()
     write = outbox.write_enqueue(
         kind="dataset_register",
         contract="DatasetRegistry",
         function="register",
-        args=["0x" + "44" * 32, "0x" + "55" * 32, "0x" + "66" * 32],
+        args=[own_id, "0x" + "55" * 32, "0x" + "66" * 32],
         idempotency_key="poor",
     )
     with pytest.raises(gateway.ChainUnavailable) as error:
@@ -244,7 +295,7 @@ def test_expired_deadline_is_refused_with_its_reason(anvil: AnvilNode) -> None:
     from dataspace.chain import eip712
 
     key = Account.create().key
-    dataset = dataset_chain_id(uuid.uuid4())
+    dataset = dataset_chain_id(uuid.uuid4(), provider=Account.from_key(key).address)
     signature = eip712.sign_dataset_change(
         key=bytes(key),
         chain_id=31337,

@@ -55,7 +55,7 @@ class Market:
 
     @property
     def chain_dataset(self) -> str:
-        return "0x" + dataset_chain_id(self.dataset).hex()
+        return "0x" + dataset_chain_id(self.dataset, provider=self.provider).hex()
 
 
 @pytest.fixture
@@ -157,16 +157,20 @@ def record(
 
 def test_dataset_budget_is_set_raised_spent_refused_and_refunded(market: Market) -> None:
     agent = agents.UsageAgreementsAgent()
-    assert agent.dataset_privacy(market.dataset) == agents.DatasetPrivacyOnChain(0, 0, False, False)
+    assert agent.dataset_privacy(market.dataset, provider=market.provider) == agents.DatasetPrivacyOnChain(
+        0, 0, False, False
+    )
     confirmed(set_limit(market, RHO))
     confirmed(set_limit(market, 2 * RHO))  # raised
     agreement = agreement_for(market)
-    assert agent.dataset_privacy(market.dataset) == agents.DatasetPrivacyOnChain(2 * RHO, 0, False, True)
+    assert agent.dataset_privacy(market.dataset, provider=market.provider) == agents.DatasetPrivacyOnChain(
+        2 * RHO, 0, False, True
+    )
 
     spent, write = record(market, agreement, 0, loss=RHO, params={"column": "age"})
     confirmed(write)
     assert agent.usage(spent).privacy_loss == RHO
-    assert agent.dataset_privacy(market.dataset).used == RHO
+    assert agent.dataset_privacy(market.dataset, provider=market.provider).used == RHO
     # Lowering below what is spent is refused; down to it would be allowed.
     assert refused(set_limit(market, RHO - 1)) == (
         f"DatasetLimitBelowUsed(datasetId={market.chain_dataset}, limit={RHO - 1}, used={RHO})"
@@ -181,28 +185,35 @@ def test_dataset_budget_is_set_raised_spent_refused_and_refunded(market: Market)
     # A refund gives the loss back to the dataset: the refused use now fits.
     confirmed(agent.refund(key="refund:spent", job_id=spent, reason="test"))
     assert agent.usage(spent).status == agents.JobStatus.REFUNDED
-    assert agent.dataset_privacy(market.dataset).used == 0
+    assert agent.dataset_privacy(market.dataset, provider=market.provider).used == 0
     _, write = record(market, agreement, 1, loss=RHO + 1, params={"column": "age"})
     confirmed(write)
-    assert agent.dataset_privacy(market.dataset) == agents.DatasetPrivacyOnChain(2 * RHO, RHO + 1, False, True)
+    assert agent.dataset_privacy(market.dataset, provider=market.provider) == agents.DatasetPrivacyOnChain(
+        2 * RHO, RHO + 1, False, True
+    )
 
 
 def test_a_dataset_is_declared_non_personal_only_before_its_first_offer(market: Market) -> None:
     agent = agents.UsageAgreementsAgent()
     public = register(Wallet.objects.get(address=market.provider))
     confirmed(agent.declare_non_personal(key="declare:public", provider=market.provider, dataset_id=public))
-    assert agent.dataset_privacy(public) == agents.DatasetPrivacyOnChain(0, 0, True, False)
+    assert agent.dataset_privacy(public, provider=market.provider) == agents.DatasetPrivacyOnChain(0, 0, True, False)
     again = agent.declare_non_personal(key="declare:public-again", provider=market.provider, dataset_id=public)
-    assert refused(again) == f"DatasetAlreadyNonPersonal(datasetId=0x{dataset_chain_id(public).hex()})"
+    assert (
+        refused(again)
+        == f"DatasetAlreadyNonPersonal(datasetId=0x{dataset_chain_id(public, provider=market.provider).hex()})"
+    )
     confirmed(publish(market, consumer_limit=0, dataset=public))  # no consumer limit needed
-    assert agent.dataset_privacy(public).has_offers
+    assert agent.dataset_privacy(public, provider=market.provider).has_offers
 
     # A personal dataset is offered only with a consumer limit, and once offered stays personal.
     assert refused(publish(market, consumer_limit=0)) == f"ConsumerLimitRequired(datasetId={market.chain_dataset})"
     confirmed(publish(market, consumer_limit=RHO))
     late = agent.declare_non_personal(key="declare:late", provider=market.provider, dataset_id=market.dataset)
     assert refused(late) == f"DatasetHasOffers(datasetId={market.chain_dataset})"
-    assert agent.dataset_privacy(market.dataset) == agents.DatasetPrivacyOnChain(0, 0, False, True)
+    assert agent.dataset_privacy(market.dataset, provider=market.provider) == agents.DatasetPrivacyOnChain(
+        0, 0, False, True
+    )
 
 
 def test_the_signed_params_hash_is_read_back_from_the_usage_event(market: Market, settings: Any) -> None:

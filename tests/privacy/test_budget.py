@@ -13,6 +13,8 @@ import pytest
 from django.db import connection
 
 from dataspace.accounts.models import Role
+from dataspace.accounts.selectors import wallet_address
+from dataspace.catalog.models import Dataset
 from dataspace.chain import agents
 from dataspace.chain.encoding import rho_nano
 from dataspace.compute.models import Job
@@ -27,6 +29,12 @@ from tests.support.workers import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 Status = Job.Status
+
+
+def chain_privacy(dataset: Dataset) -> agents.DatasetPrivacyOnChain:
+    """The dataset's budget as the contract keeps it (its chain id carries its provider)."""
+    provider = wallet_address(user_id=dataset.provider_id)
+    return agents.UsageAgreementsAgent().dataset_privacy(dataset.id, provider=provider)
 
 
 def test_two_hundred_jobs_against_a_budget_for_fifty(anvil: AnvilNode, celery_worker_process: WorkerProcess) -> None:
@@ -68,7 +76,7 @@ def test_two_hundred_jobs_against_a_budget_for_fifty(anvil: AnvilNode, celery_wo
     wait_for(lambda: Job.objects.exclude(status__in=final).count() == 0, timeout=300, interval=0.5)
     assert Job.objects.filter(status__in=[Status.SETTLED, Status.WITHHELD]).count() == fits
     spent = PrivacyLoss.objects.filter(dataset=market.dataset, status=PrivacyLoss.Status.SPENT)
-    on_chain = agents.UsageAgreementsAgent().dataset_privacy(market.dataset.id)
+    on_chain = chain_privacy(market.dataset)
     assert on_chain.used == sum(rho_nano(loss.rho) for loss in spent)
     assert on_chain.used <= on_chain.limit
     budget = DatasetBudget.objects.get(pk=market.dataset.id)
@@ -149,7 +157,7 @@ def test_bad_privacy_input_is_refused_and_spends_nothing(
     assert raised.status_code == 200, raised.json()
     # ... and the raised budget reaches the chain.
     wanted = rho_nano(privacy.rho_of(2.0))
-    wait_for(lambda: agents.UsageAgreementsAgent().dataset_privacy(market.dataset.id).limit == wanted, timeout=60)
+    wait_for(lambda: chain_privacy(market.dataset).limit == wanted, timeout=60)
 
 
 def test_bad_privacy_terms_at_upload_and_offer_are_refused(
@@ -183,7 +191,7 @@ def test_bad_privacy_terms_at_upload_and_offer_are_refused(
     assert refused.json()["error"]["code"] == "privacy_terms_invalid"
     offer = publish_offer(provider_api, non_personal, operations=["mean"])
     assert offer.privacy_budget == 0
-    on_chain = agents.UsageAgreementsAgent().dataset_privacy(non_personal.id)
+    on_chain = chain_privacy(non_personal)
     assert on_chain.non_personal
     _, consumer_api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
     agreement = accept_offer(consumer_api, offer, calls=3)

@@ -18,8 +18,9 @@ def free_port() -> int:
 
 
 class AnvilNode:
-    def __init__(self, state_file: Path, port: int | None = None):
+    def __init__(self, state_file: Path, port: int | None = None, chain_id: int = 31337):
         self.port = port or free_port()
+        self.chain_id = chain_id  # ISSUE-12: another id plays a production chain run on anvil
         self.state_file = state_file
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -28,7 +29,16 @@ class AnvilNode:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> AnvilNode:
-        args = [str(ANVIL), "--port", str(self.port), "--host", "127.0.0.1", "--chain-id", "31337", "--silent"]
+        args = [
+            str(ANVIL),
+            "--port",
+            str(self.port),
+            "--host",
+            "127.0.0.1",
+            "--chain-id",
+            str(self.chain_id),
+            "--silent",
+        ]
         args += ["--state", str(self.state_file)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30

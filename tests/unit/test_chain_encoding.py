@@ -57,3 +57,19 @@ def test_params_hash_matches_the_contract_tests_constant() -> None:
     found = re.search(r"bytes32 internal constant PARAMS = 0x([0-9a-f]{64});", FIXTURE.read_text())
     assert found is not None
     assert params_hash({"column": "age"}).hex() == found.group(1)
+
+
+def test_dataset_chain_id_carries_its_provider_prefix_and_uuid() -> None:
+    import uuid
+
+    from dataspace.chain.encoding import dataset_chain_id, dataset_uuid
+
+    dataset = uuid.uuid4()
+    provider = "0x" + "ab" * 18 + "cdef"
+    chain_id = dataset_chain_id(dataset, provider=provider)
+    assert len(chain_id) == 32
+    assert chain_id[:16] == bytes.fromhex("ab" * 16)  # DatasetRegistry.isBoundTo compares these
+    assert dataset_uuid(chain_id) == dataset
+    assert dataset_chain_id(dataset, provider="0x" + "01" * 20) != chain_id
+    with pytest.raises(ValueError, match="20-byte address"):
+        dataset_chain_id(dataset, provider="0x1234")

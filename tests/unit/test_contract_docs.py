@@ -20,8 +20,12 @@ from dataspace.chain import artifacts
 pytestmark = pytest.mark.smoke
 
 SOURCES = Path(__file__).resolve().parents[2] / "contracts" / "src"
-INTERFACES = ("IRedlakeErrors", "IDatasetRegistry", "IUsageAgreements")
-IMPLEMENTATIONS = {"DatasetRegistry": "IDatasetRegistry", "UsageAgreements": "IUsageAgreements"}
+INTERFACES = ("IRedlakeErrors", "IDatasetRegistry", "IUsageAgreements", "ICustodianRegistry")
+IMPLEMENTATIONS = {
+    "DatasetRegistry": "IDatasetRegistry",
+    "UsageAgreements": "IUsageAgreements",
+    "CustodianRegistry": "ICustodianRegistry",
+}
 
 
 def _artifact(name: str) -> dict[str, Any]:

@@ -15,15 +15,27 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
         sub.add_parser("status", help="node, chain id, block, contract addresses, operator balance, outbox backlog")
-        sub.add_parser("deploy", help="deploy the contracts (or find them) and record their addresses")
+        deploy_parser = sub.add_parser("deploy", help="deploy the contracts (or find them) and record their addresses")
+        deploy_parser.add_argument(
+            "--custodian", default=None, help="the custodian's receipt address (default: CUSTODIAN_ADDRESS)"
+        )
+        rotate = sub.add_parser("rotate-custodian", help="make ADDRESS the custodian's receipt address from now on")
+        rotate.add_argument("address")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "status":
             self._status()
         elif options["action"] == "deploy":
             try:
-                for line in deploy.deploy_all():
+                for line in deploy.deploy_all(custodian=options["custodian"]):
                     self.stdout.write(line)
+            except gateway.ChainUnavailable as exc:
+                raise CommandError(exc.message) from None
+        elif options["action"] == "rotate-custodian":
+            if not Web3.is_address(options["address"]):
+                raise CommandError(f"{options['address']!r} is not an address.")
+            try:
+                self.stdout.write(deploy.custodian_register(address=options["address"]))
             except gateway.ChainUnavailable as exc:
                 raise CommandError(exc.message) from None
 
