@@ -53,6 +53,8 @@ api = [
     path("jobs/", compute.JobListCreateApi.as_view(), name="job-list"),
     path("jobs/<uuid:job_id>/", compute.JobDetailApi.as_view(), name="job-detail"),
     path("audit/reconcile/", audit.ReconcileApi.as_view(), name="audit-reconcile"),
+    path("audit/jobs/", audit.AuditJobListApi.as_view(), name="audit-job-list"),  # ISSUE-15
+    path("audit/jobs/<uuid:job_id>/", audit.AuditJobDetailApi.as_view(), name="audit-job-detail"),  # ISSUE-15
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

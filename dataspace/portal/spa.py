@@ -31,9 +31,7 @@ def _space_fallback() -> dict[str, Any]:
     there: the same shape, from the deployment records. The app asks ``/api/space/`` first."""
     from dataspace.compute import receipts
 
-    contracts = {
-        d.name: d.address for d in Deployment.objects.filter(chain_id=settings.CHAIN_ID).order_by("name")
-    }
+    contracts = {d.name: d.address for d in Deployment.objects.filter(chain_id=settings.CHAIN_ID).order_by("name")}
     try:
         custodians = [{"address": receipts.custodian().address, "valid_from_block": 0}]
     except Exception:  # a tier without the receipt key publishes no custodian here
