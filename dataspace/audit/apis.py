@@ -142,6 +142,7 @@ class AuditJobListApi(APIView):
     class FilterSerializer(serializers.Serializer[Any]):
         dataset = serializers.UUIDField(required=False)
         agreement = serializers.UUIDField(required=False)
+        chain_job_id = serializers.RegexField(r"^0x[0-9a-fA-F]{64}$", required=False, help_text="The job id on chain.")
         # A plain string checked here rather than a ChoiceField: the schema would otherwise grow a
         # second enum named for "status" beside the jobs' own.
         status = serializers.CharField(required=False, help_text=f"One of: {', '.join(JOB_STATES)}.")
@@ -170,6 +171,7 @@ class AuditJobListApi(APIView):
             dataset_id=v.get("dataset"),
             agreement_id=v.get("agreement"),
             status=v.get("status"),
+            chain_job_id=v.get("chain_job_id"),
         )
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)

@@ -38,6 +38,7 @@ def audit_job_list(
     dataset_id: uuid.UUID | None = None,
     agreement_id: uuid.UUID | None = None,
     status: str | None = None,
+    chain_job_id: str | None = None,
 ) -> QuerySet[Job]:
     jobs = _visible_jobs(user=user)
     if dataset_id is not None:
@@ -46,6 +47,8 @@ def audit_job_list(
         jobs = jobs.filter(agreement_id=agreement_id)
     if status:
         jobs = jobs.filter(status=status)
+    if chain_job_id:
+        jobs = jobs.filter(chain_job_id=chain_job_id.lower())
     return jobs
 
 

@@ -104,6 +104,8 @@ def test_filters_by_dataset_agreement_and_status(provider: User, consumer: User,
         str(second.id)
     ]
     assert [r["id"] for r in api.get("/api/audit/jobs/?status=refunded").json()["results"]] == [str(second.id)]
+    by_chain_id = api.get(f"/api/audit/jobs/?chain_job_id={second.chain_job_id}").json()["results"]
+    assert [r["id"] for r in by_chain_id] == [str(second.id)]
     refused = api.get("/api/audit/jobs/?status=bogus")
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "validation_failed"
