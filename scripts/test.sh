@@ -32,6 +32,9 @@ ruff format --check .
 echo "== mypy"
 mypy
 
+echo "== frontend: types and vitest (unit tests of the portal's logic)"
+(cd frontend && npm run --silent typecheck && npx vitest run --reporter=dot)
+
 echo "== forge test (contracts: unit, fuzz, invariant)"
 bash contracts/forge.sh test
 

@@ -56,6 +56,14 @@ export async function api<T>(path: string, init: { method?: string; body?: unkno
   return (await response.json()) as T;
 }
 
+/** An answer's exact text: a receipt is shared as the server wrote it, since its hashes cover
+ * Python's number formatting (1e-09, 2.0), which a JavaScript round trip would change. */
+export async function apiText(path: string): Promise<string> {
+  const response = await fetch(`/api/${path}`, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+  if (!response.ok) throw await errorOf(response);
+  return response.text();
+}
+
 export interface Page<T> {
   count: number;
   results: T[];

@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { useMutation, useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
-import { api, type Agreement, type Dataset, type Job, type Offer, type Operation, type Page } from "../../api";
+import { ApiError, api, apiText, type Agreement, type Dataset, type Job, type Offer, type Operation, type Page } from "../../api";
 import { href, navigate } from "../../router";
 import { Empty, ErrorBox, Loading, Section, Status, TxLink } from "../common/ui";
 import { fieldsOf, paramsOf, type FormValues } from "./operationForm";
@@ -199,10 +199,12 @@ export function JobPage({ id }: { id: string }) {
     queryFn: () => api<Job>(`jobs/${id}/`),
     refetchInterval: (q) => (q.state.data && FINAL.has(q.state.data.status) ? false : 700),
   });
+  const done = !!job.data?.receipt;
+  const raw = useQuery({ queryKey: ["job-raw", id, done], queryFn: () => apiText(`jobs/${id}/`), enabled: done });
   if (job.isPending) return <Loading />;
   if (job.error) return <ErrorBox error={job.error} />;
   const j = job.data;
-  const shared = JSON.stringify({ id: j.id, result: j.result, receipt: j.receipt }, null, 2);
+  const shared = raw.data ?? "";
   return (
     <>
       <h1>
@@ -215,7 +217,7 @@ export function JobPage({ id }: { id: string }) {
           </li>
         ))}
       </ol>
-      {j.failure && <ErrorBox error={Object.assign(new Error(j.failure.message), {})} />}
+      {j.failure && <ErrorBox error={new ApiError(0, j.failure.code, j.failure.message)} />}
       <dl className="facts">
         <dt>{t("Parameters")}</dt>
         <dd className="mono">{JSON.stringify(j.params)}</dd>
