@@ -1,3 +1,4 @@
+import { lazy, Suspense } from "react";
 import { useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
 import type { Hex } from "viem";
@@ -11,11 +12,13 @@ import { OfferEditor } from "./features/provider/OfferEditor";
 import { Catalogue } from "./features/consumer/Catalogue";
 import { DatasetPage } from "./features/consumer/DatasetPage";
 import { JobList, JobPage, RunJob } from "./features/consumer/Jobs";
-import { Explorer } from "./features/explorer/Explorer";
-import { TxPage } from "./features/explorer/TxPage";
-import { AgreementTimeline } from "./features/explorer/AgreementTimeline";
-import { AuditJob } from "./features/explorer/AuditJob";
-import { Reconcile } from "./features/explorer/Reconcile";
+
+// The explorer (viem and the ABIs) loads only when an explorer page is opened.
+const Explorer = lazy(() => import("./features/explorer/Explorer").then((m) => ({ default: m.Explorer })));
+const TxPage = lazy(() => import("./features/explorer/TxPage").then((m) => ({ default: m.TxPage })));
+const AgreementTimeline = lazy(() => import("./features/explorer/AgreementTimeline").then((m) => ({ default: m.AgreementTimeline })));
+const AuditJob = lazy(() => import("./features/explorer/AuditJob").then((m) => ({ default: m.AuditJob })));
+const Reconcile = lazy(() => import("./features/explorer/Reconcile").then((m) => ({ default: m.Reconcile })));
 
 function home(me: Me): string[] {
   if (me.roles.includes("provider")) return ["provider"];
@@ -90,7 +93,11 @@ export function App() {
         </div>
       </header>
       <main id="main" tabIndex={-1}>
-        {me.isPending ? <Loading /> : me.error ? <ErrorBox error={me.error} /> : <Page route={route} me={me.data} />}
+        {me.isPending ? <Loading /> : me.error ? <ErrorBox error={me.error} /> : (
+          <Suspense fallback={<Loading />}>
+            <Page route={route} me={me.data} />
+          </Suspense>
+        )}
       </main>
     </>
   );
