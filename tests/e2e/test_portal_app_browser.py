@@ -4,7 +4,8 @@ Playwright) against a running Redlake: the live Django server, a real Celery wor
 A provider uploads (bytes sent, then the ingest's percent), sets bounds and public columns,
 publishes an offer; a consumer accepts it and runs a job to its settlement; an auditor opens the
 job in the explorer, sees the consumer's signature recovered, and verifies the receipt the
-consumer shares (and sees a tampered copy fail). Screenshots of each page in English and Chinese
+consumer shares (and sees a tampered copy fail); the provider sees the usage chart count the job
+and withdraws; the reconciliation is clean, then shows a row tampered in the database. Screenshots of each page in English and Chinese
 are saved under $REDLAKE_VAR_DIR/screenshots/.
 """
 
@@ -21,6 +22,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from dataspace.accounts.models import Role
+from dataspace.audit import services as audit_services
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.privacy.onchain import terms_on_chain
@@ -201,6 +203,26 @@ def test_provider_consumer_and_auditor_in_the_browser(
     assert auditor.get_attribute("[data-check=commitment]", "data-ok") == "false"
     assert auditor.get_attribute("[data-check=signature]", "data-ok") == "true"  # the receipt itself is intact
     shots.take(auditor, "verify-fail")
+
+    # Provider: the usage chart counts the settled job; the earnings are withdrawn on chain.
+    provider.goto(f"{url}/app/#/provider")
+    provider.wait_for_selector("[data-testid=usage-charts][data-calls='1']")
+    assert provider.inner_text("[data-testid=withdrawable]") == "2"
+    shots.take(provider, "dashboard")
+    provider.click("button:text-is('Withdraw')")
+    provider.wait_for_selector("[data-testid=withdrawable] >> text=/^0$/")
+
+    # Auditor: reconciliation clean, then a job row tampered in the database is a divergence.
+    audit_services.reconcile_run()
+    auditor.goto(f"{url}/app/#/explorer/reconcile")
+    auditor.wait_for_selector("[data-testid=reconcile][data-ok=true]")
+    shots.take(auditor, "reconcile-clean")
+    Job.objects.filter(pk=job.pk).update(result_hash="0x" + "00" * 32)
+    audit_services.reconcile_run()
+    auditor.reload()
+    auditor.wait_for_selector("[data-testid=reconcile][data-ok=false]")
+    assert "result hash on chain differs" in auditor.inner_text("[data-testid=reconcile]")
+    shots.take(auditor, "reconcile-divergence")
 
 
 def _bump_first_number(value: Any) -> Any:

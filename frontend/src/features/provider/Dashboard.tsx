@@ -15,10 +15,15 @@ export function ProviderDashboard() {
   const offers = useQuery({ queryKey: ["offers"], queryFn: () => api<Page<Offer>>("offers/?limit=200") });
   const agreements = useQuery({ queryKey: ["agreements"], queryFn: () => api<Page<Agreement>>("agreements/?limit=200") });
   const jobs = useQuery({ queryKey: ["audit-jobs"], queryFn: () => api<Page<AuditJob>>("audit/jobs/?limit=500"), refetchInterval: 5000 });
-  const earnings = useQuery({ queryKey: ["earnings"], queryFn: () => api<{ address: string; withdrawable: string }>("earnings/") });
   const withdraw = useMutation({
     mutationFn: () => api<{ id: number; withdraw_tx: { status: string; tx_hash: string | null } }>("earnings/", { method: "POST" }),
-    onSuccess: () => setTimeout(() => client.invalidateQueries({ queryKey: ["earnings"] }), 2000),
+    onSuccess: () => client.invalidateQueries({ queryKey: ["earnings"] }),
+  });
+  // While a withdrawal is on its way, the balance is read again until the chain shows it paid.
+  const earnings = useQuery({
+    queryKey: ["earnings"],
+    queryFn: () => api<{ address: string; withdrawable: string }>("earnings/"),
+    refetchInterval: (q) => (withdraw.data && q.state.data?.withdrawable !== "0" ? 1500 : false),
   });
   const mine = new Set((datasets.data?.results ?? []).map((d) => d.id));
   const myOffers = (offers.data?.results ?? []).filter((o) => mine.has(o.dataset));
