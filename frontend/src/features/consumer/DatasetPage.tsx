@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { useMutation, useQuery } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
 import { api, type Agreement, type Dataset, type Me, type Offer, type Page } from "../../api";
 import { href } from "../../router";
@@ -54,6 +54,46 @@ function AcceptOffer({ offer }: { offer: Offer }) {
   );
 }
 
+/** The provider's own dataset: which categorical columns show their values publicly. */
+function PublicColumns({ dataset }: { dataset: Dataset }) {
+  const { t } = useTranslation();
+  const client = useQueryClient();
+  const [chosen, setChosen] = useState<string[]>(dataset.public_value_columns ?? []);
+  const save = useMutation({
+    mutationFn: () => api<Dataset>(`datasets/${dataset.id}/`, { method: "PATCH", body: { public_value_columns: chosen } }),
+    onSuccess: (updated) => client.setQueryData(["dataset", dataset.id], updated),
+  });
+  const categorical = dataset.profile.columns.filter((c) => c.type === "categorical");
+  if (categorical.length === 0) return null;
+  return (
+    <form
+      onSubmit={(e) => {
+        e.preventDefault();
+        save.mutate();
+      }}
+    >
+      <fieldset>
+        <legend>{t("Columns whose values are public")}</legend>
+        {categorical.map((c) => (
+          <label key={c.name} className="check">
+            <input
+              type="checkbox"
+              checked={chosen.includes(c.name)}
+              onChange={(e) => setChosen((x) => (e.target.checked ? [...x, c.name] : x.filter((n) => n !== c.name)))}
+            />{" "}
+            {c.name}
+          </label>
+        ))}
+        <button type="submit" disabled={save.isPending}>
+          {t("Save")}
+        </button>{" "}
+        {save.isSuccess && <span role="status">{t("Saved.")}</span>}
+        <ErrorBox error={save.error} />
+      </fieldset>
+    </form>
+  );
+}
+
 export function DatasetPage({ id, me }: { id: string; me: Me }) {
   const { t } = useTranslation();
   const dataset = useQuery({ queryKey: ["dataset", id], queryFn: () => api<Dataset>(`datasets/${id}/`) });
@@ -94,6 +134,7 @@ export function DatasetPage({ id, me }: { id: string; me: Me }) {
             ))}
           </tbody>
         </table>
+        {d.public_value_columns !== undefined && d.provider === me.username && <PublicColumns dataset={d} />}
       </Section>
       <Section title={t("Offers")} id="offers">
         {offers.isPending ? <Loading /> : offers.error ? <ErrorBox error={offers.error} /> : offers.data.results.length === 0 ? <Empty>{t("No offers yet.")}</Empty> : (
