@@ -27,7 +27,7 @@ frontend/node_modules/.installed: frontend/package.json frontend/package-lock.js
 	touch $@
 
 frontend/dist/index.html: frontend/node_modules/.installed contracts/out/.built frontend/index.html frontend/vite.config.ts \
-		$(shell find frontend/src frontend/scripts -type f 2>/dev/null)
+		$(shell find frontend/src frontend/scripts -type f -not -path '*/generated/*' 2>/dev/null)
 	cd frontend && npm run --silent build
 	touch $@
 
