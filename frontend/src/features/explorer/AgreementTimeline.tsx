@@ -5,7 +5,7 @@ import type { Space } from "../../api";
 import { abis } from "../../generated/abis";
 import { href } from "../../router";
 import { ErrorBox, Loading, tokens } from "../common/ui";
-import { Args } from "./TxPage";
+import { show } from "./TxPage";
 import { chainClient, useSpace } from "./space";
 
 export interface TimelineEntry {
@@ -27,7 +27,12 @@ export async function agreementTimeline(space: Space, agreementId: bigint) {
     client.request({ method: "eth_getLogs", params: [{ address, fromBlock: "0x0", toBlock: "latest", topics: [null, null, id] }] }),
   ]);
   const entries: TimelineEntry[] = [];
+  const seen = new Set<string>();
   for (const log of [...first, ...second]) {
+    // A log can match both queries (AgreementCreated's offer id equal to its agreement id).
+    const key = `${log.transactionHash}-${log.logIndex}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
     try {
       const decoded = decodeEventLog({ abi: abis.UsageAgreements as Abi, data: log.data, topics: log.topics as [Hex, ...Hex[]] });
       const args = (decoded.args ?? {}) as Record<string, unknown>;
@@ -79,7 +84,8 @@ export function AgreementTimeline({ id }: { id: string }) {
                 · <a href={href("explorer", "job", e.args.jobId)}>{t("job")}</a>
               </>
             )}
-            <Args args={e.args} />
+            {/* one text node per entry: a timeline of thousands of uses stays quick to draw */}
+            <div className="mono small muted">{Object.entries(e.args).map(([k, v]) => `${k}=${show(v)}`).join("  ")}</div>
           </li>
         ))}
       </ol>
