@@ -20,7 +20,18 @@ contracts/out/.built: node_modules/.installed contracts/foundry.toml $(wildcard 
 	bash contracts/forge.sh build --quiet
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed contracts/out/.built
+# The portal (frontend/: React + TypeScript, built by Vite into frontend/dist, served by Django).
+# Its ABIs module is generated from contracts/out, so it builds after the contracts.
+frontend/node_modules/.installed: frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+frontend/dist/index.html: frontend/node_modules/.installed contracts/out/.built frontend/index.html frontend/vite.config.ts \
+		$(shell find frontend/src frontend/scripts -type f -not -path '*/generated/*' 2>/dev/null)
+	cd frontend && npm run --silent build
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed contracts/out/.built frontend/dist/index.html
 
 run: install
 	@bash scripts/run.sh
@@ -38,4 +49,4 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) node_modules var contracts/out contracts/cache
+	rm -rf $(VENV) node_modules var contracts/out contracts/cache frontend/node_modules frontend/dist frontend/src/generated

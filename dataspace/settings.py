@@ -115,6 +115,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# ISSUE-15: the React portal (frontend/, built by Vite with base /static/app/) is collected with the
+# other static files; whitenoise serves it, Django serves only its index page (dataspace.portal).
+FRONTEND_DIST = Path(env.str("FRONTEND_DIST", default=str(BASE_DIR / "frontend" / "dist")))
+STATICFILES_DIRS = [("app", FRONTEND_DIST)] if FRONTEND_DIST.is_dir() else []
 
 # Blob storage: local directory by default, any django-storages backend in production
 # (e.g. STORAGE_BACKEND=storages.backends.s3.S3Storage plus the AWS_* variables it reads).

@@ -60,6 +60,8 @@ api = [
     # ISSUE-12: the space's public facts, and an auditor's receipt check.
     path("space/", audit.SpaceApi.as_view(), name="space"),
     path("audit/receipts/verify/", audit.ReceiptVerifyApi.as_view(), name="audit-receipt-verify"),
+    path("audit/jobs/", audit.AuditJobListApi.as_view(), name="audit-job-list"),  # ISSUE-15
+    path("audit/jobs/<uuid:job_id>/", audit.AuditJobDetailApi.as_view(), name="audit-job-detail"),  # ISSUE-15
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -32,6 +32,16 @@ ruff format --check .
 echo "== mypy"
 mypy
 
+echo "== frontend: the API contract, types and vitest (unit tests of the portal's logic)"
+# The portal's types are checked against the OpenAPI document (frontend/src/apiContract.ts); the
+# checked-in copy of that document's types must be the current one.
+mkdir -p var
+env -u DATABASE_URL python manage.py spectacular --format openapi-json --file var/openapi.json
+(cd frontend && npx openapi-typescript ../var/openapi.json -o ../var/openapi.d.ts >/dev/null &&
+  diff -q src/openapi.d.ts ../var/openapi.d.ts >/dev/null ||
+  { echo "frontend/src/openapi.d.ts is stale: cd frontend && npm run openapi (after manage.py spectacular --format openapi-json --file var/openapi.json)"; exit 1; })
+(cd frontend && npm run --silent typecheck && npx vitest run --reporter=dot)
+
 echo "== forge test (contracts: unit, fuzz, invariant)"
 bash contracts/forge.sh test
 

@@ -1,0 +1,154 @@
+import { useState } from "react";
+import { useMutation, useQuery } from "@tanstack/react-query";
+import { useTranslation } from "react-i18next";
+import { api, type Dataset, type Offer, type Operation, type Page } from "../../api";
+import { ErrorBox, Loading, Status, TxLink } from "../common/ui";
+import { odrlDraft, toBaseUnits } from "./odrlDraft";
+
+export function OfferEditor({ datasetId }: { datasetId?: string }) {
+  const { t } = useTranslation();
+  const datasets = useQuery({ queryKey: ["datasets", "mine"], queryFn: () => api<Page<Dataset>>("datasets/?mine=true&limit=200") });
+  const operations = useQuery({ queryKey: ["operations"], queryFn: () => api<Operation[]>("operations/") });
+  const [dataset, setDataset] = useState(datasetId ?? "");
+  const [purposes, setPurposes] = useState("research");
+  const [chosen, setChosen] = useState<string[]>(["count", "mean"]);
+  const [maxCalls, setMaxCalls] = useState("100");
+  const [price, setPrice] = useState("1");
+  const [days, setDays] = useState("30");
+  const [budget, setBudget] = useState("0.5");
+  const [minCohort, setMinCohort] = useState("10");
+  const [offerId, setOfferId] = useState<string | null>(null);
+
+  const selected = datasets.data?.results.find((d) => d.id === dataset) ?? datasets.data?.results[0];
+  const purposeList = purposes.split(",").map((p) => p.trim()).filter(Boolean);
+  let priceUnits = 0n;
+  let priceError = false;
+  try {
+    priceUnits = toBaseUnits(price);
+  } catch {
+    priceError = true;
+  }
+  const publish = useMutation({
+    mutationFn: () =>
+      api<Offer>("offers/", {
+        method: "POST",
+        body: {
+          dataset: selected?.id,
+          purposes: purposeList,
+          operations: chosen,
+          max_calls: Number(maxCalls),
+          price_per_call: priceUnits.toString(),
+          duration_days: Number(days),
+          privacy_budget: selected?.non_personal ? 0 : Number(budget),
+          min_cohort: Number(minCohort),
+        },
+      }),
+    onSuccess: (offer) => setOfferId(offer.id),
+  });
+  const offer = useQuery({
+    queryKey: ["offer", offerId],
+    queryFn: () => api<Offer>(`offers/${offerId}/`),
+    enabled: !!offerId,
+    refetchInterval: (q) => (q.state.data && q.state.data.status !== "pending" ? false : 1000),
+  });
+
+  if (datasets.isPending || operations.isPending) return <Loading />;
+  if (datasets.error || operations.error) return <ErrorBox error={datasets.error ?? operations.error} />;
+  const draft = selected
+    ? odrlDraft({
+        datasetId: selected.id,
+        provider: "(your wallet)",
+        purposes: purposeList,
+        operations: chosen,
+        maxCalls: Number(maxCalls),
+        pricePerCall: priceUnits,
+        durationSeconds: Math.round(Number(days) * 86400),
+        privacyBudget: selected.non_personal ? 0 : Number(budget),
+        minCohort: Number(minCohort),
+        nonPersonal: selected.non_personal,
+      })
+    : null;
+
+  return (
+    <>
+      <h1>{t("Publish an offer")}</h1>
+      <div className="split">
+        <form
+          className="form"
+          onSubmit={(e) => {
+            e.preventDefault();
+            publish.mutate();
+          }}
+        >
+          <label htmlFor="offer-dataset">{t("Dataset")}</label>
+          <select id="offer-dataset" value={selected?.id ?? ""} onChange={(e) => setDataset(e.target.value)}>
+            {datasets.data.results.map((d) => (
+              <option key={d.id} value={d.id}>
+                {d.title}
+              </option>
+            ))}
+          </select>
+          <label htmlFor="purposes">{t("Purposes (comma separated)")}</label>
+          <input id="purposes" value={purposes} onChange={(e) => setPurposes(e.target.value)} />
+          <fieldset className="wide">
+            <legend>{t("Operations")}</legend>
+            {operations.data.map((op) => (
+              <label key={op.name} className="check" title={op.description}>
+                <input
+                  type="checkbox"
+                  name="operation"
+                  value={op.name}
+                  checked={chosen.includes(op.name)}
+                  onChange={(e) => setChosen((c) => (e.target.checked ? [...c, op.name] : c.filter((x) => x !== op.name)))}
+                />{" "}
+                {op.name}
+              </label>
+            ))}
+          </fieldset>
+          <label htmlFor="max-calls">{t("Calls")}</label>
+          <input id="max-calls" type="number" min="1" value={maxCalls} onChange={(e) => setMaxCalls(e.target.value)} />
+          <label htmlFor="price">{t("Price per call (tokens)")}</label>
+          <input id="price" value={price} onChange={(e) => setPrice(e.target.value)} aria-invalid={priceError} />
+          <label htmlFor="days">{t("Validity (days)")}</label>
+          <input id="days" type="number" min="0.05" step="any" value={days} onChange={(e) => setDays(e.target.value)} />
+          {!selected?.non_personal && (
+            <>
+              <label htmlFor="budget">{t("Privacy budget per consumer (ε)")}</label>
+              <input id="budget" type="number" min="0" step="any" value={budget} onChange={(e) => setBudget(e.target.value)} />
+            </>
+          )}
+          <label htmlFor="k">{t("Minimum cohort (k)")}</label>
+          <input id="k" type="number" min="1" value={minCohort} onChange={(e) => setMinCohort(e.target.value)} />
+          <button type="submit" className="wide" disabled={publish.isPending || priceError || !selected || chosen.length === 0}>
+            {t("Publish on chain")}
+          </button>
+          <ErrorBox error={publish.error} />
+        </form>
+        <aside aria-label={t("ODRL policy")}>
+          <h2>{offer.data ? t("ODRL policy (as published)") : t("ODRL policy (draft)")}</h2>
+          <pre className="json" data-testid="odrl">{JSON.stringify(offer.data?.policy ?? draft, null, 2)}</pre>
+          {offer.data && (
+            <dl data-testid="offer-status" data-status={offer.data.status}>
+              <dt>{t("Status")}</dt>
+              <dd><Status value={offer.data.status} /></dd>
+              <dt>{t("Policy hash")}</dt>
+              <dd className="mono">{offer.data.policy_hash}</dd>
+              <dt>{t("Transaction")}</dt>
+              <dd>
+                {offer.data.publish_tx ? <><Status value={offer.data.publish_tx.status} /> <TxLink hash={offer.data.publish_tx.tx_hash} /></> : "—"}
+                {offer.data.publish_tx?.revert_reason && <span className="error"> {offer.data.publish_tx.revert_reason}</span>}
+              </dd>
+              {offer.data.chain_offer_id !== null && (
+                <>
+                  <dt>{t("Offer on chain")}</dt>
+                  <dd>#{offer.data.chain_offer_id}</dd>
+                </>
+              )}
+              {offer.data.failure && <dd className="error">{offer.data.failure}</dd>}
+            </dl>
+          )}
+        </aside>
+      </div>
+    </>
+  );
+}

@@ -1,0 +1,56 @@
+import { describe, expect, it } from "vitest";
+import fixture from "./fixtures/receipt.json";
+import { canonicalJson, parseJson } from "./canonical";
+import { attestationHash, receiptSigner, readShared, resultCommitment, verifyShared } from "./verify";
+import type { Hex } from "viem";
+
+// fixtures/receipt.json was written by the server's own code (dataspace/compute/receipts.py with
+// a fixed custodian key): what the browser recomputes must equal what Python produced.
+const chain = { jobId: fixture.job_id as Hex, resultHash: fixture.result_hash as Hex, attestationHash: fixture.attestation_hash as Hex };
+
+describe("canonical JSON", () => {
+  it("keeps Python's number text and sorts keys by code point", () => {
+    expect(canonicalJson(parseJson('{"b": 2.0, "a": [1e-09, -0.5, true, null], "中": "é\\n"}'))).toBe(
+      '{"a":[1e-09,-0.5,true,null],"b":2.0,"中":"é\\n"}',
+    );
+  });
+  it("refuses malformed input", () => {
+    expect(() => parseJson('{"a": }')).toThrow();
+    expect(() => parseJson('{"a": 1} x')).toThrow();
+  });
+});
+
+describe("receipt verification", () => {
+  it("recomputes the salted commitment the server computed", () => {
+    const { released, receipt } = readShared(fixture.shared);
+    expect(resultCommitment(released, receipt.result_salt as Hex)).toBe(fixture.result_hash);
+  });
+  it("recomputes the attestation hash and recovers the custodian", async () => {
+    const { receipt } = readShared(fixture.shared);
+    expect(attestationHash(receipt)).toBe(fixture.attestation_hash);
+    expect(await receiptSigner(receipt)).toBe(fixture.custodian);
+  });
+  it("passes every check on the shared receipt", async () => {
+    const checks = await verifyShared(fixture.shared, chain, [fixture.custodian]);
+    expect(checks.filter((c) => !c.ok)).toEqual([]);
+    expect(checks.map((c) => c.name)).toEqual(["parsed", "job", "commitment", "chain_result", "attestation", "signature"]);
+  });
+  it("fails the commitment when the result was changed", async () => {
+    const tampered = fixture.shared.replace('"north": 41.5', '"north": 41.6');
+    const failed = (await verifyShared(tampered, chain, [fixture.custodian])).filter((c) => !c.ok).map((c) => c.name);
+    expect(failed).toEqual(["commitment", "chain_result"]);
+  });
+  it("fails the signature and attestation when the receipt was changed", async () => {
+    const tampered = fixture.shared.replace('"epsilon": 0.1', '"epsilon": 0.01');
+    const failed = (await verifyShared(tampered, chain, [fixture.custodian])).filter((c) => !c.ok).map((c) => c.name);
+    expect(failed).toEqual(["attestation", "signature"]);
+  });
+  it("fails the signature when the custodian is not the published one", async () => {
+    const checks = await verifyShared(fixture.shared, chain, ["0x0000000000000000000000000000000000000001"]);
+    expect(checks.find((c) => c.name === "signature")?.ok).toBe(false);
+  });
+  it("says what is wrong with something that is not a receipt", async () => {
+    const checks = await verifyShared("{}", chain, [fixture.custodian]);
+    expect(checks).toEqual([{ name: "parsed", ok: false, actual: "no receipt in what was pasted" }]);
+  });
+});

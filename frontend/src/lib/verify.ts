@@ -1,0 +1,104 @@
+// The auditor's "verify" action: from a receipt the consumer shares (the job as the API gave it
+// to them, or just {result, receipt}) and the facts the chain holds, recompute every hash.
+//
+//   result commitment  = sha256(salt ‖ canonical JSON of the released result)   (JobSettled.resultHash)
+//   attestation hash   = sha256(canonical JSON of the signed receipt)           (JobSettled.attestationHash)
+//   receipt signature  = EIP-191 over the canonical JSON of the receipt without its signature,
+//                        by a custodian address the space publishes
+import { concat, hexToBytes, isAddressEqual, isHex, recoverMessageAddress, sha256, stringToBytes, type Hex } from "viem";
+import { RawNumber, canonicalJson, parseJson, type Json } from "./canonical";
+
+export type CheckName = "parsed" | "job" | "commitment" | "chain_result" | "attestation" | "signature";
+
+export interface Check {
+  name: CheckName;
+  ok: boolean;
+  expected?: string;
+  actual?: string;
+}
+
+export interface ChainFacts {
+  /** The job id as the chain knows it (bytes32). */
+  jobId: Hex;
+  /** From JobSettled (or the batch's leaf): what the chain pinned. */
+  resultHash: Hex | null;
+  attestationHash: Hex | null;
+}
+
+type JsonObject = { [key: string]: Json };
+
+function isObject(value: Json | undefined): value is JsonObject {
+  return !!value && typeof value === "object" && !Array.isArray(value) && !(value instanceof RawNumber);
+}
+
+function asHex(value: Json | undefined): Hex | null {
+  return typeof value === "string" && isHex(value) ? (value.toLowerCase() as Hex) : null;
+}
+
+/** Splits what was pasted into the released value and the signed receipt. */
+export function readShared(text: string): { released: Json; receipt: JsonObject } {
+  const doc = parseJson(text);
+  if (!isObject(doc) || !isObject(doc.receipt)) throw new Error("no receipt in what was pasted");
+  const receipt = doc.receipt;
+  // A withheld answer releases only the custodian's reason (dataspace/compute/custody.py).
+  const withheld = receipt.withheld ?? null;
+  const released: Json = withheld === null ? (doc.result ?? null) : { withheld };
+  return { released, receipt };
+}
+
+export function resultCommitment(released: Json, salt: Hex): Hex {
+  return sha256(concat([hexToBytes(salt), stringToBytes(canonicalJson(released))]));
+}
+
+export function attestationHash(signedReceipt: JsonObject): Hex {
+  return sha256(stringToBytes(canonicalJson(signedReceipt)));
+}
+
+export async function receiptSigner(signedReceipt: JsonObject): Promise<Hex> {
+  const { signature, ...body } = signedReceipt;
+  if (typeof signature !== "string" || !isHex(signature)) throw new Error("the receipt has no signature");
+  return recoverMessageAddress({ message: { raw: stringToBytes(canonicalJson(body)) }, signature });
+}
+
+export async function verifyShared(text: string, chain: ChainFacts, custodians: string[]): Promise<Check[]> {
+  let shared: ReturnType<typeof readShared>;
+  try {
+    shared = readShared(text);
+  } catch (error) {
+    return [{ name: "parsed", ok: false, actual: String((error as Error).message) }];
+  }
+  const { released, receipt } = shared;
+  const checks: Check[] = [{ name: "parsed", ok: true }];
+  const jobId = asHex(receipt.job_id);
+  checks.push({ name: "job", ok: jobId === chain.jobId.toLowerCase(), expected: chain.jobId, actual: jobId ?? "" });
+  const salt = asHex(receipt.result_salt);
+  const claimed = asHex(receipt.result_sha256);
+  const recomputed = salt ? resultCommitment(released, salt) : null;
+  checks.push({ name: "commitment", ok: !!recomputed && recomputed === claimed, expected: claimed ?? "", actual: recomputed ?? "" });
+  checks.push({
+    name: "chain_result",
+    ok: !!recomputed && recomputed === chain.resultHash?.toLowerCase(),
+    expected: chain.resultHash ?? "",
+    actual: recomputed ?? "",
+  });
+  const attestation = attestationHash(receipt);
+  checks.push({
+    name: "attestation",
+    ok: attestation === chain.attestationHash?.toLowerCase(),
+    expected: chain.attestationHash ?? "",
+    actual: attestation,
+  });
+  let signer = "";
+  try {
+    signer = await receiptSigner(receipt);
+  } catch {
+    signer = "";
+  }
+  checks.push({
+    name: "signature",
+    ok: !!signer && custodians.some((c) => isAddressEqual(c as Hex, signer as Hex)),
+    expected: custodians.join(", "),
+    actual: signer,
+  });
+  return checks;
+}

@@ -1,0 +1,244 @@
+"""ISSUE-15: the React portal and explorer in a real browser (Debian's Chromium driven by
+Playwright) against a running Redlake: the live Django server, a real Celery worker process, anvil.
+
+A provider uploads (bytes sent, then the ingest's percent), sets bounds and public columns,
+publishes an offer; a consumer accepts it and runs a job to its settlement; an auditor opens the
+job in the explorer, sees the consumer's signature recovered, and verifies the receipt the
+consumer shares (and sees a tampered copy fail); the provider sees the usage chart count the job
+and withdraws; the reconciliation is clean, then shows a row tampered in the database. Screenshots of each page in English and Chinese
+are saved under $REDLAKE_VAR_DIR/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+
+from dataspace.accounts.models import Role
+from dataspace.audit import services as audit_services
+from dataspace.catalog.models import Dataset, Ingest
+from dataspace.compute.models import EncryptedStore, Job
+from dataspace.privacy.onchain import terms_on_chain
+from tests.support.space import TOKENS, funded_user
+from tests.support.waiting import wait_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DIST = Path(django_settings.FRONTEND_DIST) / "index.html"
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)"),
+    pytest.mark.skipif(not DIST.exists(), reason="the portal is not built (make install builds frontend/dist)"),
+]
+WAIT_MS = 150_000  # the slowest step: ingest, HE keys and the store built by the worker
+
+
+@pytest.fixture
+def browser(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class Shots:
+    """Every page in both languages, as test artefacts."""
+
+    def __init__(self) -> None:
+        self.dir = Path(os.environ.get("REDLAKE_VAR_DIR", "var/test")) / "screenshots"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def take(self, page: Any, name: str) -> None:
+        page.screenshot(path=str(self.dir / f"{name}-en.png"), full_page=True)
+        page.select_option("header select", "zh")
+        page.wait_for_selector("html >> text=退出登录")
+        page.screenshot(path=str(self.dir / f"{name}-zh.png"), full_page=True)
+        page.select_option("header select", "en")
+        page.wait_for_selector("text=Log out")
+
+
+def log_in(browser: Any, url: str, username: str) -> Any:
+    page = browser.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{url}/login/?next=/app/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", f"pw-{username}-0123456789")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Log out")
+    return page
+
+
+def dataset_ready(dataset_id: Any) -> bool:
+    dataset = Dataset.objects.get(pk=dataset_id)
+    return (
+        EncryptedStore.objects.filter(dataset=dataset, status="ready").exists()
+        and dataset.chain_registration is not None
+        and dataset.chain_registration.status == "confirmed"
+        and terms_on_chain(dataset=dataset)
+    )
+
+
+def test_provider_consumer_and_auditor_in_the_browser(
+    anvil: Any, celery_worker_process: Any, live_server: Any, browser: Any, tmp_path: Path
+) -> None:
+    funded_user("prov", Role.PROVIDER)
+    funded_user("cons", Role.CONSUMER, tokens=TOKENS)
+    funded_user("audi", Role.AUDITOR)
+    shots = Shots()
+    url = live_server.url
+    csv = tmp_path / "clinic.csv"
+    regions = ["north", "south", "east"]
+    csv.write_text(
+        "age,region,cost\n" + "".join(f"{20 + i % 60},{regions[i % 3]},{100 + i % 7 * 10}\n" for i in range(600))
+    )
+
+    # Provider: upload with the schema settings, watch both progress bars.
+    provider = log_in(browser, url, "prov")
+    provider.wait_for_selector("text=Provider dashboard")
+    provider.goto(f"{url}/app/#/provider/upload")
+    provider.set_input_files("#file", str(csv))
+    provider.wait_for_selector("tr[data-column=age]")
+    provider.fill("[aria-label='Lower bound of age']", "0")
+    provider.fill("[aria-label='Upper bound of age']", "120")
+    provider.fill("[aria-label='Bucket edges of age']", "30, 50, 70")
+    provider.check("[aria-label='Values of region public']")
+    provider.fill("#title", "Clinic visits")
+    provider.fill("#keywords", "health, visits")
+    shots.take(provider, "upload")
+    provider.click("form button[type=submit]")
+    provider.wait_for_selector("[data-testid=sent-percent] >> text=100%")
+    provider.wait_for_selector("[data-testid=ingest][data-status=succeeded]")
+    ingest = Ingest.objects.get()
+    assert ingest.dataset is not None
+    dataset = ingest.dataset
+    assert dataset.public_value_columns == ["region"]
+    wait_for(lambda: dataset_ready(dataset.id), timeout=150)
+
+    # Provider: the offer, its ODRL beside the form, then the transaction's status.
+    provider.goto(f"{url}/app/#/provider/offer/{dataset.id}")
+    provider.wait_for_selector("[data-testid=odrl] >> text=redlake:minCohort")
+    provider.fill("#price", "2")
+    provider.fill("#budget", "1")
+    shots.take(provider, "offer-editor")
+    provider.click("text=Publish on chain")
+    provider.wait_for_selector("[data-testid=offer-status][data-status=published]")
+    assert "2000000000000000000" in provider.inner_text("[data-testid=odrl]")
+
+    # Consumer: the dataset page, accept, the generated form, the job through its states.
+    consumer = log_in(browser, url, "cons")
+    consumer.goto(f"{url}/app/#/datasets/{dataset.id}")
+    consumer.wait_for_selector("text=Accept offer")
+    assert "north" in consumer.inner_text("#schema")  # a public column shows its values
+    shots.take(consumer, "dataset")
+    consumer.fill("[data-offer] input[type=number]", "3")
+    consumer.click("text=Accept offer")
+    consumer.wait_for_selector("[data-testid=agreement-status][data-status=active]")
+    consumer.click("text=Run a computation")
+    consumer.select_option("#operation", "mean")
+    consumer.select_option("#param-column", "age")
+    consumer.fill("#job-epsilon", "0.5")
+    shots.take(consumer, "run-job")
+    consumer.click("form button[type=submit]")
+    consumer.wait_for_selector("[data-testid=result]")
+    consumer.wait_for_selector("[data-testid=shared-receipt] >> text=result_salt")
+    shared = consumer.input_value("[data-testid=shared-receipt]")
+    shots.take(consumer, "job")
+    job = Job.objects.get()
+    assert job.status == Job.Status.SETTLED
+    assert json.loads(shared)["receipt"]["result_sha256"] == job.result_hash
+
+    # Auditor: the latest transactions, decoded; the job's record and signature; verify.
+    auditor = log_in(browser, url, "audi")
+    auditor.goto(f"{url}/app/#/explorer")
+    auditor.wait_for_selector("[data-testid=latest-txs] >> text=UsageAgreements.settle")
+    shots.take(auditor, "explorer")
+    settle_tx = job.settle_tx.tx_hash  # type: ignore[union-attr]
+    auditor.goto(f"{url}/app/#/explorer/tx/{settle_tx}")
+    auditor.wait_for_selector("[data-testid=function] >> text=UsageAgreements.settle")
+    assert "JobSettled" in auditor.inner_text("[data-testid=events]")
+    shots.take(auditor, "transaction")
+    auditor.goto(f"{url}/app/#/explorer/agreement/{job.agreement.chain_agreement_id}")
+    auditor.wait_for_selector("[data-testid=timeline] >> text=JobSettled")
+    assert "AgreementCreated" in auditor.inner_text("[data-testid=timeline]")
+    shots.take(auditor, "agreement")
+
+    auditor.goto(f"{url}/app/#/explorer/job/{job.chain_job_id}")
+    auditor.wait_for_selector("[data-testid=signer] >> text=the agreement's consumer")
+    assert "result_salt" not in auditor.inner_text("#platform")  # the platform withholds the salt
+    auditor.fill("#shared", shared)
+    auditor.click("button:text-is('Verify')")
+    auditor.wait_for_selector("[data-testid=checks]")
+    assert auditor.get_attribute("[data-testid=checks]", "data-ok") == "true", auditor.inner_text("#verify")
+    shots.take(auditor, "verify-pass")
+
+    tampered = json.loads(shared)
+    tampered["result"] = _bump_first_number(tampered["result"])
+    auditor.fill("#shared", json.dumps(tampered))
+    auditor.click("button:text-is('Verify')")
+    auditor.wait_for_selector("[data-testid=checks][data-ok=false]")
+    assert auditor.get_attribute("[data-check=commitment]", "data-ok") == "false"
+    assert auditor.get_attribute("[data-check=signature]", "data-ok") == "true"  # the receipt itself is intact
+    shots.take(auditor, "verify-fail")
+
+    # Provider: the usage chart counts the settled job; the earnings are withdrawn on chain.
+    provider.goto(f"{url}/app/#/provider")
+    provider.wait_for_selector("[data-testid=usage-charts][data-calls='1']")
+    assert provider.inner_text("[data-testid=withdrawable]") == "2"
+    shots.take(provider, "dashboard")
+    provider.click("button:text-is('Withdraw')")
+    provider.wait_for_selector("[data-testid=withdrawable] >> text=/^0$/")
+
+    # Auditor: reconciliation clean, then a job row tampered in the database is a divergence.
+    audit_services.reconcile_run()
+    auditor.goto(f"{url}/app/#/explorer/reconcile")
+    auditor.wait_for_selector("[data-testid=reconcile][data-ok=true]")
+    shots.take(auditor, "reconcile-clean")
+    Job.objects.filter(pk=job.pk).update(result_hash="0x" + "00" * 32)
+    audit_services.reconcile_run()
+    auditor.reload()
+    auditor.wait_for_selector("[data-testid=reconcile][data-ok=false]")
+    assert "result hash on chain differs" in auditor.inner_text("[data-testid=reconcile]")
+    shots.take(auditor, "reconcile-divergence")
+
+
+def _bump_first_number(value: Any) -> Any:
+    """The result with its first number changed (the same shape, so only the hashes can tell)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, dict):
+        for key, item in value.items():
+            bumped = _bump_first_number(item)
+            if bumped != item:
+                return {**value, key: bumped}
+    if isinstance(value, list):
+        for k, item in enumerate(value):
+            bumped = _bump_first_number(item)
+            if bumped != item:
+                return [*value[:k], bumped, *value[k + 1 :]]
+    return value
