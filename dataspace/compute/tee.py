@@ -14,7 +14,9 @@ broker binds the evidence to it, never to what a launcher says.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import shutil
 import tempfile
 import threading
@@ -31,7 +33,9 @@ from dataspace.errors import DomainError, ErrorCode
 from dataspace.vault import blobs
 from enclaves.attestation.sandbox import launcher_public_key, load_or_create_launcher_key
 from enclaves.bundle import AlgorithmBundle
-from enclaves.sandbox import InputFormat, Limits, RunOutcome, Sandbox, SealedInput
+from enclaves.sandbox import InputFormat, Limits, RunOutcome, Sandbox, SealedInput, host_problems
+
+logger = logging.getLogger(__name__)
 
 ENGINE = "tee"
 INPUT_NAME = "data"  # the dataset's table, as the algorithm sees it: tables["data"] / FROM data
@@ -132,6 +136,11 @@ def _sealed_copy(job: Job, directory: Path) -> SealedInput:
     )
 
 
+@functools.cache
+def _host_problems() -> tuple[str, ...]:
+    return tuple(host_problems())
+
+
 def run(job: Job) -> RunOutcome:
     """Runs the job's algorithm in the sandbox with the custodian as key broker. Raises
     ``TeeRefused`` before anything starts, ``JobFailed`` (a fixed code) for what went wrong
@@ -141,6 +150,13 @@ def run(job: Job) -> RunOutcome:
     algorithm = job.algorithm
     if algorithm is None or algorithm.status != Algorithm.Status.APPROVED:
         raise TeeRefused("The job's algorithm is not approved (any more).", code=ErrorCode.ALGORITHM_NOT_APPROVED)
+    problems = _host_problems()
+    if problems:
+        logger.error("this worker cannot run sandbox jobs: %s", "; ".join(problems))
+        raise TeeRefused(
+            "This space's tee worker cannot run sandbox jobs (host not set up); nothing ran.",
+            code=ErrorCode.TEE_JOB_FAILED,
+        )
     bundle = bundle_of(algorithm)
     sandbox = launcher()
     if sandbox.measure(bundle).hex() != algorithm.measurement:
