@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -46,7 +46,7 @@ Bounds = tuple[float, float]
 def numeric_leaves(schema: Any, path: str = "$") -> Iterator[tuple[str, Bounds | None]]:
     """Every number of an output schema, with its declared bounds (None when it has none or is
     not a fixed-structure number); a non-number leaf or an array is reported with None too."""
-    kind = schema.get("type") if isinstance(schema, dict) else None
+    kind = schema.get("type") if isinstance(schema, Mapping) else None
     if kind == "object":
         properties = schema.get("properties", {})
         required = set(schema.get("required", []))

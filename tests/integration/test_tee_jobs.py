@@ -320,3 +320,64 @@ def test_a_metered_busy_loop_is_billed_for_its_cpu_seconds(anvil: AnvilNode, tee
     assert int(earnings["withdrawable"]) == charged
     consumer_wallet = Wallet.objects.get(user=consumer)
     assert agents.UsageAgreementsAgent().withdrawable(consumer_wallet.address) == maximum - charged
+
+
+MEAN_AGE = """
+def run(tables, params):
+    ages = tables["data"].column("age").to_pylist()
+    return {"mean_age": sum(ages) / len(ages), "share_over_60": sum(a > 60 for a in ages) / len(ages)}
+"""
+MEAN_AGE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "mean_age": {"type": "number", "minimum": 0, "maximum": 120},
+        "share_over_60": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+    "required": ["mean_age", "share_over_60"],
+}
+
+
+def test_a_personal_dataset_answers_clamped_and_noised_and_sandbox_needs_the_offers_consent(
+    anvil: AnvilNode, tee_worker: WorkerProcess
+) -> None:
+    _, provider_api = funded_user("hospital", Role.PROVIDER)
+    _, consumer_api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
+    content = registry_csv(ROWS)
+    dataset = ingest_dataset(provider_api, content, **DECLARED)  # personal: every answer noised
+    assert not dataset.non_personal
+
+    # An offer that does not allow sandbox evidence runs nothing here: no approval, no job.
+    closed = publish_offer(provider_api, dataset, operations=["algorithm"])
+    assert closed.allow_sandbox is False
+    closed_agreement = accept_offer(consumer_api, closed, calls=1)
+    algorithm = _submit(consumer_api, closed, "python", MEAN_AGE, MEAN_AGE_SCHEMA)
+    assert algorithm.status_code == 201, algorithm.json()
+    refused = provider_api.post(f"/api/algorithms/{algorithm.json()['id']}/approve/")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "sandbox_not_allowed"
+    refused = run_job(consumer_api, closed_agreement, "algorithm", {"algorithm": algorithm.json()["id"]}, epsilon=0.5)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "sandbox_not_allowed"
+
+    offer = _tee_offer(provider_api, dataset)
+    agreement = accept_offer(consumer_api, offer, calls=2)
+    # Unbounded numbers cannot be noised: refused at submission.
+    unbounded = _submit(consumer_api, offer, "python", MEAN_AGE, VALUE_SCHEMA)
+    assert unbounded.status_code == 400
+    assert unbounded.json()["error"]["code"] == "algorithm_invalid"
+    algorithm = _submit(consumer_api, offer, "python", MEAN_AGE, MEAN_AGE_SCHEMA)
+    assert algorithm.status_code == 201, algorithm.json()
+    _approve(provider_api, algorithm.json()["id"])
+    response = run_job(consumer_api, agreement, "algorithm", {"algorithm": algorithm.json()["id"]}, epsilon=0.5)
+    assert response.status_code == 202, response.json()
+    job = wait_job(response.json()["id"], timeout=240)
+    assert job.status == Status.SETTLED, (job.failure_code, job.failure_message)
+    body = consumer_api.get(f"/api/jobs/{job.id}/").json()
+    assert 0 <= body["result"]["mean_age"] <= 120
+    assert 0 <= body["result"]["share_over_60"] <= 1
+    noise = body["receipt"]["noise"]
+    assert noise["mechanism"].startswith("gaussian")
+    assert noise["epsilon"] == 0.5
+    # sqrt(d) * (hi - lo) / sqrt(2 rho), d = 2: the scale follows from the bounds, never the data.
+    assert noise["scales"]["$.mean_age"] == pytest.approx(120 / 1 * noise["scales"]["$.share_over_60"], rel=1e-6)
+    assert body["receipt"]["tee"]["label"] == "SIMULATED"
