@@ -16,6 +16,7 @@ import sklearn
 from rest_framework.test import APIClient
 
 from dataspace.accounts.models import Role, Wallet
+from dataspace.audit.reconcile import reconcile
 from dataspace.chain import agents, gateway
 from dataspace.chain.models import ChainTransaction
 from dataspace.compute import receipts
@@ -320,6 +321,9 @@ def test_a_metered_busy_loop_is_billed_for_its_cpu_seconds(anvil: AnvilNode, tee
     assert int(earnings["withdrawable"]) == charged
     consumer_wallet = Wallet.objects.get(user=consumer)
     assert agents.UsageAgreementsAgent().withdrawable(consumer_wallet.address) == maximum - charged
+    report = reconcile()
+    assert report.ok, report.mismatches
+    assert report.checked["compute_metered"] == 1
 
 
 MEAN_AGE = """
