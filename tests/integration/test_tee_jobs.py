@@ -277,7 +277,8 @@ def test_approved_algorithms_run_in_the_sandbox_and_settle(anvil: AnvilNode, tee
         measurement=bytes.fromhex(logistic.json()["measurement"]),
     )
     wait_for(lambda: ChainTransaction.objects.get(pk=tx.pk).status == ChainTransaction.Status.CONFIRMED, timeout=60)
-    worker = start_worker(celery_env(), tee_worker.log_path.with_name("tee-worker-2.log"), queues="tee")
+    # The same environment, without celery_env()'s purge: the job's compute message is queued.
+    worker = start_worker(tee_worker.env, tee_worker.log_path.with_name("tee-worker-2.log"), queues="tee")
     try:
         job = wait_job(queued, timeout=240)
     finally:
@@ -289,6 +290,8 @@ def test_approved_algorithms_run_in_the_sandbox_and_settle(anvil: AnvilNode, tee
     assert nonce.consumed_at is not None
     assert nonce.released_at is None
     assert nonce.refusal == "measurement_not_allowed"
+    report = reconcile()
+    assert report.ok, report.mismatches
 
 
 def test_a_metered_busy_loop_is_billed_for_its_cpu_seconds(anvil: AnvilNode, tee_worker: WorkerProcess) -> None:
