@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 
 from dataspace.accounts.models import Role, Wallet
 from dataspace.accounts.services import api_token_issue
-from dataspace.chain import agents, outbox
+from dataspace.chain import agents, gateway, outbox
 from dataspace.chain.models import ChainTransaction
 from dataspace.compute import receipts
 from dataspace.compute.models import Job
@@ -101,6 +101,14 @@ def test_own_key_consumer_end_to_end(
         "dataset.content_hash",
     }
     assert account.address in next(c for c in report.checks if c.name == "usage.signed_by_consumer").detail
+    # The receipt's signer is the one CustodianRegistry names for the settlement's block, asked
+    # through the consumer's node (GET /api/space/ only says where the registry is).
+    custodian_check = next(c for c in report.checks if c.name == "receipt.custodian").detail
+    assert (
+        f"the chain's custodian is {custodian}" in custodian_check
+        and "CustodianRegistry of the space" in custodian_check
+    )
+    assert client.space().address("CustodianRegistry") == gateway.deployment("CustodianRegistry").address
 
     # The same Idempotency-Key returns the same job: never a second job or charge.
     again = client.submit_job(
@@ -224,7 +232,6 @@ def test_own_key_consumer_end_to_end(
         "REDLAKE_PASSWORD": "pw-notebook-0123456789",
         "REDLAKE_KEY_FILE": str(reader_key),
         "REDLAKE_RPC_URL": anvil.url,
-        "REDLAKE_CUSTODIANS": custodian,
         "REDLAKE_CONFIG_DIR": str(tmp_path / "nb-config"),
         "PYTHONPATH": str(SDK_SRC),
         "MPLCONFIGDIR": str(tmp_path / "mpl"),

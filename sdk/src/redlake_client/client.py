@@ -392,11 +392,12 @@ class Client:
         *,
         on_status: Callable[[Job], None] | None = None,
         timeout: float = 600,
+        poll: float = 0.3,
         **kwargs: Any,
     ) -> Job:
-        """Submits a job and waits for its result."""
+        """Submits a job and waits for its result (polling every ``poll`` seconds)."""
         job = self.submit_job(agreement_id, operation, params, **kwargs)
-        finished = self.wait_job(job.id, on_status=on_status, timeout=timeout)
+        finished = self.wait_job(job.id, on_status=on_status, timeout=timeout, poll=poll)
         finished.idempotency_key = job.idempotency_key
         return finished
 
