@@ -97,6 +97,9 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
         node.stop()
+        kept = Path(tempfile.gettempdir()) / "redlake-bench-sdk-logs"
+        subprocess.run(["rm", "-rf", str(kept)], check=False)
+        subprocess.run(["cp", "-r", str(logs), str(kept)], check=False)  # for a look after a failure
         subprocess.run(["rm", "-rf", str(work)], check=False)
 
 
@@ -155,21 +158,23 @@ def measure(base: str, env: dict[str, str], work: Path) -> None:
             time.sleep(0.05)
         assert body["status"] == "settled", body
 
-    def sdk_whole() -> None:
+    def sdk_whole(key: str | None = None) -> Any:
         body = raw_body()
-        job = sdk.run(body["agreement"], "mean", body["params"], epsilon=body["epsilon"], poll=0.05)
+        job = sdk.run(
+            body["agreement"], "mean", body["params"], epsilon=body["epsilon"], poll=0.05, idempotency_key=key
+        )
         assert job.status == "settled"
+        return job
 
-    sdk_whole()  # the first job warms the worker's caches (contexts, stores)
+    # The first job warms the worker's caches (contexts, stores); its key is replayed below.
+    key = "bench-replay"
+    first = sdk_whole(key)
     whole_raw, whole_sdk = [], []
     for _ in range(WHOLE_JOBS):
         whole_raw.append(timed(raw_whole))
         whole_sdk.append(timed(sdk_whole))
 
     # The replayed round trip: one stored job, submitted again by its key, then read.
-    key = "bench-replay"
-    first = sdk.submit_job(agreement.id, "mean", {"column": "cost"}, epsilon=next(epsilon), idempotency_key=key)
-    sdk.wait_job(first.id, poll=0.05)
     replay_body = {
         "agreement": str(agreement.id),
         "operation": "mean",

@@ -182,6 +182,22 @@ def test_own_key_consumer_end_to_end(
     failed = {c["name"] for c in json.loads(tampered.stdout)["checks"] if not c["ok"]}
     assert "settlement.result_commitment" in failed
 
+    # The platform lying about its custodians in GET /api/space/ changes nothing: verify asks
+    # CustodianRegistry on chain (nothing pinned here), and still names the real custodian.
+    liar = Account.create().address
+
+    def lie(method: str, path: str, body: Any) -> Any:
+        if method == "GET" and path.startswith("/api/space/"):
+            body["custodians"] = [{"address": liar, "valid_from_block": 0, "valid_until_block": None}]
+        return body
+
+    with Proxy(live_server.url) as proxy:
+        proxy.rewrite = lie
+        lied = cli({**env, "REDLAKE_URL": proxy.url, "REDLAKE_CUSTODIANS": ""}, "--json", "verify", grouped["id"])
+    assert lied.returncode == 0, lied.stdout + lied.stderr
+    checked = next(c for c in json.loads(lied.stdout)["checks"] if c["name"] == "receipt.custodian")
+    assert checked["ok"] and custodian in checked["detail"] and liar not in checked["detail"]
+
     # A receipt signed by a custodian the consumer does not trust: exit 3.
     stranger = cli({**env, "REDLAKE_CUSTODIANS": Account.create().address}, "--json", "verify", grouped["id"])
     assert stranger.returncode == errors.EXIT_VERIFICATION_FAILED

@@ -82,6 +82,7 @@ def verify(client: Any, job: Job, *, raise_on_failure: bool = True) -> Verificat
 
     # 1. the use recorded on chain
     agreement_id, status, loss = chain.usage_of(job_id)
+    onchain_agreement = chain.agreement(agreement_id)
     report.add(
         "usage.agreement",
         agreement_id == agreement.chain_agreement_id,
@@ -101,7 +102,6 @@ def verify(client: Any, job: Job, *, raise_on_failure: bool = True) -> Verificat
         for name, value in expect.items():
             report.add(f"usage.{name}", bytes(args[name]) == value, f"chain {_hex(bytes(args[name]))}")
         report.add("usage.privacy_loss", int(args["privacyLoss"]) == loss, f"{loss} nano-rho")
-        onchain_agreement = chain.agreement(agreement_id)
         signature = chain.usage_signature(recorded.tx_hash)
         signer = _usage_signer(space, chain, args, job_id, agreement_id, signature, recorded.tx_hash)
         report.add(
@@ -155,13 +155,15 @@ def verify(client: Any, job: Job, *, raise_on_failure: bool = True) -> Verificat
         "operation and parameters",
     )
 
-    # 4. the dataset's content hash against the registry
-    registered = chain.dataset(encoding.dataset_chain_id(job.dataset))
+    # 4. the dataset's content hash against the registry; its id on chain is bound to the provider
+    #    the agreement on chain names (not the platform's word)
+    provider = str(onchain_agreement["provider"])
+    registered = chain.dataset(encoding.dataset_chain_id(job.dataset, provider=provider))
     content = str(receipt.get("dataset_sha256", "")).removeprefix("0x").lower()
     report.add(
         "dataset.content_hash",
         registered["content_hash"].hex() == content,
-        f"registry {_hex(registered['content_hash'])}",
+        f"registry {_hex(registered['content_hash'])} for {job.dataset} of provider {provider}",
     )
     return _finish(report, raise_on_failure)
 
