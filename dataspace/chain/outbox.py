@@ -144,7 +144,14 @@ def _sign(tx: ChainTransaction) -> None:
     try:
         gas = call.estimate_gas({"from": tx.sender})
     except ContractLogicError as exc:
-        _fail(tx, gateway.revert_reason(exc))
+        # ISSUE-16: fail the row only while it is still unsigned. Two workers may move one write at
+        # once (its send task and a sweep); once the first one's transaction is mined, the second
+        # one's estimate reverts (JobAlreadyRecorded) and must not fail a write that succeeded.
+        reason = gateway.revert_reason(exc)
+        if ChainTransaction.objects.filter(pk=tx.pk, status=Status.PENDING).update(
+            status=Status.FAILED, revert_reason=reason[:2000]
+        ):
+            logger.warning("chain write %s (%s) failed: %s", tx.idempotency_key, tx.kind, reason)
         return
     except Exception as exc:
         raise gateway.ChainUnavailable(f"Gas estimation failed ({type(exc).__name__}).") from None

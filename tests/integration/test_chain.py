@@ -72,6 +72,28 @@ def test_revert_is_decoded_and_takes_no_nonce(anvil: AnvilNode) -> None:
     assert operator_nonce() == nonce_before
 
 
+def test_a_second_worker_with_a_stale_copy_does_not_fail_a_mined_write(anvil: AnvilNode) -> None:
+    """ISSUE-16: one write moved by two workers (its send task and a sweep): the first one's
+    transaction is mined while it waits for the receipt; the second one, still holding the row as
+    pending, estimates gas, which now reverts. The write must stay on its way, then confirm."""
+    import uuid
+
+    write = agents.DatasetRegistryAgent().register(
+        dataset_id=uuid.uuid4(),
+        provider_key=Account.create().key,
+        metadata_hash=b"\x01" * 32,
+        content_hash=b"\x02" * 32,
+    )
+    stale = ChainTransaction.objects.get(pk=write.pk)
+    assert stale.status == Status.PENDING
+    outbox._sign(ChainTransaction.objects.get(pk=write.pk))
+    outbox._broadcast(ChainTransaction.objects.get(pk=write.pk))
+    wait_for(lambda: gateway.web3().eth.get_transaction_receipt(ChainTransaction.objects.get(pk=write.pk).tx_hash))
+    outbox._sign(stale)  # the second worker: its estimate reverts now that the write is mined
+    assert ChainTransaction.objects.get(pk=write.pk).status == Status.SENT
+    assert outbox.write_progress(tx_id=write.pk).status == Status.CONFIRMED
+
+
 def test_replayed_registration_is_refused_with_its_reason(anvil: AnvilNode) -> None:
     import uuid
 

@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 
 from dataspace.accounts.models import Role, Wallet
 from dataspace.accounts.services import api_token_issue
-from dataspace.chain import agents, outbox
+from dataspace.chain import agents, gateway, outbox
 from dataspace.chain.models import ChainTransaction
 from dataspace.compute import receipts
 from dataspace.compute.models import Job
@@ -101,6 +101,14 @@ def test_own_key_consumer_end_to_end(
         "dataset.content_hash",
     }
     assert account.address in next(c for c in report.checks if c.name == "usage.signed_by_consumer").detail
+    # The receipt's signer is the one CustodianRegistry names for the settlement's block, asked
+    # through the consumer's node (GET /api/space/ only says where the registry is).
+    custodian_check = next(c for c in report.checks if c.name == "receipt.custodian").detail
+    assert (
+        f"the chain's custodian is {custodian}" in custodian_check
+        and "CustodianRegistry of the space" in custodian_check
+    )
+    assert client.space().address("CustodianRegistry") == gateway.deployment("CustodianRegistry").address
 
     # The same Idempotency-Key returns the same job: never a second job or charge.
     again = client.submit_job(
@@ -174,6 +182,22 @@ def test_own_key_consumer_end_to_end(
     failed = {c["name"] for c in json.loads(tampered.stdout)["checks"] if not c["ok"]}
     assert "settlement.result_commitment" in failed
 
+    # The platform lying about its custodians in GET /api/space/ changes nothing: verify asks
+    # CustodianRegistry on chain (nothing pinned here), and still names the real custodian.
+    liar = Account.create().address
+
+    def lie(method: str, path: str, body: Any) -> Any:
+        if method == "GET" and path.startswith("/api/space/"):
+            body["custodians"] = [{"address": liar, "valid_from_block": 0, "valid_until_block": None}]
+        return body
+
+    with Proxy(live_server.url) as proxy:
+        proxy.rewrite = lie
+        lied = cli({**env, "REDLAKE_URL": proxy.url, "REDLAKE_CUSTODIANS": ""}, "--json", "verify", grouped["id"])
+    assert lied.returncode == 0, lied.stdout + lied.stderr
+    checked = next(c for c in json.loads(lied.stdout)["checks"] if c["name"] == "receipt.custodian")
+    assert checked["ok"] and custodian in checked["detail"] and liar not in checked["detail"]
+
     # A receipt signed by a custodian the consumer does not trust: exit 3.
     stranger = cli({**env, "REDLAKE_CUSTODIANS": Account.create().address}, "--json", "verify", grouped["id"])
     assert stranger.returncode == errors.EXIT_VERIFICATION_FAILED
@@ -224,7 +248,6 @@ def test_own_key_consumer_end_to_end(
         "REDLAKE_PASSWORD": "pw-notebook-0123456789",
         "REDLAKE_KEY_FILE": str(reader_key),
         "REDLAKE_RPC_URL": anvil.url,
-        "REDLAKE_CUSTODIANS": custodian,
         "REDLAKE_CONFIG_DIR": str(tmp_path / "nb-config"),
         "PYTHONPATH": str(SDK_SRC),
         "MPLCONFIGDIR": str(tmp_path / "mpl"),

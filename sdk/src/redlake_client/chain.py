@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from web3 import Web3
+from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from redlake_client.errors import ChainError, ChainMismatch
@@ -123,11 +124,17 @@ REGISTRY_ABI = [
         [("provider", "address"), ("active", "bool"), ("metadataHash", "bytes32"), ("contentHash", "bytes32")],
     )
 ]
+CUSTODIAN_REGISTRY_ABI = [
+    _fn("custodianAt", [("blockNumber", "uint256")], [("", "address")]),
+    _fn("current", [], [("", "address")]),
+    {"type": "error", "name": "NoCustodianAt", "inputs": [{"name": "blockNumber", "type": "uint256"}]},
+]
 ERC20_ABI = [
     _fn("approve", [("spender", "address"), ("amount", "uint256")], [("", "bool")], "nonpayable"),
     _fn("allowance", [("owner", "address"), ("spender", "address")], [("", "uint256")]),
     _fn("balanceOf", [("owner", "address")], [("", "uint256")]),
 ]
+NO_CUSTODIAN_AT_SELECTOR = "0x" + bytes(Web3.keccak(text="NoCustodianAt(uint256)"))[:4].hex()
 JOB_STATUS = {0: "none", 1: "recorded", 2: "settled", 3: "refunded"}
 
 
@@ -205,6 +212,26 @@ class Chain:
             "metadata_hash": bytes(metadata_hash),
             "content_hash": bytes(content_hash),
         }
+
+    def custodian_at(self, registry: str, block: int) -> str | None:
+        """The receipt-signing address CustodianRegistry at ``registry`` held at ``block`` (its
+        ``custodianAt``), read through this node; None if no custodian was registered then."""
+        address = Web3.to_checksum_address(registry)
+        try:
+            code = self.w3.eth.get_code(address)
+        except Exception as exc:
+            raise ChainError(f"The chain node at {self.rpc_url} could not be read ({type(exc).__name__}).") from None
+        if not code:
+            raise ChainError(f"No contract at {address}: it cannot be the space's CustodianRegistry.")
+        contract = self.w3.eth.contract(address=address, abi=CUSTODIAN_REGISTRY_ABI)
+        try:
+            return str(contract.functions.custodianAt(block).call())
+        except ContractCustomError as exc:
+            if str(exc.data).startswith(NO_CUSTODIAN_AT_SELECTOR):
+                return None
+            raise ChainError(f"custodianAt({block}) reverted ({exc.data}).") from None
+        except Exception as exc:
+            raise ChainError(f"A view call to the chain failed ({type(exc).__name__}: {exc}).") from None
 
     def event(self, name: str, **indexed: Any) -> Event | None:
         """The newest ``name`` event of UsageAgreements with these indexed arguments."""

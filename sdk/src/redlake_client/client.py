@@ -7,6 +7,7 @@ repeated key, so a retry never makes a second job or a second charge)."""
 
 from __future__ import annotations
 
+import email.utils
 import random
 import secrets
 import time
@@ -19,17 +20,15 @@ import httpx
 from redlake_client import config, encoding
 from redlake_client.errors import (
     ApiError,
-    ChainError,
+    ChainMismatch,
     JobFailed,
     NetworkError,
-    NotFoundError,
     TamperedResponse,
     api_error,
 )
 from redlake_client.models import (
     Agreement,
     Budget,
-    Custodian,
     Dataset,
     IssuedToken,
     Job,
@@ -66,8 +65,15 @@ class Client:
         max_backoff: float = 20.0,
         rpc_url: str | None = None,
         custodians: list[str] | None = None,
+        chain_id: int | None = None,
         transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``chain_id``: the chain you expect the space on (else ``REDLAKE_CHAIN_ID``); the space's
+        answer and your node must both be that chain. ``sleep``: how the client waits between
+        retries and polls (``time.sleep``), ``clock`` the wall clock a ``Retry-After`` date is read
+        against (``time.time``): injectable, so tests see the delays asked for."""
         self.url = (url or config.setting("url", "REDLAKE_URL", DEFAULT_URL)).rstrip("/")
         self.token = token if token is not None else config.setting("token", "REDLAKE_TOKEN")
         self.retries = retries
@@ -76,6 +82,11 @@ class Client:
         self.rpc_url = rpc_url or config.setting("rpc_url", "REDLAKE_RPC_URL")
         pinned = custodians if custodians is not None else config.setting("custodians", "REDLAKE_CUSTODIANS")
         self.pinned_custodians = [c.strip() for c in pinned.split(",")] if isinstance(pinned, str) else pinned
+        expected = chain_id if chain_id is not None else config.setting("chain_id", "REDLAKE_CHAIN_ID")
+        self.expected_chain_id = int(expected) if expected else None
+        self.custodian_registry = config.setting("custodian_registry", "REDLAKE_CUSTODIAN_REGISTRY")
+        self._sleep = sleep or time.sleep
+        self._clock = clock or time.time
         headers = {"Accept": "application/json", "User-Agent": "redlake-client/0.1"}
         if self.token:
             headers["Authorization"] = f"Token {self.token}"
@@ -96,8 +107,13 @@ class Client:
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
         if response is not None and (after := response.headers.get("Retry-After")):
             try:
-                return min(float(after), self.max_backoff)
+                return max(0.0, min(float(after), self.max_backoff))
             except ValueError:
+                pass
+            try:  # the other form RFC 9110 allows: an HTTP date
+                when = email.utils.parsedate_to_datetime(after).timestamp()
+                return max(0.0, min(when - self._clock(), self.max_backoff))
+            except (TypeError, ValueError):
                 pass
         return float(min(self.backoff * 2**attempt, self.max_backoff) * (0.5 + random.random() / 2))
 
@@ -121,11 +137,11 @@ class Client:
             except httpx.TransportError as exc:
                 if not repeatable or attempt >= self.retries:
                     raise NetworkError(f"{method} {self.url}/api/{path.lstrip('/')} failed: {exc!r}") from None
-                time.sleep(self._delay(attempt, None))
+                self._sleep(self._delay(attempt, None))
                 attempt += 1
                 continue
             if response.status_code in RETRY_STATUSES and attempt < self.retries:
-                time.sleep(self._delay(attempt, response))
+                self._sleep(self._delay(attempt, response))
                 attempt += 1
                 continue
             if response.status_code >= 400:
@@ -252,7 +268,7 @@ class Client:
                 return agreement
             if time.monotonic() > deadline:
                 raise NetworkError(f"The agreement {agreement_id} is still pending after {timeout:g} s.")
-            time.sleep(poll)
+            self._sleep(poll)
 
     # ------------------------------------------------------------------ jobs
 
@@ -326,7 +342,7 @@ class Client:
         wrong = [k for k, v in expected.items() if str(message.get(k)).lower() != str(v).lower()]
         if domain.get("chainId") != space.chain_id:
             wrong.append("domain.chainId")
-        if str(domain.get("verifyingContract", "")).lower() != space.contracts["UsageAgreements"].lower():
+        if str(domain.get("verifyingContract", "")).lower() != space.address("UsageAgreements").lower():
             wrong.append("domain.verifyingContract")
         loss = int(message.get("privacyLoss", -1))
         if not 0 <= loss <= round(float(body["epsilon"]) * 1e9):
@@ -353,7 +369,7 @@ class Client:
             except NetworkError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(poll)
+                self._sleep(poll)
                 continue
             if on_status is not None and job.status != last:
                 on_status(job)
@@ -366,7 +382,7 @@ class Client:
                 return job
             if time.monotonic() > deadline:
                 raise NetworkError(f"The job {job_id} is still {job.status} after {timeout:g} s; resume it by id.")
-            time.sleep(poll)
+            self._sleep(poll)
 
     def run(
         self,
@@ -376,64 +392,39 @@ class Client:
         *,
         on_status: Callable[[Job], None] | None = None,
         timeout: float = 600,
+        poll: float = 0.3,
         **kwargs: Any,
     ) -> Job:
-        """Submits a job and waits for its result."""
+        """Submits a job and waits for its result (polling every ``poll`` seconds)."""
         job = self.submit_job(agreement_id, operation, params, **kwargs)
-        finished = self.wait_job(job.id, on_status=on_status, timeout=timeout)
+        finished = self.wait_job(job.id, on_status=on_status, timeout=timeout, poll=poll)
         finished.idempotency_key = job.idempotency_key
         return finished
 
     # ------------------------------------------------------------------ the space on chain
 
     def space(self) -> Space:
-        """Where the space lives on chain: ``GET /api/space/`` where the platform has it; else
-        discovered from the chain itself (the contract a published offer was sent to), with the
-        RPC URL and the custodian addresses from the consumer's own settings."""
+        """Where the space lives on chain (``GET /api/space/``): its chain id (refused if it is
+        not the chain you expect: ``ChainMismatch``), node, contracts, token and custodians."""
         if self._space is None:
-            try:
-                self._space = Space.model_validate(self.request("GET", "space/").json())
-            except NotFoundError:
-                self._space = self._discover_space()
+            space = Space.model_validate(self.request("GET", "space/").json())
+            if self.expected_chain_id is not None and space.chain_id != self.expected_chain_id:
+                raise ChainMismatch(
+                    f"The platform at {self.url} says the space runs on chain {space.chain_id}, but you "
+                    f"expect chain {self.expected_chain_id}: refusing to read or sign for the wrong chain."
+                )
+            self._space = space
         return self._space
 
-    def _discover_space(self) -> Space:
-        from redlake_client.chain import Chain
-
-        rpc_url = self.rpc_url or "http://127.0.0.1:8545"
-        offer = next((o for o in self.offers() if o.publish_tx and o.publish_tx.tx_hash), None)
-        if offer is None or offer.publish_tx is None or offer.publish_tx.tx_hash is None:
-            raise ApiError("not_found", "No published offer to find the space's contracts from.", status=404)
-        from web3 import Web3
-
-        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
-        try:
-            usage_agreements = str(w3.eth.get_transaction(offer.publish_tx.tx_hash)["to"])  # type: ignore[arg-type]
-        except Exception as exc:
-            raise ChainError(f"The chain node at {rpc_url} could not be read ({type(exc).__name__}).") from None
-        expected = config.setting("chain_id", "REDLAKE_CHAIN_ID")
-        chain = Chain(rpc_url, usage_agreements=usage_agreements, expected_chain_id=int(expected) if expected else None)
-        return Space(
-            chain_id=chain.chain_id,
-            rpc_url=rpc_url,
-            contracts={
-                "UsageAgreements": usage_agreements,
-                "DatasetRegistry": chain.registry_address(),
-                "DevToken": chain.token_address(),
-            },
-            token=chain.token_address(),
-            custodians=[Custodian(address=a) for a in self.pinned_custodians or []],
-            discovered=True,
-        )
-
     def chain(self) -> Any:
-        """A direct connection to the space's chain, checked to have the space's chain id."""
+        """A direct connection to the space's chain through your node (``rpc_url``, else the one
+        the space publishes), checked to have the space's chain id."""
         from redlake_client.chain import Chain
 
         space = self.space()
         return Chain(
             self.rpc_url or space.rpc_url,
-            usage_agreements=space.contracts["UsageAgreements"],
+            usage_agreements=space.address("UsageAgreements"),
             expected_chain_id=space.chain_id,
         )
 

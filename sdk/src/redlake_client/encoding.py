@@ -28,8 +28,13 @@ def job_chain_id(*, agreement_id: int, nonce: int) -> bytes:
     return ((agreement_id << 128) | nonce).to_bytes(32, "big")
 
 
-def dataset_chain_id(dataset_id: uuid.UUID | str) -> bytes:
-    return uuid.UUID(str(dataset_id)).bytes.rjust(32, b"\0")
+def dataset_chain_id(dataset_id: uuid.UUID | str, *, provider: str) -> bytes:
+    """The dataset's id on chain, bound to its provider: the first 16 bytes of the provider's
+    address, then the dataset's UUID (DatasetRegistry registers it for that address only)."""
+    address = bytes.fromhex(provider.removeprefix("0x"))
+    if len(address) != 20:
+        raise ValueError(f"A provider is a 20-byte address, not {provider!r}.")
+    return address[:16] + uuid.UUID(str(dataset_id)).bytes
 
 
 def result_commitment(released: Any, salt: bytes) -> bytes:

@@ -35,10 +35,13 @@ POLICY_CODES = frozenset(
         "role_required",
         "permission_denied",
         "wallet_required",
+        "cohort_too_small",
     }
 )
 AUTH_CODES = frozenset({"not_authenticated", "authentication_failed"})
 UNAVAILABLE_CODES = frozenset({"chain_unavailable", "broker_unavailable", "chain_mismatch", "throttled"})
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
+AUTH_HINT = "Your token is missing, expired, revoked or wrong: log in again (`redlake login`) or set REDLAKE_TOKEN."
 
 
 class RedlakeError(Exception):
@@ -87,10 +90,17 @@ def api_error(status: int, body: Any) -> ApiError:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         code = {401: "not_authenticated", 404: "not_found", 429: "throttled"}.get(status, "http_error")
-        return _class_for(code, status)(code, f"HTTP {status} without an error body.", status=status)
+        kind = _class_for(code, status)
+        message = f"HTTP {status} without an error body." + (f" {AUTH_HINT}" if kind is AuthenticationError else "")
+        return kind(code, message, status=status)
     code = str(error.get("code", "http_error"))
     details = error.get("details") if isinstance(error.get("details"), dict) else {}
-    return _class_for(code, status)(code, str(error.get("message", "")), status=status, details=details)
+    kind = _class_for(code, status)
+    message = str(error.get("message", ""))
+    if kind is AuthenticationError:
+        # The platform says only "Invalid token." for an expired, revoked or unknown one alike.
+        message = f"{message} {AUTH_HINT}".strip()
+    return kind(code, message, status=status, details=details)
 
 
 def _class_for(code: str, status: int) -> type[ApiError]:
@@ -100,7 +110,7 @@ def _class_for(code: str, status: int) -> type[ApiError]:
         return PolicyRefused
     if code == "not_found" or status == 404:
         return NotFoundError
-    if code in UNAVAILABLE_CODES or status >= 500:
+    if code in UNAVAILABLE_CODES or status in UNAVAILABLE_STATUSES:
         return ServiceUnavailable
     if 400 <= status < 500:
         return InvalidRequest

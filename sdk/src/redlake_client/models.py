@@ -191,17 +191,48 @@ class Job(Model):
 
 
 class Custodian(Model):
+    """A receipt-signing address and the blocks it was valid at (``valid_until_block``
+    exclusive; None: valid now). The platform's word: ``verify`` asks CustodianRegistry itself."""
+
     address: str
     valid_from_block: int = 0
-    valid_to_block: int | None = None
+    valid_until_block: int | None = None
+
+
+class Contract(Model):
+    name: str
+    address: str
+    deployed_block: int | None = None
+    tx_hash: str | None = None
+
+
+class Token(Model):
+    address: str
+    symbol: str | None = None
+    decimals: int | None = None
+
+
+class Tee(Model):
+    backend: str
+    label: str | None = None
+    simulated: bool = True
 
 
 class Space(Model):
-    """Where the space lives on chain (``GET /api/space/``, or discovered; see ``Client.space``)."""
+    """Where the space lives on chain (``GET /api/space/``, see ``Client.space``)."""
 
     chain_id: int
     rpc_url: str
-    contracts: dict[str, str]
-    token: str | None = None
+    contracts: list[Contract]
+    token: Token | None = None
     custodians: list[Custodian] = Field(default_factory=list)
-    discovered: bool = False  # True: the platform has no /api/space/; found from an offer on chain
+    tee: Tee | None = None
+
+    def address(self, name: str) -> str:
+        """The address of the space's contract ``name``."""
+        for contract in self.contracts:
+            if contract.name == name:
+                return contract.address
+        from redlake_client.errors import RedlakeError
+
+        raise RedlakeError(f"The space publishes no {name} contract (GET /api/space/).")

@@ -5,7 +5,9 @@ custodian's key can tell instead.
   parameters' hash and privacy loss the job claims, signed by the agreement's consumer;
 - the settlement: the salted commitment on chain equals sha256(salt || result) recomputed from
   the result and the receipt's salt; the attestation hash equals the signed receipt's hash;
-- the receipt: its signature recovers to a custodian the consumer trusts (``trusted_custodians``);
+- the receipt: its signature recovers to the custodian CustodianRegistry names for the
+  settlement's block (``custodianAt``, asked through the consumer's node), and to one of the
+  addresses the consumer pinned, if any;
 - the dataset: the receipt's content hash is the one the DatasetRegistry holds for the dataset.
 """
 
@@ -46,23 +48,16 @@ class VerificationReport:
         return {"job": self.job_id, "ok": self.ok, "checks": [c.__dict__ for c in self.checks]}
 
 
-def trusted_custodians(space: Space, chain: Any, *, pinned: list[str] | None) -> tuple[set[str], str]:
-    """The custodian addresses whose receipts the consumer accepts, and where they came from.
-
-    The one place to change when the space publishes its custodians on chain (a
-    CustodianRegistry listed in ``space.contracts``): read them from the contract here. Until
-    then: the addresses the consumer pinned (``REDLAKE_CUSTODIANS``), else the platform's list."""
-    if pinned:
-        return {a.lower() for a in pinned}, "pinned by you"
-    if space.custodians:
-        head = int(chain.w3.eth.block_number)
-        valid = {
-            c.address.lower()
-            for c in space.custodians
-            if c.valid_from_block <= head and (c.valid_to_block is None or head <= c.valid_to_block)
-        }
-        return valid, "published by the space"
-    return set(), "none known"
+def custodian_at_settlement(client: Any, space: Space, chain: Any, block: int) -> tuple[str | None, str]:
+    """The custodian address valid at the settlement's block, asked of CustodianRegistry through
+    the consumer's own node (``custodianAt``), never taken from the platform's list; and where the
+    registry's address came from (pinned by you with ``REDLAKE_CUSTODIAN_REGISTRY``, else the
+    contract ``GET /api/space/`` names, on the chain id you checked)."""
+    if client.custodian_registry:
+        registry, source = str(client.custodian_registry), "CustodianRegistry pinned by you"
+    else:
+        registry, source = space.address("CustodianRegistry"), "CustodianRegistry of the space"
+    return chain.custodian_at(registry, block), f"{source} at {registry}, block {block}"
 
 
 def receipt_signer(receipt: dict[str, Any]) -> str:
@@ -87,6 +82,7 @@ def verify(client: Any, job: Job, *, raise_on_failure: bool = True) -> Verificat
 
     # 1. the use recorded on chain
     agreement_id, status, loss = chain.usage_of(job_id)
+    onchain_agreement = chain.agreement(agreement_id)
     report.add(
         "usage.agreement",
         agreement_id == agreement.chain_agreement_id,
@@ -106,7 +102,6 @@ def verify(client: Any, job: Job, *, raise_on_failure: bool = True) -> Verificat
         for name, value in expect.items():
             report.add(f"usage.{name}", bytes(args[name]) == value, f"chain {_hex(bytes(args[name]))}")
         report.add("usage.privacy_loss", int(args["privacyLoss"]) == loss, f"{loss} nano-rho")
-        onchain_agreement = chain.agreement(agreement_id)
         signature = chain.usage_signature(recorded.tx_hash)
         signer = _usage_signer(space, chain, args, job_id, agreement_id, signature, recorded.tx_hash)
         report.add(
@@ -136,13 +131,23 @@ def verify(client: Any, job: Job, *, raise_on_failure: bool = True) -> Verificat
             f"chain {_hex(bytes(settled.args['attestationHash']))}",
         )
 
-    # 3. the receipt: signed by a trusted custodian, about this job
-    trusted, source = trusted_custodians(space, chain, pinned=client.pinned_custodians)
+    # 3. the receipt: signed by the custodian the chain names for the settlement's block (and, if
+    #    you pinned custodians, by one of those), about this job
     try:
         signer = receipt_signer(receipt)
     except Exception:
         signer = "(unrecoverable)"
-    report.add("receipt.custodian", signer.lower() in trusted, f"signed by {signer}; trusted custodians ({source})")
+    if settled is None:
+        report.add("receipt.custodian", False, f"signed by {signer}; no settlement block to ask the chain about")
+    else:
+        custodian, source = custodian_at_settlement(client, space, chain, settled.block_number)
+        pinned = {a.lower() for a in client.pinned_custodians or []}
+        ok = custodian is not None and signer.lower() == custodian.lower()
+        detail = f"signed by {signer}; the chain's custodian is {custodian} ({source})"
+        if pinned:
+            ok = ok and signer.lower() in pinned
+            detail += "; and must be one you pinned"
+        report.add("receipt.custodian", ok, detail)
     report.add("receipt.job", str(receipt.get("job_id", "")).lower() == job.chain_job_id.lower(), "job id")
     report.add(
         "receipt.parameters",
@@ -150,13 +155,15 @@ def verify(client: Any, job: Job, *, raise_on_failure: bool = True) -> Verificat
         "operation and parameters",
     )
 
-    # 4. the dataset's content hash against the registry
-    registered = chain.dataset(encoding.dataset_chain_id(job.dataset))
+    # 4. the dataset's content hash against the registry; its id on chain is bound to the provider
+    #    the agreement on chain names (not the platform's word)
+    provider = str(onchain_agreement["provider"])
+    registered = chain.dataset(encoding.dataset_chain_id(job.dataset, provider=provider))
     content = str(receipt.get("dataset_sha256", "")).removeprefix("0x").lower()
     report.add(
         "dataset.content_hash",
         registered["content_hash"].hex() == content,
-        f"registry {_hex(registered['content_hash'])}",
+        f"registry {_hex(registered['content_hash'])} for {job.dataset} of provider {provider}",
     )
     return _finish(report, raise_on_failure)
 
