@@ -83,3 +83,17 @@ class BoundedJSONField(serializers.JSONField):
             refuse_oversize(len(text.encode("utf-8", "surrogatepass")), what=what)
             refuse_deep(text, what=what)
         return super().to_internal_value(data)
+
+
+# ISSUE-14: a field the API does not know is refused, not ignored: a misspelt ``epsilon`` or a
+# ``provider`` smuggled into a body must not pass silently as if it had been applied.
+class StrictInputSerializer(serializers.Serializer[Any]):
+    """An input serializer that refuses fields it does not declare (400 ``validation_failed``,
+    naming each unknown field)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError({key: ["This field is not accepted here."] for key in unknown})
+        return super().to_internal_value(data)

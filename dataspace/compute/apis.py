@@ -23,6 +23,7 @@ from dataspace.compute.he.params import LEVELS
 from dataspace.compute.he.view import public_view
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode
+from dataspace.parsers import StrictInputSerializer
 from dataspace.policies import selectors as policy_selectors
 
 JOB_ERRORS = (
@@ -139,7 +140,7 @@ class JobListCreateApi(APIView):
     permission_classes = [IsConsumer]
 
     @extend_schema_serializer(component_name="JobCreate")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):  # ISSUE-14: unknown fields refused
         agreement = serializers.UUIDField()
         operation = serializers.CharField(max_length=64)
         params = serializers.DictField(required=False, default=dict)
@@ -207,7 +208,7 @@ class JobUsageApi(APIView):
     permission_classes = [IsConsumer]
 
     @extend_schema_serializer(component_name="JobUsageRequest")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):  # ISSUE-14: unknown fields refused
         agreement = serializers.UUIDField()
         operation = serializers.CharField(max_length=64)
         params = serializers.DictField(required=False, default=dict)

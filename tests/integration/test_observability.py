@@ -19,7 +19,7 @@ from django.test import Client
 from dataspace.accounts.models import Role
 from dataspace.compute.models import Job
 from tests.support.anvil import AnvilNode, free_port
-from tests.support.space import accept_offer, funded_user, ingest_dataset, publish_offer, run_job, wait_job
+from tests.support.space import accept_offer, funded_user, ingest_dataset, publish_offer, wait_job
 from tests.support.workers import WorkerProcess, celery_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -76,7 +76,8 @@ def test_log_lines_are_json_with_ids_and_no_cell_value(
     dataset = ingest_dataset(provider_api, canary_csv(), non_personal="true")
     offer = publish_offer(provider_api, dataset, operations=["mean"], min_cohort=10)
     agreement = accept_offer(consumer_api, offer, calls=2)
-    response = run_job(consumer_api, agreement, "mean", {"column": "income"}, HTTP_X_REQUEST_ID="req-obs-1")
+    body = {"agreement": str(agreement.id), "operation": "mean", "params": {"column": "income"}, "purpose": "research"}
+    response = consumer_api.post("/api/jobs/", body, format="json", HTTP_X_REQUEST_ID="req-obs-1")
     assert response.status_code == 202, response.json()
     assert response["X-Request-ID"] == "req-obs-1"
     job = wait_job(response.json()["id"])
