@@ -147,7 +147,9 @@ class JobListCreateApi(APIView):
         params = serializers.DictField(required=False, default=dict)
         purpose = serializers.CharField(max_length=64)
         epsilon = serializers.FloatField(min_value=0, max_value=1000, default=0.0)
-        nonce = serializers.IntegerField(min_value=1, required=False, help_text="Own-wallet consumers only.")
+        nonce = serializers.IntegerField(
+            min_value=1, max_value=2**256 - 1, required=False, help_text="Own-wallet consumers only."
+        )
         deadline = serializers.IntegerField(min_value=0, required=False, help_text="Own-wallet consumers only.")
         signature = serializers.RegexField(
             r"^0x[0-9a-fA-F]{130}$", required=False, help_text="EIP-712 Usage signature (own-wallet consumers)."
@@ -215,7 +217,7 @@ class JobUsageApi(APIView):
         params = serializers.DictField(required=False, default=dict)
         purpose = serializers.CharField(max_length=64)
         epsilon = serializers.FloatField(min_value=0, max_value=1000, default=0.0)
-        nonce = serializers.IntegerField(min_value=1)
+        nonce = serializers.IntegerField(min_value=1, max_value=2**256 - 1)  # ISSUE-14: a uint256 on chain
         deadline = serializers.IntegerField(min_value=0)
 
     @extend_schema_serializer(component_name="JobUsageToSign")
