@@ -208,12 +208,6 @@ JOB_ROWS = [
     ("nonce_zero", lambda w: job_body(w, nonce=0), {400}, "validation_failed"),
     ("nonce_uint256_max_plus_one", lambda w: job_body(w, nonce=UINT256_MAX + 1), {400}, "validation_failed"),
     ("params_wrong_type", lambda w: job_body(w, params=[1, 2]), {400}, "validation_failed"),
-    (
-        "column_injection",
-        lambda w: job_body(w, params={"column": INJECTION}, epsilon=0.5),
-        {400, 403, 404},
-        "column_not_found",
-    ),
     ("operation_injection", lambda w: job_body(w, operation=INJECTION), {400}, "validation_failed"),
     ("purpose_not_allowed", lambda w: job_body(w, purpose=INJECTION[:64]), {403}, "purpose_not_allowed"),
     ("another_consumers_agreement", lambda w: job_body(w, agreement=str(w.foreign_agreement.id)), {404}, "not_found"),
