@@ -23,7 +23,7 @@ from dataspace.compute.he.params import LEVELS
 from dataspace.compute.he.view import public_view
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode
-from dataspace.parsers import StrictInputSerializer
+from dataspace.parsers import StrictInputSerializer, uint256_or_refuse
 from dataspace.policies import selectors as policy_selectors
 
 JOB_ERRORS = (
@@ -148,7 +148,7 @@ class JobListCreateApi(APIView):
         purpose = serializers.CharField(max_length=64)
         epsilon = serializers.FloatField(min_value=0, max_value=1000, default=0.0)
         nonce = serializers.IntegerField(
-            min_value=1, max_value=2**256 - 1, required=False, help_text="Own-wallet consumers only."
+            min_value=1, validators=[uint256_or_refuse], required=False, help_text="Own-wallet consumers only."
         )
         deadline = serializers.IntegerField(min_value=0, required=False, help_text="Own-wallet consumers only.")
         signature = serializers.RegexField(
@@ -217,7 +217,7 @@ class JobUsageApi(APIView):
         params = serializers.DictField(required=False, default=dict)
         purpose = serializers.CharField(max_length=64)
         epsilon = serializers.FloatField(min_value=0, max_value=1000, default=0.0)
-        nonce = serializers.IntegerField(min_value=1, max_value=2**256 - 1)  # ISSUE-14: a uint256 on chain
+        nonce = serializers.IntegerField(min_value=1, validators=[uint256_or_refuse])  # ISSUE-14: uint256
         deadline = serializers.IntegerField(min_value=0)
 
     @extend_schema_serializer(component_name="JobUsageToSign")
