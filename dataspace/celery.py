@@ -1,8 +1,9 @@
 """The Celery application. Tasks live in each app's ``tasks.py`` and call services."""
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dataspace.settings")
 
@@ -24,3 +25,31 @@ def _tune_embedded_broker() -> None:
 
 app.on_configure.connect(lambda **_: _tune_embedded_broker())
 app.autodiscover_tasks()
+
+
+# ISSUE-14: workers log through Django's LOGGING (JSON lines), not Celery's own format, and each
+# task's lines carry its ids and the id of the request that queued it.
+@signals.setup_logging.connect
+def _use_django_logging(**_: Any) -> None:
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+
+
+@signals.before_task_publish.connect
+def _pass_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    from dataspace.observability.logs import current_request_id
+
+    request_id = current_request_id()
+    if headers is not None and request_id:
+        headers["redlake_request_id"] = request_id
+
+
+@signals.task_prerun.connect
+def _bind_task_ids(task_id: str = "", task: Any = None, args: Any = None, **_: Any) -> None:
+    from dataspace.observability.logs import bind_task_context
+
+    request_id = getattr(task.request, "redlake_request_id", None) if task is not None else None
+    bind_task_context(task=task, task_id=task_id, args=args, request_id=request_id)

@@ -80,6 +80,7 @@ class ErrorCode(enum.StrEnum):
     OFFER_NOT_PUBLISHED = "offer_not_published"
     AGREEMENT_NOT_ACTIVE = "agreement_not_active"
     AGREEMENT_EXPIRED = "agreement_expired"
+    POLICY_INVALID = "policy_invalid"  # ISSUE-14: a stored policy document Redlake did not write
     CALLS_EXHAUSTED = "calls_exhausted"
     BUDGET_EXHAUSTED = "budget_exhausted"
     EPSILON_INVALID = "epsilon_invalid"
@@ -151,6 +152,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.OFFER_NOT_PUBLISHED: status.HTTP_409_CONFLICT,
     ErrorCode.AGREEMENT_NOT_ACTIVE: status.HTTP_409_CONFLICT,
     ErrorCode.AGREEMENT_EXPIRED: status.HTTP_409_CONFLICT,
+    ErrorCode.POLICY_INVALID: status.HTTP_409_CONFLICT,  # ISSUE-14
     ErrorCode.CALLS_EXHAUSTED: status.HTTP_409_CONFLICT,
     ErrorCode.BUDGET_EXHAUSTED: status.HTTP_409_CONFLICT,
     ErrorCode.PRIVACY_TERMS_LOCKED: status.HTTP_409_CONFLICT,

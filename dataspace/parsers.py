@@ -83,3 +83,27 @@ class BoundedJSONField(serializers.JSONField):
             refuse_oversize(len(text.encode("utf-8", "surrogatepass")), what=what)
             refuse_deep(text, what=what)
         return super().to_internal_value(data)
+
+
+# ISSUE-14: a field the API does not know is refused (400 ``validation_failed`` naming each), not
+# ignored: a misspelt ``epsilon`` or a ``provider`` smuggled into a body must not pass silently as
+# if it had been applied.
+# (A comment, not a docstring: drf-spectacular would print a docstring as every subclass's
+# description in the OpenAPI document.)
+class StrictInputSerializer(serializers.Serializer[Any]):
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError({key: ["This field is not accepted here."] for key in unknown})
+        return super().to_internal_value(data)
+
+
+UINT256_MAX = 2**256 - 1
+
+
+def uint256_or_refuse(value: int) -> None:
+    """A field validator for numbers the chain stores as uint256. (Not ``max_value``: the OpenAPI
+    document would then call the field int64, which it is not.)"""
+    if value > UINT256_MAX:
+        raise serializers.ValidationError("Ensure this value is at most 2**256 - 1.")

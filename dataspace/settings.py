@@ -55,9 +55,12 @@ INSTALLED_APPS = [
     "dataspace.audit",
     "dataspace.portal",
     "dataspace.demo",
+    "django_prometheus",  # ISSUE-14: request, database and cache metrics at /metrics
 ]
 
 MIDDLEWARE = [
+    "dataspace.observability.logs.RequestContextMiddleware",  # ISSUE-14: request ids in every log line
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # ISSUE-14
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -66,6 +69,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",  # ISSUE-14
 ]
 
 ROOT_URLCONF = "dataspace.urls"
@@ -307,18 +311,23 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # container health checks speak plain HTTP
+    # Container health checks and scrapers speak plain HTTP. ISSUE-14: readyz, metrics.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-}
+# ISSUE-14: /metrics answers loopback callers (METRICS_ALLOW_LOOPBACK) and, when METRICS_TOKEN is
+# set, callers sending "Authorization: Bearer <token>"; everyone else gets a 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOW_LOOPBACK = env.bool("METRICS_ALLOW_LOOPBACK", default=True)
+# ISSUE-14: JSON lines (structlog) carrying request, task, job and user ids, never a value;
+# LOG_FORMAT=console for text a person reads (dataspace.observability.logs).
+from dataspace.observability.logs import logging_config as _logging_config  # noqa: E402
+
+LOGGING = _logging_config(
+    level=env.str("LOG_LEVEL", default="INFO"), json_lines=env.str("LOG_FORMAT", default="json") != "console"
+)
 
 # ISSUE-12: the keyrings this process holds, refused at startup where its role may not hold them.
 from dataspace import roles as _roles  # noqa: E402

@@ -10,11 +10,8 @@ from dataspace.catalog import apis as catalog
 from dataspace.compute import algorithm_apis as algorithms  # ISSUE-13
 from dataspace.compute import apis as compute
 from dataspace.errors import ErrorCode, error_body
+from dataspace.observability import health, metrics  # ISSUE-14
 from dataspace.policies import apis as policies
-
-
-def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
@@ -83,6 +80,8 @@ urlpatterns = [
     path("catalog.jsonld", catalog.CatalogDcatApi.as_view(), name="catalog-dcat"),
     path("catalog/datasets/<uuid:dataset_id>.jsonld", catalog.DatasetDcatApi.as_view(), name="catalog-dataset-dcat"),
     path("admin/", admin.site.urls),
-    path("healthz", healthz, name="healthz"),
+    path("healthz", health.healthz, name="healthz"),  # ISSUE-14: moved to dataspace.observability
+    path("readyz", health.readyz, name="readyz"),  # ISSUE-14
+    path("metrics", metrics.metrics, name="metrics"),  # ISSUE-14
     path("", include("dataspace.portal.urls")),
 ]

@@ -20,6 +20,7 @@ from dataspace.accounts.models import User, Wallet
 from dataspace.accounts.permissions import request_user
 from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, error_responses
 from dataspace.errors import DomainError, ErrorCode, NotFound
+from dataspace.parsers import StrictInputSerializer
 
 
 class WalletOutput(serializers.ModelSerializer[Wallet]):
@@ -54,7 +55,7 @@ class TokenCreateApi(APIView):
     throttle_scope = "login"
 
     @extend_schema_serializer(component_name="TokenCredentials")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):  # ISSUE-14: unknown fields refused
         username = serializers.CharField()
         password = serializers.CharField(write_only=True)
         ttl_hours = serializers.IntegerField(min_value=1, max_value=24 * 365, required=False)
@@ -128,7 +129,7 @@ class WalletRegisterApi(APIView):
     """Links an address you control: sign the challenge message (EIP-191 personal_sign)."""
 
     @extend_schema_serializer(component_name="WalletRegistration")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):  # ISSUE-14: unknown fields refused
         nonce = serializers.CharField(max_length=64)
         address = serializers.RegexField(r"^0x[0-9a-fA-F]{40}$")
         signature = serializers.RegexField(r"^(0x)?[0-9a-fA-F]{130}$")

@@ -11,6 +11,7 @@ from django.utils import timezone
 from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
+from eth_keys.exceptions import BadSignature
 from eth_utils.address import is_checksum_address, to_checksum_address
 from knox.models import AuthToken
 
@@ -113,7 +114,7 @@ def wallet_register_external(*, user: User, nonce: str, address: str, signature:
     try:
         claimed = to_checksum_address(address)
         recovered = Account.recover_message(encode_defunct(text=challenge.message), signature=signature)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, BadSignature):  # ISSUE-14: BadSignature (r, s out of range) was a 500
         raise DomainError("The signature is malformed.", code=ErrorCode.SIGNATURE_INVALID) from None
     if recovered != claimed:
         raise DomainError("The signature was not made by that address.", code=ErrorCode.SIGNATURE_INVALID)

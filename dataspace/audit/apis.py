@@ -24,6 +24,7 @@ from dataspace.audit.space import space_describe
 from dataspace.chain.serializers import ChainWriteSerializer
 from dataspace.compute.models import Job
 from dataspace.errors import DomainError, ErrorCode, TransientError
+from dataspace.parsers import StrictInputSerializer
 
 
 class ReconcileOutputSerializer(serializers.ModelSerializer[ReconcileReport]):
@@ -130,7 +131,7 @@ class ReceiptVerifyApi(APIView):
     permission_classes = [IsAuditor]
 
     @extend_schema_serializer(component_name="ReceiptToVerify")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):  # ISSUE-14: unknown fields refused
         receipt = serializers.DictField(help_text="The signed receipt as the job's consumer received it.")
 
     @extend_schema_serializer(component_name="ReceiptCheck")

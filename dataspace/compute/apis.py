@@ -23,6 +23,7 @@ from dataspace.compute.he.params import LEVELS
 from dataspace.compute.he.view import public_view
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode
+from dataspace.parsers import StrictInputSerializer, uint256_or_refuse
 from dataspace.policies import selectors as policy_selectors
 
 JOB_ERRORS = (
@@ -31,6 +32,7 @@ JOB_ERRORS = (
     ErrorCode.NOT_FOUND,
     ErrorCode.AGREEMENT_NOT_ACTIVE,
     ErrorCode.AGREEMENT_EXPIRED,
+    ErrorCode.POLICY_INVALID,  # ISSUE-14
     ErrorCode.PURPOSE_NOT_ALLOWED,
     ErrorCode.OPERATION_NOT_ALLOWED,
     ErrorCode.INVALID_OPERATION,
@@ -153,13 +155,15 @@ class JobListCreateApi(APIView):
     permission_classes = [IsConsumer]
 
     @extend_schema_serializer(component_name="JobCreate")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):  # ISSUE-14: unknown fields refused
         agreement = serializers.UUIDField()
         operation = serializers.CharField(max_length=64)
         params = serializers.DictField(required=False, default=dict)
         purpose = serializers.CharField(max_length=64)
         epsilon = serializers.FloatField(min_value=0, max_value=1000, default=0.0)
-        nonce = serializers.IntegerField(min_value=1, required=False, help_text="Own-wallet consumers only.")
+        nonce = serializers.IntegerField(
+            min_value=1, validators=[uint256_or_refuse], required=False, help_text="Own-wallet consumers only."
+        )
         deadline = serializers.IntegerField(min_value=0, required=False, help_text="Own-wallet consumers only.")
         signature = serializers.RegexField(
             r"^0x[0-9a-fA-F]{130}$", required=False, help_text="EIP-712 Usage signature (own-wallet consumers)."
@@ -221,13 +225,13 @@ class JobUsageApi(APIView):
     permission_classes = [IsConsumer]
 
     @extend_schema_serializer(component_name="JobUsageRequest")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):  # ISSUE-14: unknown fields refused
         agreement = serializers.UUIDField()
         operation = serializers.CharField(max_length=64)
         params = serializers.DictField(required=False, default=dict)
         purpose = serializers.CharField(max_length=64)
         epsilon = serializers.FloatField(min_value=0, max_value=1000, default=0.0)
-        nonce = serializers.IntegerField(min_value=1)
+        nonce = serializers.IntegerField(min_value=1, validators=[uint256_or_refuse])  # ISSUE-14: uint256
         deadline = serializers.IntegerField(min_value=0)
 
     @extend_schema_serializer(component_name="JobUsageToSign")

@@ -19,6 +19,7 @@ from dataspace.catalog import selectors as catalog_selectors
 from dataspace.chain import agents
 from dataspace.chain.serializers import ChainWriteSerializer, chain_write
 from dataspace.errors import ErrorCode
+from dataspace.parsers import StrictInputSerializer
 from dataspace.policies import odrl, selectors, services
 from dataspace.policies.models import Agreement, Offer
 from dataspace.privacy import services as privacy_services
@@ -105,7 +106,7 @@ class WithdrawOutputSerializer(serializers.Serializer[Any]):
 
 class OfferListCreateApi(APIView):
     @extend_schema_serializer(component_name="OfferCreate")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):  # ISSUE-14: unknown fields refused
         dataset = serializers.UUIDField()
         purposes = serializers.ListField(
             child=serializers.RegexField(r"^[a-z0-9][a-z0-9_.:-]{0,63}$"), min_length=1, max_length=32
@@ -208,7 +209,7 @@ class OfferDetailApi(APIView):
 
 class AgreementListCreateApi(APIView):
     @extend_schema_serializer(component_name="AgreementCreate")
-    class InputSerializer(serializers.Serializer[Any]):
+    class InputSerializer(StrictInputSerializer):  # ISSUE-14: unknown fields refused
         offer = serializers.UUIDField()
         calls = serializers.IntegerField(
             min_value=1, max_value=2**32 - 1, required=False, help_text="Custodial wallets: the calls to buy."

@@ -92,12 +92,32 @@ def policy_hash(document: dict[str, Any]) -> bytes:
 
 
 def terms_of(document: dict[str, Any]) -> Terms:
+    """The terms a policy document states; ``policy_invalid`` for a document of another shape or
+    with values no offer can hold (a stored document altered, or one Redlake did not write)."""
+    try:
+        terms = _terms_of(document)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError):
+        terms = None
+    if terms is None or not _terms_in_range(terms):
+        raise DomainError(
+            "The agreement's policy document is not a valid Redlake policy.", code=ErrorCode.POLICY_INVALID
+        )
+    return terms
+
+
+def _strings(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError("expected a list of strings")
+    return list(value)
+
+
+def _terms_of(document: dict[str, Any]) -> Terms:
     permission = document["permission"][0]
     found = {c["leftOperand"]: c["rightOperand"] for c in permission["constraint"]}
     price = permission["duty"][0]["constraint"][0]["rightOperand"]
     return Terms(
-        purposes=list(found["purpose"]),
-        operations=list(found["redlake:operation"]),
+        purposes=_strings(found["purpose"]),
+        operations=_strings(found["redlake:operation"]),
         max_calls=int(found["count"]),
         price_per_call=int(price),
         duration_seconds=int(str(found["elapsedTime"]).removeprefix("PT").removesuffix("S")),
@@ -110,6 +130,18 @@ def terms_of(document: dict[str, Any]) -> Terms:
         max_cpu_millis=int(found.get("redlake:maxCpuMillis", 0)),
         memory_limit_bytes=int(found.get("redlake:memoryLimitBytes", Terms.memory_limit_bytes)),
         wall_seconds=int(found.get("redlake:wallSeconds", Terms.wall_seconds)),
+    )
+
+
+def _terms_in_range(terms: Terms) -> bool:
+    # The bounds the offer door and the contract hold (uint32 calls, uint96 price).
+    return (
+        1 <= terms.max_calls < 2**32
+        and 0 <= terms.price_per_call < 2**96
+        and terms.duration_seconds > 0
+        and math.isfinite(terms.privacy_budget)
+        and terms.privacy_budget >= 0
+        and terms.min_cohort >= 1
     )
 
 

@@ -87,3 +87,25 @@ def test_anvil_runs_only_under_the_dev_profile(compose: dict[str, Any]) -> None:
 def test_app_services_reach_the_chain_network(compose: dict[str, Any]) -> None:
     for name in ("web", "worker-chain", "custodian", "migrate"):
         assert "chain" in compose["services"][name]["networks"], name
+
+
+# ISSUE-14: health and scaling.
+ONE_SHOT = {"chain-genesis", "migrate", "db-roles", "chain-deploy"}
+
+
+def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        check = service.get("healthcheck", {})
+        disabled = check.get("disable") is True or check.get("test") == ["NONE"]  # compose 1.x spells it so
+        if name in ONE_SHOT:
+            assert disabled, name
+        else:
+            assert check.get("test"), f"{name} has no healthcheck"
+            assert not disabled, f"{name} has its healthcheck disabled"
+
+
+def test_the_he_workers_scale_out(compose: dict[str, Any]) -> None:
+    # `docker-compose up --scale worker-he=4`: replicas cannot share a container name or a host port.
+    worker = compose["services"]["worker-he"]
+    assert "container_name" not in worker
+    assert not worker.get("ports")
