@@ -2,7 +2,7 @@ import { lazy, Suspense } from "react";
 import { useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
 import type { Hex } from "viem";
-import { api, type Me } from "./api";
+import { apiClient, unwrap, type Me } from "./api";
 import { LANGUAGES, setLanguage } from "./i18n";
 import { href, useRoute } from "./router";
 import { ErrorBox, Loading } from "./features/common/ui";
@@ -55,7 +55,7 @@ function Page({ route, me }: { route: string[]; me: Me }) {
 export function App() {
   const { t, i18n } = useTranslation();
   const route = useRoute();
-  const me = useQuery({ queryKey: ["me"], queryFn: () => api<Me>("me/") });
+  const me = useQuery({ queryKey: ["me"], queryFn: () => unwrap(apiClient.GET("/api/me/")) });
   return (
     <>
       <a className="skip" href="#main">

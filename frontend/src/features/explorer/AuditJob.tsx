@@ -2,7 +2,7 @@ import { useState } from "react";
 import { useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
 import { decodeEventLog, encodeEventTopics, isAddressEqual, recoverTypedDataAddress, type Abi, type Hex } from "viem";
-import { api, type AuditJob as PlatformJob, type Page, type Space } from "../../api";
+import { apiClient, unwrap, type AuditJob as PlatformJob, type Page, type Space } from "../../api";
 import { abis } from "../../generated/abis";
 import { decodeCall, merkleRoot, receiptLeaf, splitJobId } from "../../lib/decode";
 import { readShared, attestationHash, verifyShared, type Check } from "../../lib/verify";
@@ -79,7 +79,7 @@ export function AuditJob({ jobId }: { jobId: Hex }) {
   const chain = useQuery({ queryKey: ["job-chain", jobId], queryFn: () => jobOnChain(space.data!, jobId), enabled: !!space.data });
   const platform = useQuery({
     queryKey: ["audit-job", jobId],
-    queryFn: () => api<Page<PlatformJob>>(`audit/jobs/?chain_job_id=${jobId}`),
+    queryFn: () => unwrap(apiClient.GET("/api/audit/jobs/", { params: { query: { chain_job_id: jobId } } })) as Promise<Page<PlatformJob>>,
     retry: false,
   });
   const [shared, setShared] = useState("");

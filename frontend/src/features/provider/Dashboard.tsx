@@ -1,7 +1,7 @@
 import { lazy, Suspense } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
-import { api, type Agreement, type AuditJob, type Dataset, type Ingest, type Offer, type Page } from "../../api";
+import { apiClient, narrowed, unwrap, type AuditJob, type Dataset, type Offer, type Page } from "../../api";
 import { href } from "../../router";
 import { Empty, ErrorBox, Loading, Section, Status, TxLink, tokens } from "../common/ui";
 
@@ -10,19 +10,19 @@ const UsageCharts = lazy(() => import("./UsageCharts"));
 export function ProviderDashboard() {
   const { t } = useTranslation();
   const client = useQueryClient();
-  const datasets = useQuery({ queryKey: ["datasets", "mine"], queryFn: () => api<Page<Dataset>>("datasets/?mine=true&limit=200") });
-  const ingests = useQuery({ queryKey: ["ingests"], queryFn: () => api<Page<Ingest>>("ingests/?limit=20"), refetchInterval: 3000 });
-  const offers = useQuery({ queryKey: ["offers"], queryFn: () => api<Page<Offer>>("offers/?limit=200") });
-  const agreements = useQuery({ queryKey: ["agreements"], queryFn: () => api<Page<Agreement>>("agreements/?limit=200") });
-  const jobs = useQuery({ queryKey: ["audit-jobs"], queryFn: () => api<Page<AuditJob>>("audit/jobs/?limit=500"), refetchInterval: 5000 });
+  const datasets = useQuery({ queryKey: ["datasets", "mine"], queryFn: () => narrowed<Page<Dataset>>(unwrap(apiClient.GET("/api/datasets/", { params: { query: { mine: true, limit: 200 } } }))) });
+  const ingests = useQuery({ queryKey: ["ingests"], queryFn: () => unwrap(apiClient.GET("/api/ingests/", { params: { query: { limit: 20 } } })), refetchInterval: 3000 });
+  const offers = useQuery({ queryKey: ["offers"], queryFn: () => unwrap(apiClient.GET("/api/offers/", { params: { query: { limit: 200 } } })) as Promise<Page<Offer>> });
+  const agreements = useQuery({ queryKey: ["agreements"], queryFn: () => unwrap(apiClient.GET("/api/agreements/", { params: { query: { limit: 200 } } })) });
+  const jobs = useQuery({ queryKey: ["audit-jobs"], queryFn: () => unwrap(apiClient.GET("/api/audit/jobs/", { params: { query: { limit: 500 } } })) as Promise<Page<AuditJob>>, refetchInterval: 5000 });
   const withdraw = useMutation({
-    mutationFn: () => api<{ id: number; withdraw_tx: { status: string; tx_hash: string | null } }>("earnings/", { method: "POST" }),
+    mutationFn: () => unwrap(apiClient.POST("/api/earnings/")),
     onSuccess: () => client.invalidateQueries({ queryKey: ["earnings"] }),
   });
   // While a withdrawal is on its way, the balance is read again until the chain shows it paid.
   const earnings = useQuery({
     queryKey: ["earnings"],
-    queryFn: () => api<{ address: string; withdrawable: string }>("earnings/"),
+    queryFn: () => unwrap(apiClient.GET("/api/earnings/")),
     refetchInterval: (q) => (withdraw.data && q.state.data?.withdrawable !== "0" ? 1500 : false),
   });
   const mine = new Set((datasets.data?.results ?? []).map((d) => d.id));

@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
-import { ApiError, api, uploadWithProgress, type Ingest } from "../../api";
+import { ApiError, apiClient, unwrap, uploadDataset, uploadForm } from "../../api";
 import { href } from "../../router";
 import { ErrorBox, Status } from "../common/ui";
 import { encryptionOptions, previewCsv, type ColumnSettings, type PreviewColumn } from "./schemaPreview";
@@ -23,7 +23,7 @@ export function Upload() {
 
   const ingest = useQuery({
     queryKey: ["ingest", ingestId],
-    queryFn: () => api<Ingest>(`ingests/${ingestId}/`),
+    queryFn: () => unwrap(apiClient.GET("/api/ingests/{ingest_id}/", { params: { path: { ingest_id: ingestId! } } })),
     enabled: !!ingestId,
     refetchInterval: (query) => (["succeeded", "failed"].includes(query.state.data?.status ?? "") ? false : 500),
   });
@@ -57,16 +57,20 @@ export function Upload() {
     if (!file) return;
     setError(null);
     setIngestId(null);
-    const form = new FormData();
-    form.append("title", title);
-    keywords.split(",").map((k) => k.trim()).filter(Boolean).forEach((k) => form.append("keywords", k));
-    if (nonPersonal) form.append("non_personal", "true");
-    else form.append("privacy_epsilon", epsilon);
-    options.publicValueColumns.forEach((c) => form.append("public_value_columns", c));
-    form.append("encryption", JSON.stringify(options.encryption));
-    form.append("file", file);
+    const form = uploadForm(
+      {
+        title,
+        keywords: keywords.split(",").map((k) => k.trim()).filter(Boolean),
+        non_personal: nonPersonal,
+        privacy_epsilon: nonPersonal ? undefined : Number(epsilon),
+        public_value_columns: options.publicValueColumns,
+        encryption: options.encryption,
+      },
+      file,
+      file.name,
+    );
     try {
-      const started = await uploadWithProgress<Ingest>("datasets/", form, (s, total) => setSent({ sent: s, total }));
+      const started = await uploadDataset(form, (s, total) => setSent({ sent: s, total }));
       setIngestId(started.id);
     } catch (e) {
       setError(e);
