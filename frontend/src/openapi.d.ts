@@ -759,6 +759,8 @@ export interface components {
             privacy_epsilon?: number | null;
             /** @description Encrypted store options, JSON: {"sums_only": [columns stored at the smaller depth-0 parameters: count/sum/mean/histogram only], "buckets": {column: [ascending edges]}, "bounds": {column: [lo, hi]}}. Every value of a numeric column is clamped to its bounds before it is encrypted, and the noise on every answer is sized from them; a numeric column without bounds (and a personal dataset's column without buckets) is stored but its values are never released, unless the dataset's privacy settings let them be estimated privately. Booleans are bounded [0, 1]. */
             encryption?: unknown;
+            /** @description Corrections of inferred column types, JSON: {column: type}, type one of "integer", "float", "boolean", "categorical", "date", "text". An unknown type is refused (400 unsupported_column_type); a correction the whole column cannot be read as fails the ingest, naming the column (integer codes may become categorical; numbers are never read from text). */
+            column_types?: unknown;
         };
         /**
          * @description * `,` - ,
@@ -1932,7 +1934,7 @@ export interface operations {
                     "application/json": components["schemas"]["IngestOutput"];
                 };
             };
-            /** @description error codes: binary_content, bounds_column_unknown, bounds_invalid, duplicate_column, empty_column_name, file_empty, file_missing, invalid_column_name, invalid_encoding, malformed_csv, malformed_parquet, no_rows, parquet_schema_mismatch, ragged_rows, too_many_columns, too_many_fields, unexpected_file, unsupported_column_type, unsupported_format, validation_failed */
+            /** @description error codes: binary_content, bounds_column_unknown, bounds_invalid, column_not_found, duplicate_column, empty_column_name, file_empty, file_missing, invalid_column_name, invalid_encoding, malformed_csv, malformed_parquet, no_rows, parquet_schema_mismatch, ragged_rows, too_many_columns, too_many_fields, unexpected_file, unsupported_column_type, unsupported_format, validation_failed */
             400: {
                 headers: {
                     [name: string]: unknown;
