@@ -83,8 +83,11 @@ export async function jobText(jobId: string): Promise<string> {
 
 /** A multipart upload through XMLHttpRequest, the one browser API that reports bytes sent; its
  * fields are the schema's `DatasetUploadRequest` and its answer the schema's `IngestOutput`. */
-export type UploadFields = Omit<Schemas["DatasetUploadRequest"], "file" | "encryption" | "description" | "licence" | "delimiter"> &
-  Partial<Pick<Schemas["DatasetUploadRequest"], "description" | "licence" | "delimiter">> & { encryption?: Record<string, unknown> };
+export type UploadFields = Omit<Schemas["DatasetUploadRequest"], "file" | "encryption" | "column_types" | "description" | "licence" | "delimiter"> &
+  Partial<Pick<Schemas["DatasetUploadRequest"], "description" | "licence" | "delimiter">> & {
+    encryption?: Record<string, unknown>;
+    column_types?: Record<string, string>;
+  };
 
 export function uploadForm(fields: UploadFields, file: Blob, fileName: string): FormData {
   const form = new FormData();

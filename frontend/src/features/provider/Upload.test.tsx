@@ -66,6 +66,26 @@ describe("Upload", () => {
     expect(form.get("file")).toBeTruthy();
   });
 
+  it("lets the provider correct an inferred type and sends only the correction", async () => {
+    let sent: FormData | null = null;
+    server.use(
+      http.post("*/api/datasets/", async ({ request }) => {
+        sent = await request.formData();
+        return HttpResponse.json(apiError("unsupported_column_type").body, { status: 400 });
+      }),
+    );
+    renderPage(<Upload />);
+    await chooseFile();
+    fireEvent.change(screen.getByLabelText("Type of age"), { target: { value: "categorical" } });
+    expect((screen.getByLabelText("Lower bound of age") as HTMLInputElement).disabled).toBe(true);
+    expect((screen.getByLabelText("Values of age public") as HTMLInputElement).disabled).toBe(false);
+    fireEvent.submit(screen.getByRole("button", { name: "Upload" }).closest("form")!);
+    expect((await screen.findByRole("alert")).dataset.code).toBe("unsupported_column_type");
+    const form = sent as unknown as FormData;
+    expect(JSON.parse(String(form.get("column_types")))).toEqual({ age: "categorical" });
+    expect(JSON.parse(String(form.get("encryption"))).bounds).toEqual({});
+  });
+
   it("shows the server's error code in the user's words, in both languages", async () => {
     server.use(http.post("*/api/datasets/", () => HttpResponse.json(apiError("ragged_rows").body, { status: 400 })));
     renderPage(<Upload />);
