@@ -14,6 +14,8 @@ export interface Space {
   contracts: Record<string, string>;
   token: string | null;
   custodians: { address: string; valid_from_block: number }[];
+  /** The earliest block a Redlake contract was deployed at: where log reads start. */
+  from_block?: number;
 }
 
 interface Boot {

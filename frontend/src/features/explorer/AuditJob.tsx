@@ -9,6 +9,7 @@ import { readShared, attestationHash, verifyShared, type Check } from "../../lib
 import { href } from "../../router";
 import { ErrorBox, Loading, Section, Status } from "../common/ui";
 import { Args } from "./TxPage";
+import { firstBlock, logsInRanges } from "./chainReads";
 import { chainClient, useSpace } from "./space";
 
 const USAGE_TYPES = {
@@ -36,9 +37,10 @@ export async function jobOnChain(space: Space, jobId: Hex) {
   const client = chainClient(space);
   const address = space.contracts.UsageAgreements as Hex;
   const abi = abis.UsageAgreements as Abi;
-  const logs = await client.request({ method: "eth_getLogs", params: [{ address, fromBlock: "0x0", toBlock: "latest", topics: [null, jobId] }] });
+  const from = firstBlock(space);
+  const logs = await logsInRanges(client, { address, topics: [null, jobId] }, from);
   const batchTopic = encodeEventTopics({ abi: abis.UsageAgreements, eventName: "BatchSettled" })[0];
-  const batches = await client.request({ method: "eth_getLogs", params: [{ address, fromBlock: "0x0", toBlock: "latest", topics: [batchTopic] }] });
+  const batches = await logsInRanges(client, { address, topics: [batchTopic] }, from);
   const found: Found[] = [];
   for (const log of [...logs, ...batches]) {
     try {
