@@ -255,7 +255,7 @@ STORE_BUILD_REQUEUE_RUNNING_AFTER = env.int("STORE_BUILD_REQUEUE_RUNNING_AFTER",
 CHAIN_RPC_URL = env.str("CHAIN_RPC_URL", default="http://127.0.0.1:8545")
 # ISSUE-12: the RPC URL GET /api/space/ gives auditors (a read-only public endpoint in
 # production; the node itself stays on the internal network). Default: the node's URL.
-CHAIN_PUBLIC_RPC_URL = env.str("CHAIN_PUBLIC_RPC_URL", default=CHAIN_RPC_URL)
+CHAIN_PUBLIC_RPC_URL = env.str("CHAIN_PUBLIC_RPC_URL", default="")  # empty: the node the platform uses (CHAIN_RPC_URL)
 # ISSUE-12: where TEE jobs run: "sandbox" (bubblewrap + seccomp, evidence labelled SIMULATED) or a
 # hardware type (nitro, sgx, tdx, sev-snp); GET /api/space/ tells consumers which.
 TEE_BACKEND = env.str("TEE_BACKEND", default="sandbox")

@@ -23,7 +23,7 @@ def space_describe() -> dict[str, Any]:
     tee = TeeType(settings.TEE_BACKEND)
     return {
         "chain_id": gateway.chain_id(),
-        "rpc_url": settings.CHAIN_PUBLIC_RPC_URL,
+        "rpc_url": settings.CHAIN_PUBLIC_RPC_URL or settings.CHAIN_RPC_URL,
         "contracts": [
             {"name": d.name, "address": d.address, "deployed_block": d.block_number, "tx_hash": d.tx_hash}
             for d in deployed

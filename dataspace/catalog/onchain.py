@@ -5,10 +5,11 @@ chain. Deleting a dataset retires it there: ``retireFor``. Both are relayed by t
 the provider's DatasetChange signature, which the chain signer makes for the custodial wallet.
 
 Invariants kept here:
-- one step at a time per dataset: each step reads the chain (the entry and the dataset's nonce)
-  and either finds it in step, or follows the one write for that nonce (its idempotency key), or
-  queues it. A redelivered step never makes a second write, and a change made while a write is
-  on its way is sent after it, with the next nonce;
+- one write at a time per dataset: a step first follows any change write of the dataset still on
+  its way (it holds the next nonce); then it reads the chain (the entry and the dataset's nonce)
+  and either finds it in step, or follows the one write for that nonce and hash (its idempotency
+  key), or queues it. A redelivered step never makes a second write, and a change made while a
+  write is on its way is sent after it, with the next nonce;
 - nothing is lost: a step whose message is lost is found by the sweeper, from the database alone
   (the indexed registry events against the catalogue, and the platform's confirmed registrations
   of datasets the catalogue no longer has);
@@ -50,6 +51,10 @@ def _follow(tx: ChainTransaction) -> bool:
     return False
 
 
+def _changes_of(dataset_id: uuid.UUID) -> tuple[str, ...]:
+    return (f"dataset-update:{dataset_id}:", f"dataset-retire:{dataset_id}:")
+
+
 def metadata_progress(*, dataset_id: uuid.UUID) -> bool:
     """Moves the chain one step towards the dataset's catalogue metadata hash; True once the
     registry holds it (or there is nothing to carry: not registered yet, since a registration
@@ -59,6 +64,10 @@ def metadata_progress(*, dataset_id: uuid.UUID) -> bool:
         return True
     if dataset.chain_registration.status != Status.CONFIRMED:
         return dataset.chain_registration.status == Status.FAILED  # wait for the registration
+    earlier = outbox.write_unfinished(key_prefixes=_changes_of(dataset.id))
+    if earlier is not None:  # it holds the dataset's next nonce: let it land first
+        _follow(earlier)
+        return False
     provider = accounts_selectors.wallet_address(user_id=dataset.provider_id)
     agent = agents.DatasetRegistryAgent()
     entry = agent.get(dataset.id, provider=provider)
@@ -80,6 +89,10 @@ def metadata_progress(*, dataset_id: uuid.UUID) -> bool:
 def retire_progress(*, dataset_id: uuid.UUID, provider: str) -> bool:
     """Moves the chain one step towards the deleted dataset's retirement; True once the registry
     has it retired (or never had it and never will)."""
+    earlier = outbox.write_unfinished(key_prefixes=_changes_of(dataset_id))
+    if earlier is not None:  # an update still on its way holds the next nonce
+        _follow(earlier)
+        return False
     agent = agents.DatasetRegistryAgent()
     entry = agent.get(dataset_id, provider=provider)
     if entry is None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
@@ -271,3 +271,15 @@ def write_find(*, idempotency_key: str) -> ChainTransaction | None:
 def writes_confirmed(*, kind: str) -> list[ChainTransaction]:
     """Every confirmed write of one kind on this chain (e.g. the platform's registrations)."""
     return list(ChainTransaction.objects.filter(chain_id=gateway.chain_id(), kind=kind, status=Status.CONFIRMED))
+
+
+def write_unfinished(*, key_prefixes: tuple[str, ...]) -> ChainTransaction | None:
+    """The oldest write on this chain, not yet confirmed or failed, whose idempotency key starts
+    with one of ``key_prefixes`` (a flow that must not overtake its own earlier write)."""
+    keys = Q()
+    for prefix in key_prefixes:
+        keys |= Q(idempotency_key__startswith=prefix)
+    unfinished = ChainTransaction.objects.filter(
+        keys, chain_id=gateway.chain_id(), status__in=[Status.PENDING, Status.SIGNED, Status.SENT]
+    )
+    return unfinished.order_by("pk").first()

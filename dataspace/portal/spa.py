@@ -33,7 +33,7 @@ def _space_fallback() -> dict[str, Any]:
     contracts = {d.name: d.address for d in Deployment.objects.filter(chain_id=settings.CHAIN_ID).order_by("name")}
     return {
         "chain_id": settings.CHAIN_ID,
-        "rpc_url": settings.CHAIN_PUBLIC_RPC_URL,
+        "rpc_url": settings.CHAIN_PUBLIC_RPC_URL or settings.CHAIN_RPC_URL,
         "contracts": contracts,
         "token": contracts.get("DevToken"),
         "custodians": [],

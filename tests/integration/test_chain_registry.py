@@ -55,6 +55,8 @@ def test_metadata_edits_and_deletion_reach_the_chain_and_reconcile_stays_clean(
     assert api.patch(url, {"description": "Ages by region", "keywords": ["age"]}, format="json").status_code == 200
     wanted = "0x" + dataset_metadata_hash(Dataset.objects.get(pk=dataset.pk)).hex()
     wait_for(lambda: chain_metadata_hash(dataset, address) == wanted, timeout=120, interval=0.5)
+    # The outbox marks a write confirmed a moment after the node shows its effect.
+    wait_for(lambda: not ChainTransaction.objects.filter(kind="dataset_update").exclude(status=Status.CONFIRMED))
     updates = ChainTransaction.objects.filter(kind="dataset_update", status=Status.CONFIRMED)
     assert updates.count() in {1, 2}  # the first edit may be overtaken before it is sent
     assert all(tx.function == "updateFor" for tx in updates)
@@ -72,8 +74,8 @@ def test_metadata_edits_and_deletion_reach_the_chain_and_reconcile_stays_clean(
         timeout=120,
         interval=0.5,
     )
-    retired = ChainTransaction.objects.get(kind="dataset_retire")
-    assert (retired.function, retired.status) == ("retireFor", Status.CONFIRMED)
+    wait_for(lambda: ChainTransaction.objects.get(kind="dataset_retire").status == Status.CONFIRMED)
+    assert ChainTransaction.objects.get(kind="dataset_retire").function == "retireFor"
     report = reconcile()
     assert report.ok, report.mismatches
     assert report.checked["registry_deleted"] == 1
