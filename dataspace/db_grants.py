@@ -84,6 +84,10 @@ TABLE_GRANTS: dict[str, dict[Role, str]] = {
     "compute_encryptedstore": {W: "rd", G: "rawd", C: "r", X: "r", H: "r"},
     "compute_hekey": {W: "rd", G: "rad", C: "r", H: "r"},
     "compute_job": {W: "raw", G: "r", C: "rw", X: "rw", H: "rw"},
+    # ISSUE-13: algorithms submitted and decided through the web tier, their approvals followed
+    # on chain; the custodian (tee queue, key broker) reads them and owns the attestation nonces.
+    "compute_algorithm": {W: "raw", C: "r", X: "rw"},
+    "compute_attestationnonce": {C: "raw"},
     # Audit: the reconciliation runs on the default queue (the ingest worker) and is read by the web.
     "audit_reconcilereport": {W: "r", G: "ra", X: "r"},
 }

@@ -117,6 +117,15 @@ class ErrorCode(enum.StrEnum):
     CUSTODIAN_UNKNOWN = "custodian_unknown"
     RECEIPT_NOT_ON_CHAIN = "receipt_not_on_chain"
     RESULT_SHAPE_MISMATCH = "result_shape_mismatch"
+    # ISSUE-13: algorithms and the tee engine.
+    ALGORITHM_INVALID = "algorithm_invalid"
+    ALGORITHM_NOT_APPROVED = "algorithm_not_approved"
+    ALGORITHM_STATE_INVALID = "algorithm_state_invalid"
+    ALGORITHM_REVOKED = "algorithm_revoked"
+    SANDBOX_NOT_ALLOWED = "sandbox_not_allowed"
+    TEE_JOB_FAILED = "tee_job_failed"
+    ATTESTATION_REFUSED = "attestation_refused"
+    RESULT_SIGNATURE_INVALID = "result_signature_invalid"
 
 
 _STATUS: dict[ErrorCode, int] = {
@@ -151,6 +160,9 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.ENCRYPTED_STORE_NOT_READY: status.HTTP_409_CONFLICT,
     ErrorCode.CUSTODIAN_UNKNOWN: status.HTTP_422_UNPROCESSABLE_ENTITY,  # ISSUE-12
     ErrorCode.RECEIPT_NOT_ON_CHAIN: status.HTTP_422_UNPROCESSABLE_ENTITY,  # ISSUE-12
+    ErrorCode.ALGORITHM_NOT_APPROVED: status.HTTP_403_FORBIDDEN,  # ISSUE-13
+    ErrorCode.ALGORITHM_STATE_INVALID: status.HTTP_409_CONFLICT,  # ISSUE-13
+    ErrorCode.SANDBOX_NOT_ALLOWED: status.HTTP_403_FORBIDDEN,  # ISSUE-13
     ErrorCode.CHAIN_UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
     ErrorCode.BROKER_UNAVAILABLE: status.HTTP_503_SERVICE_UNAVAILABLE,
     ErrorCode.CHAIN_MISMATCH: status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -19,3 +19,9 @@ class OperationName(enum.StrEnum):
     HISTOGRAM = "histogram"
     COVARIANCE = "covariance"
     LINEAR_REGRESSION = "linear_regression"
+    # ISSUE-13: a provider-approved algorithm run inside a TEE (the ``tee`` engine), not an HE operation.
+    ALGORITHM = "algorithm"
+
+
+# ISSUE-13: the operations the HE engine implements (every name but the TEE's).
+HE_OPERATION_NAMES = frozenset(name for name in OperationName if name is not OperationName.ALGORITHM)

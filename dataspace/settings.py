@@ -217,6 +217,9 @@ CELERY_TASK_ROUTES = {
     "dataspace.compute.tasks.refund_job": {"queue": "chain"},
     "dataspace.compute.tasks.compute_job": {"queue": "he"},
     "dataspace.compute.tasks.release_job": {"queue": "custody"},
+    # ISSUE-13: tee jobs run in the sandbox on ``tee``; algorithm approvals are chain writes.
+    "dataspace.compute.tasks.compute_tee_job": {"queue": "tee"},
+    "dataspace.compute.tasks.follow_algorithm": {"queue": "chain"},
     "dataspace.compute.tasks.build_encrypted_store": {"queue": "ingest"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

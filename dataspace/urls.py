@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from dataspace.accounts import apis as accounts
 from dataspace.audit import apis as audit
 from dataspace.catalog import apis as catalog
+from dataspace.compute import algorithm_apis as algorithms  # ISSUE-13
 from dataspace.compute import apis as compute
 from dataspace.errors import ErrorCode, error_body
 from dataspace.policies import apis as policies
@@ -53,6 +54,17 @@ api = [
     ),
     path("earnings/", policies.EarningsApi.as_view(), name="earnings"),
     path("operations/", compute.OperationListApi.as_view(), name="operation-list"),
+    # ISSUE-13: algorithms for TEE jobs.
+    path("algorithms/", algorithms.AlgorithmListCreateApi.as_view(), name="algorithm-list"),
+    path("algorithms/<uuid:algorithm_id>/", algorithms.AlgorithmDetailApi.as_view(), name="algorithm-detail"),
+    *[
+        path(
+            f"algorithms/<uuid:algorithm_id>/{action}/",
+            algorithms.AlgorithmDecisionApi.as_view(action=action),
+            name=f"algorithm-{action}",
+        )
+        for action in ("approve", "reject", "revoke")
+    ],
     path("jobs/", compute.JobListCreateApi.as_view(), name="job-list"),
     path("jobs/usage/", compute.JobUsageApi.as_view(), name="job-usage"),  # ISSUE-16
     path("jobs/<uuid:job_id>/", compute.JobDetailApi.as_view(), name="job-detail"),

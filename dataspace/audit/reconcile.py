@@ -84,6 +84,13 @@ def reconcile() -> Report:
             )
         elif job.result_hash != event["resultHash"]:
             report.mismatches.append(f"job {job_id}: result hash on chain differs from the platform's")
+    # ISSUE-13: a metered settlement charged the CPU-milliseconds the job's receipt states.
+    for job_id, event in {e["jobId"]: e for e in _events("ComputeMetered")}.items():
+        report.checked["compute_metered"] += 1
+        job = jobs.get(job_id)
+        metering = (job.receipt or {}).get("metering", {}) if job else {}
+        if metering.get("cpu_millis") != int(event["cpuMillis"]):
+            report.mismatches.append(f"job {job_id}: CPU-milliseconds charged on chain differ from its receipt's")
     for job_id in refunded:
         report.checked["usage_refunded"] += 1
         job = jobs.get(job_id)

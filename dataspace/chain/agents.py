@@ -392,6 +392,26 @@ class UsageAgreementsAgent:
             idempotency_key=key,
         )
 
+    # ISSUE-13: a metered offer's settlement carries what the sandbox measured.
+    def settle_metered(
+        self,
+        *,
+        key: str,
+        job_id: bytes,
+        result_hash: bytes,
+        attestation_hash: bytes,
+        cpu_millis: int,
+        peak_memory_bytes: int,
+        bytes_read: int,
+    ) -> ChainTransaction:
+        return outbox.write_enqueue(
+            kind="usage_settle",
+            contract=self.name,
+            function="settleMetered",
+            args=[_hex(job_id), _hex(result_hash), _hex(attestation_hash), [cpu_millis, peak_memory_bytes, bytes_read]],
+            idempotency_key=key,
+        )
+
     def refund(self, *, key: str, job_id: bytes, reason: str) -> ChainTransaction:
         return outbox.write_enqueue(
             kind="usage_refund",
@@ -501,3 +521,48 @@ class UsageAgreementsAgent:
                     expiry=int(args["expiry"]),
                 )
         raise DomainError("That transaction created no agreement on this offer.", code=ErrorCode.VALIDATION_FAILED)
+
+
+# ISSUE-13
+class TeeBit(IntEnum):
+    """AlgorithmApprovals' TEE type bits."""
+
+    SANDBOX = 1
+    NITRO = 2
+    SGX = 4
+    TDX = 8
+    SEV_SNP = 16
+
+
+class AlgorithmApprovalsAgent:
+    """Which algorithm measurements an offer's provider approved, per TEE type. The provider's
+    wallet sends approvals and revocations; the custodian reads ``is_approved`` before it
+    releases a key."""
+
+    name = "AlgorithmApprovals"
+
+    def approve(
+        self, *, key: str, provider: str, offer_id: int, measurement: bytes, tee_types: int, bundle_hash: bytes
+    ) -> ChainTransaction:
+        return outbox.write_enqueue(
+            kind="algorithm_approve",
+            contract=self.name,
+            function="approve",
+            args=[offer_id, _hex(measurement), tee_types, _hex(bundle_hash)],
+            idempotency_key=key,
+            sender=provider,
+        )
+
+    def revoke(self, *, key: str, provider: str, offer_id: int, measurement: bytes) -> ChainTransaction:
+        return outbox.write_enqueue(
+            kind="algorithm_revoke",
+            contract=self.name,
+            function="revoke",
+            args=[offer_id, _hex(measurement)],
+            idempotency_key=key,
+            sender=provider,
+        )
+
+    def is_approved(self, *, offer_id: int, measurement: bytes, tee_type: TeeBit) -> bool:
+        contract = gateway.contract(self.name)
+        return bool(gateway.view(contract.functions.isApproved(offer_id, measurement, int(tee_type))))

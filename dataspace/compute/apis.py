@@ -44,6 +44,8 @@ JOB_ERRORS = (
     ErrorCode.IDEMPOTENCY_KEY_REUSED,
     ErrorCode.ENCRYPTED_STORE_NOT_READY,
     ErrorCode.WALLET_REQUIRED,
+    ErrorCode.ALGORITHM_NOT_APPROVED,  # ISSUE-13
+    ErrorCode.SANDBOX_NOT_ALLOWED,
 )
 STATES = ["requested", "authorised", "computed", "released", "settled", "withheld", "rejected", "failed", "refunded"]
 
@@ -69,6 +71,10 @@ class JobOutputSerializer(serializers.ModelSerializer[Job]):
     )
     failure = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
+    tee = serializers.SerializerMethodField(  # ISSUE-13
+        help_text="For an algorithm job once it ran: the TEE type and its label (SIMULATED for the local sandbox, "
+        "never hardware), the measurement, the attestation hash and the meters."
+    )
 
     class Meta:
         model = Job
@@ -91,6 +97,7 @@ class JobOutputSerializer(serializers.ModelSerializer[Job]):
             "result_hash",
             "receipt",
             "failure",
+            "tee",
         ]
 
     def get_url(self, job: Job) -> str:
@@ -110,6 +117,13 @@ class JobOutputSerializer(serializers.ModelSerializer[Job]):
 
     def get_receipt(self, job: Job) -> Any:
         return job.receipt if job.status in (Job.Status.SETTLED, Job.Status.WITHHELD) else None
+
+    def get_tee(self, job: Job) -> dict[str, Any] | None:
+        run = job.tee_run
+        if not run:
+            return None
+        keys = ("tee_type", "label", "measurement", "attestation_hash", "metering")
+        return {key: run.get(key) for key in keys}
 
     def get_failure(self, job: Job) -> dict[str, str] | None:
         if not job.failure_code:

@@ -213,6 +213,10 @@ def release(job: Job) -> Release:
     ``job`` needs its agreement, offer and dataset loaded. Runs only in the custodian's process
     (the ``custody`` queue): any other role is refused before a key is touched."""
     require_role(Role.CUSTODIAN, purpose="Releasing a job's result")
+    if job.operation == "algorithm":  # ISSUE-13: a tee job's signed result, same checks
+        from dataspace.compute import tee_custody
+
+        return tee_custody.release(job)
     _check_chain(job)
     encrypted = _read_result(job)
     store = EncryptedStore.objects.get(pk=job.dataset_id)

@@ -32,7 +32,7 @@ from dataspace.chain.encoding import job_chain_id, label_hash
 from dataspace.compute import jobs, selectors
 from dataspace.compute.he.operations import OperationRejected, get_operation
 from dataspace.compute.models import Job
-from dataspace.errors import DomainError, ErrorCode
+from dataspace.errors import DomainError, ErrorCode, NotFound
 from dataspace.policies import odrl
 from dataspace.policies import selectors as policy_selectors
 from dataspace.policies import services as policy_services
@@ -115,6 +115,8 @@ def _checked(consumer: User, request: JobRequest, *, signed_by_consumer: bool | 
     dataset = agreement.offer.dataset
     usage = odrl.UsageRequest(request.purpose, request.operation, request.epsilon, timezone.now())
     policy_services.agreement_evaluate(agreement=agreement, usage=usage)
+    if request.operation == jobs.TEE_OPERATION:  # ISSUE-13: the tee engine: no encrypted store
+        return _checked_tee(consumer, agreement, request, usage)
     store = selectors.encrypted_store_get_ready(dataset=dataset)
     layout = selectors.encrypted_store_layout(store)
     # Before validation: validating a category names whether it exists.
@@ -144,6 +146,54 @@ def _checked(consumer: User, request: JobRequest, *, signed_by_consumer: bool | 
     if wallet is None:
         raise DomainError("The account has no wallet to sign the usage with.", code=ErrorCode.WALLET_REQUIRED)
     return _Checked(agreement, wallet, usage, params, key, rho, consumer_cap)
+
+
+# ISSUE-13
+def tee_params(params: Any) -> tuple[uuid.UUID, dict[str, Any]]:
+    """``{"algorithm": <id>, "params": {...}}``: the approved algorithm and its JSON parameters."""
+    if not isinstance(params, dict) or set(params) - {"algorithm", "params"} or "algorithm" not in params:
+        raise DomainError(
+            'An algorithm job takes {"algorithm": <id>, "params": {...}}.', code=ErrorCode.INVALID_OPERATION
+        )
+    inner = params.get("params", {})
+    if not isinstance(inner, dict) or len(canonical_json(inner)) > 64 * 1024:
+        raise DomainError("params.params must be a JSON object of at most 64 KiB.", code=ErrorCode.INVALID_OPERATION)
+    try:
+        return uuid.UUID(str(params["algorithm"])), inner
+    except ValueError:
+        raise DomainError("params.algorithm must be an algorithm id.", code=ErrorCode.INVALID_OPERATION) from None
+
+
+def _checked_tee(consumer: User, agreement: Agreement, request: JobRequest, usage: odrl.UsageRequest) -> _Checked:
+    from dataspace.compute import algorithms
+    from dataspace.compute.models import Algorithm
+
+    algorithm_id, inner = tee_params(request.params)
+    offer = agreement.offer
+    algorithm = Algorithm.objects.select_related("offer").filter(pk=algorithm_id, offer=offer).first()
+    if algorithm is None:
+        raise NotFound("algorithm")
+    if not offer.allow_sandbox:
+        raise DomainError(
+            "The offer does not allow sandbox (SIMULATED) execution and this space has no hardware TEE.",
+            code=ErrorCode.SANDBOX_NOT_ALLOWED,
+        )
+    algorithms.algorithm_usable(algorithm=algorithm)
+    dataset = offer.dataset
+    rho = 0.0 if dataset.non_personal else privacy.rho_of(request.epsilon)
+    consumer_cap = privacy.rho_of(offer.privacy_budget)
+    privacy.loss_check(
+        dataset=dataset,
+        consumer=consumer,
+        rho=rho,
+        consumer_cap_rho=consumer_cap,
+        budget=privacy.budget_get(dataset=dataset),
+    )
+    wallet = wallet_get(user=consumer)
+    if wallet is None:
+        raise DomainError("The account has no wallet to sign the usage with.", code=ErrorCode.WALLET_REQUIRED)
+    params = {"algorithm": str(algorithm.id), "params": inner}
+    return _Checked(agreement, wallet, usage, params, "", rho, consumer_cap)
 
 
 # ISSUE-16: an own-wallet consumer asks what to sign before signing it.
@@ -282,6 +332,7 @@ def _create(
         # The consumer's signature; a custodial one is made by the chain signer (in the outbox).
         signature="0x" + signature.hex() if isinstance(signature, bytes) else "",
         signed_by_platform=request.signature is None,
+        algorithm_id=params["algorithm"] if request.operation == jobs.TEE_OPERATION else None,  # ISSUE-13
     )
     job.record_tx = agent.record_usage(
         key=f"job-record:{job.id}",

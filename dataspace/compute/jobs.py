@@ -24,7 +24,7 @@ from django.utils import timezone
 from dataspace import tasking
 from dataspace.chain import agents, gateway, outbox
 from dataspace.chain.models import ChainTransaction
-from dataspace.compute import custody, engines, selectors
+from dataspace.compute import custody, engines, key_broker, selectors, tee
 from dataspace.compute.models import Job
 from dataspace.errors import AttemptFailed, ErrorCode, TransientError
 from dataspace.policies.services import agreement_release_reservation
@@ -45,6 +45,16 @@ STEP_TASKS: dict[Job.Status, str] = {
     Status.RELEASED: "dataspace.compute.tasks.settle_job",
     Status.FAILED: "dataspace.compute.tasks.refund_job",
 }
+# ISSUE-13: a ``tee`` job (operation "algorithm") computes on the ``tee`` queue, in the sandbox.
+TEE_COMPUTE_TASK = "dataspace.compute.tasks.compute_tee_job"
+TEE_OPERATION = "algorithm"
+
+
+def step_task(status: Status, job_id: uuid.UUID) -> str:
+    """The task that moves the job out of ``status`` (the compute step depends on its engine)."""
+    if status == Status.AUTHORISED and Job.objects.filter(pk=job_id, operation=TEE_OPERATION).exists():
+        return TEE_COMPUTE_TASK
+    return STEP_TASKS[status]
 
 
 def transition(job_id: uuid.UUID, *, source: Status | tuple[Status, ...], target: Status, **fields: object) -> bool:
@@ -61,7 +71,7 @@ def _advance(job_id: uuid.UUID, *, source: Status | tuple[Status, ...], target: 
     with transaction.atomic():
         moved = transition(job_id, source=source, target=target, **fields)
         if moved and target in STEP_TASKS:
-            tasking.enqueue_on_commit(STEP_TASKS[target], str(job_id))
+            tasking.enqueue_on_commit(step_task(target, job_id), str(job_id))  # ISSUE-13
     return moved
 
 
@@ -144,6 +154,9 @@ def job_compute(*, job_id: uuid.UUID) -> None:
         job_fail(job_id, code=ErrorCode.COMPUTE_FAILED, message=f"The computation failed {MAX_COMPUTE_ATTEMPTS} times.")
         return
     job = Job.objects.get(pk=job_id)
+    if job.operation == TEE_OPERATION:  # ISSUE-13
+        _compute_tee(job, attempts=attempts)
+        return
     try:
         result = engines.HEEngine().run(job)
         blob, digest = engines.result_save(job, result)
@@ -154,6 +167,81 @@ def job_compute(*, job_id: uuid.UUID) -> None:
             return
         raise AttemptFailed(f"computation attempt {attempts} of job {job_id} failed") from exc
     _advance(job_id, source=Status.AUTHORISED, target=Status.COMPUTED, result_blob=blob, ciphertext_sha256=digest)
+
+
+# ISSUE-13
+def _compute_tee(job: Job, *, attempts: int) -> None:
+    """Runs the job's approved algorithm in the sandbox (the custodian releasing the data key to
+    it). What the algorithm did wrong is the job's fault, decided once: the job fails with the
+    sandbox's fixed reason (never the algorithm's own words) and is refunded; only an error of
+    the platform is retried."""
+    from enclaves.sandbox import JobFailed
+
+    job = Job.objects.select_related("agreement__offer", "dataset", "algorithm").get(pk=job.pk)
+    try:
+        outcome = tee.run(job)
+        blob, digest, record = tee.result_save(job, outcome)
+    except tee.TeeRefused as exc:
+        job_fail(job.id, code=exc.code, message=exc.message)
+        return
+    except key_broker.KeyReleaseRefused as exc:
+        job_fail(job.id, code=exc.code, message=exc.message)
+        return
+    except JobFailed as exc:
+        code = ErrorCode.ATTESTATION_REFUSED if exc.code == "attestation_refused" else ErrorCode.TEE_JOB_FAILED
+        detail = f" ({exc.refusal})" if exc.refusal else ""
+        job_fail(job.id, code=code, message=f"{exc.code}{detail}: {exc.message}")
+        return
+    except (TransientError, OperationalError):
+        raise
+    except Exception as exc:
+        logger.exception("job %s: tee computation failed", job.id)
+        if attempts >= MAX_COMPUTE_ATTEMPTS:
+            job_fail(job.id, code=ErrorCode.COMPUTE_FAILED, message=f"The computation failed ({type(exc).__name__}).")
+            return
+        raise AttemptFailed(f"computation attempt {attempts} of job {job.id} failed") from exc
+    _advance(
+        job.id,
+        source=Status.AUTHORISED,
+        target=Status.COMPUTED,
+        result_blob=blob,
+        ciphertext_sha256=digest,
+        tee_run=record,
+    )
+
+
+def tee_jobs_fail_for_revoked(*, algorithm_id: uuid.UUID) -> int:
+    """ISSUE-13: an approval revoked: the algorithm's jobs not yet computed are failed (and so
+    refunded); those still REQUESTED fail at their compute step, which finds it not approved."""
+    failed = 0
+    for job_id in Job.objects.filter(algorithm_id=algorithm_id, status=Status.AUTHORISED).values_list("pk", flat=True):
+        failed += job_fail(
+            job_id, code=ErrorCode.ALGORITHM_REVOKED, message="The provider revoked the algorithm's approval."
+        )
+    return failed
+
+
+def _settle_write(job: Job, released: custody.Release) -> ChainTransaction:
+    """settle, or settleMetered with the sandbox's meters on a metered offer (ISSUE-13)."""
+    agent = agents.UsageAgreementsAgent()
+    job_id = bytes.fromhex(job.chain_job_id[2:])
+    if job.agreement.offer.max_cpu_millis > 0:
+        metering = (job.tee_run or {}).get("metering", {})
+        return agent.settle_metered(
+            key=f"job-settle:{job.id}",
+            job_id=job_id,
+            result_hash=released.result_hash,
+            attestation_hash=released.attestation_hash,
+            cpu_millis=int(metering.get("billable_cpu_ms", 0)),
+            peak_memory_bytes=int(metering.get("peak_memory_bytes", 0)),
+            bytes_read=int(metering.get("bytes_read", 0)),
+        )
+    return agent.settle(
+        key=f"job-settle:{job.id}",
+        job_id=job_id,
+        result_hash=released.result_hash,
+        attestation_hash=released.attestation_hash,
+    )
 
 
 def job_release(*, job_id: uuid.UUID) -> None:
@@ -197,12 +285,7 @@ def job_release(*, job_id: uuid.UUID) -> None:
             failure_message=withheld.message if withheld else "",
         ):
             return
-        settle_tx = agents.UsageAgreementsAgent().settle(
-            key=f"job-settle:{job.id}",
-            job_id=bytes.fromhex(job.chain_job_id[2:]),
-            result_hash=released.result_hash,
-            attestation_hash=released.attestation_hash,
-        )
+        settle_tx = _settle_write(job, released)  # ISSUE-13
         Job.objects.filter(pk=job.pk).update(settle_tx=settle_tx)
         tasking.enqueue_on_commit(STEP_TASKS[Status.RELEASED], str(job.id))
 
@@ -262,7 +345,7 @@ def jobs_stalled(*, older_than: timedelta) -> list[tuple[str, uuid.UUID]]:
     """(task, job id) of every unfinished job nobody moved for ``older_than``."""
     cutoff = timezone.now() - older_than
     return [
-        (STEP_TASKS[status], pk)
+        (step_task(status, pk), pk)
         for status, pk in selectors.jobs_unmoved_since(cutoff=cutoff, statuses=list(STEP_TASKS))
     ]
 

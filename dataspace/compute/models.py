@@ -64,6 +64,65 @@ class HEKey(KeyMaterialModel):
         return f"{self.level} keys of {self.store_id}"
 
 
+class Algorithm(models.Model):
+    """ISSUE-13: an algorithm a consumer submitted for an offer (its canonical bundle, kept as
+    the provider reviews it) and the provider's decision. ``measurement`` is the SHA-256 of the
+    bundle and the sandbox profile (``Sandbox.measure``): what the provider approves and the
+    chain pins (AlgorithmApprovals); a job runs only an approved one, in a TEE that proves it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # submitted; the provider has not decided
+        APPROVING = "approving"  # approved by the provider; AlgorithmApprovals.approve in the outbox
+        APPROVED = "approved"  # the approval is confirmed on chain
+        REJECTED = "rejected"
+        REVOKING = "revoking"  # revoked by the provider; AlgorithmApprovals.revoke in the outbox
+        REVOKED = "revoked"
+        FAILED = "failed"  # the chain refused the approval
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    offer = models.ForeignKey("policies.Offer", on_delete=models.PROTECT, related_name="algorithms")
+    consumer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="algorithms")
+    name = models.CharField(max_length=128, blank=True)
+    kind = models.CharField(max_length=16)
+    bundle = models.TextField()  # the canonical bundle (enclaves.bundle, redlake/algorithm-bundle/v1)
+    bundle_sha256 = models.CharField(max_length=64)
+    measurement = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    reason = models.TextField(blank=True)
+    approve_tx = models.OneToOneField(
+        "chain.ChainTransaction", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoke_tx = models.OneToOneField(
+        "chain.ChainTransaction", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"algorithm {self.id} on offer {self.offer_id} ({self.status})"
+
+
+class AttestationNonce(models.Model):
+    """ISSUE-13: a key-release nonce the custodian issued for one TEE job: single use (consumed
+    by one conditional update, before the evidence is verified) and expiring. ``released_at``
+    is set when a data key was wrapped to the attested enclave after it."""
+
+    nonce = models.CharField(max_length=64, primary_key=True)
+    job = models.ForeignKey("Job", on_delete=models.CASCADE, related_name="attestation_nonces")
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    consumed_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
+    refusal = models.CharField(max_length=64, blank=True)
+    attestation_hash = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"nonce for job {self.job_id}"
+
+
 class Job(models.Model):
     class Status(models.TextChoices):
         REQUESTED = "requested"  # accepted by the policy; recordUsage queued
@@ -120,6 +179,10 @@ class Job(models.Model):
     result_hash = models.CharField(max_length=66, blank=True)
     receipt = models.JSONField(null=True, blank=True)
     failure_code = models.CharField(max_length=64, blank=True)
+    # ISSUE-13: the approved algorithm a ``tee`` job runs, and what its run produced (the result
+    # signature, the verified claims, the meters), for the custodian's release.
+    algorithm = models.ForeignKey(Algorithm, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
+    tee_run = models.JSONField(null=True, blank=True)
     failure_message = models.TextField(blank=True)
     requested_at = models.DateTimeField(auto_now_add=True)
     authorised_at = models.DateTimeField(null=True, blank=True)

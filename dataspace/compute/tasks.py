@@ -16,6 +16,8 @@ from django.db import OperationalError
 
 from dataspace import tasking
 from dataspace.compute import jobs, stores
+from dataspace.role_checks import require_role
+from dataspace.roles import Role
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=600)
@@ -26,6 +28,23 @@ def authorise_job(self: Any, job_id: str) -> None:
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
 def compute_job(self: Any, job_id: str) -> None:
     tasking.run_step(self, lambda: jobs.job_compute(job_id=uuid.UUID(job_id)))
+
+
+# ISSUE-13: the compute step of a ``tee`` job, on the ``tee`` queue (the sandbox launcher; for the
+# SIMULATED backend the custodian's worker, which holds the data keyring for the key broker).
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def compute_tee_job(self: Any, job_id: str) -> None:
+    # Refused before an attempt is counted: a misrouted task costs the job nothing.
+    require_role(Role.CUSTODIAN, purpose="Running a tee job (the sandbox launcher and its key broker)")
+    tasking.run_step(self, lambda: jobs.job_compute(job_id=uuid.UUID(job_id)))
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=600)
+def follow_algorithm(self: Any, algorithm_id: str) -> None:
+    """ISSUE-13: follows an algorithm's approve or revoke write (``chain`` queue)."""
+    from dataspace.compute import algorithms
+
+    tasking.run_step(self, lambda: algorithms.algorithm_progress(algorithm_id=uuid.UUID(algorithm_id)))
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=10)

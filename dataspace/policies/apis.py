@@ -42,6 +42,11 @@ class OfferOutputSerializer(serializers.ModelSerializer[Offer]):
             "duration_seconds",
             "privacy_budget",
             "min_cohort",
+            "allow_sandbox",
+            "compute_rate",
+            "max_cpu_millis",
+            "memory_limit_bytes",
+            "wall_seconds",
             "policy",
             "policy_hash",
             "status",
@@ -119,6 +124,22 @@ class OfferListCreateApi(APIView):
             "own total binds all consumers together). Default: the dataset's total; 0 for a non-personal dataset.",
         )
         min_cohort = serializers.IntegerField(min_value=1, max_value=1_000_000, default=10)
+        # ISSUE-13: TEE execution terms (only with the operation "algorithm").
+        allow_sandbox = serializers.BooleanField(
+            default=False,
+            help_text="Accept the local sandbox backend's SIMULATED evidence (no hardware TEE). Off by default.",
+        )
+        compute_rate = serializers.IntegerField(
+            min_value=0, max_value=2**96 - 1, default=0, help_text="Token base units per CPU-second (metered offers)."
+        )
+        max_cpu_millis = serializers.IntegerField(
+            min_value=0,
+            max_value=2**32 - 1,
+            default=0,
+            help_text="CPU-milliseconds one call may be charged; 0: unmetered.",
+        )
+        memory_limit_bytes = serializers.IntegerField(min_value=1, default=512 * 1024 * 1024)
+        wall_seconds = serializers.IntegerField(min_value=1, max_value=86400, default=60)
 
     class FilterSerializer(serializers.Serializer[Any]):
         dataset = serializers.UUIDField(required=False, help_text="Only the offers on this dataset.")
@@ -162,6 +183,11 @@ class OfferListCreateApi(APIView):
                 privacy_budget=_consumer_share(v["privacy_budget"], dataset),
                 min_cohort=v["min_cohort"],
                 non_personal=dataset.non_personal,
+                allow_sandbox=v["allow_sandbox"],
+                compute_rate=v["compute_rate"],
+                max_cpu_millis=v["max_cpu_millis"],
+                memory_limit_bytes=v["memory_limit_bytes"],
+                wall_seconds=v["wall_seconds"],
             ),
         )
         return Response(OfferOutputSerializer(offer).data, status=status.HTTP_202_ACCEPTED)

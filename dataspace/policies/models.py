@@ -29,6 +29,13 @@ class Offer(models.Model):
     # dataset's own total binds everyone together); 0 for a non-personal dataset.
     privacy_budget = models.FloatField(default=0.0)
     min_cohort = models.PositiveIntegerField(default=10)
+    # ISSUE-13: TEE execution terms (see odrl.Terms); compute_rate and max_cpu_millis are pinned
+    # on chain by publishOffer (max_cpu_millis > 0: a metered offer, settled by settleMetered).
+    allow_sandbox = models.BooleanField(default=False)
+    compute_rate = models.DecimalField(max_digits=40, decimal_places=0, default=0)
+    max_cpu_millis = models.PositiveBigIntegerField(default=0)
+    memory_limit_bytes = models.PositiveBigIntegerField(default=512 * 1024 * 1024)
+    wall_seconds = models.PositiveIntegerField(default=60)
     policy = models.JSONField()  # the ODRL document
     policy_hash = models.CharField(max_length=66)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)

@@ -32,6 +32,17 @@ class Terms:
     privacy_budget: float
     min_cohort: int
     non_personal: bool = False
+    # ISSUE-13: terms of TEE execution (operation ``algorithm``): sandbox (SIMULATED) evidence
+    # accepted or not, the metered compute charge (token base units per CPU-second, up to
+    # max_cpu_millis per call; 0 = not metered) and the sandbox's memory and wall-clock limits.
+    allow_sandbox: bool = False
+    compute_rate: int = 0
+    max_cpu_millis: int = 0
+    memory_limit_bytes: int = 512 * 1024 * 1024
+    wall_seconds: int = 60
+
+
+TEE_OPERATION = "algorithm"
 
 
 def policy_document(*, offer_id: uuid.UUID, dataset_id: uuid.UUID, provider: str, terms: Terms) -> dict[str, Any]:
@@ -44,6 +55,14 @@ def policy_document(*, offer_id: uuid.UUID, dataset_id: uuid.UUID, provider: str
         {"leftOperand": "redlake:minCohort", "operator": "gteq", "rightOperand": terms.min_cohort},
         {"leftOperand": "redlake:nonPersonal", "operator": "eq", "rightOperand": terms.non_personal},
     ]
+    if TEE_OPERATION in terms.operations:  # ISSUE-13: only offers that allow TEE execution state its terms
+        constraints += [
+            {"leftOperand": "redlake:allowSandbox", "operator": "eq", "rightOperand": terms.allow_sandbox},
+            {"leftOperand": "redlake:computeRate", "operator": "eq", "rightOperand": str(terms.compute_rate)},
+            {"leftOperand": "redlake:maxCpuMillis", "operator": "lteq", "rightOperand": terms.max_cpu_millis},
+            {"leftOperand": "redlake:memoryLimitBytes", "operator": "lteq", "rightOperand": terms.memory_limit_bytes},
+            {"leftOperand": "redlake:wallSeconds", "operator": "lteq", "rightOperand": terms.wall_seconds},
+        ]
     return {
         "@context": ODRL_CONTEXT,
         "@type": "Offer",
@@ -86,6 +105,11 @@ def terms_of(document: dict[str, Any]) -> Terms:
         min_cohort=int(found["redlake:minCohort"]),
         # Policies published before datasets declared it are personal.
         non_personal=bool(found.get("redlake:nonPersonal", False)),
+        allow_sandbox=bool(found.get("redlake:allowSandbox", False)),
+        compute_rate=int(found.get("redlake:computeRate", 0)),
+        max_cpu_millis=int(found.get("redlake:maxCpuMillis", 0)),
+        memory_limit_bytes=int(found.get("redlake:memoryLimitBytes", Terms.memory_limit_bytes)),
+        wall_seconds=int(found.get("redlake:wallSeconds", Terms.wall_seconds)),
     )
 
 

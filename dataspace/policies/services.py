@@ -56,6 +56,34 @@ def _check_privacy_terms(dataset: Dataset, terms: odrl.Terms) -> None:
         )
 
 
+# ISSUE-13
+def _check_tee_terms(terms: odrl.Terms) -> None:
+    """Metering and limits mean something only for TEE execution; the chain takes at most 32
+    bits of CPU-milliseconds and charges only metered offers."""
+    tee = odrl.TEE_OPERATION in terms.operations
+    if not tee and (terms.allow_sandbox or terms.compute_rate or terms.max_cpu_millis):
+        raise DomainError(
+            "allow_sandbox, compute_rate and max_cpu_millis are terms of the 'algorithm' operation; add it or "
+            "leave them out.",
+            code=ErrorCode.VALIDATION_FAILED,
+        )
+    if not 0 <= terms.max_cpu_millis < 2**32 or (terms.compute_rate and not terms.max_cpu_millis):
+        raise DomainError(
+            "A compute rate needs max_cpu_millis (1..2^32-1): the most CPU-milliseconds one call may be charged.",
+            code=ErrorCode.VALIDATION_FAILED,
+        )
+    if not 16 * 1024 * 1024 <= terms.memory_limit_bytes <= 64 * 1024**3 or not 1 <= terms.wall_seconds <= 86400:
+        raise DomainError(
+            "memory_limit_bytes must be 16 MiB..64 GiB and wall_seconds 1..86400.", code=ErrorCode.VALIDATION_FAILED
+        )
+
+
+def offer_call_maximum(offer: Offer) -> int:
+    """ISSUE-13: what one call escrows on chain: the price, plus on a metered offer the compute
+    charge for max_cpu_millis (the contract's ``_callMaximum``); settleMetered returns the rest."""
+    return int(offer.price_per_call) + int(offer.compute_rate) * offer.max_cpu_millis // 1000
+
+
 def offer_publish(*, provider: User, dataset: Dataset, terms: odrl.Terms) -> Offer:
     if dataset.provider_id != provider.pk:
         raise NotFound("dataset")
@@ -67,6 +95,7 @@ def offer_publish(*, provider: User, dataset: Dataset, terms: odrl.Terms) -> Off
             code=ErrorCode.INVALID_OPERATION,
         )
     _check_privacy_terms(dataset, terms)
+    _check_tee_terms(terms)  # ISSUE-13
     registration = dataset.chain_registration
     if registration is None or registration.status != Tx.CONFIRMED:
         raise DomainError(
@@ -95,6 +124,11 @@ def offer_publish(*, provider: User, dataset: Dataset, terms: odrl.Terms) -> Off
             duration_seconds=terms.duration_seconds,
             privacy_budget=terms.privacy_budget,
             min_cohort=terms.min_cohort,
+            allow_sandbox=terms.allow_sandbox,
+            compute_rate=terms.compute_rate,
+            max_cpu_millis=terms.max_cpu_millis,
+            memory_limit_bytes=terms.memory_limit_bytes,
+            wall_seconds=terms.wall_seconds,
             policy=document,
             policy_hash="0x" + digest.hex(),
         )
@@ -121,6 +155,8 @@ def _publish_write(*, offer: Offer, address: str) -> ChainTransaction:
         price_per_call=int(offer.price_per_call),
         duration_seconds=offer.duration_seconds,
         consumer_limit=_consumer_limit(offer),
+        compute_rate=int(offer.compute_rate),  # ISSUE-13
+        max_cpu_millis=offer.max_cpu_millis,
     )
 
 
@@ -151,7 +187,7 @@ def agreement_create(*, consumer: User, offer: Offer, calls: int) -> Agreement:
     if not 1 <= calls <= offer.max_calls:
         raise DomainError(f"Calls must be between 1 and {offer.max_calls}.", code=ErrorCode.VALIDATION_FAILED)
     address = wallet_custodial_address(user=consumer, action="accept offers")
-    amount = calls * int(offer.price_per_call)
+    amount = calls * offer_call_maximum(offer)  # ISSUE-13: a metered call escrows its maximum
     balance = agents.DevTokenAgent().balance(address)
     if balance < amount:
         raise DomainError(

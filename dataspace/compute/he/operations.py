@@ -457,7 +457,7 @@ REGISTRY: dict[OperationName, Operation] = {
 def get_operation(name: str) -> Operation:
     try:
         return REGISTRY[OperationName(name)]
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, KeyError):  # ISSUE-13: KeyError: "algorithm" is the TEE engine's
         raise OperationRejected(
             f"unknown operation {name!r}; known: {', '.join(sorted(REGISTRY))}", code=ErrorCode.UNKNOWN_OPERATION
         ) from None
