@@ -8,6 +8,7 @@ import { href, useRoute } from "./router";
 import { ErrorBox, Loading } from "./features/common/ui";
 import { ProviderDashboard } from "./features/provider/Dashboard";
 import { Upload } from "./features/provider/Upload";
+import { Algorithms } from "./features/provider/Algorithms";
 import { OfferEditor } from "./features/provider/OfferEditor";
 import { Catalogue } from "./features/consumer/Catalogue";
 import { DatasetPage } from "./features/consumer/DatasetPage";
@@ -32,6 +33,7 @@ function Page({ route, me }: { route: string[]; me: Me }) {
     case "provider":
       if (a === "upload") return <Upload />;
       if (a === "offer") return <OfferEditor datasetId={b} />;
+      if (a === "algorithms") return <Algorithms />;
       return <ProviderDashboard />;
     case "catalogue":
       return <Catalogue />;

@@ -3,6 +3,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
 import { apiClient, narrowed, unwrap, type AuditJob, type Dataset, type Offer, type Page } from "../../api";
 import { href } from "../../router";
+import { algorithmsQuery } from "./Algorithms";
 import { Empty, ErrorBox, Loading, Section, Status, TxLink, tokens } from "../common/ui";
 
 const UsageCharts = lazy(() => import("./UsageCharts"));
@@ -25,11 +26,13 @@ export function ProviderDashboard() {
     queryFn: () => unwrap(apiClient.GET("/api/earnings/")),
     refetchInterval: (q) => (withdraw.data && q.state.data?.withdrawable !== "0" ? 1500 : false),
   });
+  const algorithms = useQuery({ ...algorithmsQuery(), refetchInterval: 10_000 });
   const mine = new Set((datasets.data?.results ?? []).map((d) => d.id));
   const myOffers = (offers.data?.results ?? []).filter((o) => mine.has(o.dataset));
   const titles = Object.fromEntries((datasets.data?.results ?? []).map((d) => [d.id, d.title]));
   const failedIngests = (ingests.data?.results ?? []).filter((i) => i.status === "failed");
   const failedOffers = myOffers.filter((o) => o.status === "failed");
+  const waitingAlgorithms = (algorithms.data?.results ?? []).filter((a) => a.status === "pending");
 
   return (
     <>
@@ -42,9 +45,14 @@ export function ProviderDashboard() {
           {t("Publish an offer")}
         </a>
       </p>
-      {(failedIngests.length > 0 || failedOffers.length > 0) && (
+      {(failedIngests.length > 0 || failedOffers.length > 0 || waitingAlgorithms.length > 0) && (
         <Section title={t("Alerts")} id="alerts">
           <ul>
+            {waitingAlgorithms.length > 0 && (
+              <li data-testid="algorithm-alert">
+                <a href={href("provider", "algorithms")}>{t("{{count}} algorithm(s) await your approval", { count: waitingAlgorithms.length })}</a>
+              </li>
+            )}
             {failedIngests.map((i) => (
               <li key={i.id} className="error">
                 {t("Ingest of {{file}} failed", { file: i.file_name })}: <code>{i.error?.code}</code>

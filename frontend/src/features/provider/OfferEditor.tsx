@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { useMutation, useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
-import { apiClient, narrowed, unwrap, type Dataset, type Offer, type Operation, type Page } from "../../api";
+import { apiClient, narrowed, unwrap, type Schemas, type Dataset, type Offer, type Operation, type Page } from "../../api";
 import { ErrorBox, Loading, Status, TxLink } from "../common/ui";
 import { odrlDraft, toBaseUnits } from "./odrlDraft";
 
@@ -43,7 +43,9 @@ export function OfferEditor({ datasetId }: { datasetId?: string }) {
           duration_days: Number(days),
           privacy_budget: selected?.non_personal ? 0 : Number(budget),
           min_cohort: Number(minCohort),
-          },
+          // openapi-typescript marks fields with a server default as required in a request; the
+          // TEE terms (sandbox, metering, limits) are left to the server's defaults here.
+          } as Schemas["OfferCreateRequest"],
         }),
       ) as Promise<Offer>,
     onSuccess: (offer) => setOfferId(offer.id),
