@@ -33,8 +33,8 @@ python manage.py demo seed
 cat <<MSG
 
 Redlake is starting at http://127.0.0.1:${REDLAKE_PORT}/
-  portal:      http://127.0.0.1:${REDLAKE_PORT}/app/        (log in as provider / redlake-provider)
-  explorer:    http://127.0.0.1:${REDLAKE_PORT}/app/#/explorer  (log in as auditor / redlake-auditor)
+  portal:      http://127.0.0.1:${REDLAKE_PORT}/        (the app; log in as provider / redlake-provider)
+  explorer:    http://127.0.0.1:${REDLAKE_PORT}/#/explorer  (log in as auditor / redlake-auditor)
   REST API:    http://127.0.0.1:${REDLAKE_PORT}/api/docs/
   DCAT:        http://127.0.0.1:${REDLAKE_PORT}/catalog.jsonld
   chain:       ${CHAIN_RPC_URL} (anvil, chain id 31337; python manage.py chain status)

@@ -50,6 +50,7 @@ UPLOAD_ERRORS = (
     ErrorCode.INVALID_COLUMN_NAME,
     ErrorCode.TOO_MANY_COLUMNS,
     ErrorCode.UNSUPPORTED_COLUMN_TYPE,
+    ErrorCode.COLUMN_NOT_FOUND,  # ISSUE-15: a type correction for a column the file lacks
     ErrorCode.BOUNDS_INVALID,
     ErrorCode.BOUNDS_COLUMN_UNKNOWN,
 )
@@ -216,6 +217,25 @@ class DatasetListCreateApi(APIView):
             "unless the dataset's privacy settings let them be estimated privately. Booleans are bounded [0, 1].",
         )
 
+        # ISSUE-15: the provider's corrections of inferred types; names are checked by the service
+        # (a stable `unsupported_column_type` / `column_not_found`), the shape here.
+        column_types = BoundedJSONField(
+            required=False,
+            default=dict,
+            binary=True,
+            help_text='Corrections of inferred column types, JSON: {column: type}, type one of "integer", '
+            '"float", "boolean", "categorical", "date", "text". An unknown type is refused (400 '
+            "unsupported_column_type); a correction the whole column cannot be read as fails the ingest, "
+            "naming the column (integer codes may become categorical; numbers are never read from text).",
+        )
+
+        def validate_column_types(self, value: Any) -> dict[str, str]:
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise serializers.ValidationError("Expected an object mapping column names to type names.")
+            return value
+
         def validate_encryption(self, value: Any) -> dict[str, Any]:
             if not isinstance(value, dict) or set(value) - {"sums_only", "buckets", "bounds", "estimate_missing"}:
                 raise serializers.ValidationError(
@@ -301,6 +321,7 @@ class DatasetListCreateApi(APIView):
                 non_personal=v["non_personal"],
                 privacy_epsilon=v["privacy_epsilon"],
                 encryption=v["encryption"],
+                column_types=v["column_types"],  # ISSUE-15
             ),
             file_format=v.get("format"),
             delimiter=v["delimiter"],

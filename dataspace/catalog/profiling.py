@@ -46,6 +46,47 @@ class ColumnType:
     TEXT = "text"
 
 
+# ISSUE-15: the types a provider may name when correcting an inferred one at upload, and the
+# inferred types each can be read from without changing a value: a number is never read from
+# text, text never as a date; integer codes (postcodes, ward numbers) may become categories.
+SUPPORTED_COLUMN_TYPES = (
+    ColumnType.INTEGER,
+    ColumnType.FLOAT,
+    ColumnType.BOOLEAN,
+    ColumnType.CATEGORICAL,
+    ColumnType.DATE,
+    ColumnType.TEXT,
+)
+_CORRECTABLE_FROM: dict[str, set[str]] = {
+    ColumnType.TEXT: set(SUPPORTED_COLUMN_TYPES),
+    ColumnType.CATEGORICAL: {ColumnType.TEXT, ColumnType.CATEGORICAL, ColumnType.INTEGER},
+    ColumnType.FLOAT: {ColumnType.INTEGER, ColumnType.FLOAT, ColumnType.BOOLEAN},
+    ColumnType.INTEGER: {ColumnType.INTEGER, ColumnType.BOOLEAN},
+    ColumnType.BOOLEAN: {ColumnType.BOOLEAN},
+    ColumnType.DATE: {ColumnType.DATE},
+}
+# Read as text in a CSV, so a category keeps the file's spelling ("007", not 7).
+_READ_AS_TEXT = {ColumnType.CATEGORICAL, ColumnType.TEXT}
+
+
+def check_column_types(column_types: dict[str, str], columns: list[str]) -> None:
+    """ISSUE-15: a provider's type corrections name columns of the file and supported types."""
+    for column, wanted in column_types.items():
+        if wanted not in SUPPORTED_COLUMN_TYPES:
+            raise DomainError(
+                f"Column {column!r} cannot be given the type {wanted!r}; "
+                f"supported types: {', '.join(SUPPORTED_COLUMN_TYPES)}.",
+                code=ErrorCode.UNSUPPORTED_COLUMN_TYPE,
+                details={"column": column, "type": wanted, "supported": list(SUPPORTED_COLUMN_TYPES)},
+            )
+        if column not in columns:
+            raise DomainError(
+                f"A type is given for {column!r}, which is not a column of the file.",
+                code=ErrorCode.COLUMN_NOT_FOUND,
+                details={"column": column},
+            )
+
+
 @dataclass
 class ColumnProfile:
     name: str
@@ -76,20 +117,44 @@ class _ColumnAccumulator:
 
     def add(self, array: pa.Array | pa.ChunkedArray) -> None:
         self.nulls += array.null_count
-        if self.distinct is not None and _is_stringlike(array.type):
+        # Integers too (ISSUE-15): a provider may declare integer codes categorical.
+        if self.distinct is not None and (_is_stringlike(array.type) or pa.types.is_integer(array.type)):
             values = pc.unique(array.dictionary_decode() if pa.types.is_dictionary(array.type) else array)
+            if pa.types.is_integer(values.type):
+                values = pc.cast(values, pa.string())  # the spelling reading.py gives them
             self.distinct.update(v for v in values.to_pylist() if v is not None)
             if len(self.distinct) > CATEGORICAL_MAX_VALUES:
                 self.distinct = None
 
-    def finish(self, arrow_type: pa.DataType, rows: int) -> ColumnProfile:
+    def finish(self, arrow_type: pa.DataType, rows: int, wanted: str | None = None) -> ColumnProfile:
         kind = _column_type(arrow_type)
         # Few distinct values relative to the rows: a category, not free text.
         is_category = self.distinct is not None and len(self.distinct) > 0 and rows >= 2 * len(self.distinct)
         if kind == ColumnType.TEXT and is_category and _is_stringlike(arrow_type):
+            kind = ColumnType.CATEGORICAL
+        if wanted is not None and wanted != kind:
+            kind = self._corrected(kind, wanted)  # ISSUE-15
+        if kind == ColumnType.CATEGORICAL:
             values = sorted(self.distinct or ())
             return ColumnProfile(self.name, ColumnType.CATEGORICAL, self.nulls, len(values), values)
         return ColumnProfile(self.name, kind, self.nulls)
+
+    def _corrected(self, inferred: str, wanted: str) -> str:
+        """ISSUE-15: the provider's type, if the whole column can be read as it."""
+        if inferred not in _CORRECTABLE_FROM.get(wanted, set()):
+            raise IngestError(
+                f"Column {self.name!r} holds {inferred} values, which cannot be read as {wanted}.",
+                code=ErrorCode.UNSUPPORTED_COLUMN_TYPE,
+                details={"column": self.name, "inferred": inferred, "type": wanted},
+            )
+        if wanted == ColumnType.CATEGORICAL and not self.distinct:
+            raise IngestError(
+                f"Column {self.name!r} has more than {CATEGORICAL_MAX_VALUES} distinct values (or none); "
+                "it cannot be categorical.",
+                code=ErrorCode.UNSUPPORTED_COLUMN_TYPE,
+                details={"column": self.name, "type": wanted},
+            )
+        return wanted
 
 
 def _is_stringlike(arrow_type: pa.DataType) -> bool:
@@ -195,19 +260,25 @@ def _check_head(head: bytes, delimiter: str) -> list[str]:
 
 
 def profile_csv(
-    stream: BinaryIO, *, delimiter: str = ",", size: int, on_progress: ProgressCallback | None = None
+    stream: BinaryIO,
+    *,
+    delimiter: str = ",",
+    size: int,
+    on_progress: ProgressCallback | None = None,
+    column_types: dict[str, str] | None = None,
 ) -> TableProfile:
     if delimiter not in DELIMITERS:
         raise IngestError("The delimiter must be one of , ; | or a tab.", code=ErrorCode.MALFORMED_CSV)
     stream.seek(0)
     _check_head(stream.read(64 * 1024), delimiter)
-    overrides: dict[str, pa.DataType] = {}
+    wanted = column_types or {}
+    overrides: dict[str, pa.DataType] = {name: pa.string() for name, t in wanted.items() if t in _READ_AS_TEXT}
     # Types are inferred from the first block; a later value that does not fit widens its column
     # (integer -> float -> text) and the read starts over. At most two widenings per column.
     for _attempt in range(2 * MAX_COLUMNS + 1):
         stream.seek(0)
         try:
-            return _profile_csv_once(stream, delimiter, overrides, size, on_progress)
+            return _profile_csv_once(stream, delimiter, overrides, size, on_progress, wanted)
         except pa.ArrowInvalid as exc:
             match = _CONVERSION_ERROR.search(str(exc))
             if match is None:
@@ -239,7 +310,12 @@ def _csv_error(exc: pa.ArrowInvalid) -> IngestError:
 
 
 def _profile_csv_once(
-    stream: BinaryIO, delimiter: str, overrides: dict[str, pa.DataType], size: int, on_progress: ProgressCallback | None
+    stream: BinaryIO,
+    delimiter: str,
+    overrides: dict[str, pa.DataType],
+    size: int,
+    on_progress: ProgressCallback | None,
+    wanted: dict[str, str],
 ) -> TableProfile:
     ragged = _RaggedRows()
     reader = pa_csv.open_csv(
@@ -267,7 +343,9 @@ def _profile_csv_once(
             )
     if rows == 0:
         raise IngestError("The file has a header but no rows.", code=ErrorCode.NO_ROWS)
-    return TableProfile(rows, [acc.finish(f.type, rows) for acc, f in zip(accumulators, reader.schema, strict=True)])
+    return TableProfile(
+        rows, [acc.finish(f.type, rows, wanted.get(f.name)) for acc, f in zip(accumulators, reader.schema, strict=True)]
+    )
 
 
 # Parquet
@@ -298,7 +376,13 @@ def _iter_parquet(parquet: pq.ParquetFile) -> Iterator[pa.RecordBatch]:
         ) from None
 
 
-def profile_parquet(stream: BinaryIO, *, size: int, on_progress: ProgressCallback | None = None) -> TableProfile:
+def profile_parquet(
+    stream: BinaryIO,
+    *,
+    size: int,
+    on_progress: ProgressCallback | None = None,
+    column_types: dict[str, str] | None = None,
+) -> TableProfile:
     parquet = open_parquet(stream, size)
     schema = parquet.schema_arrow
     check_column_names(schema.names)
@@ -326,16 +410,27 @@ def profile_parquet(stream: BinaryIO, *, size: int, on_progress: ProgressCallbac
         )
     if rows == 0:
         raise IngestError("The file has a schema but no rows.", code=ErrorCode.NO_ROWS)
-    return TableProfile(rows, [acc.finish(f.type, rows) for acc, f in zip(accumulators, schema, strict=True)])
+    wanted = column_types or {}
+    return TableProfile(
+        rows, [acc.finish(f.type, rows, wanted.get(f.name)) for acc, f in zip(accumulators, schema, strict=True)]
+    )
 
 
 def profile_table(
-    stream: BinaryIO, *, file_format: str, size: int, delimiter: str = ",", on_progress: ProgressCallback | None = None
+    stream: BinaryIO,
+    *,
+    file_format: str,
+    size: int,
+    delimiter: str = ",",
+    on_progress: ProgressCallback | None = None,
+    column_types: dict[str, str] | None = None,
 ) -> TableProfile:
+    """``column_types``: the provider's corrections of inferred types (ISSUE-15), applied where
+    the whole column can be read as the named type, else the ingest fails naming the column."""
     if file_format == "csv":
-        return profile_csv(stream, delimiter=delimiter, size=size, on_progress=on_progress)
+        return profile_csv(stream, delimiter=delimiter, size=size, on_progress=on_progress, column_types=column_types)
     if file_format == "parquet":
-        return profile_parquet(stream, size=size, on_progress=on_progress)
+        return profile_parquet(stream, size=size, on_progress=on_progress, column_types=column_types)
     raise IngestError("Upload CSV or Parquet.", code=ErrorCode.UNSUPPORTED_FORMAT)
 
 

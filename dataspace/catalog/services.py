@@ -28,7 +28,14 @@ from dataspace.accounts.models import User
 from dataspace.canonical import canonical_json_ascii
 from dataspace.catalog import onchain
 from dataspace.catalog.models import Dataset, Ingest
-from dataspace.catalog.profiling import ColumnType, IngestError, TableProfile, check_head, profile_table
+from dataspace.catalog.profiling import (
+    ColumnType,
+    IngestError,
+    TableProfile,
+    check_column_types,
+    check_head,
+    profile_table,
+)
 from dataspace.catalog.signals import dataset_change_check, dataset_deleting, dataset_ingested, dataset_privacy_changed
 from dataspace.catalog.uploads import SealedUpload
 from dataspace.chain.agents import DatasetRegistryAgent
@@ -57,6 +64,8 @@ class DatasetMetadata:
     non_personal: bool = False
     # The total epsilon the dataset allows (ignored when non-personal); None: the space's default.
     privacy_epsilon: float | None = None
+    # ISSUE-15: the provider's corrections of inferred column types, {column: type}.
+    column_types: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -68,6 +77,7 @@ class DatasetMetadata:
             "keywords": self.keywords,
             "licence": self.licence,
             "public_value_columns": self.public_value_columns,
+            "column_types": self.column_types,  # ISSUE-15
         }
 
 
@@ -100,6 +110,9 @@ def ingest_start(
             raise IngestError("The file is empty.", code=ErrorCode.FILE_EMPTY)
         with vault.blob_open(blob_name=upload.blob_name, key=upload.data_key.plaintext) as reader:
             columns = check_head(io.BufferedReader(reader), file_format=fmt, size=reader.size, delimiter=delimiter)
+        # ISSUE-15: corrected types are checked against the head's columns and count for bounds.
+        check_column_types(metadata.column_types, list(columns))
+        columns = {**columns, **metadata.column_types}
         _check_bounds_columns(metadata.encryption.get("bounds") or {}, columns)
         with transaction.atomic():
             data_key = vault.data_key_save(new_key=upload.data_key, purpose="dataset")
@@ -226,6 +239,7 @@ def ingest_run(*, ingest_id: uuid.UUID) -> Dataset | None:
                 size=reader.size,
                 delimiter=ingest.delimiter,
                 on_progress=_ProgressRecorder(ingest.id),
+                column_types=ingest.metadata.get("column_types") or {},  # ISSUE-15
             )
             # Every chunk must authenticate, including ones the parser had no reason to read.
             vault.blob_verify(blob_name=ingest.blob_name, key=key)

@@ -1,9 +1,9 @@
 """The React portal's one page (``frontend/``, built by Vite into ``frontend/dist``).
 
-Django serves only ``index.html`` here, behind the portal's login, with the CSRF token the app
-sends back on every write (the app talks to the REST API with the session cookie). Its scripts
-and styles are static files under ``/static/app/``, served by whitenoise. Every path under
-``/app/`` answers the same page: the app routes on the client.
+Django serves only ``index.html`` here, at the site's root behind the portal's login, with the
+CSRF token the app sends back on every write (the app talks to the REST API with the session
+cookie). Its scripts and styles are static files under ``/static/app/``, served by whitenoise.
+The app routes on the client (hash routes, ``/#/explorer``); ``/app/`` redirects here.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _space_fallback() -> dict[str, Any]:
 
 
 @login_required
-def app(request: HttpRequest, path: str = "") -> HttpResponse:
+def app(request: HttpRequest) -> HttpResponse:
     index = Path(settings.FRONTEND_DIST) / "index.html"
     if not index.exists():
         return HttpResponse(

@@ -2,12 +2,13 @@ import { lazy, Suspense } from "react";
 import { useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
 import type { Hex } from "viem";
-import { api, type Me } from "./api";
+import { apiClient, unwrap, type Me } from "./api";
 import { LANGUAGES, setLanguage } from "./i18n";
 import { href, useRoute } from "./router";
 import { ErrorBox, Loading } from "./features/common/ui";
 import { ProviderDashboard } from "./features/provider/Dashboard";
 import { Upload } from "./features/provider/Upload";
+import { Algorithms } from "./features/provider/Algorithms";
 import { OfferEditor } from "./features/provider/OfferEditor";
 import { Catalogue } from "./features/consumer/Catalogue";
 import { DatasetPage } from "./features/consumer/DatasetPage";
@@ -32,6 +33,7 @@ function Page({ route, me }: { route: string[]; me: Me }) {
     case "provider":
       if (a === "upload") return <Upload />;
       if (a === "offer") return <OfferEditor datasetId={b} />;
+      if (a === "algorithms") return <Algorithms />;
       return <ProviderDashboard />;
     case "catalogue":
       return <Catalogue />;
@@ -55,7 +57,7 @@ function Page({ route, me }: { route: string[]; me: Me }) {
 export function App() {
   const { t, i18n } = useTranslation();
   const route = useRoute();
-  const me = useQuery({ queryKey: ["me"], queryFn: () => api<Me>("me/") });
+  const me = useQuery({ queryKey: ["me"], queryFn: () => unwrap(apiClient.GET("/api/me/")) });
   return (
     <>
       <a className="skip" href="#main">

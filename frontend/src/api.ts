@@ -1,5 +1,12 @@
-// The REST API as the portal uses it: the session cookie (the portal's login) and the CSRF token
-// Django put in the page; every error is {"error": {"code", "message", "details"}}.
+// The REST API as the portal uses it: one client typed by the OpenAPI document
+// (`src/openapi.d.ts`, generated from /api/schema/ by `npm run openapi`), through openapi-fetch:
+// every path, query, body and answer is checked by `tsc` against the server's schema. The session
+// cookie (the portal's login) authenticates; the CSRF token Django put in the page goes on every
+// write; every error is {"error": {"code", "message", "details"}}.
+import createClient, { type Middleware } from "openapi-fetch";
+import type { components, paths } from "./openapi";
+
+export type Schemas = components["schemas"];
 
 export interface Space {
   chain_id: number;
@@ -7,6 +14,8 @@ export interface Space {
   contracts: Record<string, string>;
   token: string | null;
   custodians: { address: string; valid_from_block: number }[];
+  /** The earliest block a Redlake contract was deployed at: where log reads start. */
+  from_block?: number;
 }
 
 interface Boot {
@@ -15,7 +24,7 @@ interface Boot {
 }
 
 export function boot(): Boot {
-  const tag = document.getElementById("redlake-boot");
+  const tag = typeof document === "undefined" ? null : document.getElementById("redlake-boot");
   if (!tag?.textContent) return { csrf: "", space: { chain_id: 0, rpc_url: "", contracts: {}, token: null, custodians: [] } };
   return JSON.parse(tag.textContent) as Boot;
 }
@@ -31,49 +40,73 @@ export class ApiError extends Error {
   }
 }
 
-async function errorOf(response: Response): Promise<ApiError> {
-  try {
-    const body = (await response.json()) as { error?: { code: string; message: string; details?: unknown } };
-    if (body.error) return new ApiError(response.status, body.error.code, body.error.message, body.error.details);
-  } catch {
-    // not JSON: fall through
-  }
-  return new ApiError(response.status, `http_${response.status}`, response.statusText);
+const csrf: Middleware = {
+  onRequest({ request }) {
+    if (request.method !== "GET" && request.method !== "HEAD") request.headers.set("X-CSRFToken", boot().csrf);
+    return request;
+  },
+};
+
+/** The typed client. `fetch` is looked up at each call (not captured once), so a test's mock of
+ * the network (msw) sees the portal's requests; the base is the page's own origin. */
+export const apiClient = createClient<paths>({
+  baseUrl: typeof location === "undefined" ? "" : location.origin,
+  credentials: "same-origin",
+  headers: { Accept: "application/json" },
+  fetch: (request: Request) => globalThis.fetch(request),
+});
+apiClient.use(csrf);
+
+function errorOf(status: number, statusText: string, body: unknown): ApiError {
+  const error = (body as { error?: { code: string; message: string; details?: unknown } } | null | undefined)?.error;
+  if (error?.code) return new ApiError(status, error.code, error.message, error.details ?? null);
+  return new ApiError(status, `http_${status}`, statusText);
 }
 
-export async function api<T>(path: string, init: { method?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<T> {
-  const method = init.method ?? "GET";
-  const headers: Record<string, string> = { Accept: "application/json", ...(init.headers ?? {}) };
-  if (method !== "GET") headers["X-CSRFToken"] = boot().csrf;
-  if (init.body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(`/api/${path}`, {
-    method,
-    headers,
-    credentials: "same-origin",
-    body: init.body === undefined ? undefined : JSON.stringify(init.body),
-  });
-  if (!response.ok) throw await errorOf(response);
-  return (await response.json()) as T;
+/** The answer's data, or its error envelope thrown as an ApiError (for TanStack Query). */
+export async function unwrap<T>(call: Promise<{ data?: T; error?: unknown; response: Response }>): Promise<T> {
+  let result: { data?: T; error?: unknown; response: Response };
+  try {
+    result = await call;
+  } catch {
+    throw new ApiError(0, "network_error", "The request did not reach the server.");
+  }
+  if (!result.response.ok || result.data === undefined) throw errorOf(result.response.status, result.response.statusText, result.error);
+  return result.data;
 }
 
 /** An answer's exact text: a receipt is shared as the server wrote it, since its hashes cover
  * Python's number formatting (1e-09, 2.0), which a JavaScript round trip would change. */
-export async function apiText(path: string): Promise<string> {
-  const response = await fetch(`/api/${path}`, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-  if (!response.ok) throw await errorOf(response);
-  return response.text();
+export async function jobText(jobId: string): Promise<string> {
+  const { data, response } = await apiClient.GET("/api/jobs/{job_id}/", { params: { path: { job_id: jobId } }, parseAs: "text" });
+  if (!response.ok || data === undefined) throw errorOf(response.status, response.statusText, null);
+  return data;
 }
 
-export interface Page<T> {
-  count: number;
-  results: T[];
+/** A multipart upload through XMLHttpRequest, the one browser API that reports bytes sent; its
+ * fields are the schema's `DatasetUploadRequest` and its answer the schema's `IngestOutput`. */
+export type UploadFields = Omit<Schemas["DatasetUploadRequest"], "file" | "encryption" | "column_types" | "description" | "licence" | "delimiter"> &
+  Partial<Pick<Schemas["DatasetUploadRequest"], "description" | "licence" | "delimiter">> & {
+    encryption?: Record<string, unknown>;
+    column_types?: Record<string, string>;
+  };
+
+export function uploadForm(fields: UploadFields, file: Blob, fileName: string): FormData {
+  const form = new FormData();
+  for (const [name, value] of Object.entries(fields)) {
+    if (value === undefined || value === null) continue;
+    if (Array.isArray(value)) value.forEach((item) => form.append(name, String(item)));
+    else if (typeof value === "object") form.append(name, JSON.stringify(value));
+    else form.append(name, String(value));
+  }
+  form.append("file", file, fileName);
+  return form;
 }
 
-/** A multipart upload through XMLHttpRequest, the one browser API that reports bytes sent. */
-export function uploadWithProgress<T>(path: string, form: FormData, onProgress: (sent: number, total: number) => void): Promise<T> {
+export function uploadDataset(form: FormData, onProgress: (sent: number, total: number) => void): Promise<Ingest> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `/api/${path}`);
+    xhr.open("POST", "/api/datasets/");
     xhr.setRequestHeader("X-CSRFToken", boot().csrf);
     xhr.setRequestHeader("Accept", "application/json");
     xhr.upload.onprogress = (event) => onProgress(event.loaded, event.lengthComputable ? event.total : 0);
@@ -85,25 +118,27 @@ export function uploadWithProgress<T>(path: string, form: FormData, onProgress: 
       } catch {
         body = null;
       }
-      const error = (body as { error?: { code: string; message: string; details?: unknown } } | null)?.error;
-      if (xhr.status >= 400) reject(new ApiError(xhr.status, error?.code ?? `http_${xhr.status}`, error?.message ?? xhr.statusText, error?.details));
-      else resolve(body as T);
+      if (xhr.status >= 400) reject(errorOf(xhr.status, xhr.statusText, body));
+      else resolve(body as Ingest);
     };
     xhr.send(form);
   });
 }
 
-// The shapes the portal reads (the OpenAPI document at /api/schema/ is the reference).
-export interface ChainWrite {
-  status: string;
-  tx_hash: string | null;
-  block_number: number | null;
-  revert_reason: string | null;
+/** An answer read with the narrower shape the portal relies on for the schema's JSON fields. */
+export function narrowed<T>(answer: Promise<unknown>): Promise<T> {
+  return answer as Promise<T>;
 }
-export interface Me {
-  username: string;
-  roles: string[];
-  wallet: { kind: string; address: string } | null;
+
+// The answers' types are the schema's. Where the schema says only "JSON" (`unknown`: a model's
+// JSONField), the portal narrows the field to the shape the API documents in prose.
+export type ChainWrite = Schemas["ChainWrite"];
+export type Me = Schemas["Me"];
+export type Ingest = Schemas["IngestOutput"];
+export type Agreement = Schemas["AgreementOutput"];
+export interface Page<T> {
+  count: number;
+  results: T[];
 }
 export interface Column {
   name: string;
@@ -112,70 +147,15 @@ export interface Column {
   cardinality?: number;
   values?: string[];
 }
-export interface Dataset {
-  id: string;
-  title: string;
-  description: string;
-  keywords: string[];
-  provider: string;
-  file_format: string;
-  content_sha256: string;
-  size_bytes: number;
-  non_personal: boolean;
-  privacy_epsilon: number;
-  profile: { rows_approx: number; columns: Column[] };
-  chain: ChainWrite | null;
-  created_at: string;
-  public_value_columns?: string[];
-}
-export interface Ingest {
-  id: string;
-  status: string;
-  progress: number;
-  file_name: string;
-  dataset: string | null;
-  error: { code: string; message: string } | null;
-  created_at: string;
-}
-export interface Offer {
-  id: string;
-  dataset: string;
-  provider: string;
-  purposes: string[];
-  operations: string[];
-  max_calls: number;
-  price_per_call: string;
-  duration_seconds: number;
-  privacy_budget: number;
-  min_cohort: number;
-  policy: unknown;
-  policy_hash: string;
-  status: string;
-  failure: string;
-  chain_offer_id: number | null;
-  publish_tx: ChainWrite | null;
-  created_at: string;
-}
-export interface Agreement {
-  id: string;
-  offer: string;
-  consumer: string;
-  calls: number;
-  amount: string;
-  status: string;
-  failure: string;
-  chain_agreement_id: number | null;
-  expires_at: string | null;
-  accept_tx: ChainWrite | null;
-  created_at: string;
-}
-export interface Operation {
-  name: string;
-  description: string;
-  depth: number;
-  parameters: { type: "object"; properties: Record<string, ParameterSpec>; required?: string[] };
-  output: string;
-}
+/** A dataset as anyone sees it (`DatasetOutput`); its provider's own view (`OwnedDatasetOutput`)
+ * adds the exact row count and the public-value columns. */
+export type Dataset = Omit<Schemas["DatasetOutput"], "keywords" | "profile"> &
+  Partial<Pick<Schemas["OwnedDatasetOutput"], "row_count">> & {
+    keywords: string[];
+    profile: { rows_approx: number; columns: Column[] };
+    public_value_columns?: string[];
+  };
+export type Offer = Omit<Schemas["OfferOutput"], "purposes" | "operations"> & { purposes: string[]; operations: string[] };
 export interface ParameterSpec {
   type?: string;
   description?: string;
@@ -183,40 +163,8 @@ export interface ParameterSpec {
   items?: { type?: string };
   [key: string]: unknown;
 }
-export interface Job {
-  id: string;
-  status: string;
-  agreement: string;
-  dataset: string;
-  operation: string;
-  params: Record<string, unknown>;
-  purpose: string;
-  epsilon: number;
-  chain_job_id: string;
-  timestamps: Record<string, string | null>;
-  transactions: { record_usage: ChainWrite | null; settle: ChainWrite | null; refund: ChainWrite | null };
-  result: unknown;
-  error_bounds: unknown;
-  result_hash: string;
-  receipt: Record<string, unknown> | null;
-  failure: { code: string; message: string } | null;
-}
-export interface AuditJob {
-  id: string;
-  status: string;
-  agreement: string;
-  chain_agreement_id: number | null;
-  chain_offer_id: number | null;
-  dataset: string;
-  dataset_title: string;
-  operation: string;
-  purpose: string;
-  epsilon: number;
-  price: string;
-  chain_job_id: string;
-  timestamps: Record<string, string | null>;
-  transactions: { record_usage: ChainWrite | null; settle: ChainWrite | null; refund: ChainWrite | null };
-  result_hash: string;
-  receipt: Record<string, unknown> | null;
-  failure_code: string;
-}
+export type Operation = Omit<Schemas["OperationOutput"], "parameters"> & {
+  parameters: { type: "object"; properties: Record<string, ParameterSpec>; required?: string[] };
+};
+export type Job = Omit<Schemas["JobOutput"], "params" | "receipt"> & { params: Record<string, unknown>; receipt: Record<string, unknown> | null };
+export type AuditJob = Omit<Schemas["AuditJobOutput"], "receipt"> & { receipt: Record<string, unknown> | null };

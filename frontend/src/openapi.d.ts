@@ -54,6 +54,91 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/algorithms/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description The algorithms you submitted, and those submitted for your offers (with their code). */
+        get: operations["api_algorithms_list"];
+        put?: never;
+        /** @description Submit an algorithm for an offer that allows the operation `algorithm`: a Python module defining `run(tables, params)` (with a lockfile of the worker runtime's packages) or a DuckDB SQL template over the table `data`; its output schema and maximum output size. Its measurement (bundle + sandbox profile) is what the provider approves. */
+        post: operations["api_algorithms_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/algorithms/{algorithm_id}/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["api_algorithms_retrieve"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/algorithms/{algorithm_id}/approve/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description approve: pins the measurement on chain (AlgorithmApprovals.approve from your wallet); usable once `status` is approved. reject: refuses it. revoke: AlgorithmApprovals.revoke; the algorithm's queued jobs are refunded. */
+        post: operations["api_algorithms_approve_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/algorithms/{algorithm_id}/reject/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description approve: pins the measurement on chain (AlgorithmApprovals.approve from your wallet); usable once `status` is approved. reject: refuses it. revoke: AlgorithmApprovals.revoke; the algorithm's queued jobs are refunded. */
+        post: operations["api_algorithms_reject_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/algorithms/{algorithm_id}/revoke/": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** @description approve: pins the measurement on chain (AlgorithmApprovals.approve from your wallet); usable once `status` is approved. reject: refuses it. revoke: AlgorithmApprovals.revoke; the algorithm's queued jobs are refunded. */
+        post: operations["api_algorithms_revoke_create"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/audit/jobs/": {
         parameters: {
             query?: never;
@@ -557,6 +642,60 @@ export interface components {
          * @enum {string}
          */
         AgreementOutputStatusEnum: "pending" | "active" | "failed";
+        /**
+         * @description * `python` - python
+         *     * `sql` - sql
+         * @enum {string}
+         */
+        AlgorithmCreateKindEnum: "python" | "sql";
+        AlgorithmCreateRequest: {
+            /** Format: uuid */
+            offer: string;
+            /** @default  */
+            name: string;
+            kind: components["schemas"]["AlgorithmCreateKindEnum"];
+            source: string;
+            lockfile?: {
+                [key: string]: string;
+            };
+            output_schema: {
+                [key: string]: unknown;
+            };
+            max_output_bytes: number;
+        };
+        AlgorithmOutput: {
+            /** Format: uuid */
+            readonly id: string;
+            readonly url: string;
+            /** Format: uuid */
+            offer: string;
+            consumer: string;
+            name?: string;
+            kind: string;
+            /** @description The canonical bundle: the code the provider approves. */
+            readonly bundle: unknown;
+            bundle_sha256: string;
+            measurement: string;
+            status?: components["schemas"]["AlgorithmOutputStatusEnum"];
+            reason?: string;
+            approve_tx: components["schemas"]["ChainWrite"] | null;
+            revoke_tx: components["schemas"]["ChainWrite"] | null;
+            /** Format: date-time */
+            readonly created_at: string;
+            /** Format: date-time */
+            decided_at?: string | null;
+        };
+        /**
+         * @description * `pending` - Pending
+         *     * `approving` - Approving
+         *     * `approved` - Approved
+         *     * `rejected` - Rejected
+         *     * `revoking` - Revoking
+         *     * `revoked` - Revoked
+         *     * `failed` - Failed
+         * @enum {string}
+         */
+        AlgorithmOutputStatusEnum: "pending" | "approving" | "approved" | "rejected" | "revoking" | "revoked" | "failed";
         ApiToken: {
             token_key: string;
             /** Format: date-time */
@@ -670,7 +809,6 @@ export interface components {
          *     * `offer_not_published` - offer_not_published
          *     * `agreement_not_active` - agreement_not_active
          *     * `agreement_expired` - agreement_expired
-         *     * `policy_invalid` - policy_invalid
          *     * `calls_exhausted` - calls_exhausted
          *     * `budget_exhausted` - budget_exhausted
          *     * `epsilon_invalid` - epsilon_invalid
@@ -703,9 +841,17 @@ export interface components {
          *     * `custodian_unknown` - custodian_unknown
          *     * `receipt_not_on_chain` - receipt_not_on_chain
          *     * `result_shape_mismatch` - result_shape_mismatch
+         *     * `algorithm_invalid` - algorithm_invalid
+         *     * `algorithm_not_approved` - algorithm_not_approved
+         *     * `algorithm_state_invalid` - algorithm_state_invalid
+         *     * `algorithm_revoked` - algorithm_revoked
+         *     * `sandbox_not_allowed` - sandbox_not_allowed
+         *     * `tee_job_failed` - tee_job_failed
+         *     * `attestation_refused` - attestation_refused
+         *     * `result_signature_invalid` - result_signature_invalid
          * @enum {string}
          */
-        CodeEnum: "validation_failed" | "not_authenticated" | "authentication_failed" | "permission_denied" | "not_found" | "method_not_allowed" | "unsupported_media_type" | "throttled" | "conflict" | "body_too_large" | "nesting_too_deep" | "too_many_fields" | "role_required" | "wallet_exists" | "challenge_invalid" | "signature_invalid" | "blob_tampered" | "key_tampered" | "kek_unknown" | "keyring_not_held" | "file_missing" | "unexpected_file" | "file_too_large" | "file_empty" | "unsupported_format" | "binary_content" | "invalid_encoding" | "malformed_csv" | "ragged_rows" | "malformed_parquet" | "parquet_schema_mismatch" | "no_rows" | "duplicate_column" | "empty_column_name" | "invalid_column_name" | "too_many_columns" | "unsupported_column_type" | "bounds_invalid" | "bounds_column_unknown" | "dataset_not_ready" | "chain_unavailable" | "broker_unavailable" | "chain_mismatch" | "chain_reverted" | "dataset_not_on_chain" | "wallet_required" | "insufficient_funds" | "purpose_not_allowed" | "operation_not_allowed" | "offer_not_published" | "agreement_not_active" | "agreement_expired" | "policy_invalid" | "calls_exhausted" | "budget_exhausted" | "epsilon_invalid" | "cohort_too_small" | "signature_replayed" | "signature_expired" | "idempotency_key_reused" | "invalid_operation" | "encrypted_store_not_ready" | "unknown_operation" | "invalid_parameters" | "column_not_found" | "column_kind" | "level_too_low" | "depth_exceeded" | "incomplete_column" | "column_unbounded" | "ingest_abandoned" | "chain_refused" | "compute_failed" | "release_failed" | "settle_refused" | "privacy_terms_locked" | "privacy_terms_invalid" | "column_not_public" | "usage_not_recorded" | "epsilon_mismatch" | "params_mismatch" | "result_tampered" | "custodian_unknown" | "receipt_not_on_chain" | "result_shape_mismatch";
+        CodeEnum: "validation_failed" | "not_authenticated" | "authentication_failed" | "permission_denied" | "not_found" | "method_not_allowed" | "unsupported_media_type" | "throttled" | "conflict" | "body_too_large" | "nesting_too_deep" | "too_many_fields" | "role_required" | "wallet_exists" | "challenge_invalid" | "signature_invalid" | "blob_tampered" | "key_tampered" | "kek_unknown" | "keyring_not_held" | "file_missing" | "unexpected_file" | "file_too_large" | "file_empty" | "unsupported_format" | "binary_content" | "invalid_encoding" | "malformed_csv" | "ragged_rows" | "malformed_parquet" | "parquet_schema_mismatch" | "no_rows" | "duplicate_column" | "empty_column_name" | "invalid_column_name" | "too_many_columns" | "unsupported_column_type" | "bounds_invalid" | "bounds_column_unknown" | "dataset_not_ready" | "chain_unavailable" | "broker_unavailable" | "chain_mismatch" | "chain_reverted" | "dataset_not_on_chain" | "wallet_required" | "insufficient_funds" | "purpose_not_allowed" | "operation_not_allowed" | "offer_not_published" | "agreement_not_active" | "agreement_expired" | "calls_exhausted" | "budget_exhausted" | "epsilon_invalid" | "cohort_too_small" | "signature_replayed" | "signature_expired" | "idempotency_key_reused" | "invalid_operation" | "encrypted_store_not_ready" | "unknown_operation" | "invalid_parameters" | "column_not_found" | "column_kind" | "level_too_low" | "depth_exceeded" | "incomplete_column" | "column_unbounded" | "ingest_abandoned" | "chain_refused" | "compute_failed" | "release_failed" | "settle_refused" | "privacy_terms_locked" | "privacy_terms_invalid" | "column_not_public" | "usage_not_recorded" | "epsilon_mismatch" | "params_mismatch" | "result_tampered" | "custodian_unknown" | "receipt_not_on_chain" | "result_shape_mismatch" | "algorithm_invalid" | "algorithm_not_approved" | "algorithm_state_invalid" | "algorithm_revoked" | "sandbox_not_allowed" | "tee_job_failed" | "attestation_refused" | "result_signature_invalid";
         /** @description Public metadata and profile: what any authenticated user may see. */
         DatasetOutput: {
             /** Format: uuid */
@@ -760,6 +906,8 @@ export interface components {
             privacy_epsilon?: number | null;
             /** @description Encrypted store options, JSON: {"sums_only": [columns stored at the smaller depth-0 parameters: count/sum/mean/histogram only], "buckets": {column: [ascending edges]}, "bounds": {column: [lo, hi]}}. Every value of a numeric column is clamped to its bounds before it is encrypted, and the noise on every answer is sized from them; a numeric column without bounds (and a personal dataset's column without buckets) is stored but its values are never released, unless the dataset's privacy settings let them be estimated privately. Booleans are bounded [0, 1]. */
             encryption?: unknown;
+            /** @description Corrections of inferred column types, JSON: {column: type}, type one of "integer", "float", "boolean", "categorical", "date", "text". An unknown type is refused (400 unsupported_column_type); a correction the whole column cannot be read as fails the ingest, naming the column (integer codes may become categorical; numbers are never read from text). */
+            column_types?: unknown;
         };
         /**
          * @description * `,` - ,
@@ -830,6 +978,10 @@ export interface components {
          * @enum {string}
          */
         IngestOutputStatusEnum: "queued" | "running" | "succeeded" | "failed";
+        InputRequest: {
+            /** @default  */
+            reason: string;
+        };
         IssuedToken: {
             token: string;
             token_key: string;
@@ -887,6 +1039,10 @@ export interface components {
             readonly failure: {
                 [key: string]: string;
             } | null;
+            /** @description For an algorithm job once it ran: the TEE type and its label (SIMULATED for the local sandbox, never hardware), the measurement, the attestation hash and the meters. */
+            readonly tee: {
+                [key: string]: unknown;
+            } | null;
         };
         /**
          * @description * `requested` - Requested
@@ -927,12 +1083,6 @@ export interface components {
             typed_data: unknown;
         };
         /**
-         * @description * `custodial` - Custodial
-         *     * `external` - External
-         * @enum {string}
-         */
-        KindEnum: "custodial" | "external";
-        /**
          * @description * `SIMULATED` - SIMULATED
          *     * `HARDWARE` - HARDWARE
          * @enum {string}
@@ -963,6 +1113,27 @@ export interface components {
             privacy_budget?: number | null;
             /** @default 10 */
             min_cohort: number;
+            /**
+             * @description Accept the local sandbox backend's SIMULATED evidence (no hardware TEE). Off by default.
+             * @default false
+             */
+            allow_sandbox: boolean;
+            /**
+             * Format: int64
+             * @description Token base units per CPU-second (metered offers).
+             * @default 0
+             */
+            compute_rate: number;
+            /**
+             * Format: int64
+             * @description CPU-milliseconds one call may be charged; 0: unmetered.
+             * @default 0
+             */
+            max_cpu_millis: number;
+            /** @default 536870912 */
+            memory_limit_bytes: number;
+            /** @default 60 */
+            wall_seconds: number;
         };
         OfferOutput: {
             /** Format: uuid */
@@ -982,6 +1153,15 @@ export interface components {
             privacy_budget?: number;
             /** Format: int64 */
             min_cohort?: number;
+            allow_sandbox?: boolean;
+            /** Format: decimal */
+            compute_rate?: string;
+            /** Format: int64 */
+            max_cpu_millis?: number;
+            /** Format: int64 */
+            memory_limit_bytes?: number;
+            /** Format: int64 */
+            wall_seconds?: number;
             policy: unknown;
             policy_hash: string;
             status?: components["schemas"]["OfferOutputStatusEnum"];
@@ -1052,6 +1232,21 @@ export interface components {
              */
             previous: string | null;
             results: components["schemas"]["AgreementOutput"][];
+        };
+        PaginatedAlgorithmList: {
+            /** @description Items in the whole list. */
+            count: number;
+            /**
+             * Format: uri
+             * @description The next page; null on the last.
+             */
+            next: string | null;
+            /**
+             * Format: uri
+             * @description The previous page; null on the first.
+             */
+            previous: string | null;
+            results: components["schemas"]["AlgorithmOutput"][];
         };
         PaginatedAuditJobList: {
             /** @description Items in the whole list. */
@@ -1216,11 +1411,17 @@ export interface components {
             expires_at: string;
         };
         WalletOutput: {
-            kind: components["schemas"]["KindEnum"];
+            kind: components["schemas"]["WalletOutputKindEnum"];
             address: string;
             /** Format: date-time */
             readonly created_at: string;
         };
+        /**
+         * @description * `custodial` - Custodial
+         *     * `external` - External
+         * @enum {string}
+         */
+        WalletOutputKindEnum: "custodial" | "external";
         WalletRegistrationRequest: {
             nonce: string;
             address: string;
@@ -1453,6 +1654,410 @@ export interface operations {
             };
             /** @description error codes: not_found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    api_algorithms_list: {
+        parameters: {
+            query?: {
+                /** @description Items per page (default 50). */
+                limit?: number;
+                /** @description Items to skip. */
+                offset?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedAlgorithmList"];
+                };
+            };
+            /** @description error codes: validation_failed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: authentication_failed, not_authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    api_algorithms_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AlgorithmCreateRequest"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlgorithmOutput"];
+                };
+            };
+            /** @description error codes: algorithm_invalid, nesting_too_deep, validation_failed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: authentication_failed, not_authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: operation_not_allowed, role_required */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: offer_not_published */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: body_too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    api_algorithms_retrieve: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                algorithm_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlgorithmOutput"];
+                };
+            };
+            /** @description error codes: validation_failed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: authentication_failed, not_authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    api_algorithms_approve_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                algorithm_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["InputRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlgorithmOutput"];
+                };
+            };
+            /** @description error codes: nesting_too_deep, validation_failed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: authentication_failed, not_authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: role_required, sandbox_not_allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: algorithm_state_invalid, wallet_required */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: body_too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    api_algorithms_reject_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                algorithm_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["InputRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlgorithmOutput"];
+                };
+            };
+            /** @description error codes: nesting_too_deep, validation_failed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: authentication_failed, not_authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: role_required, sandbox_not_allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: algorithm_state_invalid, wallet_required */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: body_too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+        };
+    };
+    api_algorithms_revoke_create: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                algorithm_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["InputRequest"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AlgorithmOutput"];
+                };
+            };
+            /** @description error codes: nesting_too_deep, validation_failed */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: authentication_failed, not_authenticated */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: role_required, sandbox_not_allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: not_found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: algorithm_state_invalid, wallet_required */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorEnvelope"];
+                };
+            };
+            /** @description error codes: body_too_large */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1933,7 +2538,7 @@ export interface operations {
                     "application/json": components["schemas"]["IngestOutput"];
                 };
             };
-            /** @description error codes: binary_content, bounds_column_unknown, bounds_invalid, duplicate_column, empty_column_name, file_empty, file_missing, invalid_column_name, invalid_encoding, malformed_csv, malformed_parquet, no_rows, parquet_schema_mismatch, ragged_rows, too_many_columns, too_many_fields, unexpected_file, unsupported_column_type, unsupported_format, validation_failed */
+            /** @description error codes: binary_content, bounds_column_unknown, bounds_invalid, column_not_found, duplicate_column, empty_column_name, file_empty, file_missing, invalid_column_name, invalid_encoding, malformed_csv, malformed_parquet, no_rows, parquet_schema_mismatch, ragged_rows, too_many_columns, too_many_fields, unexpected_file, unsupported_column_type, unsupported_format, validation_failed */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2458,7 +3063,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description error codes: operation_not_allowed, purpose_not_allowed, role_required */
+            /** @description error codes: algorithm_not_approved, operation_not_allowed, purpose_not_allowed, role_required, sandbox_not_allowed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2476,7 +3081,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description error codes: agreement_expired, agreement_not_active, budget_exhausted, calls_exhausted, encrypted_store_not_ready, idempotency_key_reused, policy_invalid, signature_replayed, wallet_required */
+            /** @description error codes: agreement_expired, agreement_not_active, budget_exhausted, calls_exhausted, encrypted_store_not_ready, idempotency_key_reused, signature_replayed, wallet_required */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2583,7 +3188,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description error codes: operation_not_allowed, purpose_not_allowed, role_required */
+            /** @description error codes: algorithm_not_approved, operation_not_allowed, purpose_not_allowed, role_required, sandbox_not_allowed */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2601,7 +3206,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description error codes: agreement_expired, agreement_not_active, budget_exhausted, calls_exhausted, encrypted_store_not_ready, idempotency_key_reused, policy_invalid, signature_replayed, wallet_required */
+            /** @description error codes: agreement_expired, agreement_not_active, budget_exhausted, calls_exhausted, encrypted_store_not_ready, idempotency_key_reused, signature_replayed, wallet_required */
             409: {
                 headers: {
                     [name: string]: unknown;

@@ -1,4 +1,4 @@
-// Routing on the URL's hash (#/provider/upload): Django serves the same page for every /app/ path,
+// Routing on the URL's hash (#/provider/upload): Django serves the one page at /,
 // and a hash route survives a reload without asking the server anything.
 import { useEffect, useState } from "react";
 

@@ -84,7 +84,7 @@ class Shots:
 def log_in(browser: Any, url: str, username: str) -> Any:
     page = browser.new_page()
     page.set_default_timeout(WAIT_MS)
-    page.goto(f"{url}/login/?next=/app/")
+    page.goto(f"{url}/login/?next=/")
     page.fill("#id_username", username)
     page.fill("#id_password", f"pw-{username}-0123456789")
     page.click("button[type=submit]")
@@ -119,7 +119,7 @@ def test_provider_consumer_and_auditor_in_the_browser(
     # Provider: upload with the schema settings, watch both progress bars.
     provider = log_in(browser, url, "prov")
     provider.wait_for_selector("text=Provider dashboard")
-    provider.goto(f"{url}/app/#/provider/upload")
+    provider.goto(f"{url}/#/provider/upload")
     provider.set_input_files("#file", str(csv))
     provider.wait_for_selector("tr[data-column=age]")
     provider.fill("[aria-label='Lower bound of age']", "0")
@@ -139,7 +139,7 @@ def test_provider_consumer_and_auditor_in_the_browser(
     wait_for(lambda: dataset_ready(dataset.id), timeout=150)
 
     # Provider: the offer, its ODRL beside the form, then the transaction's status.
-    provider.goto(f"{url}/app/#/provider/offer/{dataset.id}")
+    provider.goto(f"{url}/#/provider/offer/{dataset.id}")
     provider.wait_for_selector("[data-testid=odrl] >> text=redlake:minCohort")
     provider.fill("#price", "2")
     provider.fill("#budget", "1")
@@ -150,7 +150,7 @@ def test_provider_consumer_and_auditor_in_the_browser(
 
     # Consumer: the dataset page, accept, the generated form, the job through its states.
     consumer = log_in(browser, url, "cons")
-    consumer.goto(f"{url}/app/#/datasets/{dataset.id}")
+    consumer.goto(f"{url}/#/datasets/{dataset.id}")
     consumer.wait_for_selector("text=Accept offer")
     assert "north" in consumer.inner_text("#schema")  # a public column shows its values
     shots.take(consumer, "dataset")
@@ -173,20 +173,20 @@ def test_provider_consumer_and_auditor_in_the_browser(
 
     # Auditor: the latest transactions, decoded; the job's record and signature; verify.
     auditor = log_in(browser, url, "audi")
-    auditor.goto(f"{url}/app/#/explorer")
+    auditor.goto(f"{url}/#/explorer")
     auditor.wait_for_selector("[data-testid=latest-txs] >> text=UsageAgreements.settle")
     shots.take(auditor, "explorer")
     settle_tx = job.settle_tx.tx_hash  # type: ignore[union-attr]
-    auditor.goto(f"{url}/app/#/explorer/tx/{settle_tx}")
+    auditor.goto(f"{url}/#/explorer/tx/{settle_tx}")
     auditor.wait_for_selector("[data-testid=function] >> text=UsageAgreements.settle")
     assert "JobSettled" in auditor.inner_text("[data-testid=events]")
     shots.take(auditor, "transaction")
-    auditor.goto(f"{url}/app/#/explorer/agreement/{job.agreement.chain_agreement_id}")
+    auditor.goto(f"{url}/#/explorer/agreement/{job.agreement.chain_agreement_id}")
     auditor.wait_for_selector("[data-testid=timeline] >> text=JobSettled")
     assert "AgreementCreated" in auditor.inner_text("[data-testid=timeline]")
     shots.take(auditor, "agreement")
 
-    auditor.goto(f"{url}/app/#/explorer/job/{job.chain_job_id}")
+    auditor.goto(f"{url}/#/explorer/job/{job.chain_job_id}")
     auditor.wait_for_selector("[data-testid=signer] >> text=the agreement's consumer")
     assert "result_salt" not in auditor.inner_text("#platform")  # the platform withholds the salt
     auditor.fill("#shared", shared)
@@ -205,7 +205,7 @@ def test_provider_consumer_and_auditor_in_the_browser(
     shots.take(auditor, "verify-fail")
 
     # Provider: the usage chart counts the settled job; the earnings are withdrawn on chain.
-    provider.goto(f"{url}/app/#/provider")
+    provider.goto(f"{url}/#/provider")
     provider.wait_for_selector("[data-testid=usage-charts][data-calls='1']")
     assert provider.inner_text("[data-testid=withdrawable]") == "2"
     shots.take(provider, "dashboard")
@@ -214,7 +214,7 @@ def test_provider_consumer_and_auditor_in_the_browser(
 
     # Auditor: reconciliation clean, then a job row tampered in the database is a divergence.
     audit_services.reconcile_run()
-    auditor.goto(f"{url}/app/#/explorer/reconcile")
+    auditor.goto(f"{url}/#/explorer/reconcile")
     auditor.wait_for_selector("[data-testid=reconcile][data-ok=true]")
     shots.take(auditor, "reconcile-clean")
     Job.objects.filter(pk=job.pk).update(result_hash="0x" + "00" * 32)

@@ -256,3 +256,70 @@ def test_bounds_are_checked_against_a_parquet_schema(provider: User, isolated_va
     refused = upload(client_for(provider), data, name="t.parquet", encryption='{"bounds": {"sex": [0, 1]}}')
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "bounds_column_unknown"
+
+
+# ISSUE-15: the provider corrects an inferred column type at upload.
+
+WARDS = b"ward,cost,note\n" + b"".join(f"{7 + i % 3:03d},{100 + i},n{i}\n".encode() for i in range(30))
+
+
+def schema_of(provider: User, ingest_id: str) -> dict[str, dict[str, Any]]:
+    ingest = Ingest.objects.get(pk=ingest_id)
+    assert ingest.status == Ingest.Status.SUCCEEDED
+    assert ingest.dataset is not None
+    return {c["name"]: c for c in ingest.dataset.schema}
+
+
+def test_corrected_types_replace_the_inferred_ones(provider: User) -> None:
+    inferred = upload(client_for(provider), WARDS)
+    services.ingest_run(ingest_id=inferred.json()["id"])
+    as_inferred = schema_of(provider, inferred.json()["id"])
+    assert (as_inferred["ward"]["type"], as_inferred["cost"]["type"]) == ("integer", "integer")
+
+    corrected = upload(client_for(provider), WARDS, column_types='{"ward": "categorical", "cost": "float"}')
+    assert corrected.status_code == 202, corrected.json()
+    services.ingest_run(ingest_id=corrected.json()["id"])
+    schema = schema_of(provider, corrected.json()["id"])
+    assert schema["ward"]["type"] == "categorical"
+    assert schema["ward"]["categories"] == ["007", "008", "009"]  # the file's spelling, not 7
+    assert schema["cost"]["type"] == "float"
+    assert schema["note"]["type"] == "text"
+
+
+def test_an_unknown_type_is_refused_with_a_stable_code(provider: User, isolated_vault: Path) -> None:
+    response = upload(client_for(provider), WARDS, column_types='{"ward": "postcode"}')
+    assert_refused_leaving_nothing(response, 400, "unsupported_column_type", isolated_vault)
+    details = response.json()["error"]["details"]
+    assert details["column"] == "ward"
+    assert "categorical" in details["supported"]
+
+
+def test_a_type_for_a_missing_column_is_refused(provider: User, isolated_vault: Path) -> None:
+    response = upload(client_for(provider), WARDS, column_types='{"wards": "categorical"}')
+    assert_refused_leaving_nothing(response, 400, "column_not_found", isolated_vault)
+
+
+def test_types_must_be_an_object_of_names(provider: User, isolated_vault: Path) -> None:
+    response = upload(client_for(provider), WARDS, column_types='["ward"]')
+    assert_refused_leaving_nothing(response, 400, "validation_failed", isolated_vault)
+
+
+def test_a_correction_the_column_cannot_take_fails_the_ingest_naming_it(provider: User) -> None:
+    response = upload(client_for(provider), WARDS, column_types='{"note": "float"}')
+    assert response.status_code == 202, response.json()
+    services.ingest_run(ingest_id=response.json()["id"])
+    ingest = Ingest.objects.get(pk=response.json()["id"])
+    assert ingest.status == Ingest.Status.FAILED
+    status = client_for(provider).get(f"/api/ingests/{ingest.id}/").json()
+    assert status["error"]["code"] == "unsupported_column_type"
+    assert "'note'" in status["error"]["message"]
+
+
+def test_bounds_on_a_column_corrected_to_categorical_are_refused(provider: User, isolated_vault: Path) -> None:
+    response = upload(
+        client_for(provider),
+        WARDS,
+        column_types='{"ward": "categorical"}',
+        encryption='{"bounds": {"ward": [0, 10]}}',
+    )
+    assert_refused_leaving_nothing(response, 400, "bounds_column_unknown", isolated_vault)

@@ -48,7 +48,7 @@ export function TxLink({ hash }: { hash: string | null | undefined }) {
   );
 }
 
-export function Status({ value }: { value: string }) {
+export function Status({ value = "" }: { value?: string }) {
   const { t } = useTranslation();
   return <span className={`status status-${value}`}>{t(value)}</span>;
 }

@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
-import { api, type Dataset, type Page } from "../../api";
+import { apiClient, narrowed, unwrap, type Dataset, type Page } from "../../api";
 import { href } from "../../router";
 import { Empty, ErrorBox, Loading } from "../common/ui";
 
@@ -10,11 +10,11 @@ export function Catalogue() {
   const [search, setSearch] = useState("");
   const [keyword, setKeyword] = useState("");
   const [format, setFormat] = useState("");
-  const query = new URLSearchParams({ limit: "100" });
-  if (search) query.set("search", search);
-  if (keyword) query.set("keyword", keyword);
-  if (format) query.set("format", format);
-  const datasets = useQuery({ queryKey: ["catalogue", query.toString()], queryFn: () => api<Page<Dataset>>(`datasets/?${query}`) });
+  const query = { limit: 100, search: search || undefined, keyword: keyword || undefined, format: (format || undefined) as "csv" | "parquet" | undefined };
+  const datasets = useQuery({
+    queryKey: ["catalogue", query],
+    queryFn: () => narrowed<Page<Dataset>>(unwrap(apiClient.GET("/api/datasets/", { params: { query } }))),
+  });
   return (
     <>
       <h1>{t("Catalogue")}</h1>

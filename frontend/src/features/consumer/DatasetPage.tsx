@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
-import { api, type Agreement, type Dataset, type Me, type Offer, type Page } from "../../api";
+import { apiClient, unwrap, type Dataset, type Me, type Offer, type Page } from "../../api";
 import { href } from "../../router";
 import { Empty, ErrorBox, Loading, Section, Status, TxLink, tokens } from "../common/ui";
 
@@ -10,12 +10,12 @@ function AcceptOffer({ offer }: { offer: Offer }) {
   const [calls, setCalls] = useState("5");
   const [agreementId, setAgreementId] = useState<string | null>(null);
   const accept = useMutation({
-    mutationFn: () => api<Agreement>("agreements/", { method: "POST", body: { offer: offer.id, calls: Number(calls) } }),
+    mutationFn: () => unwrap(apiClient.POST("/api/agreements/", { body: { offer: offer.id, calls: Number(calls) } })),
     onSuccess: (a) => setAgreementId(a.id),
   });
   const agreement = useQuery({
     queryKey: ["agreement", agreementId],
-    queryFn: () => api<Agreement>(`agreements/${agreementId}/`),
+    queryFn: () => unwrap(apiClient.GET("/api/agreements/{agreement_id}/", { params: { path: { agreement_id: agreementId! } } })),
     enabled: !!agreementId,
     refetchInterval: (q) => (q.state.data && q.state.data.status !== "pending" ? false : 1000),
   });
@@ -60,7 +60,7 @@ function PublicColumns({ dataset }: { dataset: Dataset }) {
   const client = useQueryClient();
   const [chosen, setChosen] = useState<string[]>(dataset.public_value_columns ?? []);
   const save = useMutation({
-    mutationFn: () => api<Dataset>(`datasets/${dataset.id}/`, { method: "PATCH", body: { public_value_columns: chosen } }),
+    mutationFn: () => unwrap(apiClient.PATCH("/api/datasets/{dataset_id}/", { params: { path: { dataset_id: dataset.id } }, body: { public_value_columns: chosen } })) as Promise<Dataset>,
     onSuccess: (updated) => client.setQueryData(["dataset", dataset.id], updated),
   });
   const categorical = dataset.profile.columns.filter((c) => c.type === "categorical");
@@ -96,8 +96,8 @@ function PublicColumns({ dataset }: { dataset: Dataset }) {
 
 export function DatasetPage({ id, me }: { id: string; me: Me }) {
   const { t } = useTranslation();
-  const dataset = useQuery({ queryKey: ["dataset", id], queryFn: () => api<Dataset>(`datasets/${id}/`) });
-  const offers = useQuery({ queryKey: ["offers", id], queryFn: () => api<Page<Offer>>(`offers/?dataset=${id}`) });
+  const dataset = useQuery({ queryKey: ["dataset", id], queryFn: () => unwrap(apiClient.GET("/api/datasets/{dataset_id}/", { params: { path: { dataset_id: id } } })) as Promise<Dataset> });
+  const offers = useQuery({ queryKey: ["offers", id], queryFn: () => unwrap(apiClient.GET("/api/offers/", { params: { query: { dataset: id } } })) as Promise<Page<Offer>> });
   const isConsumer = me.roles.includes("consumer");
   if (dataset.isPending) return <Loading />;
   if (dataset.error) return <ErrorBox error={dataset.error} />;

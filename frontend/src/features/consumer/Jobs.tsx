@@ -1,7 +1,7 @@
 import { useState } from "react";
 import { useMutation, useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
-import { ApiError, api, apiText, type Agreement, type Dataset, type Job, type Offer, type Operation, type Page } from "../../api";
+import { ApiError, apiClient, jobText, unwrap, type Schemas, type Dataset, type Job, type Offer, type Operation, type Page } from "../../api";
 import { href, navigate } from "../../router";
 import { Empty, ErrorBox, Loading, Section, Status, TxLink } from "../common/ui";
 import { fieldsOf, paramsOf, type FormValues } from "./operationForm";
@@ -11,16 +11,17 @@ const FLOW = ["requested", "authorised", "computed", "released", "settled"];
 
 export function RunJob({ agreementId }: { agreementId: string }) {
   const { t } = useTranslation();
-  const agreement = useQuery({ queryKey: ["agreement", agreementId], queryFn: () => api<Agreement>(`agreements/${agreementId}/`) });
-  const offer = useQuery({ queryKey: ["offer", agreement.data?.offer], queryFn: () => api<Offer>(`offers/${agreement.data!.offer}/`), enabled: !!agreement.data });
-  const dataset = useQuery({ queryKey: ["dataset", offer.data?.dataset], queryFn: () => api<Dataset>(`datasets/${offer.data!.dataset}/`), enabled: !!offer.data });
-  const operations = useQuery({ queryKey: ["operations"], queryFn: () => api<Operation[]>("operations/") });
+  const agreement = useQuery({ queryKey: ["agreement", agreementId], queryFn: () => unwrap(apiClient.GET("/api/agreements/{agreement_id}/", { params: { path: { agreement_id: agreementId } } })) });
+  const offer = useQuery({ queryKey: ["offer", agreement.data?.offer], queryFn: () => unwrap(apiClient.GET("/api/offers/{offer_id}/", { params: { path: { offer_id: agreement.data!.offer } } })) as Promise<Offer>, enabled: !!agreement.data });
+  const dataset = useQuery({ queryKey: ["dataset", offer.data?.dataset], queryFn: () => unwrap(apiClient.GET("/api/datasets/{dataset_id}/", { params: { path: { dataset_id: offer.data!.dataset } } })) as Promise<Dataset>, enabled: !!offer.data });
+  const operations = useQuery({ queryKey: ["operations"], queryFn: () => unwrap(apiClient.GET("/api/operations/")) as Promise<Operation[]> });
   const [operation, setOperation] = useState("");
   const [purpose, setPurpose] = useState("");
   const [epsilon, setEpsilon] = useState("0.1");
   const [values, setValues] = useState<FormValues>({});
   const run = useMutation({
-    mutationFn: (body: unknown) => api<Job>("jobs/", { method: "POST", body, headers: { "Idempotency-Key": crypto.randomUUID() } }),
+    mutationFn: (body: Schemas["JobCreateRequest"]) =>
+      unwrap(apiClient.POST("/api/jobs/", { body, params: { header: { "Idempotency-Key": crypto.randomUUID() } } })) as Promise<Job>,
     onSuccess: (job) => navigate("consumer", "jobs", job.id),
   });
   if (agreement.isPending || offer.isPending || dataset.isPending || operations.isPending) return <Loading />;
@@ -117,8 +118,8 @@ function FieldInput({ field, value, onChange }: { field: ReturnType<typeof field
 
 export function JobList() {
   const { t } = useTranslation();
-  const jobs = useQuery({ queryKey: ["jobs"], queryFn: () => api<Page<Job>>("jobs/?limit=100"), refetchInterval: 3000 });
-  const agreements = useQuery({ queryKey: ["agreements"], queryFn: () => api<Page<Agreement>>("agreements/?limit=200") });
+  const jobs = useQuery({ queryKey: ["jobs"], queryFn: () => unwrap(apiClient.GET("/api/jobs/", { params: { query: { limit: 100 } } })) as Promise<Page<Job>>, refetchInterval: 3000 });
+  const agreements = useQuery({ queryKey: ["agreements"], queryFn: () => unwrap(apiClient.GET("/api/agreements/", { params: { query: { limit: 200 } } })) });
   return (
     <>
       <h1>{t("Your jobs")}</h1>
@@ -196,11 +197,11 @@ export function JobPage({ id }: { id: string }) {
   const { t } = useTranslation();
   const job = useQuery({
     queryKey: ["job", id],
-    queryFn: () => api<Job>(`jobs/${id}/`),
-    refetchInterval: (q) => (q.state.data && FINAL.has(q.state.data.status) ? false : 700),
+    queryFn: () => unwrap(apiClient.GET("/api/jobs/{job_id}/", { params: { path: { job_id: id } } })) as Promise<Job>,
+    refetchInterval: (q) => (q.state.data && FINAL.has(q.state.data.status ?? "") ? false : 700),
   });
   const done = !!job.data?.receipt;
-  const raw = useQuery({ queryKey: ["job-raw", id, done], queryFn: () => apiText(`jobs/${id}/`), enabled: done });
+  const raw = useQuery({ queryKey: ["job-raw", id, done], queryFn: () => jobText(id), enabled: done });
   if (job.isPending) return <Loading />;
   if (job.error) return <ErrorBox error={job.error} />;
   const j = job.data;

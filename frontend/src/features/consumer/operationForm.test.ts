@@ -12,6 +12,7 @@ const groupBy: Operation = {
   description: "",
   depth: 1,
   output: "",
+  precision_significant_digits: 6,
   parameters: {
     type: "object",
     properties: {

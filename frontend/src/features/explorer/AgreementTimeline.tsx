@@ -6,6 +6,7 @@ import { abis } from "../../generated/abis";
 import { href } from "../../router";
 import { ErrorBox, Loading, tokens } from "../common/ui";
 import { show } from "./TxPage";
+import { firstBlock, logsInRanges } from "./chainReads";
 import { chainClient, useSpace } from "./space";
 
 export interface TimelineEntry {
@@ -23,8 +24,8 @@ export async function agreementTimeline(space: Space, agreementId: bigint) {
   const id = pad(numberToHex(agreementId), { size: 32 });
   // The agreement id is the first indexed topic of some events and the second of others.
   const [first, second] = await Promise.all([
-    client.request({ method: "eth_getLogs", params: [{ address, fromBlock: "0x0", toBlock: "latest", topics: [null, id] }] }),
-    client.request({ method: "eth_getLogs", params: [{ address, fromBlock: "0x0", toBlock: "latest", topics: [null, null, id] }] }),
+    logsInRanges(client, { address, topics: [null, id] }, firstBlock(space)),
+    logsInRanges(client, { address, topics: [null, null, id] }, firstBlock(space)),
   ]);
   const entries: TimelineEntry[] = [];
   const seen = new Set<string>();

@@ -2,13 +2,14 @@ import { useState } from "react";
 import { useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
 import { decodeEventLog, encodeEventTopics, isAddressEqual, recoverTypedDataAddress, type Abi, type Hex } from "viem";
-import { api, type AuditJob as PlatformJob, type Page, type Space } from "../../api";
+import { apiClient, unwrap, type AuditJob as PlatformJob, type Page, type Space } from "../../api";
 import { abis } from "../../generated/abis";
 import { decodeCall, merkleRoot, receiptLeaf, splitJobId } from "../../lib/decode";
 import { readShared, attestationHash, verifyShared, type Check } from "../../lib/verify";
 import { href } from "../../router";
 import { ErrorBox, Loading, Section, Status } from "../common/ui";
 import { Args } from "./TxPage";
+import { firstBlock, logsInRanges } from "./chainReads";
 import { chainClient, useSpace } from "./space";
 
 const USAGE_TYPES = {
@@ -36,9 +37,10 @@ export async function jobOnChain(space: Space, jobId: Hex) {
   const client = chainClient(space);
   const address = space.contracts.UsageAgreements as Hex;
   const abi = abis.UsageAgreements as Abi;
-  const logs = await client.request({ method: "eth_getLogs", params: [{ address, fromBlock: "0x0", toBlock: "latest", topics: [null, jobId] }] });
+  const from = firstBlock(space);
+  const logs = await logsInRanges(client, { address, topics: [null, jobId] }, from);
   const batchTopic = encodeEventTopics({ abi: abis.UsageAgreements, eventName: "BatchSettled" })[0];
-  const batches = await client.request({ method: "eth_getLogs", params: [{ address, fromBlock: "0x0", toBlock: "latest", topics: [batchTopic] }] });
+  const batches = await logsInRanges(client, { address, topics: [batchTopic] }, from);
   const found: Found[] = [];
   for (const log of [...logs, ...batches]) {
     try {
@@ -79,7 +81,7 @@ export function AuditJob({ jobId }: { jobId: Hex }) {
   const chain = useQuery({ queryKey: ["job-chain", jobId], queryFn: () => jobOnChain(space.data!, jobId), enabled: !!space.data });
   const platform = useQuery({
     queryKey: ["audit-job", jobId],
-    queryFn: () => api<Page<PlatformJob>>(`audit/jobs/?chain_job_id=${jobId}`),
+    queryFn: () => unwrap(apiClient.GET("/api/audit/jobs/", { params: { query: { chain_job_id: jobId } } })) as Promise<Page<PlatformJob>>,
     retry: false,
   });
   const [shared, setShared] = useState("");

@@ -6,6 +6,7 @@ import type { Space } from "../../api";
 import { contractAt, decodeCall, type DecodedCall } from "../../lib/decode";
 import { href } from "../../router";
 import { Empty, ErrorBox, Loading } from "../common/ui";
+import { OTS_MIN_LEVEL, otsAddressTransactions, otsApiLevel } from "./chainReads";
 import { chainClient, useSpace } from "./space";
 
 export const LATEST_BLOCKS = 200n;
@@ -19,9 +20,25 @@ export interface Row {
   call: DecodedCall;
 }
 
-/** The latest blocks' transactions that touch Redlake's contracts, decoded (newest first). */
+/** Transactions to Redlake's contracts per contract through Otterscan's index, when the node has one. */
+export const OTS_PER_CONTRACT = 100;
+
+/** The latest transactions that touch Redlake's contracts, decoded (newest first): from the
+ * node's Otterscan index (the last OTS_PER_CONTRACT per contract) where it offers one, else
+ * from the last `blocks` blocks. */
 export async function latestRedlakeTransactions(space: Space, blocks: bigint): Promise<Row[]> {
   const client = chainClient(space);
+  if ((await otsApiLevel(client)) >= OTS_MIN_LEVEL) {
+    const addresses = Object.values(space.contracts) as Hex[];
+    const found = await Promise.all(addresses.map((address) => otsAddressTransactions(client, address, OTS_PER_CONTRACT)));
+    const rows = new Map<Hex, Row>();
+    for (const tx of found.flat()) {
+      const contract = contractAt(tx.to, space.contracts);
+      if (!contract || rows.has(tx.hash)) continue; // sent by a contract address, or listed twice
+      rows.set(tx.hash, { hash: tx.hash, block: tx.block, time: tx.time, from: tx.from, to: tx.to, call: decodeCall(tx.input, contract) });
+    }
+    return [...rows.values()].sort((a, b) => (a.block === b.block ? 0 : a.block > b.block ? -1 : 1));
+  }
   const head = await client.getBlockNumber();
   const from = head > blocks ? head - blocks + 1n : 0n;
   const numbers: bigint[] = [];

@@ -1,6 +1,6 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
-import { api } from "../../api";
+import { apiClient, unwrap } from "../../api";
 import { ErrorBox, Loading } from "../common/ui";
 
 interface Report {
@@ -27,9 +27,9 @@ export function reportCsv(report: Report): string {
 export function Reconcile() {
   const { t } = useTranslation();
   const client = useQueryClient();
-  const report = useQuery({ queryKey: ["reconcile"], queryFn: () => api<Report>("audit/reconcile/"), retry: false, refetchInterval: 5000 });
+  const report = useQuery({ queryKey: ["reconcile"], queryFn: () => unwrap(apiClient.GET("/api/audit/reconcile/")) as Promise<Report>, retry: false, refetchInterval: 5000 });
   const run = useMutation({
-    mutationFn: () => api<{ queued: boolean }>("audit/reconcile/", { method: "POST" }),
+    mutationFn: () => unwrap(apiClient.POST("/api/audit/reconcile/")),
     onSuccess: () => setTimeout(() => client.invalidateQueries({ queryKey: ["reconcile"] }), 1500),
   });
   return (

@@ -8,19 +8,21 @@ import { boot, type Space } from "../../api";
 export interface SpaceDocument {
   chain_id: number;
   rpc_url: string;
-  contracts: { name: string; address: string }[];
+  contracts: { name: string; address: string; deployed_block?: number | null }[];
   token: { address: string; symbol: string; decimals: number } | null;
   custodians: { address: string; valid_from_block: number; valid_until_block?: number | null }[];
 }
 
 // The explorer looks contracts up by name.
 export function spaceFrom(document: SpaceDocument): Space {
+  const deployed = document.contracts.map((c) => c.deployed_block).filter((b): b is number => typeof b === "number");
   return {
     chain_id: document.chain_id,
     rpc_url: document.rpc_url,
     contracts: Object.fromEntries(document.contracts.map((c) => [c.name, c.address])),
     token: document.token?.address ?? null,
     custodians: document.custodians.map((c) => ({ address: c.address, valid_from_block: c.valid_from_block })),
+    from_block: deployed.length ? Math.min(...deployed) : 0,
   };
 }
 

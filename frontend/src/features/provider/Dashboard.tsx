@@ -1,8 +1,9 @@
 import { lazy, Suspense } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
-import { api, type Agreement, type AuditJob, type Dataset, type Ingest, type Offer, type Page } from "../../api";
+import { apiClient, narrowed, unwrap, type AuditJob, type Dataset, type Offer, type Page } from "../../api";
 import { href } from "../../router";
+import { algorithmsQuery } from "./Algorithms";
 import { Empty, ErrorBox, Loading, Section, Status, TxLink, tokens } from "../common/ui";
 
 const UsageCharts = lazy(() => import("./UsageCharts"));
@@ -10,26 +11,28 @@ const UsageCharts = lazy(() => import("./UsageCharts"));
 export function ProviderDashboard() {
   const { t } = useTranslation();
   const client = useQueryClient();
-  const datasets = useQuery({ queryKey: ["datasets", "mine"], queryFn: () => api<Page<Dataset>>("datasets/?mine=true&limit=200") });
-  const ingests = useQuery({ queryKey: ["ingests"], queryFn: () => api<Page<Ingest>>("ingests/?limit=20"), refetchInterval: 3000 });
-  const offers = useQuery({ queryKey: ["offers"], queryFn: () => api<Page<Offer>>("offers/?limit=200") });
-  const agreements = useQuery({ queryKey: ["agreements"], queryFn: () => api<Page<Agreement>>("agreements/?limit=200") });
-  const jobs = useQuery({ queryKey: ["audit-jobs"], queryFn: () => api<Page<AuditJob>>("audit/jobs/?limit=500"), refetchInterval: 5000 });
+  const datasets = useQuery({ queryKey: ["datasets", "mine"], queryFn: () => narrowed<Page<Dataset>>(unwrap(apiClient.GET("/api/datasets/", { params: { query: { mine: true, limit: 200 } } }))) });
+  const ingests = useQuery({ queryKey: ["ingests"], queryFn: () => unwrap(apiClient.GET("/api/ingests/", { params: { query: { limit: 20 } } })), refetchInterval: 3000 });
+  const offers = useQuery({ queryKey: ["offers"], queryFn: () => unwrap(apiClient.GET("/api/offers/", { params: { query: { limit: 200 } } })) as Promise<Page<Offer>> });
+  const agreements = useQuery({ queryKey: ["agreements"], queryFn: () => unwrap(apiClient.GET("/api/agreements/", { params: { query: { limit: 200 } } })) });
+  const jobs = useQuery({ queryKey: ["audit-jobs"], queryFn: () => unwrap(apiClient.GET("/api/audit/jobs/", { params: { query: { limit: 500 } } })) as Promise<Page<AuditJob>>, refetchInterval: 5000 });
   const withdraw = useMutation({
-    mutationFn: () => api<{ id: number; withdraw_tx: { status: string; tx_hash: string | null } }>("earnings/", { method: "POST" }),
+    mutationFn: () => unwrap(apiClient.POST("/api/earnings/")),
     onSuccess: () => client.invalidateQueries({ queryKey: ["earnings"] }),
   });
   // While a withdrawal is on its way, the balance is read again until the chain shows it paid.
   const earnings = useQuery({
     queryKey: ["earnings"],
-    queryFn: () => api<{ address: string; withdrawable: string }>("earnings/"),
+    queryFn: () => unwrap(apiClient.GET("/api/earnings/")),
     refetchInterval: (q) => (withdraw.data && q.state.data?.withdrawable !== "0" ? 1500 : false),
   });
+  const algorithms = useQuery({ ...algorithmsQuery(), refetchInterval: 10_000 });
   const mine = new Set((datasets.data?.results ?? []).map((d) => d.id));
   const myOffers = (offers.data?.results ?? []).filter((o) => mine.has(o.dataset));
   const titles = Object.fromEntries((datasets.data?.results ?? []).map((d) => [d.id, d.title]));
   const failedIngests = (ingests.data?.results ?? []).filter((i) => i.status === "failed");
   const failedOffers = myOffers.filter((o) => o.status === "failed");
+  const waitingAlgorithms = (algorithms.data?.results ?? []).filter((a) => a.status === "pending");
 
   return (
     <>
@@ -42,9 +45,14 @@ export function ProviderDashboard() {
           {t("Publish an offer")}
         </a>
       </p>
-      {(failedIngests.length > 0 || failedOffers.length > 0) && (
+      {(failedIngests.length > 0 || failedOffers.length > 0 || waitingAlgorithms.length > 0) && (
         <Section title={t("Alerts")} id="alerts">
           <ul>
+            {waitingAlgorithms.length > 0 && (
+              <li data-testid="algorithm-alert">
+                <a href={href("provider", "algorithms")}>{t("{{count}} algorithm(s) await your approval", { count: waitingAlgorithms.length })}</a>
+              </li>
+            )}
             {failedIngests.map((i) => (
               <li key={i.id} className="error">
                 {t("Ingest of {{file}} failed", { file: i.file_name })}: <code>{i.error?.code}</code>

@@ -1,14 +1,14 @@
 import { useState } from "react";
 import { useMutation, useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
-import { api, type Dataset, type Offer, type Operation, type Page } from "../../api";
+import { apiClient, narrowed, unwrap, type Schemas, type Dataset, type Offer, type Operation, type Page } from "../../api";
 import { ErrorBox, Loading, Status, TxLink } from "../common/ui";
 import { odrlDraft, toBaseUnits } from "./odrlDraft";
 
 export function OfferEditor({ datasetId }: { datasetId?: string }) {
   const { t } = useTranslation();
-  const datasets = useQuery({ queryKey: ["datasets", "mine"], queryFn: () => api<Page<Dataset>>("datasets/?mine=true&limit=200") });
-  const operations = useQuery({ queryKey: ["operations"], queryFn: () => api<Operation[]>("operations/") });
+  const datasets = useQuery({ queryKey: ["datasets", "mine"], queryFn: () => narrowed<Page<Dataset>>(unwrap(apiClient.GET("/api/datasets/", { params: { query: { mine: true, limit: 200 } } }))) });
+  const operations = useQuery({ queryKey: ["operations"], queryFn: () => unwrap(apiClient.GET("/api/operations/")) as Promise<Operation[]> });
   const [dataset, setDataset] = useState(datasetId ?? "");
   const [purposes, setPurposes] = useState("research");
   const [chosen, setChosen] = useState<string[]>(["count", "mean"]);
@@ -30,24 +30,29 @@ export function OfferEditor({ datasetId }: { datasetId?: string }) {
   }
   const publish = useMutation({
     mutationFn: () =>
-      api<Offer>("offers/", {
-        method: "POST",
-        body: {
-          dataset: selected?.id,
+      unwrap(
+        apiClient.POST("/api/offers/", {
+          body: {
+            dataset: selected?.id ?? "",
           purposes: purposeList,
           operations: chosen,
           max_calls: Number(maxCalls),
-          price_per_call: priceUnits.toString(),
+          // The schema says integer (DRF's IntegerField up to 2^96), which also parses a decimal
+          // string; base units of an 18-decimal token pass 2^53, so they go as text, exact.
+          price_per_call: priceUnits.toString() as unknown as number,
           duration_days: Number(days),
           privacy_budget: selected?.non_personal ? 0 : Number(budget),
           min_cohort: Number(minCohort),
-        },
-      }),
+          // openapi-typescript marks fields with a server default as required in a request; the
+          // TEE terms (sandbox, metering, limits) are left to the server's defaults here.
+          } as Schemas["OfferCreateRequest"],
+        }),
+      ) as Promise<Offer>,
     onSuccess: (offer) => setOfferId(offer.id),
   });
   const offer = useQuery({
     queryKey: ["offer", offerId],
-    queryFn: () => api<Offer>(`offers/${offerId}/`),
+    queryFn: () => unwrap(apiClient.GET("/api/offers/{offer_id}/", { params: { path: { offer_id: offerId! } } })) as Promise<Offer>,
     enabled: !!offerId,
     refetchInterval: (q) => (q.state.data && q.state.data.status !== "pending" ? false : 1000),
   });
@@ -65,7 +70,7 @@ export function OfferEditor({ datasetId }: { datasetId?: string }) {
         durationSeconds: Math.round(Number(days) * 86400),
         privacyBudget: selected.non_personal ? 0 : Number(budget),
         minCohort: Number(minCohort),
-        nonPersonal: selected.non_personal,
+        nonPersonal: !!selected.non_personal,
       })
     : null;
 

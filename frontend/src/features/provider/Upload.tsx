@@ -1,10 +1,10 @@
 import { useState } from "react";
 import { useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
-import { ApiError, api, uploadWithProgress, type Ingest } from "../../api";
+import { ApiError, apiClient, unwrap, uploadDataset, uploadForm } from "../../api";
 import { href } from "../../router";
 import { ErrorBox, Status } from "../common/ui";
-import { encryptionOptions, previewCsv, type ColumnSettings, type PreviewColumn } from "./schemaPreview";
+import { COLUMN_TYPES, encryptionOptions, previewCsv, previewTypeOf, type ColumnSettings, type ColumnType, type PreviewColumn } from "./schemaPreview";
 
 const SAMPLE_BYTES = 256 * 1024;
 
@@ -17,13 +17,14 @@ export function Upload() {
   const [epsilon, setEpsilon] = useState("1");
   const [columns, setColumns] = useState<PreviewColumn[]>([]);
   const [settings, setSettings] = useState<Record<string, ColumnSettings>>({});
+  const [types, setTypes] = useState<Record<string, ColumnType>>({});
   const [sent, setSent] = useState<{ sent: number; total: number } | null>(null);
   const [ingestId, setIngestId] = useState<string | null>(null);
   const [error, setError] = useState<unknown>(null);
 
   const ingest = useQuery({
     queryKey: ["ingest", ingestId],
-    queryFn: () => api<Ingest>(`ingests/${ingestId}/`),
+    queryFn: () => unwrap(apiClient.GET("/api/ingests/{ingest_id}/", { params: { path: { ingest_id: ingestId! } } })),
     enabled: !!ingestId,
     refetchInterval: (query) => (["succeeded", "failed"].includes(query.state.data?.status ?? "") ? false : 500),
   });
@@ -31,6 +32,7 @@ export function Upload() {
   async function choose(chosen: File | null) {
     setFile(chosen);
     setColumns([]);
+    setTypes({});
     if (!chosen) return;
     if (!title) setTitle(chosen.name.replace(/\.(csv|parquet)$/i, ""));
     if (!/\.csv$/i.test(chosen.name)) return;
@@ -46,6 +48,11 @@ export function Upload() {
     );
   }
 
+  function correct(column: PreviewColumn, type: ColumnType | "") {
+    setTypes(({ [column.name]: _dropped, ...rest }) => (type ? { ...rest, [column.name]: type } : rest));
+    set(column.name, { type: type ? previewTypeOf(type) : column.type });
+  }
+
   function set(name: string, change: Partial<ColumnSettings>) {
     setSettings((s) => ({ ...s, [name]: { ...s[name], ...change } }));
   }
@@ -57,16 +64,21 @@ export function Upload() {
     if (!file) return;
     setError(null);
     setIngestId(null);
-    const form = new FormData();
-    form.append("title", title);
-    keywords.split(",").map((k) => k.trim()).filter(Boolean).forEach((k) => form.append("keywords", k));
-    if (nonPersonal) form.append("non_personal", "true");
-    else form.append("privacy_epsilon", epsilon);
-    options.publicValueColumns.forEach((c) => form.append("public_value_columns", c));
-    form.append("encryption", JSON.stringify(options.encryption));
-    form.append("file", file);
+    const form = uploadForm(
+      {
+        title,
+        keywords: keywords.split(",").map((k) => k.trim()).filter(Boolean),
+        non_personal: nonPersonal,
+        privacy_epsilon: nonPersonal ? undefined : Number(epsilon),
+        public_value_columns: options.publicValueColumns,
+        encryption: options.encryption,
+        column_types: Object.keys(types).length ? types : undefined,
+      },
+      file,
+      file.name,
+    );
     try {
-      const started = await uploadWithProgress<Ingest>("datasets/", form, (s, total) => setSent({ sent: s, total }));
+      const started = await uploadDataset(form, (s, total) => setSent({ sent: s, total }));
       setIngestId(started.id);
     } catch (e) {
       setError(e);
@@ -107,7 +119,16 @@ export function Upload() {
                   return (
                     <tr key={c.name} data-column={c.name}>
                       <th scope="row">{c.name}</th>
-                      <td>{t(c.type)}</td>
+                      <td>
+                        <select aria-label={t("Type of {{column}}", { column: c.name })} value={types[c.name] ?? ""} onChange={(e) => correct(c, e.target.value as ColumnType | "")}>
+                          <option value="">{t("as inferred ({{type}})", { type: t(c.type) })}</option>
+                          {COLUMN_TYPES.map((type) => (
+                            <option key={type} value={type}>
+                              {t(type)}
+                            </option>
+                          ))}
+                        </select>
+                      </td>
                       <td>
                         <input type="checkbox" aria-label={t("Values of {{column}} public", { column: c.name })} disabled={s?.type !== "categorical"} checked={!!s?.publicValues} onChange={(e) => set(c.name, { publicValues: e.target.checked })} />
                       </td>

@@ -15,7 +15,7 @@ export function usageSeries(jobs: AuditJob[]) {
     const row = days.get(day) ?? { day, revenue: 0, epsilon: 0 };
     row[job.dataset_title] = ((row[job.dataset_title] as number | undefined) ?? 0) + 1;
     row.revenue += Number(BigInt(job.price) / 10n ** 14n) / 1e4;
-    row.epsilon += job.epsilon;
+    row.epsilon += job.epsilon ?? 0;
     datasets.add(job.dataset_title);
     days.set(day, row);
   }

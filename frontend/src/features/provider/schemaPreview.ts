@@ -52,6 +52,17 @@ export function previewCsv(text: string, delimiter = ",", maxRows = 500): Previe
   });
 }
 
+/** The types the server's parser knows (dataspace/catalog/profiling.py); a provider may correct
+ * the inferred one with any of them, and the server refuses what the column cannot be read as. */
+export const COLUMN_TYPES = ["integer", "float", "boolean", "categorical", "date", "text"] as const;
+export type ColumnType = (typeof COLUMN_TYPES)[number];
+
+/** How a corrected type is treated in the form: numbers get bounds, categories public values. */
+export function previewTypeOf(type: ColumnType): PreviewType {
+  if (type === "integer" || type === "float" || type === "boolean") return "numeric";
+  return type === "categorical" ? "categorical" : "text";
+}
+
 export interface ColumnSettings {
   type: PreviewType;
   publicValues: boolean;
