@@ -79,7 +79,27 @@ def write_progress(*, tx_id: int) -> ChainTransaction:
     if tx.status == Status.SENT:
         _confirm(tx)
         tx.refresh_from_db()
+    if tx.status == Status.SENT and _receipt_wait(tx):
+        _confirm(tx)  # mined while this call waited: confirm now rather than on a retry
+        tx.refresh_from_db()
     return tx
+
+
+def _receipt_wait(tx: ChainTransaction) -> bool:
+    """Waits briefly for a broadcast write's receipt, asking the node every
+    ``CHAIN_RECEIPT_POLL_SECONDS`` (a development node mines at once, a production one within a
+    block or two). True when it came within ``CHAIN_RECEIPT_WAIT_SECONDS``; otherwise the caller's
+    task retries after ``CHAIN_POLL_SECONDS`` as before, so a slow chain never pins a worker long."""
+    timeout = settings.CHAIN_RECEIPT_WAIT_SECONDS
+    if timeout <= 0:
+        return False
+    try:
+        gateway.connected_web3().eth.wait_for_transaction_receipt(
+            HexBytes(tx.tx_hash), timeout=timeout, poll_latency=settings.CHAIN_RECEIPT_POLL_SECONDS
+        )
+    except Exception:  # TimeExhausted, or the node away: the retry (and the sweeper) carry on
+        return False
+    return True
 
 
 def write_follow(
