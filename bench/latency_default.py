@@ -16,6 +16,7 @@ pays it (recordUsage plus its share of the settlement) comes from the outbox's r
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -113,8 +114,10 @@ def run_platform(label: str, extra_env: dict[str, str]) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+        time.sleep(1)  # beat writes its schedule file as it exits
+        shutil.rmtree(work, ignore_errors=True)
     latencies.sort()
+    print(f"{label}: p50 {statistics.median(latencies):.3f} s, gas per job {gas:,.0f}", flush=True)
     return {
         "label": label,
         "p50": statistics.median(latencies),

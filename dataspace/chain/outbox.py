@@ -151,11 +151,12 @@ def _call(tx: ChainTransaction) -> Any:
     return gateway.contract(tx.contract).functions[tx.function](*(_resolved(arg) for arg in tx.args))
 
 
-def _fail(tx: ChainTransaction, reason: str) -> None:
-    logger.warning("chain write %s (%s) failed: %s", tx.idempotency_key, tx.kind, reason)
-    ChainTransaction.objects.filter(pk=tx.pk).exclude(status=Status.CONFIRMED).update(
-        status=Status.FAILED, revert_reason=reason[:2000]
-    )
+def _fail(tx: ChainTransaction, reason: str, *, only_from: Status | None = None) -> None:
+    rows = ChainTransaction.objects.filter(pk=tx.pk).exclude(status=Status.CONFIRMED)
+    if only_from is not None:
+        rows = rows.filter(status=only_from)
+    if rows.update(status=Status.FAILED, revert_reason=reason[:2000]):
+        logger.warning("chain write %s (%s) failed: %s", tx.idempotency_key, tx.kind, reason)
 
 
 def _sign(tx: ChainTransaction) -> None:
@@ -164,7 +165,9 @@ def _sign(tx: ChainTransaction) -> None:
     try:
         gas = call.estimate_gas({"from": tx.sender})
     except ContractLogicError as exc:
-        _fail(tx, gateway.revert_reason(exc))
+        # ISSUE-14: only a write nobody signed fails here. Another worker may have signed, sent
+        # and mined it since this one read it (the write's own effect then makes it revert).
+        _fail(tx, gateway.revert_reason(exc), only_from=Status.PENDING)
         return
     except Exception as exc:
         raise gateway.ChainUnavailable(f"Gas estimation failed ({type(exc).__name__}).") from None
@@ -174,6 +177,10 @@ def _sign(tx: ChainTransaction) -> None:
     chain_count = w3.eth.get_transaction_count(Web3.to_checksum_address(tx.sender), "pending")
     SenderNonce.objects.get_or_create(chain_id=tx.chain_id, address=tx.sender, defaults={"next_nonce": chain_count})
     with transaction.atomic():
+        # ISSUE-14: write first, so the transaction holds the lock before it reads. PostgreSQL
+        # locks the row either way; SQLite ignores SELECT ... FOR UPDATE, and without this two
+        # workers (the sender and the job's step, now delivered together) both signed the write.
+        ChainTransaction.objects.filter(pk=tx.pk).update(updated_at=timezone.now())
         locked = ChainTransaction.objects.select_for_update().get(pk=tx.pk)
         if locked.status != Status.PENDING:
             return  # another worker signed it first
