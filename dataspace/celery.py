@@ -11,7 +11,7 @@ app = Celery("dataspace")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 
-def _tune_embedded_broker() -> None:
+def _tune_embedded_broker(**_: object) -> None:
     # kombu's SQLAlchemy transport polls its table once a second by default, which makes every
     # task wait ~1 s on the embedded broker. Passing polling_interval through
     # broker_transport_options crashes (kombu hands it to create_engine), so set it on the class.
@@ -23,7 +23,9 @@ def _tune_embedded_broker() -> None:
         kombu_sqla.Transport.polling_interval = settings.EMBEDDED_BROKER_POLLING_INTERVAL
 
 
-app.on_configure.connect(lambda **_: _tune_embedded_broker())
+# ISSUE-14: connected strongly. Signals hold weak references by default, and the lambda this used
+# to connect was collected at once, so the embedded broker kept its 1 s poll (a second per step).
+app.on_configure.connect(_tune_embedded_broker, weak=False)
 app.autodiscover_tasks()
 
 

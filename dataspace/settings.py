@@ -275,6 +275,11 @@ CHAIN_OPERATOR_KEY = env.str("CHAIN_OPERATOR_KEY", default=ANVIL_DEV_KEY)
 CHAIN_OPERATOR_ADDRESS = env.str("CHAIN_OPERATOR_ADDRESS", default="")
 CHAIN_CONFIRMATIONS = env.int("CHAIN_CONFIRMATIONS", default=0)
 CHAIN_POLL_SECONDS = env.float("CHAIN_POLL_SECONDS", default=1.0)
+# ISSUE-14: a step that has just broadcast a write waits for its receipt in the task (asking the
+# node every CHAIN_RECEIPT_POLL_SECONDS, at most CHAIN_RECEIPT_WAIT_SECONDS) before falling back
+# to a retry after CHAIN_POLL_SECONDS: anvil mines at once, so a job no longer waits a poll a step.
+CHAIN_RECEIPT_WAIT_SECONDS = env.float("CHAIN_RECEIPT_WAIT_SECONDS", default=2.0)
+CHAIN_RECEIPT_POLL_SECONDS = env.float("CHAIN_RECEIPT_POLL_SECONDS", default=0.02)
 CHAIN_SWEEP_AFTER = env.int("CHAIN_SWEEP_AFTER", default=30)
 CHAIN_INDEXER_CHUNK = env.int("CHAIN_INDEXER_CHUNK", default=2000)
 CONTRACTS_OUT_DIR = Path(env.str("CONTRACTS_OUT_DIR", default=str(BASE_DIR / "contracts" / "out")))

@@ -79,6 +79,15 @@ if ensure_postgres && ensure_redis; then
   DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/redlake}" \
   CELERY_BROKER_URL="${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}" \
     pytest "$@"
+  # ISSUE-14: the job tests again with RabbitMQ as the broker, where one listens.
+  if port_open 5672; then
+    echo "== pytest tests/integration/test_jobs.py with RabbitMQ as the broker (port 5672 is open)"
+    DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/redlake}" \
+    CELERY_BROKER_URL="${TEST_AMQP_BROKER_URL:-amqp://guest:guest@127.0.0.1:5672//}" \
+      pytest -p no:cacheprovider tests/integration/test_jobs.py
+  else
+    echo "RabbitMQ not listening on 5672: the job tests ran on Redis only"
+  fi
   echo "== pytest smoke subset on the embedded defaults (SQLite, SQLAlchemy broker)"
   env -u DATABASE_URL -u CELERY_BROKER_URL pytest -m smoke -p no:cacheprovider "$@"
 else

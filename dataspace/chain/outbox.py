@@ -79,7 +79,27 @@ def write_progress(*, tx_id: int) -> ChainTransaction:
     if tx.status == Status.SENT:
         _confirm(tx)
         tx.refresh_from_db()
+    if tx.status == Status.SENT and _receipt_wait(tx):
+        _confirm(tx)  # mined while this call waited: confirm now rather than on a retry
+        tx.refresh_from_db()
     return tx
+
+
+def _receipt_wait(tx: ChainTransaction) -> bool:
+    """Waits briefly for a broadcast write's receipt, asking the node every
+    ``CHAIN_RECEIPT_POLL_SECONDS`` (a development node mines at once, a production one within a
+    block or two). True when it came within ``CHAIN_RECEIPT_WAIT_SECONDS``; otherwise the caller's
+    task retries after ``CHAIN_POLL_SECONDS`` as before, so a slow chain never pins a worker long."""
+    timeout = settings.CHAIN_RECEIPT_WAIT_SECONDS
+    if timeout <= 0:
+        return False
+    try:
+        gateway.connected_web3().eth.wait_for_transaction_receipt(
+            HexBytes(tx.tx_hash), timeout=timeout, poll_latency=settings.CHAIN_RECEIPT_POLL_SECONDS
+        )
+    except Exception:  # TimeExhausted, or the node away: the retry (and the sweeper) carry on
+        return False
+    return True
 
 
 def write_follow(
@@ -131,11 +151,12 @@ def _call(tx: ChainTransaction) -> Any:
     return gateway.contract(tx.contract).functions[tx.function](*(_resolved(arg) for arg in tx.args))
 
 
-def _fail(tx: ChainTransaction, reason: str) -> None:
-    logger.warning("chain write %s (%s) failed: %s", tx.idempotency_key, tx.kind, reason)
-    ChainTransaction.objects.filter(pk=tx.pk).exclude(status=Status.CONFIRMED).update(
-        status=Status.FAILED, revert_reason=reason[:2000]
-    )
+def _fail(tx: ChainTransaction, reason: str, *, only_from: Status | None = None) -> None:
+    rows = ChainTransaction.objects.filter(pk=tx.pk).exclude(status=Status.CONFIRMED)
+    if only_from is not None:
+        rows = rows.filter(status=only_from)
+    if rows.update(status=Status.FAILED, revert_reason=reason[:2000]):
+        logger.warning("chain write %s (%s) failed: %s", tx.idempotency_key, tx.kind, reason)
 
 
 def _sign(tx: ChainTransaction) -> None:
@@ -144,14 +165,9 @@ def _sign(tx: ChainTransaction) -> None:
     try:
         gas = call.estimate_gas({"from": tx.sender})
     except ContractLogicError as exc:
-        # ISSUE-16: fail the row only while it is still unsigned. Two workers may move one write at
-        # once (its send task and a sweep); once the first one's transaction is mined, the second
-        # one's estimate reverts (JobAlreadyRecorded) and must not fail a write that succeeded.
-        reason = gateway.revert_reason(exc)
-        if ChainTransaction.objects.filter(pk=tx.pk, status=Status.PENDING).update(
-            status=Status.FAILED, revert_reason=reason[:2000]
-        ):
-            logger.warning("chain write %s (%s) failed: %s", tx.idempotency_key, tx.kind, reason)
+        # ISSUE-14: only a write nobody signed fails here. Another worker may have signed, sent
+        # and mined it since this one read it (the write's own effect then makes it revert).
+        _fail(tx, gateway.revert_reason(exc), only_from=Status.PENDING)
         return
     except Exception as exc:
         raise gateway.ChainUnavailable(f"Gas estimation failed ({type(exc).__name__}).") from None
@@ -161,6 +177,10 @@ def _sign(tx: ChainTransaction) -> None:
     chain_count = w3.eth.get_transaction_count(Web3.to_checksum_address(tx.sender), "pending")
     SenderNonce.objects.get_or_create(chain_id=tx.chain_id, address=tx.sender, defaults={"next_nonce": chain_count})
     with transaction.atomic():
+        # ISSUE-14: write first, so the transaction holds the lock before it reads. PostgreSQL
+        # locks the row either way; SQLite ignores SELECT ... FOR UPDATE, and without this two
+        # workers (the sender and the job's step, now delivered together) both signed the write.
+        ChainTransaction.objects.filter(pk=tx.pk).update(updated_at=timezone.now())
         locked = ChainTransaction.objects.select_for_update().get(pk=tx.pk)
         if locked.status != Status.PENDING:
             return  # another worker signed it first

@@ -109,6 +109,7 @@ def purge_broker() -> None:
 
     with app.connection_for_write() as connection:
         for queue in [*ALL_QUEUES.split(","), "tee"]:  # ISSUE-13: tee workers are started by their tests
-            # A queue that does not exist yet holds nothing to purge.
-            with contextlib.suppress(Exception):
-                connection.default_channel.queue_purge(queue)
+            # A queue that does not exist yet holds nothing to purge. ISSUE-14: one channel per
+            # queue, since AMQP closes a channel on a missing queue and the next purge would fail.
+            with contextlib.suppress(Exception), connection.channel() as channel:
+                channel.queue_purge(queue)

@@ -1,0 +1,241 @@
+"""Job latency on what `make run` runs, side by side with the tuned stack, in one run.
+
+Both columns start `scripts/run.sh` itself (anvil, migrate, deploy, demo seed, then honcho with
+the Procfile: gunicorn, one Celery worker for every queue, beat) in a scratch var dir on free
+ports, so nothing differs from a newcomer's `make run` but where its state lives:
+
+- embedded default: no DATABASE_URL, no CELERY_BROKER_URL (SQLite, kombu's SQLAlchemy broker);
+- tuned stack: the same script with PostgreSQL and Redis (as on CI).
+
+Each job is the demo consumer's mean of ``cost`` on the demo dataset (personal data: noised,
+a small epsilon each run, each run a new query so none is answered from the answer cache),
+timed from POST /api/jobs/ to the GET that first shows it settled. Gas per job as the flow
+pays it (recordUsage plus its share of the settlement) comes from the outbox's receipts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RUNS = int(os.environ.get("BENCH_RUNS", "15"))
+POSTGRES_DB = "redlake_bench_latency"
+POSTGRES_URL = f"postgres://postgres@127.0.0.1:5432/{POSTGRES_DB}"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+class Api:
+    def __init__(self, base: str, username: str, password: str):
+        import requests
+
+        self.base, self.session = base, requests.Session()
+        token = self.post("/api/auth/token/", json={"username": username, "password": password})["token"]
+        self.session.headers["Authorization"] = f"Token {token}"
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        response = self.session.post(self.base + path, **kwargs)
+        assert response.status_code in (200, 201, 202), (path, response.status_code, response.text[:500])
+        return response.json()
+
+    def get(self, path: str) -> Any:
+        response = self.session.get(self.base + path)
+        assert response.status_code == 200, (path, response.status_code, response.text[:500])
+        return response.json()
+
+
+def run_platform(label: str, extra_env: dict[str, str]) -> dict[str, Any]:
+    """Starts scripts/run.sh with ``extra_env``, times RUNS demo means, stops it."""
+    work = Path(tempfile.mkdtemp(prefix="redlake-bench-latency-"))
+    port, chain_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "DEBUG")}
+    env.update(REDLAKE_VAR_DIR=str(work), REDLAKE_PORT=str(port), CHAIN_PORT=str(chain_port))
+    env.update(extra_env)
+    log_path = work / "run.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["bash", "scripts/run.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_web(base, process, log_path)
+        consumer = Api(base, "consumer", "redlake-consumer")
+        agreements = consumer.get("/api/agreements/")
+        items = agreements["results"] if isinstance(agreements, dict) else agreements
+        agreement = next(a for a in items if a["status"] == "active")
+        latencies = []
+        job_ids = []
+        for run in range(RUNS + 1):  # the first job warms the processes up and is not counted
+            body = {
+                "agreement": agreement["id"],
+                "operation": "mean",
+                "params": {"column": "cost"},
+                "purpose": "research",
+                "epsilon": 0.01 + run * 1e-4,
+            }
+            start = time.perf_counter()
+            job = consumer.post("/api/jobs/", json=body)
+            done = wait_job(consumer, job["url"])
+            elapsed = time.perf_counter() - start
+            assert done["status"] == "settled", done
+            if run:
+                latencies.append(elapsed)
+                job_ids.append(done["id"])
+        gas = gas_per_job(env, job_ids)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        time.sleep(1)  # beat writes its schedule file as it exits
+        shutil.rmtree(work, ignore_errors=True)
+    latencies.sort()
+    print(f"{label}: p50 {statistics.median(latencies):.3f} s, gas per job {gas:,.0f}", flush=True)
+    return {
+        "label": label,
+        "p50": statistics.median(latencies),
+        "p90": latencies[int(0.9 * (len(latencies) - 1))],
+        "gas": gas,
+    }
+
+
+def wait_for_web(base: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    import requests
+
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"scripts/run.sh exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the platform did not start:\n{log_path.read_text()[-3000:]}")
+
+
+def wait_job(api: Api, url: str, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = api.get(url)
+        if body["status"] in ("settled", "withheld", "refunded", "rejected"):
+            return body
+        time.sleep(0.02)
+    raise AssertionError(f"{url} did not finish: {body}")
+
+
+def gas_per_job(env: dict[str, str], job_ids: list[str]) -> float:
+    """Mean gas the flow paid per job: its recordUsage plus its settlement's share (a batch
+    settlement's gas split over the jobs it settled)."""
+    code = (
+        "import json, sys, django; django.setup()\n"
+        "from dataspace.compute.models import Job\n"
+        "ids = json.loads(sys.argv[1])\n"
+        "jobs = list(Job.objects.filter(pk__in=ids).select_related('record_tx', 'settle_tx'))\n"
+        "settles = {}\n"
+        "for job in jobs: settles.setdefault(job.settle_tx_id, []).append(job)\n"
+        "total = sum(j.record_tx.gas_used or 0 for j in jobs)\n"
+        "total += sum(group[0].settle_tx.gas_used or 0 for group in settles.values())\n"
+        "print(total / len(jobs))\n"
+    )
+    import json
+
+    out = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "python"), "-c", code, json.dumps(job_ids)],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "dataspace.settings"},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    from bench.common import metric, write_result
+
+    runs = [run_platform("embedded default (make run: SQLite, SQLAlchemy broker, anvil)", {})]
+    if port_open(5432) and port_open(6379):
+        for sql in (f"DROP DATABASE IF EXISTS {POSTGRES_DB}", f"CREATE DATABASE {POSTGRES_DB}"):
+            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", sql], check=True, capture_output=True)
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        runs.append(
+            run_platform(
+                "tuned stack (scripts/run.sh on PostgreSQL + Redis)",
+                {"DATABASE_URL": POSTGRES_URL, "CELERY_BROKER_URL": REDIS_URL},
+            )
+        )
+    else:
+        print("tuned stack skipped: needs PostgreSQL and Redis on localhost")
+    embedded = runs[0]
+    metrics = []
+    for result in runs:
+        is_default = result is embedded
+        metrics.append(
+            metric(
+                f"demo mean, {result['label']}, p50 (POST to settled GET)",
+                round(result["p50"], 4),
+                "s",
+                target=1.0 if is_default else None,
+                better="lower",
+                baseline=None if is_default else ("embedded default p50, s", round(embedded["p50"], 4)),
+            )
+        )
+        metrics.append(
+            metric(f"demo mean, {result['label']}, p90", round(result["p90"], 4), "s", target=None, better="lower")
+        )
+        metrics.append(
+            metric(
+                f"gas per job as the flow pays it, {result['label']}",
+                round(result["gas"]),
+                "gas",
+                target=None,
+                better="lower",
+            )
+        )
+    for m in metrics:
+        print(f"{m['name']}: {m['value']} {m['unit']}")
+    write_result(
+        "latency_default",
+        metrics,
+        notes=(
+            f"Both columns run scripts/run.sh (gunicorn, one Celery worker for all queues, beat, anvil "
+            f"automining); demo dataset as seeded (100,000 rows); {RUNS} jobs each after one warm-up; "
+            f"CHAIN_POLL_SECONDS and CHAIN_RECEIPT_* at their defaults; 1-min load average at the end "
+            f"{os.getloadavg()[0]:.1f}."
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
