@@ -809,6 +809,7 @@ export interface components {
          *     * `offer_not_published` - offer_not_published
          *     * `agreement_not_active` - agreement_not_active
          *     * `agreement_expired` - agreement_expired
+         *     * `policy_invalid` - policy_invalid
          *     * `calls_exhausted` - calls_exhausted
          *     * `budget_exhausted` - budget_exhausted
          *     * `epsilon_invalid` - epsilon_invalid
@@ -851,7 +852,7 @@ export interface components {
          *     * `result_signature_invalid` - result_signature_invalid
          * @enum {string}
          */
-        CodeEnum: "validation_failed" | "not_authenticated" | "authentication_failed" | "permission_denied" | "not_found" | "method_not_allowed" | "unsupported_media_type" | "throttled" | "conflict" | "body_too_large" | "nesting_too_deep" | "too_many_fields" | "role_required" | "wallet_exists" | "challenge_invalid" | "signature_invalid" | "blob_tampered" | "key_tampered" | "kek_unknown" | "keyring_not_held" | "file_missing" | "unexpected_file" | "file_too_large" | "file_empty" | "unsupported_format" | "binary_content" | "invalid_encoding" | "malformed_csv" | "ragged_rows" | "malformed_parquet" | "parquet_schema_mismatch" | "no_rows" | "duplicate_column" | "empty_column_name" | "invalid_column_name" | "too_many_columns" | "unsupported_column_type" | "bounds_invalid" | "bounds_column_unknown" | "dataset_not_ready" | "chain_unavailable" | "broker_unavailable" | "chain_mismatch" | "chain_reverted" | "dataset_not_on_chain" | "wallet_required" | "insufficient_funds" | "purpose_not_allowed" | "operation_not_allowed" | "offer_not_published" | "agreement_not_active" | "agreement_expired" | "calls_exhausted" | "budget_exhausted" | "epsilon_invalid" | "cohort_too_small" | "signature_replayed" | "signature_expired" | "idempotency_key_reused" | "invalid_operation" | "encrypted_store_not_ready" | "unknown_operation" | "invalid_parameters" | "column_not_found" | "column_kind" | "level_too_low" | "depth_exceeded" | "incomplete_column" | "column_unbounded" | "ingest_abandoned" | "chain_refused" | "compute_failed" | "release_failed" | "settle_refused" | "privacy_terms_locked" | "privacy_terms_invalid" | "column_not_public" | "usage_not_recorded" | "epsilon_mismatch" | "params_mismatch" | "result_tampered" | "custodian_unknown" | "receipt_not_on_chain" | "result_shape_mismatch" | "algorithm_invalid" | "algorithm_not_approved" | "algorithm_state_invalid" | "algorithm_revoked" | "sandbox_not_allowed" | "tee_job_failed" | "attestation_refused" | "result_signature_invalid";
+        CodeEnum: "validation_failed" | "not_authenticated" | "authentication_failed" | "permission_denied" | "not_found" | "method_not_allowed" | "unsupported_media_type" | "throttled" | "conflict" | "body_too_large" | "nesting_too_deep" | "too_many_fields" | "role_required" | "wallet_exists" | "challenge_invalid" | "signature_invalid" | "blob_tampered" | "key_tampered" | "kek_unknown" | "keyring_not_held" | "file_missing" | "unexpected_file" | "file_too_large" | "file_empty" | "unsupported_format" | "binary_content" | "invalid_encoding" | "malformed_csv" | "ragged_rows" | "malformed_parquet" | "parquet_schema_mismatch" | "no_rows" | "duplicate_column" | "empty_column_name" | "invalid_column_name" | "too_many_columns" | "unsupported_column_type" | "bounds_invalid" | "bounds_column_unknown" | "dataset_not_ready" | "chain_unavailable" | "broker_unavailable" | "chain_mismatch" | "chain_reverted" | "dataset_not_on_chain" | "wallet_required" | "insufficient_funds" | "purpose_not_allowed" | "operation_not_allowed" | "offer_not_published" | "agreement_not_active" | "agreement_expired" | "policy_invalid" | "calls_exhausted" | "budget_exhausted" | "epsilon_invalid" | "cohort_too_small" | "signature_replayed" | "signature_expired" | "idempotency_key_reused" | "invalid_operation" | "encrypted_store_not_ready" | "unknown_operation" | "invalid_parameters" | "column_not_found" | "column_kind" | "level_too_low" | "depth_exceeded" | "incomplete_column" | "column_unbounded" | "ingest_abandoned" | "chain_refused" | "compute_failed" | "release_failed" | "settle_refused" | "privacy_terms_locked" | "privacy_terms_invalid" | "column_not_public" | "usage_not_recorded" | "epsilon_mismatch" | "params_mismatch" | "result_tampered" | "custodian_unknown" | "receipt_not_on_chain" | "result_shape_mismatch" | "algorithm_invalid" | "algorithm_not_approved" | "algorithm_state_invalid" | "algorithm_revoked" | "sandbox_not_allowed" | "tee_job_failed" | "attestation_refused" | "result_signature_invalid";
         /** @description Public metadata and profile: what any authenticated user may see. */
         DatasetOutput: {
             /** Format: uuid */
@@ -3081,7 +3082,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description error codes: agreement_expired, agreement_not_active, budget_exhausted, calls_exhausted, encrypted_store_not_ready, idempotency_key_reused, signature_replayed, wallet_required */
+            /** @description error codes: agreement_expired, agreement_not_active, budget_exhausted, calls_exhausted, encrypted_store_not_ready, idempotency_key_reused, policy_invalid, signature_replayed, wallet_required */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3206,7 +3207,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorEnvelope"];
                 };
             };
-            /** @description error codes: agreement_expired, agreement_not_active, budget_exhausted, calls_exhausted, encrypted_store_not_ready, idempotency_key_reused, signature_replayed, wallet_required */
+            /** @description error codes: agreement_expired, agreement_not_active, budget_exhausted, calls_exhausted, encrypted_store_not_ready, idempotency_key_reused, policy_invalid, signature_replayed, wallet_required */
             409: {
                 headers: {
                     [name: string]: unknown;
