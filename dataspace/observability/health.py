@@ -41,7 +41,7 @@ def check_database() -> None:
 
 
 def check_broker() -> None:
-    from dataspace.celery import app
+    from celery import current_app as app  # the project's app (dataspace/__init__.py loads it)
 
     with app.connection_for_read() as conn:
         # One attempt, bounded: a readiness probe must answer, not wait for the broker.

@@ -104,7 +104,7 @@ class RedlakeCollector(Collector):
         )
 
     def _queues(self) -> Iterator[Any]:
-        from dataspace.celery import app
+        from celery import current_app as app  # the project's app (dataspace/__init__.py loads it)
 
         depth = GaugeMetricFamily("redlake_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"])
         queues = sorted({"default", *(route["queue"] for route in settings.CELERY_TASK_ROUTES.values())})
