@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from dataspace.accounts.models import Role
+from dataspace.accounts.selectors import wallet_address
 from dataspace.catalog.models import Dataset
 from dataspace.chain import agents
 from dataspace.chain.encoding import rho_nano
@@ -325,7 +326,8 @@ def test_repeated_queries_get_the_same_answer_and_spend_once(
     assert len({repr(job.result) for job in jobs}) == 1  # no fresh noise to average away
     losses = PrivacyLoss.objects.filter(job_id__in=[job.id for job in jobs])
     assert [loss.status for loss in losses] == [PrivacyLoss.Status.SPENT]  # only the first reserved any
-    on_chain = agents.UsageAgreementsAgent().dataset_privacy(market.dataset.id)
+    provider = wallet_address(user_id=market.dataset.provider_id)
+    on_chain = agents.UsageAgreementsAgent().dataset_privacy(market.dataset.id, provider=provider)
     assert on_chain.used == rho_nano(jobs[0].rho)
 
 
