@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test bench install lint typecheck clean
+.PHONY: run test bench install lint typecheck clean nightly slither
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ test: install
 bench: install
 	@bash scripts/bench.sh
 
+# The contracts' invariant suites at >= 100,000 calls each (foundry.toml's nightly profile; ~3 min).
+nightly: install
+	cd contracts && FOUNDRY_PROFILE=nightly bash forge.sh test --match-contract Invariant
+
+# Slither on the forge build; fails on a high or medium finding not explained in contracts/SECURITY.md.
+slither: install
+	@bash scripts/slither.sh
+
 lint: install
 	$(VENV)/bin/ruff check .
 
@@ -49,4 +57,4 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) node_modules var contracts/out contracts/cache frontend/node_modules frontend/dist frontend/src/generated
+	rm -rf $(VENV) .venv-tools node_modules var contracts/out contracts/cache contracts/out-slither contracts/cache-slither contracts/node_modules frontend/node_modules frontend/dist frontend/src/generated

@@ -44,6 +44,8 @@ env -u DATABASE_URL python manage.py spectacular --format openapi-json --file va
 
 echo "== forge test (contracts: unit, fuzz, invariant)"
 bash contracts/forge.sh test
+echo "== slither (contracts/SECURITY.md explains every high or medium finding)"
+bash scripts/slither.sh
 
 # System tools some checks use: Debian's docker-compose (validates the compose file offline) and
 # Chromium (the portal's browser tests). Installed where we may (root with apt, as in CI);
