@@ -2,7 +2,9 @@
 Playwright) against a running Redlake: the live Django server, a real Celery worker process, anvil.
 
 A provider uploads (bytes sent, then the ingest's percent), sets bounds and public columns,
-publishes an offer; a consumer accepts it and runs a job to its settlement; an auditor opens the
+publishes an offer that also allows submitted algorithms in the sandbox; a consumer submits an
+algorithm (REST), and the provider, alerted on the dashboard, reads its code, measurement and
+asker and approves it (pinned on chain); the consumer accepts the offer and runs a job to its settlement; an auditor opens the
 job in the explorer, sees the consumer's signature recovered, and verifies the receipt the
 consumer shares (and sees a tampered copy fail); the provider sees the usage chart count the job
 and withdraws; the reconciliation is clean, then shows a row tampered in the database. Screenshots of each page in English and Chinese
@@ -24,7 +26,10 @@ from django.conf import settings as django_settings
 from dataspace.accounts.models import Role
 from dataspace.audit import services as audit_services
 from dataspace.catalog.models import Dataset, Ingest
-from dataspace.compute.models import EncryptedStore, Job
+from dataspace.chain import agents
+from dataspace.chain.models import ChainTransaction
+from dataspace.compute.models import Algorithm, EncryptedStore, Job
+from dataspace.policies.models import Offer
 from dataspace.privacy.onchain import terms_on_chain
 from tests.support.space import TOKENS, funded_user
 from tests.support.waiting import wait_for
@@ -38,6 +43,17 @@ pytestmark = [
     pytest.mark.skipif(not DIST.exists(), reason="the portal is not built (make install builds frontend/dist)"),
 ]
 WAIT_MS = 150_000  # the slowest step: ingest, HE keys and the store built by the worker
+# A consumer's algorithm for the offer; on a personal dataset every number it returns is bounded.
+MEAN_AGE = """
+def run(tables, params):
+    ages = tables["data"].column("age").to_pylist()
+    return {"mean_age": sum(ages) / len(ages)}
+"""
+MEAN_AGE_SCHEMA = {
+    "type": "object",
+    "properties": {"mean_age": {"type": "number", "minimum": 0, "maximum": 120}},
+    "required": ["mean_age"],
+}
 
 
 @pytest.fixture
@@ -106,7 +122,7 @@ def test_provider_consumer_and_auditor_in_the_browser(
     anvil: Any, celery_worker_process: Any, live_server: Any, browser: Any, tmp_path: Path
 ) -> None:
     funded_user("prov", Role.PROVIDER)
-    funded_user("cons", Role.CONSUMER, tokens=TOKENS)
+    _, consumer_api = funded_user("cons", Role.CONSUMER, tokens=TOKENS)
     funded_user("audi", Role.AUDITOR)
     shots = Shots()
     url = live_server.url
@@ -138,15 +154,64 @@ def test_provider_consumer_and_auditor_in_the_browser(
     assert dataset.public_value_columns == ["region"]
     wait_for(lambda: dataset_ready(dataset.id), timeout=150)
 
-    # Provider: the offer, its ODRL beside the form, then the transaction's status.
+    # Provider: the offer (submitted algorithms allowed, in the sandbox), its ODRL beside the
+    # form, then the transaction's status.
     provider.goto(f"{url}/#/provider/offer/{dataset.id}")
     provider.wait_for_selector("[data-testid=odrl] >> text=redlake:minCohort")
     provider.fill("#price", "2")
     provider.fill("#budget", "1")
+    provider.check("#allow-algorithms")
+    provider.check("#allow-sandbox")
+    provider.wait_for_selector("[data-testid=odrl] >> text=redlake:allowSandbox")
     shots.take(provider, "offer-editor")
     provider.click("text=Publish on chain")
     provider.wait_for_selector("[data-testid=offer-status][data-status=published]")
     assert "2000000000000000000" in provider.inner_text("[data-testid=odrl]")
+    offer = Offer.objects.get()
+    assert "algorithm" in offer.operations
+    assert offer.allow_sandbox
+    published = {c["leftOperand"]: c["rightOperand"] for c in offer.policy["permission"][0]["constraint"]}
+    assert published["redlake:allowSandbox"] is True
+
+    # Consumer (REST): an algorithm for the offer. Provider: the dashboard's alert, the approval
+    # page with the code, its measurement and who asked; approved in the browser, pinned on chain.
+    submitted = consumer_api.post(
+        "/api/algorithms/",
+        {
+            "offer": str(offer.id),
+            "name": "mean age",
+            "kind": "python",
+            "source": MEAN_AGE,
+            "output_schema": MEAN_AGE_SCHEMA,
+            "max_output_bytes": 1024,
+        },
+        format="json",
+    )
+    assert submitted.status_code == 201, submitted.json()
+    algorithm = Algorithm.objects.get(pk=submitted.json()["id"])
+    provider.goto(f"{url}/#/provider")
+    provider.wait_for_selector("[data-testid=algorithm-alert] >> text=1 algorithm(s) await your approval")
+    provider.click("[data-testid=algorithm-alert] a")
+    card = f"[data-testid=algorithm][data-status=pending]:has-text('{algorithm.measurement}')"
+    provider.wait_for_selector(card)
+    shown = provider.inner_text(card)
+    assert provider.inner_text(f"{card} dt:text-is('Asked by') + dd") == "cons"
+    assert algorithm.bundle_sha256 in shown
+    assert 'ages = tables["data"].column("age").to_pylist()' in shown  # the code itself
+    shots.take(provider, "algorithms")
+    provider.click(f"{card} >> button:text-is('Approve')")
+    provider.wait_for_selector("[data-testid=algorithm][data-status=approved]")
+    algorithm.refresh_from_db()
+    assert algorithm.status == Algorithm.Status.APPROVED
+    assert algorithm.approve_tx is not None
+    assert algorithm.approve_tx.status == ChainTransaction.Status.CONFIRMED
+    assert agents.AlgorithmApprovalsAgent().is_approved(
+        offer_id=offer.chain_offer_id,  # type: ignore[arg-type]
+        measurement=bytes.fromhex(algorithm.measurement),
+        tee_type=agents.TeeBit.SANDBOX,
+    )
+    assert consumer_api.get(f"/api/algorithms/{algorithm.id}/").json()["status"] == "approved"
+    shots.take(provider, "algorithms-approved")
 
     # Consumer: the dataset page, accept, the generated form, the job through its states.
     consumer = log_in(browser, url, "cons")
