@@ -4,11 +4,12 @@ Playwright) against a running Redlake: the live Django server, a real Celery wor
 A provider uploads (bytes sent, then the ingest's percent), sets bounds and public columns,
 publishes an offer that also allows submitted algorithms in the sandbox; a consumer submits an
 algorithm (REST), and the provider, alerted on the dashboard, reads its code, measurement and
-asker and approves it (pinned on chain); the consumer accepts the offer and runs a job to its settlement; an auditor opens the
-job in the explorer, sees the consumer's signature recovered, and verifies the receipt the
-consumer shares (and sees a tampered copy fail); the provider sees the usage chart count the job
-and withdraws; the reconciliation is clean, then shows a row tampered in the database. Screenshots of each page in English and Chinese
-are saved under $REDLAKE_VAR_DIR/screenshots/.
+asker and approves it (pinned on chain); the consumer accepts the offer and runs a job to its
+settlement; an auditor opens the job in the explorer, sees the consumer's signature recovered and
+the job's transactions decoded, and verifies the receipt the consumer shares (and sees a tampered
+copy fail); the provider sees the usage chart go from no jobs to the job and withdraws; the
+reconciliation is clean, then shows a row tampered in the database. Screenshots of each page in
+English and Chinese are saved under $REDLAKE_VAR_DIR/screenshots/.
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ def test_provider_consumer_and_auditor_in_the_browser(
     provider.click("form button[type=submit]")
     provider.wait_for_selector("[data-testid=sent-percent] >> text=100%")
     provider.wait_for_selector("[data-testid=ingest][data-status=succeeded]")
+    assert provider.get_attribute("#ingest-progress", "value") == "100"
     ingest = Ingest.objects.get()
     assert ingest.dataset is not None
     dataset = ingest.dataset
@@ -212,11 +214,25 @@ def test_provider_consumer_and_auditor_in_the_browser(
     )
     assert consumer_api.get(f"/api/algorithms/{algorithm.id}/").json()["status"] == "approved"
     shots.take(provider, "algorithms-approved")
+    # Before any job: no usage to chart, nothing to withdraw (the chart's move is measured from here).
+    provider.goto(f"{url}/#/provider")
+    provider.wait_for_selector("#jobs >> text=No jobs yet.")
+    provider.wait_for_selector("[data-testid=withdrawable] >> text=/^0$/")
 
-    # Consumer: the dataset page, accept, the generated form, the job through its states.
+    # Consumer: the catalogue's search and filters, the dataset page, accept, the generated form,
+    # the job through its states.
     consumer = log_in(browser, url, "cons")
-    consumer.goto(f"{url}/#/datasets/{dataset.id}")
+    consumer.wait_for_selector("h1:text-is('Catalogue')")
+    consumer.fill("[role=search] >> label:has-text('Keyword') >> input", "finance")
+    consumer.wait_for_selector("text=No dataset matches.")
+    consumer.fill("[role=search] >> label:has-text('Keyword') >> input", "health")
+    consumer.fill("[role=search] input[type=search]", "clinic")
+    consumer.select_option("[role=search] select", "csv")
+    consumer.wait_for_selector("a:has-text('Clinic visits')")
+    shots.take(consumer, "catalogue")
+    consumer.click("a:has-text('Clinic visits')")
     consumer.wait_for_selector("text=Accept offer")
+    assert str(dataset.id) in consumer.url
     assert "north" in consumer.inner_text("#schema")  # a public column shows its values
     shots.take(consumer, "dataset")
     consumer.fill("[data-offer] input[type=number]", "3")
@@ -235,6 +251,9 @@ def test_provider_consumer_and_auditor_in_the_browser(
     job = Job.objects.get()
     assert job.status == Job.Status.SETTLED
     assert json.loads(shared)["receipt"]["result_sha256"] == job.result_hash
+    consumer.goto(f"{url}/#/consumer")
+    consumer.wait_for_selector(f"a[href='#/consumer/jobs/{job.id}']")
+    shots.take(consumer, "jobs")
 
     # Auditor: the latest transactions, decoded; the job's record and signature; verify.
     auditor = log_in(browser, url, "audi")
@@ -253,6 +272,15 @@ def test_provider_consumer_and_auditor_in_the_browser(
 
     auditor.goto(f"{url}/#/explorer/job/{job.chain_job_id}")
     auditor.wait_for_selector("[data-testid=signer] >> text=the agreement's consumer")
+    # The job's own transactions, found from its page: the usage record and the settlement, decoded.
+    auditor.wait_for_selector("#usage li >> text=JobSettled")
+    auditor.click("#usage li:has-text('UsageRecorded') a")
+    auditor.wait_for_selector("[data-testid=function] >> text=UsageAgreements.recordUsage")
+    assert job.record_tx is not None
+    assert job.record_tx.tx_hash.lower() in auditor.url.lower()
+    assert "UsageRecorded" in auditor.inner_text("[data-testid=events]")
+    auditor.go_back()
+    auditor.wait_for_selector("[data-testid=signer] >> text=the agreement's consumer")
     assert "result_salt" not in auditor.inner_text("#platform")  # the platform withholds the salt
     auditor.fill("#shared", shared)
     auditor.click("button:text-is('Verify')")
@@ -270,9 +298,10 @@ def test_provider_consumer_and_auditor_in_the_browser(
     shots.take(auditor, "verify-fail")
 
     # Provider: the usage chart counts the settled job; the earnings are withdrawn on chain.
-    provider.goto(f"{url}/#/provider")
+    # The page still shows the dashboard as it was before the job: load it afresh.
+    provider.reload()
     provider.wait_for_selector("[data-testid=usage-charts][data-calls='1']")
-    assert provider.inner_text("[data-testid=withdrawable]") == "2"
+    provider.wait_for_selector("[data-testid=withdrawable] >> text=/^2$/")
     shots.take(provider, "dashboard")
     provider.click("button:text-is('Withdraw')")
     provider.wait_for_selector("[data-testid=withdrawable] >> text=/^0$/")
