@@ -32,8 +32,11 @@ from dataspace.chain.models import ChainTransaction
 from dataspace.compute.models import Algorithm, EncryptedStore, Job
 from dataspace.policies.models import Offer
 from dataspace.privacy.onchain import terms_on_chain
-from tests.support.space import TOKENS, funded_user
+from tests.enclaves.conftest import requires_sandbox
+from tests.integration.test_jobs import DECLARED, registry_csv
+from tests.support.space import TOKENS, accept_offer, funded_user, ingest_dataset, publish_offer, run_job, wait_job
 from tests.support.waiting import wait_for
+from tests.support.workers import celery_env, start_worker
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DIST = Path(django_settings.FRONTEND_DIST) / "index.html"
@@ -317,6 +320,71 @@ def test_provider_consumer_and_auditor_in_the_browser(
     auditor.wait_for_selector("[data-testid=reconcile][data-ok=false]")
     assert "result hash on chain differs" in auditor.inner_text("[data-testid=reconcile]")
     shots.take(auditor, "reconcile-divergence")
+
+
+@requires_sandbox
+def test_an_approved_algorithm_runs_in_the_sandbox_and_says_simulated_in_the_browser(
+    anvil: Any, celery_worker_process: Any, live_server: Any, browser: Any, tmp_path: Path
+) -> None:
+    """The consumer's side of an approved algorithm: its job (run over REST, in the sandbox on the
+    custodian's ``tee`` worker) on the job page labelled SIMULATED, and its shared receipt verified
+    in the explorer, the attestation hash included."""
+    tee_worker = start_worker(celery_env(), tmp_path / "tee-worker.log", queues="tee")
+    try:
+        _, provider_api = funded_user("prov", Role.PROVIDER)
+        _, consumer_api = funded_user("cons", Role.CONSUMER, tokens=TOKENS)
+        _, auditor_api = funded_user("audi", Role.AUDITOR)
+        shots = Shots()
+        url = live_server.url
+        dataset = ingest_dataset(provider_api, registry_csv(600), **DECLARED)  # personal: answers noised
+        offer = publish_offer(
+            provider_api, dataset, operations=["algorithm"], allow_sandbox=True, memory_limit_bytes=768 * 2**20
+        )
+        agreement = accept_offer(consumer_api, offer, calls=2)
+        body = {"offer": str(offer.id), "name": "mean age", "kind": "python", "source": MEAN_AGE}
+        submitted = consumer_api.post(
+            "/api/algorithms/", {**body, "output_schema": MEAN_AGE_SCHEMA, "max_output_bytes": 1024}, format="json"
+        )
+        assert submitted.status_code == 201, submitted.json()
+        approved = provider_api.post(f"/api/algorithms/{submitted.json()['id']}/approve/", {}, format="json")
+        assert approved.status_code == 202, approved.json()
+        wait_for(
+            lambda: Algorithm.objects.get(pk=submitted.json()["id"]).status == Algorithm.Status.APPROVED, timeout=60
+        )
+        response = run_job(
+            consumer_api, agreement, "algorithm", {"algorithm": submitted.json()["id"], "params": {}}, epsilon=0.5
+        )
+        assert response.status_code == 202, response.json()
+        job = wait_job(response.json()["id"], timeout=240)
+        assert job.status == Job.Status.SETTLED, (job.failure_code, job.failure_message)
+
+        consumer = log_in(browser, url, "cons")
+        consumer.goto(f"{url}/#/consumer")
+        consumer.click(f"a[href='#/consumer/jobs/{job.id}']")
+        consumer.wait_for_selector("[data-testid=tee][data-label=SIMULATED]")
+        assert submitted.json()["measurement"] in consumer.inner_text("main")
+        assert "mean_age" in consumer.inner_text("[data-testid=result]")
+        consumer.wait_for_selector("[data-testid=shared-receipt] >> text=result_salt")
+        shared = consumer.input_value("[data-testid=shared-receipt]")
+        assert json.loads(shared)["receipt"]["tee"]["label"] == "SIMULATED"
+        shots.take(consumer, "job-algorithm")
+
+        auditor = log_in(browser, url, "audi")
+        auditor.goto(f"{url}/#/explorer/job/{job.chain_job_id}")
+        auditor.wait_for_selector("[data-testid=signer] >> text=the agreement's consumer")
+        auditor.fill("#shared", shared)
+        auditor.click("button:text-is('Verify')")
+        auditor.wait_for_selector("[data-testid=checks]")
+        assert auditor.get_attribute("[data-testid=checks]", "data-ok") == "true", auditor.inner_text("#verify")
+        assert auditor.get_attribute("[data-check=attestation]", "data-ok") == "true"
+        shots.take(auditor, "verify-algorithm")
+        # The platform's own check of a shared receipt agrees (the enclave's attestation is what the chain pins).
+        checked = auditor_api.post(
+            "/api/audit/receipts/verify/", {"receipt": json.loads(shared)["receipt"]}, format="json"
+        )
+        assert checked.status_code == 200, checked.json()
+    finally:
+        tee_worker.stop()
 
 
 def _bump_first_number(value: Any) -> Any:
