@@ -52,14 +52,19 @@ bash scripts/slither.sh
 # elsewhere those checks say they were skipped.
 apt_ensure() {
   command -v "$1" >/dev/null 2>&1 && return 0
+  apt_install "$2"
+}
+apt_install() {
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 || return 0
-  echo "installing $2 (apt)"
+  echo "installing $1 (apt)"
   # Without --no-install-recommends, docker-compose pulls the whole Docker engine.
-  apt-get install -y -qq --no-install-recommends "$2" >/dev/null 2>&1 ||
-    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends "$2" >/dev/null 2>&1) || true
+  apt-get install -y -qq --no-install-recommends "$1" >/dev/null 2>&1 ||
+    (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends "$1" >/dev/null 2>&1) || true
 }
 apt_ensure docker-compose docker-compose
 apt_ensure chromium chromium
+# The portal's Chinese screenshots: without a CJK font Chromium draws every character as a box.
+fc-list :lang=zh 2>/dev/null | grep -q . || apt_install fonts-wqy-microhei
 apt_ensure softhsm2-util softhsm2  # ISSUE-12: the PKCS#11 keyrings' tests run against SoftHSM2
 apt_ensure bwrap bubblewrap  # ISSUE-13: the sandbox TEE backend's confinement
 

@@ -130,7 +130,8 @@ class AlgorithmDecisionApi(APIView):
     action = ""
 
     class InputSerializer(serializers.Serializer[Any]):
-        reason = serializers.CharField(max_length=2000, required=False, default="")
+        # Blank is no reason given (the portal sends "" with approve and revoke).
+        reason = serializers.CharField(max_length=2000, required=False, default="", allow_blank=True)
 
     @extend_schema(
         request=InputSerializer,

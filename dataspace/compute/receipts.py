@@ -92,3 +92,12 @@ def receipt_signer(receipt: dict[str, Any]) -> str:
 def attestation_hash(signed_receipt: dict[str, Any]) -> bytes:
     """What the chain records beside the result commitment: the signed receipt's SHA-256."""
     return hashlib.sha256(canonical_json(signed_receipt)).digest()
+
+
+def settled_attestation(signed_receipt: dict[str, Any]) -> bytes:
+    """What JobSettled.attestationHash pins for a receipt: an algorithm job's enclave attestation
+    (ISSUE-13: the signed receipt names it under ``tee``), otherwise the receipt's own hash."""
+    tee = signed_receipt.get("tee")
+    if signed_receipt.get("engine") == "tee" and isinstance(tee, dict) and isinstance(tee.get("attestation_hash"), str):
+        return bytes.fromhex(tee["attestation_hash"].removeprefix("0x"))
+    return attestation_hash(signed_receipt)

@@ -3,6 +3,7 @@ in a fresh venv with no Django."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -18,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SDK_SRC = ROOT / "sdk" / "src"
 sys.path.insert(0, str(SDK_SRC))
 
-from redlake_client import errors, signing  # noqa: E402
+from redlake_client import encoding, errors, signing  # noqa: E402
 from redlake_client.models import Job  # noqa: E402
-from redlake_client.verify import receipt_signer  # noqa: E402
+from redlake_client.verify import receipt_signer, settled_attestation  # noqa: E402
 
 
 def test_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
@@ -109,6 +110,15 @@ def test_a_receipt_recovers_to_its_signer() -> None:
     body = {"job_id": "0x01", "result_salt": "0x02"}
     signature = account.sign_message(encode_defunct(canonical_json(body))).signature
     assert receipt_signer({**body, "signature": "0x" + bytes(signature).hex()}) == account.address
+
+
+def test_the_settlement_pins_an_algorithm_jobs_enclave_attestation_and_otherwise_the_receipts_hash() -> None:
+    enclave = "ef" * 32
+    tee = {"job_id": "0x01", "engine": "tee", "tee": {"label": "SIMULATED", "attestation_hash": enclave}}
+    assert settled_attestation(tee) == bytes.fromhex(enclave)
+    he = {"job_id": "0x01", "engine": "he", "noise": {"epsilon": 0.5}}
+    assert settled_attestation(he) == hashlib.sha256(encoding.canonical_json(he)).digest()
+    assert settled_attestation({**tee, "tee": {"attestation_hash": "not hex"}}) == b""
 
 
 def test_the_cli_reports_a_bad_command_line_with_exit_64() -> None:

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fixture from "./fixtures/receipt.json";
 import { canonicalJson, parseJson } from "./canonical";
-import { attestationHash, receiptSigner, readShared, resultCommitment, verifyShared } from "./verify";
+import { attestationHash, receiptSigner, readShared, resultCommitment, settledAttestation, verifyShared } from "./verify";
 import type { Hex } from "viem";
 
 // fixtures/receipt.json was written by the server's own code (dataspace/compute/receipts.py with
@@ -48,6 +48,23 @@ describe("receipt verification", () => {
   it("fails the signature when the custodian is not the published one", async () => {
     const checks = await verifyShared(fixture.shared, chain, ["0x0000000000000000000000000000000000000001"]);
     expect(checks.find((c) => c.name === "signature")?.ok).toBe(false);
+  });
+  it("checks an algorithm job's receipt against its enclave's attestation hash, which the chain pins", async () => {
+    // dataspace/compute/tee_custody.py: JobSettled.attestationHash is the enclave's attestation,
+    // named (hex, no 0x) in the receipt the custodian signs.
+    const enclave = "ef".repeat(32);
+    const teeShared = fixture.shared.replace('"engine": "he"', `"engine": "tee", "tee": {"label": "SIMULATED", "attestation_hash": "${enclave}"}`);
+    expect(teeShared).not.toBe(fixture.shared);
+    const { receipt } = readShared(teeShared);
+    expect(settledAttestation(receipt)).toBe(`0x${enclave}`);
+    const pinned = { ...chain, attestationHash: `0x${enclave}` as Hex };
+    const checks = await verifyShared(teeShared, pinned, [fixture.custodian]);
+    expect(checks.find((c) => c.name === "attestation")?.ok).toBe(true);
+    expect(checks.find((c) => c.name === "signature")?.ok).toBe(false); // the receipt was changed here
+    const other = await verifyShared(teeShared, { ...chain, attestationHash: `0x${"12".repeat(32)}` }, [fixture.custodian]);
+    expect(other.find((c) => c.name === "attestation")?.ok).toBe(false);
+    // An operation on encrypted data still pins the receipt's own hash.
+    expect(settledAttestation(readShared(fixture.shared).receipt)).toBe(fixture.attestation_hash);
   });
   it("says what is wrong with something that is not a receipt", async () => {
     const checks = await verifyShared("{}", chain, [fixture.custodian]);

@@ -3,6 +3,8 @@
 //
 //   result commitment  = sha256(salt ‖ canonical JSON of the released result)   (JobSettled.resultHash)
 //   attestation hash   = sha256(canonical JSON of the signed receipt)           (JobSettled.attestationHash)
+//                        or, for an algorithm job, its enclave's attestation hash, which the
+//                        signed receipt names (receipt.tee.attestation_hash)
 //   receipt signature  = EIP-191 over the canonical JSON of the receipt without its signature,
 //                        by a custodian address the space publishes
 import { concat, hexToBytes, isAddressEqual, isHex, recoverMessageAddress, sha256, stringToBytes, type Hex } from "viem";
@@ -54,6 +56,18 @@ export function attestationHash(signedReceipt: JsonObject): Hex {
   return sha256(stringToBytes(canonicalJson(signedReceipt)));
 }
 
+/** What JobSettled.attestationHash pins for this receipt: an algorithm job's enclave attestation
+ * (dataspace/compute/tee_custody.py; the custodian's signature binds it into the receipt), or the
+ * signed receipt's own hash for an operation on encrypted data. */
+export function settledAttestation(signedReceipt: JsonObject): Hex {
+  const tee = signedReceipt.tee;
+  if (signedReceipt.engine === "tee" && isObject(tee) && typeof tee.attestation_hash === "string") {
+    const hash = tee.attestation_hash.toLowerCase();
+    return (hash.startsWith("0x") ? hash : `0x${hash}`) as Hex;
+  }
+  return attestationHash(signedReceipt);
+}
+
 export async function receiptSigner(signedReceipt: JsonObject): Promise<Hex> {
   const { signature, ...body } = signedReceipt;
   if (typeof signature !== "string" || !isHex(signature)) throw new Error("the receipt has no signature");
@@ -81,7 +95,7 @@ export async function verifyShared(text: string, chain: ChainFacts, custodians: 
     expected: chain.resultHash ?? "",
     actual: recomputed ?? "",
   });
-  const attestation = attestationHash(receipt);
+  const attestation = settledAttestation(receipt);
   checks.push({
     name: "attestation",
     ok: attestation === chain.attestationHash?.toLowerCase(),

@@ -4,7 +4,8 @@ custodian's key can tell instead.
 - the use: the chain recorded this job under the job's agreement, with the operation, purpose,
   parameters' hash and privacy loss the job claims, signed by the agreement's consumer;
 - the settlement: the salted commitment on chain equals sha256(salt || result) recomputed from
-  the result and the receipt's salt; the attestation hash equals the signed receipt's hash;
+  the result and the receipt's salt; the attestation hash equals the signed receipt's hash (for
+  an algorithm job, the enclave's attestation hash the signed receipt names);
 - the receipt: its signature recovers to the custodian CustodianRegistry names for the
   settlement's block (``custodianAt``, asked through the consumer's node), and to one of the
   addresses the consumer pinned, if any;
@@ -58,6 +59,18 @@ def custodian_at_settlement(client: Any, space: Space, chain: Any, block: int) -
     else:
         registry, source = space.address("CustodianRegistry"), "CustodianRegistry of the space"
     return chain.custodian_at(registry, block), f"{source} at {registry}, block {block}"
+
+
+def settled_attestation(receipt: dict[str, Any]) -> bytes:
+    """What JobSettled.attestationHash pins for a receipt: an algorithm job's enclave attestation
+    (named under ``tee`` in the receipt the custodian signs), otherwise the receipt's own hash."""
+    tee = receipt.get("tee")
+    if receipt.get("engine") == "tee" and isinstance(tee, dict) and isinstance(tee.get("attestation_hash"), str):
+        try:
+            return bytes.fromhex(tee["attestation_hash"].removeprefix("0x"))
+        except ValueError:
+            return b""
+    return hashlib.sha256(encoding.canonical_json(receipt)).digest()
 
 
 def receipt_signer(receipt: dict[str, Any]) -> str:
@@ -124,7 +137,7 @@ def verify(client: Any, job: Job, *, raise_on_failure: bool = True) -> Verificat
             on_chain == recomputed,
             f"chain {_hex(on_chain)}; sha256(salt || result) = {_hex(recomputed)}",
         )
-        attestation = hashlib.sha256(encoding.canonical_json(receipt)).digest()
+        attestation = settled_attestation(receipt)
         report.add(
             "settlement.receipt_hash",
             bytes(settled.args["attestationHash"]) == attestation,

@@ -36,6 +36,29 @@ function job(status: string, extra: Record<string, unknown> = {}) {
 }
 
 describe("JobPage", () => {
+  it("says where an algorithm job ran, and that the sandbox's evidence is SIMULATED", async () => {
+    const tee = { tee_type: "sandbox", label: "SIMULATED", measurement: "ab".repeat(32), attestation_hash: "cd".repeat(32), metering: null };
+    server.use(http.get("*/api/jobs/:id/", () => HttpResponse.json(job("computed", { operation: "algorithm", tee }))));
+    renderPage(<JobPage id={JOB} />);
+    const shown = await screen.findByTestId("tee");
+    expect(shown.dataset.label).toBe("SIMULATED");
+    expect(shown.textContent).toContain("sandbox");
+    expect(shown.textContent).toContain("no hardware attestation");
+    expect(screen.getByText("ab".repeat(32))).toBeTruthy();
+    await act(async () => {
+      await i18n.changeLanguage("zh");
+    });
+    expect(screen.getByTestId("tee").textContent).toContain("SIMULATED");
+    expect(screen.getByTestId("tee").textContent).toContain("无硬件证明");
+  });
+
+  it("shows no TEE line for an operation on encrypted data", async () => {
+    server.use(http.get("*/api/jobs/:id/", () => HttpResponse.json(job("computed", { tee: null }))));
+    renderPage(<JobPage id={JOB} />);
+    await screen.findByText("computed", { selector: ".status" });
+    expect(screen.queryByTestId("tee")).toBeNull();
+  });
+
   it("follows a job through each state to its result with error bars", async () => {
     const states = [job("requested"), job("authorised"), job("computed"), job("settled", { result: { mean: 41.5 }, error_bounds: { mean: 0.7 }, receipt: { job: JOB } })];
     const seen: string[] = [];

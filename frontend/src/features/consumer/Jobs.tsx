@@ -234,6 +234,18 @@ export function JobPage({ id }: { id: string }) {
             <dd><TxLink hash={j.transactions.refund.tx_hash} /></dd>
           </>
         )}
+        {j.tee && (
+          // An algorithm job: where it ran, and whether that evidence is only simulated.
+          <>
+            <dt>{t("Executed in")}</dt>
+            <dd data-testid="tee" data-label={String(j.tee.label)}>
+              {String(j.tee.tee_type)} · <strong>{String(j.tee.label)}</strong>
+              {j.tee.label === "SIMULATED" && <span className="muted"> ({t("the local sandbox: no hardware attestation")})</span>}
+            </dd>
+            <dt>{t("Measurement")}</dt>
+            <dd className="mono">{String(j.tee.measurement)}</dd>
+          </>
+        )}
       </dl>
       {j.status === "settled" && (
         <Section title={t("Result")} id="result">

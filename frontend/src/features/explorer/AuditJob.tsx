@@ -5,7 +5,7 @@ import { decodeEventLog, encodeEventTopics, isAddressEqual, recoverTypedDataAddr
 import { apiClient, unwrap, type AuditJob as PlatformJob, type Page, type Space } from "../../api";
 import { abis } from "../../generated/abis";
 import { decodeCall, merkleRoot, receiptLeaf, splitJobId } from "../../lib/decode";
-import { readShared, attestationHash, verifyShared, type Check } from "../../lib/verify";
+import { readShared, settledAttestation, verifyShared, type Check } from "../../lib/verify";
 import { href } from "../../router";
 import { ErrorBox, Loading, Section, Status } from "../common/ui";
 import { Args } from "./TxPage";
@@ -107,7 +107,7 @@ export function AuditJob({ jobId }: { jobId: Hex }) {
       // A batched settlement pins no hashes per job: the receipt's leaf must lead to the batch's root.
       try {
         const { receipt } = readShared(shared);
-        const leaf = receiptLeaf(jobId, receipt.result_sha256 as Hex, attestationHash(receipt));
+        const leaf = receiptLeaf(jobId, receipt.result_sha256 as Hex, settledAttestation(receipt));
         const path = JSON.parse(proof || "[]") as Hex[];
         const ok = (await chainClient(space.data!).readContract({
           address: space.data!.contracts.UsageAgreements as Hex,

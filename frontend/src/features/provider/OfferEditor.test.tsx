@@ -91,6 +91,69 @@ describe("OfferEditor", () => {
     expect(screen.getByText("#7")).toBeTruthy();
   });
 
+  it("allows submitted algorithms with sandbox execution: the operation, its terms in the ODRL and the request", async () => {
+    mockCatalogue();
+    let body: Record<string, unknown> = {};
+    server.use(
+      http.post("*/api/offers/", async ({ request }) => {
+        body = (await request.json()) as Record<string, unknown>;
+        return HttpResponse.json({ id: OFFER, status: "pending", policy: { uid: "server" }, policy_hash: "0xabc", publish_tx: null, chain_offer_id: null }, { status: 202 });
+      }),
+      http.get("*/api/offers/:id/", () => HttpResponse.json({ id: OFFER, status: "pending", policy: { uid: "server" }, policy_hash: "0xabc", publish_tx: null, chain_offer_id: null, failure: "" })),
+    );
+    renderPage(<OfferEditor datasetId={DATASET} />);
+    await screen.findByText("ODRL policy (draft)");
+    expect(constraint("redlake:allowSandbox")).toBeUndefined(); // no TEE terms without the operation
+    expect(screen.queryByLabelText("Accept sandbox execution (SIMULATED: no hardware TEE)")).toBeNull();
+    fireEvent.click(screen.getByLabelText("Consumers may submit algorithms for my approval"));
+    expect(constraint("redlake:operation")).toEqual(["algorithm", "count", "mean"]);
+    expect(constraint("redlake:allowSandbox")).toBe(false);
+    fireEvent.click(screen.getByLabelText("Accept sandbox execution (SIMULATED: no hardware TEE)"));
+    fireEvent.change(screen.getByLabelText("Compute price per CPU-second (tokens; 0: not metered)"), { target: { value: "0.5" } });
+    fireEvent.change(screen.getByLabelText("Most CPU-milliseconds charged per call"), { target: { value: "2000" } });
+    fireEvent.change(screen.getByLabelText("Memory limit (MiB)"), { target: { value: "768" } });
+    fireEvent.change(screen.getByLabelText("Wall-clock limit (seconds)"), { target: { value: "120" } });
+    expect(constraint("redlake:allowSandbox")).toBe(true);
+    expect(constraint("redlake:computeRate")).toBe("500000000000000000");
+    expect(constraint("redlake:maxCpuMillis")).toBe(2000);
+    expect(constraint("redlake:memoryLimitBytes")).toBe(768 * 2 ** 20);
+    expect(constraint("redlake:wallSeconds")).toBe(120);
+    fireEvent.click(screen.getByRole("button", { name: "Publish on chain" }));
+    await waitFor(() => expect(body.operations).toBeDefined());
+    expect(body).toMatchObject({
+      operations: ["count", "mean", "algorithm"],
+      allow_sandbox: true,
+      compute_rate: "500000000000000000",
+      max_cpu_millis: 2000,
+      memory_limit_bytes: 768 * 2 ** 20,
+      wall_seconds: 120,
+    });
+    await act(async () => {
+      await i18n.changeLanguage("zh");
+    });
+    expect(screen.getByText("接受沙箱执行（模拟：无硬件 TEE）")).toBeTruthy();
+  });
+
+  it("sends no TEE terms on an offer without algorithms (the server refuses them there)", async () => {
+    mockCatalogue();
+    let body: Record<string, unknown> = {};
+    server.use(
+      http.post("*/api/offers/", async ({ request }) => {
+        body = (await request.json()) as Record<string, unknown>;
+        return HttpResponse.json(apiError("validation_failed").body, { status: 400 });
+      }),
+    );
+    renderPage(<OfferEditor datasetId={DATASET} />);
+    await screen.findByText("ODRL policy (draft)");
+    fireEvent.click(screen.getByLabelText("Consumers may submit algorithms for my approval"));
+    fireEvent.click(screen.getByLabelText("Accept sandbox execution (SIMULATED: no hardware TEE)"));
+    fireEvent.click(screen.getByLabelText("Consumers may submit algorithms for my approval"));
+    fireEvent.click(screen.getByRole("button", { name: "Publish on chain" }));
+    await screen.findByRole("alert");
+    expect(body.operations).toEqual(["count", "mean"]);
+    expect(Object.keys(body).filter((k) => ["allow_sandbox", "compute_rate", "max_cpu_millis", "memory_limit_bytes", "wall_seconds"].includes(k))).toEqual([]);
+  });
+
   it("names a refusal in the user's words, in both languages", async () => {
     mockCatalogue();
     server.use(http.post("*/api/offers/", () => HttpResponse.json(apiError("dataset_not_on_chain").body, { status: 409 })));

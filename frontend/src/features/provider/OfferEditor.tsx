@@ -3,7 +3,7 @@ import { useMutation, useQuery } from "@tanstack/react-query";
 import { useTranslation } from "react-i18next";
 import { apiClient, narrowed, unwrap, type Schemas, type Dataset, type Offer, type Operation, type Page } from "../../api";
 import { ErrorBox, Loading, Status, TxLink } from "../common/ui";
-import { odrlDraft, toBaseUnits } from "./odrlDraft";
+import { odrlDraft, TEE_OPERATION, toBaseUnits, type TeeTerms } from "./odrlDraft";
 
 export function OfferEditor({ datasetId }: { datasetId?: string }) {
   const { t } = useTranslation();
@@ -17,10 +17,18 @@ export function OfferEditor({ datasetId }: { datasetId?: string }) {
   const [days, setDays] = useState("30");
   const [budget, setBudget] = useState("0.5");
   const [minCohort, setMinCohort] = useState("10");
+  // Algorithms consumers submit (the operation "algorithm", run in a TEE): off unless chosen.
+  const [allowAlgorithms, setAllowAlgorithms] = useState(false);
+  const [allowSandbox, setAllowSandbox] = useState(false);
+  const [computeRate, setComputeRate] = useState("0");
+  const [maxCpuMillis, setMaxCpuMillis] = useState("0");
+  const [memoryMiB, setMemoryMiB] = useState("512");
+  const [wallSeconds, setWallSeconds] = useState("60");
   const [offerId, setOfferId] = useState<string | null>(null);
 
   const selected = datasets.data?.results.find((d) => d.id === dataset) ?? datasets.data?.results[0];
   const purposeList = purposes.split(",").map((p) => p.trim()).filter(Boolean);
+  const allOperations = allowAlgorithms ? [...chosen, TEE_OPERATION] : chosen;
   let priceUnits = 0n;
   let priceError = false;
   try {
@@ -28,6 +36,22 @@ export function OfferEditor({ datasetId }: { datasetId?: string }) {
   } catch {
     priceError = true;
   }
+  let rateUnits = 0n;
+  let rateError = false;
+  try {
+    rateUnits = toBaseUnits(computeRate);
+  } catch {
+    rateError = allowAlgorithms;
+  }
+  const tee: TeeTerms | undefined = allowAlgorithms
+    ? {
+        allowSandbox,
+        computeRate: rateUnits,
+        maxCpuMillis: Number(maxCpuMillis),
+        memoryLimitBytes: Math.round(Number(memoryMiB) * 1024 * 1024),
+        wallSeconds: Number(wallSeconds),
+      }
+    : undefined;
   const publish = useMutation({
     mutationFn: () =>
       unwrap(
@@ -35,7 +59,7 @@ export function OfferEditor({ datasetId }: { datasetId?: string }) {
           body: {
             dataset: selected?.id ?? "",
           purposes: purposeList,
-          operations: chosen,
+          operations: allOperations,
           max_calls: Number(maxCalls),
           // The schema says integer (DRF's IntegerField up to 2^96), which also parses a decimal
           // string; base units of an 18-decimal token pass 2^53, so they go as text, exact.
@@ -43,8 +67,15 @@ export function OfferEditor({ datasetId }: { datasetId?: string }) {
           duration_days: Number(days),
           privacy_budget: selected?.non_personal ? 0 : Number(budget),
           min_cohort: Number(minCohort),
-          // openapi-typescript marks fields with a server default as required in a request; the
-          // TEE terms (sandbox, metering, limits) are left to the server's defaults here.
+          // The server refuses TEE terms on an offer without the operation "algorithm", so they
+          // go only with it; openapi-typescript marks fields with a server default as required.
+          ...(tee && {
+            allow_sandbox: tee.allowSandbox,
+            compute_rate: tee.computeRate.toString() as unknown as number,
+            max_cpu_millis: tee.maxCpuMillis,
+            memory_limit_bytes: tee.memoryLimitBytes,
+            wall_seconds: tee.wallSeconds,
+          }),
           } as Schemas["OfferCreateRequest"],
         }),
       ) as Promise<Offer>,
@@ -64,13 +95,14 @@ export function OfferEditor({ datasetId }: { datasetId?: string }) {
         datasetId: selected.id,
         provider: "(your wallet)",
         purposes: purposeList,
-        operations: chosen,
+        operations: allOperations,
         maxCalls: Number(maxCalls),
         pricePerCall: priceUnits,
         durationSeconds: Math.round(Number(days) * 86400),
         privacyBudget: selected.non_personal ? 0 : Number(budget),
         minCohort: Number(minCohort),
         nonPersonal: !!selected.non_personal,
+        tee,
       })
     : null;
 
@@ -110,6 +142,29 @@ export function OfferEditor({ datasetId }: { datasetId?: string }) {
               </label>
             ))}
           </fieldset>
+          <fieldset className="wide" data-testid="algorithm-terms">
+            <legend>{t("Algorithms (TEE execution)")}</legend>
+            <label className="check">
+              <input id="allow-algorithms" type="checkbox" checked={allowAlgorithms} onChange={(e) => setAllowAlgorithms(e.target.checked)} />{" "}
+              {t("Consumers may submit algorithms for my approval")}
+            </label>
+            {allowAlgorithms && (
+              <>
+                <label className="check">
+                  <input id="allow-sandbox" type="checkbox" checked={allowSandbox} onChange={(e) => setAllowSandbox(e.target.checked)} />{" "}
+                  {t("Accept sandbox execution (SIMULATED: no hardware TEE)")}
+                </label>
+                <label htmlFor="compute-rate">{t("Compute price per CPU-second (tokens; 0: not metered)")}</label>
+                <input id="compute-rate" value={computeRate} onChange={(e) => setComputeRate(e.target.value)} aria-invalid={rateError} />
+                <label htmlFor="max-cpu">{t("Most CPU-milliseconds charged per call")}</label>
+                <input id="max-cpu" type="number" min="0" value={maxCpuMillis} onChange={(e) => setMaxCpuMillis(e.target.value)} />
+                <label htmlFor="memory">{t("Memory limit (MiB)")}</label>
+                <input id="memory" type="number" min="16" value={memoryMiB} onChange={(e) => setMemoryMiB(e.target.value)} />
+                <label htmlFor="wall">{t("Wall-clock limit (seconds)")}</label>
+                <input id="wall" type="number" min="1" max="86400" value={wallSeconds} onChange={(e) => setWallSeconds(e.target.value)} />
+              </>
+            )}
+          </fieldset>
           <label htmlFor="max-calls">{t("Calls")}</label>
           <input id="max-calls" type="number" min="1" value={maxCalls} onChange={(e) => setMaxCalls(e.target.value)} />
           <label htmlFor="price">{t("Price per call (tokens)")}</label>
@@ -124,7 +179,7 @@ export function OfferEditor({ datasetId }: { datasetId?: string }) {
           )}
           <label htmlFor="k">{t("Minimum cohort (k)")}</label>
           <input id="k" type="number" min="1" value={minCohort} onChange={(e) => setMinCohort(e.target.value)} />
-          <button type="submit" className="wide" disabled={publish.isPending || priceError || !selected || chosen.length === 0}>
+          <button type="submit" className="wide" disabled={publish.isPending || priceError || rateError || !selected || allOperations.length === 0}>
             {t("Publish on chain")}
           </button>
           <ErrorBox error={publish.error} />

@@ -2,6 +2,17 @@
 // It mirrors dataspace/policies/odrl.py; the server builds the real one (its SHA-256 is what the
 // chain pins), and the editor shows the server's document and hash once the offer is made.
 
+export const TEE_OPERATION = "algorithm";
+
+/** The terms of running submitted algorithms (the operation "algorithm"). */
+export interface TeeTerms {
+  allowSandbox: boolean;
+  computeRate: bigint;
+  maxCpuMillis: number;
+  memoryLimitBytes: number;
+  wallSeconds: number;
+}
+
 export interface OfferTerms {
   datasetId: string;
   provider: string;
@@ -13,9 +24,19 @@ export interface OfferTerms {
   privacyBudget: number;
   minCohort: number;
   nonPersonal: boolean;
+  tee?: TeeTerms;
 }
 
 export function odrlDraft(terms: OfferTerms): unknown {
+  const tee = terms.operations.includes(TEE_OPERATION) && terms.tee
+    ? [
+        { leftOperand: "redlake:allowSandbox", operator: "eq", rightOperand: terms.tee.allowSandbox },
+        { leftOperand: "redlake:computeRate", operator: "eq", rightOperand: terms.tee.computeRate.toString() },
+        { leftOperand: "redlake:maxCpuMillis", operator: "lteq", rightOperand: terms.tee.maxCpuMillis },
+        { leftOperand: "redlake:memoryLimitBytes", operator: "lteq", rightOperand: terms.tee.memoryLimitBytes },
+        { leftOperand: "redlake:wallSeconds", operator: "lteq", rightOperand: terms.tee.wallSeconds },
+      ]
+    : [];
   return {
     "@context": ["http://www.w3.org/ns/odrl.jsonld", { redlake: "urn:redlake:terms:" }],
     "@type": "Offer",
@@ -33,6 +54,7 @@ export function odrlDraft(terms: OfferTerms): unknown {
           { leftOperand: "redlake:privacyBudget", operator: "lteq", rightOperand: terms.privacyBudget },
           { leftOperand: "redlake:minCohort", operator: "gteq", rightOperand: terms.minCohort },
           { leftOperand: "redlake:nonPersonal", operator: "eq", rightOperand: terms.nonPersonal },
+          ...tee,
         ],
         duty: [{ action: "compensate", constraint: [{ leftOperand: "payAmount", operator: "eq", rightOperand: terms.pricePerCall.toString() }] }],
       },
