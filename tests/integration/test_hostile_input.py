@@ -53,7 +53,7 @@ def web(transactional_db: Any, tmp_path: Path) -> Iterator[tuple[str, subprocess
 def _answers(url: str) -> bool:
     try:
         return requests.get(url, timeout=5).status_code == 200
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # a worker still booting may not answer in time
         return False
 
 
