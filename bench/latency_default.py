@@ -16,13 +16,9 @@ pays it (recordUsage plus its share of the settlement) comes from the outbox's r
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,61 +26,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.platform import Api, fresh_postgres_database, fresh_redis, port_open, running_platform, wait_job  # noqa: E402
+
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 POSTGRES_DB = "redlake_bench_latency"
-POSTGRES_URL = f"postgres://postgres@127.0.0.1:5432/{POSTGRES_DB}"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
-
-
-class Api:
-    def __init__(self, base: str, username: str, password: str):
-        import requests
-
-        self.base, self.session = base, requests.Session()
-        token = self.post("/api/auth/token/", json={"username": username, "password": password})["token"]
-        self.session.headers["Authorization"] = f"Token {token}"
-
-    def post(self, path: str, **kwargs: Any) -> Any:
-        response = self.session.post(self.base + path, **kwargs)
-        assert response.status_code in (200, 201, 202), (path, response.status_code, response.text[:500])
-        return response.json()
-
-    def get(self, path: str) -> Any:
-        response = self.session.get(self.base + path)
-        assert response.status_code == 200, (path, response.status_code, response.text[:500])
-        return response.json()
 
 
 def run_platform(label: str, extra_env: dict[str, str]) -> dict[str, Any]:
     """Starts scripts/run.sh with ``extra_env``, times RUNS demo means, stops it."""
-    work = Path(tempfile.mkdtemp(prefix="redlake-bench-latency-"))
-    port, chain_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "DEBUG")}
-    env.update(REDLAKE_VAR_DIR=str(work), REDLAKE_PORT=str(port), CHAIN_PORT=str(chain_port))
-    env.update(extra_env)
-    log_path = work / "run.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            ["bash", "scripts/run.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for_web(base, process, log_path)
-        consumer = Api(base, "consumer", "redlake-consumer")
+    with running_platform(extra_env) as platform:
+        consumer = Api(platform.base, "consumer", "redlake-consumer")
         agreements = consumer.get("/api/agreements/")
         items = agreements["results"] if isinstance(agreements, dict) else agreements
         agreement = next(a for a in items if a["status"] == "active")
@@ -106,16 +58,7 @@ def run_platform(label: str, extra_env: dict[str, str]) -> dict[str, Any]:
             if run:
                 latencies.append(elapsed)
                 job_ids.append(done["id"])
-        gas = gas_per_job(env, job_ids)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        time.sleep(1)  # beat writes its schedule file as it exits
-        shutil.rmtree(work, ignore_errors=True)
+        gas = gas_per_job(platform.env, job_ids)
     latencies.sort()
     print(f"{label}: p50 {statistics.median(latencies):.3f} s, gas per job {gas:,.0f}", flush=True)
     return {
@@ -124,32 +67,6 @@ def run_platform(label: str, extra_env: dict[str, str]) -> dict[str, Any]:
         "p90": latencies[int(0.9 * (len(latencies) - 1))],
         "gas": gas,
     }
-
-
-def wait_for_web(base: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    import requests
-
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"scripts/run.sh exited:\n{log_path.read_text()[-3000:]}")
-        try:
-            if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the platform did not start:\n{log_path.read_text()[-3000:]}")
-
-
-def wait_job(api: Api, url: str, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = api.get(url)
-        if body["status"] in ("settled", "withheld", "refunded", "rejected"):
-            return body
-        time.sleep(0.02)
-    raise AssertionError(f"{url} did not finish: {body}")
 
 
 def gas_per_job(env: dict[str, str], job_ids: list[str]) -> float:
@@ -184,15 +101,10 @@ def main() -> None:
 
     runs = [run_platform("embedded default (make run: SQLite, SQLAlchemy broker, anvil)", {})]
     if port_open(5432) and port_open(6379):
-        for sql in (f"DROP DATABASE IF EXISTS {POSTGRES_DB}", f"CREATE DATABASE {POSTGRES_DB}"):
-            subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c", sql], check=True, capture_output=True)
-        import redis
-
-        redis.Redis.from_url(REDIS_URL).flushdb()
         runs.append(
             run_platform(
                 "tuned stack (scripts/run.sh on PostgreSQL + Redis)",
-                {"DATABASE_URL": POSTGRES_URL, "CELERY_BROKER_URL": REDIS_URL},
+                {"DATABASE_URL": fresh_postgres_database(POSTGRES_DB), "CELERY_BROKER_URL": fresh_redis(REDIS_URL)},
             )
         )
     else:

@@ -79,13 +79,18 @@ fi
 
 mkdir -p var/test
 export REDLAKE_VAR_DIR="$PWD/var/test"
+# pytest on both cores (pytest-xdist, a test file per worker): most of the suite waits on worker
+# processes, anvil and the broker rather than computing. tests.support.parallel gives each pytest
+# worker its own var directory and Redis database; `python -m` puts the project on sys.path
+# before that plugin is imported.
+PARALLEL=(-p tests.support.parallel -n "${TEST_WORKERS:-2}" --dist loadfile)
 # ISSUE-12: a SoftHSM2 token under var/test/softhsm for the PKCS#11 keyring tests.
 eval "$(bash scripts/softhsm.sh var/test)"
 if ensure_postgres && ensure_redis; then
   echo "== pytest on PostgreSQL and Redis"
   DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/redlake}" \
   CELERY_BROKER_URL="${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}" \
-    pytest "$@"
+    python -m pytest "${PARALLEL[@]}" "$@"
   # ISSUE-14: the job tests again with RabbitMQ as the broker, where one listens.
   if port_open 5672; then
     echo "== pytest tests/integration/test_jobs.py with RabbitMQ as the broker (port 5672 is open)"
@@ -96,8 +101,8 @@ if ensure_postgres && ensure_redis; then
     echo "RabbitMQ not listening on 5672: the job tests ran on Redis only"
   fi
   echo "== pytest smoke subset on the embedded defaults (SQLite, SQLAlchemy broker)"
-  env -u DATABASE_URL -u CELERY_BROKER_URL pytest -m smoke -p no:cacheprovider "$@"
+  env -u DATABASE_URL -u CELERY_BROKER_URL python -m pytest "${PARALLEL[@]}" -m smoke -p no:cacheprovider "$@"
 else
   echo "PostgreSQL or Redis not reachable: running the whole suite on the embedded defaults (SQLite, SQLAlchemy broker)."
-  env -u DATABASE_URL -u CELERY_BROKER_URL pytest "$@"
+  env -u DATABASE_URL -u CELERY_BROKER_URL python -m pytest "${PARALLEL[@]}" "$@"
 fi
