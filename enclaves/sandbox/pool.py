@@ -212,6 +212,8 @@ class WarmPool:
             self._cond.notify_all()
         if run is not None and not keep:
             run.teardown()
+        elif keep:
+            logger.info("a warm sandbox waits for a job of bundle %s", key[0].hex()[:16])
 
     # -- state and shutdown ------------------------------------------------------------------
 
