@@ -72,12 +72,12 @@ def _alive(pids: set[int]) -> set[int]:
     return alive
 
 
-@pytest.fixture
+@pytest.fixture(params=["solo", "prefork"])
 def pooled_tee_worker(
-    anvil: AnvilNode, celery_worker_process: WorkerProcess, tmp_path: Path
+    request: pytest.FixtureRequest, anvil: AnvilNode, celery_worker_process: WorkerProcess, tmp_path: Path
 ) -> Iterator[WorkerProcess]:
     env = celery_env() | {"TEE_POOL_SIZE": "1", "TEE_POOL_REFRESH_SECONDS": "0.5"}
-    worker = start_worker(env, tmp_path / "tee-worker.log", queues="tee")
+    worker = start_worker(env, tmp_path / "tee-worker.log", queues="tee", pool=request.param)
     try:
         yield worker
     finally:
