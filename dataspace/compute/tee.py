@@ -247,10 +247,9 @@ def run(job: Job) -> RunOutcome:
         sealed = _sealed_copy(job, work)
         broker = key_broker.CustodianKeyBroker(job_id=job.id)
         limits = limits_for(job)
-        started = None
-        if warm is not None:
-            warm.keep(bundle, limits)
-            started = warm.take(bundle, limits)
+        # What the pool keeps is decided by its refresh (the most recently approved algorithms), not
+        # here: keeping every algorithm a job names would start sandboxes the refresh then drops.
+        started = warm.take(bundle, limits) if warm is not None else None
         # For the operator (and the tests): whether the job found a sandbox waiting.
         logger.info("tee job %s runs in a %s sandbox", job.id, "warm" if started is not None else "cold")
         return sandbox.run_job(bundle, [sealed], params, limits, broker, manifest_hash(job), started=started)
