@@ -128,14 +128,24 @@ class WarmPool:
         """A waiting sandbox for this key, now the caller's alone (it must ``finish`` or
         ``teardown`` it), or None; a replacement is started in the background."""
         key = pool_key(bundle, limits)
+        dead = []
         with self._cond:
-            waiting = self._waiting.get(key)
-            run = waiting.pop(0) if waiting else None
+            waiting = self._waiting.get(key, [])
+            run = None
+            while waiting and run is None:
+                candidate = waiting.pop(0)
+                # One that died while it waited (killed from outside) would fail its job: skip it.
+                if candidate.process is not None and candidate.process.poll() is None:
+                    run = candidate
+                else:
+                    dead.append(candidate)
             if run is None:
                 self._missed += 1
             else:
                 self._taken += 1
             self._cond.notify_all()
+        for candidate in dead:
+            candidate.teardown()
         return run
 
     def run_job(

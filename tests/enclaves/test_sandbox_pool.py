@@ -133,3 +133,18 @@ def test_draining_a_bundle_leaves_nothing_running(pool: WarmPool) -> None:
     assert not any(Path(d).name.startswith("job-") for d in _job_cgroups())
     pool.keep(VALUE, TEST_LIMITS)  # a closed pool starts nothing
     assert _waiting(pool) == []
+
+
+def test_a_sandbox_that_died_while_it_waited_is_not_handed_out(pool: WarmPool, harness: Harness) -> None:
+    pool.keep(VALUE, TEST_LIMITS)
+    assert pool.wait_ready(timeout=60)
+    [killed] = _waiting(pool)
+    assert killed.process is not None
+    killed.process.kill()
+    killed.process.wait(timeout=10)
+    outcome = pool.run_job(
+        VALUE, [harness.seal_table("people", _table())], {}, TEST_LIMITS, harness.broker(VALUE), MANIFEST
+    )
+    assert outcome.result == {"value": 3.0}  # started cold instead
+    assert killed.group is None  # torn down: its cgroup is gone
+    assert pool.stats().missed == 1
