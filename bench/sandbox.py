@@ -8,7 +8,7 @@ format (and a scikit-learn logistic regression on 400 rows as a second, heavier 
 - sandbox, cold: ``Sandbox.run_job`` from nothing: cgroup, bubblewrap, interpreter and runtime
   imports, enclave keys, hello, SIMULATED evidence, key release by a broker running the real
   ``verify`` and JWE wrap, inputs, run, result checks and signatures, teardown.
-- sandbox, pre-started: the same with a sandbox started ahead of the job (``Sandbox.prestart``,
+- sandbox, pre-started: the same with a sandbox started ahead of the job (``Sandbox.start_run``,
   not timed): the job's path is attestation + key release + run + teardown.
 
 TEE overhead = p50(sandbox job) - p50(in-process), per flavour; target p50 ≤ 250 ms. Then
@@ -170,9 +170,9 @@ def main() -> None:
             phases.append(outcome.timings_ms)
         warm = []
         for _ in range(RUNS):
-            sandbox.prestart(bundle, limits)
+            ahead = sandbox.start_run(bundle, limits)
             started = time.perf_counter()
-            sandbox.run_job(bundle, [sealed], {}, limits, broker, manifest)
+            sandbox.run_job(bundle, [sealed], {}, limits, broker, manifest, started=ahead)
             warm.append(time.perf_counter() - started)
         base_ms = p50(local) * 1000
         metrics += [
@@ -216,7 +216,6 @@ def main() -> None:
                 better="higher",
             )
         )
-    sandbox.close()
     shutil.rmtree(workdir, ignore_errors=True)
     load = os.getloadavg()[0]
     notes = (

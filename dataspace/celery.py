@@ -55,3 +55,26 @@ def _bind_task_ids(task_id: str = "", task: Any = None, args: Any = None, **_: A
 
     request_id = getattr(task.request, "redlake_request_id", None) if task is not None else None
     bind_task_context(task=task, task_id=task_id, args=args, request_id=request_id)
+
+
+# ISSUE-13: a tee worker refuses the queue on a host that cannot sandbox, and keeps warm sandboxes.
+@signals.worker_init.connect
+def _tee_worker_init(sender: Any = None, **kwargs: Any) -> None:
+    from dataspace.compute import tee_worker
+
+    tee_worker.on_worker_init(sender=sender, **kwargs)
+
+
+@signals.worker_process_init.connect
+def _tee_process_init(**kwargs: Any) -> None:
+    from dataspace.compute import tee_worker
+
+    tee_worker.on_process_init(**kwargs)
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def _tee_shutdown(**kwargs: Any) -> None:
+    from dataspace.compute import tee_worker
+
+    tee_worker.on_shutdown(**kwargs)

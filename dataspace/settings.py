@@ -266,6 +266,14 @@ CHAIN_PUBLIC_RPC_URL = env.str("CHAIN_PUBLIC_RPC_URL", default="")  # empty: the
 # ISSUE-12: where TEE jobs run: "sandbox" (bubblewrap + seccomp, evidence labelled SIMULATED) or a
 # hardware type (nitro, sgx, tdx, sev-snp); GET /api/space/ tells consumers which.
 TEE_BACKEND = env.str("TEE_BACKEND", default="sandbox")
+# ISSUE-13: the sandbox backend's bubblewrap, and its pool of sandboxes started ahead of their jobs
+# in each process that runs tee tasks: TEE_POOL_SIZE per approved algorithm (0: every job starts
+# its own), for the TEE_POOL_MAX_ALGORITHMS most recently approved; approvals re-read (revoked ones
+# drained) every TEE_POOL_REFRESH_SECONDS.
+TEE_BWRAP = env.str("TEE_BWRAP", default="bwrap")
+TEE_POOL_SIZE = env.int("TEE_POOL_SIZE", default=1)
+TEE_POOL_MAX_ALGORITHMS = env.int("TEE_POOL_MAX_ALGORITHMS", default=8)
+TEE_POOL_REFRESH_SECONDS = env.float("TEE_POOL_REFRESH_SECONDS", default=2.0)
 CHAIN_RPC_TIMEOUT = env.float("CHAIN_RPC_TIMEOUT", default=10.0)
 CHAIN_ID = env.int("CHAIN_ID", default=31337)
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"

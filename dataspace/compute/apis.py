@@ -23,6 +23,7 @@ from dataspace.compute.he.params import LEVELS
 from dataspace.compute.he.view import public_view
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode
+from dataspace.operation_names import OperationName
 from dataspace.parsers import StrictInputSerializer, uint256_or_refuse
 from dataspace.policies import selectors as policy_selectors
 
@@ -136,10 +137,15 @@ class JobOutputSerializer(serializers.ModelSerializer[Job]):
 class OperationOutputSerializer(serializers.Serializer[Any]):
     name = serializers.CharField()
     description = serializers.CharField()
-    depth = serializers.IntegerField(help_text="Multiplicative depth of its HE plan.")
-    parameters = serializers.JSONField()
+    engine = serializers.ChoiceField(
+        choices=["he", "tee"], help_text="he: over ciphertexts; tee: an approved algorithm in a TEE (ISSUE-13)."
+    )
+    depth = serializers.IntegerField(allow_null=True, help_text="Multiplicative depth of its HE plan (null: tee).")
+    parameters = serializers.JSONField(help_text="The job's params, as a JSON Schema object.")
     output = serializers.CharField()
-    precision_significant_digits = serializers.IntegerField()
+    precision_significant_digits = serializers.IntegerField(
+        allow_null=True, help_text="Significant digits of every released number (null: tee, as the algorithm gives)."
+    )
 
 
 class EncryptedStoreOutputSerializer(serializers.Serializer[Any]):
@@ -281,22 +287,34 @@ class JobDetailApi(APIView):
 class OperationListApi(APIView):
     @extend_schema(
         responses={200: OperationOutputSerializer(many=True), **error_responses(*ERRORS_AUTH)},
-        description="The operations an offer can allow: inputs, multiplicative depth, output shape, precision.",
+        description="The operations an offer can allow and a job can ask for: the HE operations (inputs, "
+        "multiplicative depth, output shape, precision) and ``algorithm`` (an approved algorithm in a TEE).",
     )
     def get(self, request: Request) -> Response:
-        return Response(
-            [
-                {
-                    "name": op.name,
-                    "description": op.description,
-                    "depth": op.depth,
-                    "parameters": op.parameters,
-                    "output": op.output,
-                    "precision_significant_digits": op.precision,
-                }
-                for op in REGISTRY.values()
-            ]
+        listed: list[dict[str, Any]] = [
+            {
+                "name": op.name,
+                "engine": "he",
+                "description": op.description,
+                "depth": op.depth,
+                "parameters": op.parameters,
+                "output": op.output,
+                "precision_significant_digits": op.precision,
+            }
+            for op in REGISTRY.values()
+        ]
+        listed.append(
+            {
+                "name": OperationName.ALGORITHM.value,
+                "engine": "tee",
+                "description": job_requests.ALGORITHM_DESCRIPTION,
+                "depth": None,
+                "parameters": job_requests.ALGORITHM_PARAMETERS,
+                "output": job_requests.ALGORITHM_OUTPUT,
+                "precision_significant_digits": None,
+            }
         )
+        return Response(OperationOutputSerializer(listed, many=True).data)
 
 
 class EncryptedStoreApi(APIView):

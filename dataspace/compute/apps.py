@@ -8,7 +8,7 @@ class ComputeConfig(AppConfig):
     def ready(self) -> None:
         from dataspace.catalog.signals import dataset_deleting, dataset_ingested
         from dataspace.chain.signals import custodian_address_query
-        from dataspace.compute import receivers
+        from dataspace.compute import checks, receivers  # noqa: F401 - checks register themselves
 
         dataset_ingested.connect(receivers.build_encrypted_store, dispatch_uid="compute.build_encrypted_store")
         dataset_deleting.connect(receivers.delete_encrypted_store, dispatch_uid="compute.delete_encrypted_store")

@@ -148,7 +148,32 @@ def _checked(consumer: User, request: JobRequest, *, signed_by_consumer: bool | 
     return _Checked(agreement, wallet, usage, params, key, rho, consumer_cap)
 
 
-# ISSUE-13
+# ISSUE-13: what GET /api/operations/ lists for ``algorithm`` (the portal's form, the SDK).
+ALGORITHM_DESCRIPTION = (
+    "Run an algorithm the offer's provider approved (POST /api/algorithms/, then the provider's approval on "
+    'chain) inside a TEE over the whole dataset, as table "data"; the result passes the bundle\'s output '
+    "schema and size, the cohort and, on a personal dataset, clamping and noise."
+)
+ALGORITHM_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "algorithm": {
+            "type": "string",
+            "format": "uuid",
+            "description": "id of an algorithm approved for the agreement's offer",
+        },
+        "params": {
+            "type": "object",
+            "description": "the algorithm's own parameters (JSON, at most 64 KiB): run(tables, params), or the "
+            "SQL template's $names",
+        },
+    },
+    "required": ["algorithm"],
+    "additionalProperties": False,
+}
+ALGORITHM_OUTPUT = "the algorithm's JSON result, as its output schema declares"
+
+
 def tee_params(params: Any) -> tuple[uuid.UUID, dict[str, Any]]:
     """``{"algorithm": <id>, "params": {...}}``: the approved algorithm and its JSON parameters."""
     if not isinstance(params, dict) or set(params) - {"algorithm", "params"} or "algorithm" not in params:

@@ -30,10 +30,11 @@ from dataspace.canonical import canonical_json
 from dataspace.chain import encoding
 from dataspace.compute.models import Algorithm, Job
 from dataspace.errors import DomainError, ErrorCode
+from dataspace.policies.models import Offer
 from dataspace.vault import blobs
 from enclaves.attestation.sandbox import launcher_public_key, load_or_create_launcher_key
-from enclaves.bundle import AlgorithmBundle
-from enclaves.sandbox import InputFormat, Limits, RunOutcome, Sandbox, SealedInput, host_problems
+from enclaves.bundle import AlgorithmBundle, BundleInvalid
+from enclaves.sandbox import InputFormat, Limits, RunOutcome, Sandbox, SealedInput, WarmPool, host_problems
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ MAX_PROCESSES = 64
 _lock = threading.Lock()
 _launcher: Sandbox | None = None
 _measurer: Sandbox | None = None
+_pool: WarmPool | None = None
 
 
 class TeeRefused(DomainError):
@@ -64,8 +66,76 @@ def launcher() -> Sandbox:
         if _launcher is None:
             path = launcher_key_path()
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _launcher = Sandbox(load_or_create_launcher_key(path))
+            _launcher = Sandbox(load_or_create_launcher_key(path), bwrap=bwrap())
         return _launcher
+
+
+def bwrap() -> str:
+    return str(getattr(settings, "TEE_BWRAP", "") or "bwrap")
+
+
+def sandbox_host_problems() -> list[str]:
+    """What stops this host from running the sandbox backend (empty: nothing)."""
+    return host_problems(bwrap())
+
+
+# -- the warm pool (ISSUE-13: a job takes a sandbox started ahead instead of starting one) --------
+
+
+def pool() -> WarmPool | None:
+    return _pool
+
+
+def pool_start() -> WarmPool | None:
+    """Start this process's pool of warm sandboxes (TEE_POOL_SIZE per approved algorithm, the
+    most recently approved TEE_POOL_MAX_ALGORITHMS; 0 turns it off). Called from the process that
+    runs tee tasks, once it is up (``tee_worker``); the pool's own thread starts the sandboxes."""
+    global _pool
+    size = int(getattr(settings, "TEE_POOL_SIZE", 1))
+    sandbox = launcher()
+    with _lock:
+        if _pool is None and size > 0:
+            interval = float(getattr(settings, "TEE_POOL_REFRESH_SECONDS", 2.0))
+            _pool = WarmPool(sandbox, size, refresh=_refresh, refresh_seconds=interval)
+        return _pool
+
+
+def pool_stop() -> None:
+    """Tear down every warm sandbox of this process (worker shutdown)."""
+    global _pool
+    with _lock:
+        current, _pool = _pool, None
+    if current is not None:
+        waiting = current.stats().waiting
+        current.close()
+        logger.info("the tee worker's warm sandboxes are torn down (%d)", waiting)
+
+
+def pool_wanted(sandbox: Sandbox) -> list[tuple[AlgorithmBundle, Limits]]:
+    """What the pool keeps warm: each approved algorithm whose measurement this host's sandbox
+    still gives (a changed runtime needs a new approval; no job could use it), under its offer's
+    limits, most recently approved first."""
+    limit = int(getattr(settings, "TEE_POOL_MAX_ALGORITHMS", 8))
+    approved = Algorithm.objects.filter(status=Algorithm.Status.APPROVED).select_related("offer")
+    wanted = []
+    for algorithm in approved.order_by("-decided_at")[:limit]:
+        try:
+            bundle = bundle_of(algorithm)
+            if sandbox.measure(bundle).hex() == algorithm.measurement:
+                wanted.append((bundle, limits_for_offer(algorithm.offer)))
+        except (BundleInvalid, ValueError):
+            continue
+    return wanted
+
+
+def _refresh(pool: WarmPool) -> None:
+    # Runs in the pool's thread: revoked approvals are drained here, within one refresh interval.
+    from django.db import connection
+
+    try:
+        pool.retain(pool_wanted(pool.sandbox))
+    finally:
+        connection.close()
 
 
 def trusted_launcher_keys() -> frozenset[bytes]:
@@ -111,7 +181,10 @@ def manifest_hash(job: Job) -> bytes:
 
 
 def limits_for(job: Job) -> Limits:
-    offer = job.agreement.offer
+    return limits_for_offer(job.agreement.offer)
+
+
+def limits_for_offer(offer: Offer) -> Limits:
     return Limits(
         memory_bytes=int(offer.memory_limit_bytes), max_processes=MAX_PROCESSES, wall_seconds=offer.wall_seconds
     )
@@ -138,7 +211,7 @@ def _sealed_copy(job: Job, directory: Path) -> SealedInput:
 
 @functools.cache
 def _host_problems() -> tuple[str, ...]:
-    return tuple(host_problems())
+    return tuple(sandbox_host_problems())
 
 
 def run(job: Job) -> RunOutcome:
@@ -148,7 +221,10 @@ def run(job: Job) -> RunOutcome:
     from dataspace.compute import key_broker
 
     algorithm = job.algorithm
+    warm = pool()
     if algorithm is None or algorithm.status != Algorithm.Status.APPROVED:
+        if algorithm is not None and warm is not None:
+            warm.drain(bundle_of(algorithm))
         raise TeeRefused("The job's algorithm is not approved (any more).", code=ErrorCode.ALGORITHM_NOT_APPROVED)
     problems = _host_problems()
     if problems:
@@ -170,7 +246,13 @@ def run(job: Job) -> RunOutcome:
     try:
         sealed = _sealed_copy(job, work)
         broker = key_broker.CustodianKeyBroker(job_id=job.id)
-        return sandbox.run_job(bundle, [sealed], params, limits_for(job), broker, manifest_hash(job))
+        limits = limits_for(job)
+        # What the pool keeps is decided by its refresh (the most recently approved algorithms), not
+        # here: keeping every algorithm a job names would start sandboxes the refresh then drops.
+        started = warm.take(bundle, limits) if warm is not None else None
+        # For the operator (and the tests): whether the job found a sandbox waiting.
+        logger.info("tee job %s runs in a %s sandbox", job.id, "warm" if started is not None else "cold")
+        return sandbox.run_job(bundle, [sealed], params, limits, broker, manifest_hash(job), started=started)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

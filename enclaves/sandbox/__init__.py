@@ -7,6 +7,10 @@ Public interface (see ``enclaves/README.md``)::
     outcome = sandbox.run_job(bundle, sealed_inputs, params, limits, broker, manifest_hash)
     outcome.result, outcome.result_signature, outcome.verified.receipt(), outcome.metering
 
+    pool = WarmPool(sandbox, size=1)         # sandboxes started ahead of their jobs, single-use
+    outcome = pool.run_job(bundle, sealed_inputs, params, limits, broker, manifest_hash)
+    pool.drain(bundle); pool.close()
+
 ``broker`` is the caller's ``KeyBroker`` (the custodian); ``LocalKeyBroker`` implements its steps
 over an in-memory nonce store. Failures raise ``JobFailed`` with a stable ``code``.
 """
@@ -26,6 +30,7 @@ from enclaves.sandbox.launcher import (
     run_job,
     verify_result_signature,
 )
+from enclaves.sandbox.pool import PoolStats, WarmPool
 from enclaves.sealed import InputFormat, SealedInput
 
 __all__ = [
@@ -37,12 +42,14 @@ __all__ = [
     "Limits",
     "LocalKeyBroker",
     "Metering",
+    "PoolStats",
     "ResultSignature",
     "ResultSignatureInvalid",
     "RunOutcome",
     "Sandbox",
     "SandboxProfile",
     "SealedInput",
+    "WarmPool",
     "host_problems",
     "run_job",
     "verify_result_signature",

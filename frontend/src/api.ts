@@ -158,6 +158,7 @@ export type Dataset = Omit<Schemas["DatasetOutput"], "keywords" | "profile"> &
 export type Offer = Omit<Schemas["OfferOutput"], "purposes" | "operations"> & { purposes: string[]; operations: string[] };
 export interface ParameterSpec {
   type?: string;
+  format?: string;
   description?: string;
   enum?: string[];
   items?: { type?: string };

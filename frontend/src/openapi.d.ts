@@ -516,7 +516,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** @description The operations an offer can allow: inputs, multiplicative depth, output shape, precision. */
+        /** @description The operations an offer can allow and a job can ask for: the HE operations (inputs, multiplicative depth, output shape, precision) and ``algorithm`` (an approved algorithm in a TEE). */
         get: operations["api_operations_list"];
         put?: never;
         post?: never;
@@ -932,6 +932,12 @@ export interface components {
             columns?: unknown;
             parameters?: unknown;
         };
+        /**
+         * @description * `he` - he
+         *     * `tee` - tee
+         * @enum {string}
+         */
+        EngineEnum: "he" | "tee";
         Error: {
             code: components["schemas"]["CodeEnum"];
             message: string;
@@ -1183,11 +1189,20 @@ export interface components {
         OperationOutput: {
             name: string;
             description: string;
-            /** @description Multiplicative depth of its HE plan. */
-            depth: number;
+            /**
+             * @description he: over ciphertexts; tee: an approved algorithm in a TEE (ISSUE-13).
+             *
+             *     * `he` - he
+             *     * `tee` - tee
+             */
+            engine: components["schemas"]["EngineEnum"];
+            /** @description Multiplicative depth of its HE plan (null: tee). */
+            depth: number | null;
+            /** @description The job's params, as a JSON Schema object. */
             parameters: unknown;
             output: string;
-            precision_significant_digits: number;
+            /** @description Significant digits of every released number (null: tee, as the algorithm gives). */
+            precision_significant_digits: number | null;
         };
         /** @description The provider's own view adds the exact facts they uploaded. */
         OwnedDatasetOutput: {

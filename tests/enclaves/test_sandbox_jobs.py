@@ -186,6 +186,7 @@ def _refused(harness: Harness, broker: LocalKeyBroker, bundle: AlgorithmBundle |
 
 
 SIMPLE = python_bundle("def run(tables, params):\n    return {'value': 1}\n", NUMBER_RESULT)
+OTHER = python_bundle("def run(tables, params):\n    return {'value': 2}\n", NUMBER_RESULT)
 
 
 def test_a_measurement_not_on_the_allow_list_gets_no_key(harness: Harness) -> None:
@@ -283,17 +284,20 @@ def test_a_tampered_input_is_refused_inside_the_enclave(harness: Harness) -> Non
 
 def test_a_prestarted_sandbox_runs_one_job_and_is_gone(harness: Harness) -> None:
     sandbox = harness.sandbox
-    sandbox.prestart(SIMPLE, TEST_LIMITS, count=2)
-    pool = sandbox._pool[(SIMPLE.digest(), TEST_LIMITS)]
-    assert len(pool) == 2
-    first = harness.run(SIMPLE, [harness.seal_table("t", _patients())])
-    second = harness.run(SIMPLE, [harness.seal_table("t", _patients())])
-    assert first.result == second.result == {"value": 1}
-    assert first.verified.ephemeral_public_key != second.verified.ephemeral_public_key
-    assert pool == []
-    sandbox.prestart(SIMPLE, TEST_LIMITS)
-    sandbox.close()
-    assert sandbox._pool == {}
+    ahead = sandbox.start_run(SIMPLE, TEST_LIMITS)
+    assert ahead.failure is None
+    assert ahead.process is not None
+    first = harness.sandbox.run_job(
+        SIMPLE, [harness.seal_table("t", _patients())], {}, TEST_LIMITS, harness.broker(SIMPLE), MANIFEST, started=ahead
+    )
+    assert first.result == {"value": 1}
+    assert ahead.process.poll() is not None
+    assert ahead.group is None
+    other = sandbox.start_run(SIMPLE, TEST_LIMITS)
+    with pytest.raises(ValueError, match="another bundle"):
+        sandbox.run_job(OTHER, [], {}, TEST_LIMITS, harness.broker(OTHER), MANIFEST, started=other)
+    assert other.process is not None
+    assert other.process.poll() is not None
 
 
 def test_this_host_can_run_the_sandbox() -> None:

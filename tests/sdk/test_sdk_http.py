@@ -452,3 +452,132 @@ def test_the_cli_refuses_a_wrong_chain_id_with_exit_6(
     exit_code = run_cli(monkeypatch, "--json", "verify", JOB)
     assert exit_code == errors.EXIT_UNAVAILABLE
     assert "expect chain 1" in json.loads(capsys.readouterr().err)["error"]["message"]
+
+
+# ---------------------------------------------------------------- algorithms in a TEE (ISSUE-13)
+
+OFFER = "00000000-0000-0000-0000-00000000000d"
+ALGORITHM = "00000000-0000-0000-0000-00000000000e"
+VALUE_SCHEMA = {"type": "object", "properties": {"value": {"type": "number"}}, "required": ["value"]}
+SOURCE = "def run(tables, params):\n    return {'value': float(tables['data'].num_rows)}\n"
+
+
+def algorithm_body(status: str = "pending", reason: str = "") -> dict[str, Any]:
+    return {
+        "id": ALGORITHM,
+        "url": f"/api/algorithms/{ALGORITHM}/",
+        "offer": OFFER,
+        "consumer": "analyst",
+        "name": "rows",
+        "kind": "python",
+        "bundle": {"kind": "python", "source": SOURCE, "output_schema": VALUE_SCHEMA},
+        "bundle_sha256": "ab" * 32,
+        "measurement": "cd" * 32,
+        "status": status,
+        "reason": reason,
+        "approve_tx": None,
+        "revoke_tx": None,
+        "created_at": "2026-11-27T12:00:00Z",
+        "decided_at": None,
+    }
+
+
+def test_the_algorithm_operation_is_listed_with_its_parameters(api: respx.MockRouter, client: Client) -> None:
+    listed = [
+        {"name": "mean", "engine": "he", "description": "d", "depth": 1, "parameters": {}, "output": "o",
+         "precision_significant_digits": 6},
+        {"name": "algorithm", "engine": "tee", "description": "d", "depth": None, "output": "o",
+         "precision_significant_digits": None,
+         "parameters": {"type": "object", "properties": {"algorithm": {"type": "string", "format": "uuid"},
+                                                         "params": {"type": "object"}}, "required": ["algorithm"]}},
+    ]  # fmt: skip
+    api.get("operations/").mock(return_value=httpx.Response(200, json=listed))
+    operations = {op.name: op for op in client.operations()}
+    assert operations["mean"].engine == "he"
+    assert operations["mean"].depth == 1
+    assert operations["algorithm"].engine == "tee"
+    assert operations["algorithm"].depth is None
+    assert operations["algorithm"].parameters["required"] == ["algorithm"]
+
+
+def test_submitting_an_algorithm_sends_the_bundle_once(api: respx.MockRouter, client: Client) -> None:
+    route = api.post("algorithms/").mock(return_value=httpx.Response(201, json=algorithm_body()))
+    algorithm = client.submit_algorithm(
+        OFFER, SOURCE, output_schema=VALUE_SCHEMA, max_output_bytes=1024, lockfile={"numpy": "2.0.0"}, name="rows"
+    )
+    assert str(algorithm.id) == ALGORITHM
+    assert algorithm.status == "pending"
+    assert not algorithm.approved
+    assert algorithm.measurement == "cd" * 32
+    assert submission_body(route.calls.last.request) == {
+        "offer": OFFER,
+        "kind": "python",
+        "source": SOURCE,
+        "output_schema": VALUE_SCHEMA,
+        "max_output_bytes": 1024,
+        "lockfile": {"numpy": "2.0.0"},
+        "name": "rows",
+    }
+
+
+def test_a_dropped_algorithm_submission_is_not_repeated(api: respx.MockRouter, client: Client) -> None:
+    route = api.post("algorithms/").mock(side_effect=httpx.ConnectError("dropped"))
+    with pytest.raises(errors.NetworkError):
+        client.submit_algorithm(OFFER, "SELECT 1 AS n", kind="sql", output_schema={}, max_output_bytes=64)
+    assert route.call_count == 1
+
+
+def test_an_invalid_algorithm_is_an_invalid_request(api: respx.MockRouter, client: Client) -> None:
+    api.post("algorithms/").mock(return_value=error(400, "algorithm_invalid", "no run(tables, params)"))
+    with pytest.raises(errors.ApiError) as raised:
+        client.submit_algorithm(OFFER, "x = 1\n", output_schema=VALUE_SCHEMA, max_output_bytes=64)
+    assert raised.value.code == "algorithm_invalid"
+
+
+def test_waiting_for_the_providers_approval(api: respx.MockRouter, client: Client, sleeps: list[float]) -> None:
+    api.get(f"algorithms/{ALGORITHM}/").mock(
+        side_effect=[
+            httpx.Response(200, json=algorithm_body("pending")),
+            httpx.Response(200, json=algorithm_body("approving")),
+            httpx.Response(200, json=algorithm_body("approved")),
+        ]
+    )
+    assert client.wait_algorithm(ALGORITHM, poll=5).approved
+    assert sleeps == [5, 5]
+
+
+def test_a_rejected_algorithm_ends_the_wait_with_the_providers_reason(api: respx.MockRouter, client: Client) -> None:
+    api.get(f"algorithms/{ALGORITHM}/").mock(
+        return_value=httpx.Response(200, json=algorithm_body("rejected", "reads too much"))
+    )
+    with pytest.raises(errors.ApiError) as raised:
+        client.wait_algorithm(ALGORITHM)
+    assert raised.value.code == "algorithm_not_approved"
+    assert "reads too much" in str(raised.value)
+
+
+def test_an_algorithm_job_runs_through_the_job_lifecycle(
+    api: respx.MockRouter, client: Client, sleeps: list[float]
+) -> None:
+    body = job_body() | {"operation": "algorithm", "params": {"algorithm": ALGORITHM, "params": {"c": 1.0}}}
+    submitted = api.post("jobs/").mock(return_value=httpx.Response(202, json=body))
+    api.get(f"jobs/{JOB}/").mock(
+        side_effect=[
+            httpx.Response(200, json=body | {"status": "authorised"}),
+            httpx.Response(200, json=body | {"status": "settled", "result": {"value": 3.0}}),
+        ]
+    )
+    job = client.run_algorithm(AGREEMENT, ALGORITHM, {"c": 1.0}, purpose="research")
+    assert job.status == "settled"
+    sent = submission_body(submitted.calls.last.request)
+    assert sent["operation"] == "algorithm"
+    assert sent["params"] == {"algorithm": ALGORITHM, "params": {"c": 1.0}}
+    assert sent["purpose"] == "research"
+    assert submitted.calls.last.request.headers["Idempotency-Key"] == job.idempotency_key
+
+
+def test_submitting_an_algorithm_job_without_waiting(api: respx.MockRouter, client: Client) -> None:
+    route = api.post("jobs/").mock(return_value=httpx.Response(202, json=job_body() | {"operation": "algorithm"}))
+    job = client.submit_algorithm_job(AGREEMENT, ALGORITHM)
+    assert job.status == "requested"
+    assert submission_body(route.calls.last.request)["params"] == {"algorithm": ALGORITHM, "params": {}}

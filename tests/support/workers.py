@@ -58,8 +58,9 @@ class WorkerProcess:
                 self.process.wait()
 
 
-def start_worker(env: dict[str, str], log_path: Path, *, queues: str = ALL_QUEUES) -> WorkerProcess:
-    """Starts ``celery worker`` in its own process, serving ``queues``, and waits until it is ready."""
+def start_worker(env: dict[str, str], log_path: Path, *, queues: str = ALL_QUEUES, pool: str = "solo") -> WorkerProcess:
+    """Starts ``celery worker`` in its own process, serving ``queues``, and waits until it is ready
+    (``pool``: solo, or prefork with one child, as the custodian runs in compose)."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -69,7 +70,8 @@ def start_worker(env: dict[str, str], log_path: Path, *, queues: str = ALL_QUEUE
                 "-A",
                 "dataspace",
                 "worker",
-                "--pool=solo",
+                f"--pool={pool}",
+                *(["--concurrency=1"] if pool == "prefork" else []),
                 f"--queues={queues}",
                 "--loglevel=INFO",
                 "--without-heartbeat",

@@ -8,11 +8,12 @@ client.verify(job)
 
 from redlake_client import errors, signing
 from redlake_client.client import Client
-from redlake_client.models import Agreement, Dataset, Job, Offer, Space
+from redlake_client.models import Agreement, Algorithm, Dataset, Job, Offer, Space
 from redlake_client.verify import VerificationReport, verify
 
 __all__ = [
     "Agreement",
+    "Algorithm",
     "Client",
     "Dataset",
     "Job",

@@ -28,6 +28,7 @@ from redlake_client.errors import (
 )
 from redlake_client.models import (
     Agreement,
+    Algorithm,
     Budget,
     Dataset,
     IssuedToken,
@@ -269,6 +270,82 @@ class Client:
             if time.monotonic() > deadline:
                 raise NetworkError(f"The agreement {agreement_id} is still pending after {timeout:g} s.")
             self._sleep(poll)
+
+    # ------------------------------------------------------------------ algorithms (TEE)
+
+    def submit_algorithm(
+        self,
+        offer_id: UUID | str,
+        source: str,
+        *,
+        output_schema: dict[str, Any],
+        max_output_bytes: int,
+        kind: str = "python",
+        lockfile: dict[str, str] | None = None,
+        name: str = "",
+    ) -> Algorithm:
+        """Submits an algorithm for an offer that allows ``algorithm``: a Python module defining
+        ``run(tables, params)`` (``lockfile``: the worker runtime's packages it imports, by
+        version) or, with ``kind="sql"``, a DuckDB SQL template over the table ``data``; plus the
+        result's JSON Schema and maximum size. The offer's provider reads the code and approves
+        its ``measurement`` (``wait_algorithm``). Not retried after a dropped connection (a
+        repeat would submit it twice): list ``algorithms()`` to see whether it arrived."""
+        body: dict[str, Any] = {
+            "offer": str(offer_id),
+            "kind": kind,
+            "source": source,
+            "output_schema": output_schema,
+            "max_output_bytes": max_output_bytes,
+            "lockfile": lockfile or {},
+            "name": name,
+        }
+        return Algorithm.model_validate(self.request("POST", "algorithms/", json=body).json())
+
+    def algorithms(self) -> Iterator[Algorithm]:
+        return self._paginate("algorithms/", Algorithm)
+
+    def algorithm(self, algorithm_id: UUID | str) -> Algorithm:
+        return self._get(f"algorithms/{algorithm_id}/", Algorithm)
+
+    def wait_algorithm(self, algorithm_id: UUID | str, *, timeout: float = 3600, poll: float = 2.0) -> Algorithm:
+        """Waits for the provider's decision, confirmed on chain: returns the approved algorithm;
+        raises ``ApiError`` (``algorithm_not_approved``) if it was rejected, revoked or the chain
+        refused the approval."""
+        deadline = time.monotonic() + timeout
+        while True:
+            algorithm = self.algorithm(algorithm_id)
+            if algorithm.status == "approved":
+                return algorithm
+            if algorithm.status in ("rejected", "revoked", "revoking", "failed"):
+                reason = f": {algorithm.reason}" if algorithm.reason else ""
+                raise ApiError("algorithm_not_approved", f"The algorithm is {algorithm.status}{reason}.", status=409)
+            if time.monotonic() > deadline:
+                raise NetworkError(f"The algorithm {algorithm_id} is still {algorithm.status} after {timeout:g} s.")
+            self._sleep(poll)
+
+    def submit_algorithm_job(
+        self,
+        agreement_id: UUID | str,
+        algorithm_id: UUID | str,
+        params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Job:
+        """``submit_job`` for the operation ``algorithm``: runs the approved algorithm in a TEE
+        over the agreement's dataset with ``params`` (its own JSON parameters)."""
+        body = {"algorithm": str(algorithm_id), "params": params or {}}
+        return self.submit_job(agreement_id, "algorithm", body, **kwargs)
+
+    def run_algorithm(
+        self,
+        agreement_id: UUID | str,
+        algorithm_id: UUID | str,
+        params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Job:
+        """Submits an algorithm job and waits for its result (``run`` for ``algorithm``); the
+        job's receipt names the TEE type (SIMULATED for the sandbox) and the measurement."""
+        body = {"algorithm": str(algorithm_id), "params": params or {}}
+        return self.run(agreement_id, "algorithm", body, **kwargs)
 
     # ------------------------------------------------------------------ jobs
 

@@ -124,9 +124,35 @@ class Budget(Model):
 class Operation(Model):
     name: str
     description: str
-    depth: int
+    engine: str = "he"  # "he" (over ciphertexts) or "tee" (``algorithm``: an approved algorithm in a TEE)
+    depth: int | None = None  # None for the tee engine
     parameters: Any
     output: str
+    precision_significant_digits: int | None = None
+
+
+class Algorithm(Model):
+    """An algorithm submitted for an offer (``POST /api/algorithms/``) and its provider's decision:
+    a job can run it once ``status`` is ``approved`` (pinned on chain with its ``measurement``)."""
+
+    id: UUID
+    offer: UUID
+    consumer: str
+    name: str = ""
+    kind: str
+    bundle: dict[str, Any]
+    bundle_sha256: str
+    measurement: str
+    status: str
+    reason: str = ""
+    approve_tx: ChainWrite | None = None
+    revoke_tx: ChainWrite | None = None
+    created_at: datetime
+    decided_at: datetime | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
 
 
 class JobTransactions(Model):

@@ -9,6 +9,7 @@ const columns: Column[] = [
 ];
 const groupBy: Operation = {
   name: "group_by",
+  engine: "he",
   description: "",
   depth: 1,
   output: "",
@@ -53,5 +54,29 @@ describe("the operation form", () => {
       aggregate: "count",
       where: { column: "region", equals: "north" },
     });
+  });
+  it("asks for an algorithm job's algorithm id and its own params as JSON", () => {
+    const algorithm: Operation = {
+      ...groupBy,
+      name: "algorithm",
+      engine: "tee",
+      depth: null,
+      precision_significant_digits: null,
+      parameters: {
+        type: "object",
+        properties: {
+          algorithm: { type: "string", format: "uuid", description: "id of an algorithm approved for the agreement's offer" },
+          params: { type: "object", description: "the algorithm's own parameters" },
+        },
+        required: ["algorithm"],
+      },
+    };
+    const fields = fieldsOf(algorithm, columns);
+    expect(fields.map((f) => [f.name, f.kind, f.required])).toEqual([
+      ["algorithm", "text", true],
+      ["params", "json", false],
+    ]);
+    const id = "6f1c1b8e-1d2f-4c4e-9a51-0f2d3f6b8a10";
+    expect(paramsOf(fields, { algorithm: id, params: '{"c": 1}' }).params).toEqual({ algorithm: id, params: { c: 1 } });
   });
 });

@@ -27,6 +27,8 @@ export function fieldsOf(operation: Operation, columns: Column[]): Field[] {
     const base = { name, required: required.has(name), description: spec.description ?? "" };
     if (spec.enum) return { ...base, kind: "choice", options: spec.enum.map(String) };
     if (spec.type === "array" && spec.items?.type === "string") return { ...base, kind: "columns", options: columnsFor(spec, columns) };
+    // An id (the approved algorithm of an `algorithm` job) is typed in, not a column.
+    if (spec.type === "string" && spec.format === "uuid") return { ...base, kind: "text", options: [] };
     if (spec.type === "string") return { ...base, kind: "column", options: columnsFor(spec, columns) };
     if (spec.type === "object" || spec.oneOf) return { ...base, kind: "json", options: [] };
     return { ...base, kind: "text", options: [] };
