@@ -228,13 +228,37 @@ def test_nothing_of_a_job_is_left_running_or_mounted(harness: Harness) -> None:
         PRELUDE
         + "    import os\n    if os.fork() == 0:\n        import time\n        time.sleep(3600)\n    return {'value': 1}\n"
     )
-    # Other sandboxes (or daemons running as nobody) may live on this host: only new ones count.
-    before = {p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_sandboxed(p)}
+    # Other sandboxes (other tests running beside this one, daemons running as nobody) may live on
+    # this host: only this process's descendants count (it is a subreaper: orphans come back to it),
+    # and only job cgroups that appeared during the job and hold none of anyone else's processes.
+    cgroups_before = set(_job_cgroups())
     outcome = harness.run(python_bundle(source, NUMBER_RESULT), [harness.seal_table("people", _table())])
     assert outcome.result == {"value": 1}
-    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_sandboxed(p) and p not in before]
+    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_sandboxed(p) and _is_ours(p)]
     assert leftovers == []
-    assert not any(Path(d).name.startswith("job-") for d in _job_cgroups())
+    leaked = [d for d in set(_job_cgroups()) - cgroups_before if all(_is_ours(Path("/proc", pid)) for pid in _procs(d))]
+    assert leaked == []
+
+
+def _is_ours(proc: Path) -> bool:
+    """Whether ``proc`` descends from this test process."""
+    me, pid = os.getpid(), proc.name
+    while pid not in ("0", "1"):
+        try:
+            # The parent pid is the second field after the parenthesised command name.
+            pid = (Path("/proc", pid) / "stat").read_text().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
+            return False
+        if pid == str(me):
+            return True
+    return False
+
+
+def _procs(cgroup: str) -> list[str]:
+    try:
+        return Path(cgroup, "cgroup.procs").read_text().split()
+    except OSError:
+        return []
 
 
 def _is_sandboxed(proc: Path) -> bool:
