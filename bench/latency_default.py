@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.platform import Api, fresh_postgres_database, fresh_redis, port_open, running_platform, wait_job  # noqa: E402
+from bench.stack import Api, fresh_postgres_database, fresh_redis, port_open, running_platform, wait_job  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 POSTGRES_DB = "redlake_bench_latency"

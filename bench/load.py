@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import metric, write_result  # noqa: E402
-from bench.platform import Api, fresh_postgres_database, fresh_redis, port_open, running_platform, wait_job  # noqa: E402
+from bench.stack import Api, fresh_postgres_database, fresh_redis, port_open, running_platform, wait_job  # noqa: E402
 
 TOOLS = ROOT / ".venv-tools"
 LOCUST_VERSION = "2.47.0"
