@@ -204,14 +204,17 @@ def test_task_outliving_the_visibility_timeout(workers: Workers) -> None:
 def test_signed_write_never_broadcast_is_sent_once(workers: Workers) -> None:
     """The chain signer dies between signing a settlement and sending it: the outbox holds the
     signed bytes, and the sweepers send exactly those, once."""
-    workers.start("main", "default,ingest,he,custody")
+    workers.start("main", "default,ingest,he")
     signer = workers.start("signer", "chain")
     flow = open_space()
     [job_id] = submit(flow, 1)
-    wait_for(lambda: Job.objects.filter(pk=job_id, status=Status.AUTHORISED).exists(), timeout=120)
+    # The custodian starts only once the signer is gone: the settlement's write is queued after.
+    wait_for(lambda: Job.objects.filter(pk=job_id, status=Status.COMPUTED).exists(), timeout=120)
     signer.stop()
+    workers.start("custodian", "custody")
     job = wait_for(lambda: Job.objects.filter(pk=job_id, status=Status.RELEASED).first(), timeout=120)
     assert job.settle_tx_id is not None
+    assert ChainTransaction.objects.get(pk=job.settle_tx_id).status == ChainTransaction.Status.PENDING
     # What the signer did before it died: the write signed under its nonce lock, bytes and hash
     # saved, nothing sent. The messages it held die with it.
     outbox._sign(ChainTransaction.objects.get(pk=job.settle_tx_id))
