@@ -181,8 +181,9 @@ def test_every_step_delivered_twice(workers: Workers) -> None:
 def test_task_outliving_the_visibility_timeout(workers: Workers) -> None:
     """An HE worker whose computation outlives Redis' visibility timeout (frozen with SIGSTOP,
     standing for a slow run): another worker on a short timeout gets the same message again and
-    computes while the first is woken and finishes its own run too."""
-    workers.start("main", NOT_HE)
+    computes while the first is woken and finishes its own run too, after the second's result was
+    recorded; only then does the custodian release."""
+    workers.start("main", "default,ingest,chain")
     short = {"CELERY_VISIBILITY_TIMEOUT": "2"}
     first = workers.start("he-1", "he", **short)
     flow = open_space()
@@ -192,13 +193,17 @@ def test_task_outliving_the_visibility_timeout(workers: Workers) -> None:
     assert Job.objects.get(pk=job_id).status == Status.AUTHORISED
     # A worker starting restores every message unacknowledged for longer than its visibility
     # timeout; starting takes longer than the 2 s.
-    workers.start("he-2", "he", **short)
-    wait_for(lambda: Job.objects.filter(pk=job_id, compute_attempts__gte=2).exists(), timeout=60, interval=0.01)
-    os.kill(first.pid, signal.SIGCONT)  # both runs of the same message now work at once
+    second = workers.start("he-2", "he", **short)
+    wait_for(lambda: Job.objects.filter(pk=job_id, status=Status.COMPUTED).exists(), timeout=60, interval=0.01)
+    [task_id] = {line.split("[")[1].split("]")[0] for line in second.log().splitlines() if "compute_job[" in line}
+    assert f"compute_job[{task_id}] received" in first.log()  # the same message, delivered twice
+    os.kill(first.pid, signal.SIGCONT)  # the first run goes on, its result now too late
+    wait_for(lambda: f"compute_job[{task_id}] succeeded" in first.log(), timeout=60)
+    workers.start("custodian", "custody")
     wait_final([job_id])
     assert_each_ended_once(flow.agreement, [job_id])
     job = Job.objects.get(pk=job_id)
-    assert (job.status, job.compute_attempts) == (Status.SETTLED, 2)
+    assert (job.status, job.compute_attempts, job.release_attempts) == (Status.SETTLED, 2, 1)
 
 
 def test_signed_write_never_broadcast_is_sent_once(workers: Workers) -> None:
