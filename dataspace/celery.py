@@ -55,3 +55,12 @@ def _bind_task_ids(task_id: str = "", task: Any = None, args: Any = None, **_: A
 
     request_id = getattr(task.request, "redlake_request_id", None) if task is not None else None
     bind_task_context(task=task, task_id=task_id, args=args, request_id=request_id)
+
+
+# ISSUE-14 (found by tests/faults): unbound after the task, or a Redis restart's "connection to
+# broker lost" lines carried the ids of whichever job the worker ran last.
+@signals.task_postrun.connect
+def _unbind_task_ids(**_: Any) -> None:
+    from dataspace.observability.logs import unbind_task_context
+
+    unbind_task_context()

@@ -118,6 +118,10 @@ def test_redis_restarted_while_jobs_flow(workers: Workers) -> None:
     assert outcomes[Status.SETTLED] == 6
     assert main.process.poll() is None
     assert he.process.poll() is None
+    # What a worker logs between tasks (the broker lost and found) names no task or job.
+    lost = [line for w in (main, he) for line in w.log().splitlines() if "Connection to broker lost" in line]
+    assert lost
+    assert not [line for line in lost if '"task_id"' in line or '"job_id"' in line], lost[0]
 
 
 def test_custodian_killed_mid_release(workers: Workers) -> None:
