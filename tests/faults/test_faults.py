@@ -41,6 +41,7 @@ from tests.support.workers import WorkerProcess, celery_env, start_worker
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 NOT_CUSTODY = "default,ingest,chain,he"
 NOT_HE = "default,ingest,chain,custody"
+COPIES = 2
 
 
 @pytest.fixture
@@ -149,8 +150,8 @@ def test_custodian_killed_mid_release(workers: Workers) -> None:
 
 
 def test_every_step_delivered_twice(workers: Workers) -> None:
-    """Each step's task of each job is sent again the moment the job reaches that step, to two
-    workers serving every queue: duplicates run concurrently with the original."""
+    """Each step's task of each job is sent twice more the moment the job reaches that step, to
+    two workers serving every queue: copies run concurrently with each other and the original."""
     workers.start("a", NOT_HE + ",he")
     workers.start("b", NOT_HE + ",he")
     flow = open_space()
@@ -164,7 +165,8 @@ def test_every_step_delivered_twice(workers: Workers) -> None:
                 for job_id, status in statuses(job_ids).items():
                     if status in jobs.STEP_TASKS and (str(job_id), status) not in sent:
                         sent.add((str(job_id), status))
-                        app.send_task(jobs.step_task(Status(status), job_id), args=[str(job_id)])
+                        for _ in range(COPIES):
+                            app.send_task(jobs.step_task(Status(status), job_id), args=[str(job_id)])
                 done.wait(0.005)
         finally:
             connection.close()
