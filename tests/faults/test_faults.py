@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings
 from django.db import connection
 
 from dataspace.celery import app
@@ -56,6 +58,9 @@ class Workers:
     """The test's worker processes, all stopped at its end (a stopped one woken first)."""
 
     def __init__(self, tmp_path: Path) -> None:
+        # The suite's own Redis: emptied whole, since a purge leaves the unacknowledged messages
+        # of an earlier test's killed or frozen worker, which a short visibility timeout restores.
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
         self.env = celery_env()
         self.tmp_path = tmp_path
         self.started: list[WorkerProcess] = []
