@@ -40,7 +40,8 @@ test: install
 	@bash scripts/test.sh
 
 # The fault suite (tests/faults) on its own PostgreSQL cluster and redis-server, which it restarts.
-test-faults: install
+# It needs the venv, anvil and the contracts, not the portal's build.
+test-faults: $(VENV)/.installed node_modules/.installed contracts/out/.built
 	@bash scripts/test-faults.sh
 
 bench: install
