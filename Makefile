@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test bench install lint typecheck clean nightly slither
+.PHONY: run test test-faults bench install lint typecheck clean nightly slither
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ run: install
 
 test: install
 	@bash scripts/test.sh
+
+# The fault suite (tests/faults) on its own PostgreSQL cluster and redis-server, which it restarts.
+# It needs the venv, anvil and the contracts, not the portal's build.
+test-faults: $(VENV)/.installed node_modules/.installed contracts/out/.built
+	@bash scripts/test-faults.sh
 
 bench: install
 	@bash scripts/bench.sh

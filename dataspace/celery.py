@@ -57,6 +57,15 @@ def _bind_task_ids(task_id: str = "", task: Any = None, args: Any = None, **_: A
     bind_task_context(task=task, task_id=task_id, args=args, request_id=request_id)
 
 
+# ISSUE-14 (found by tests/faults): unbound after the task, or a Redis restart's "connection to
+# broker lost" lines carried the ids of whichever job the worker ran last.
+@signals.task_postrun.connect
+def _unbind_task_ids(**_: Any) -> None:
+    from dataspace.observability.logs import unbind_task_context
+
+    unbind_task_context()
+
+
 # ISSUE-13: a tee worker refuses the queue on a host that cannot sandbox, and keeps warm sandboxes.
 @signals.worker_init.connect
 def _tee_worker_init(sender: Any = None, **kwargs: Any) -> None:

@@ -106,3 +106,12 @@ else
   echo "PostgreSQL or Redis not reachable: running the whole suite on the embedded defaults (SQLite, SQLAlchemy broker)."
   env -u DATABASE_URL -u CELERY_BROKER_URL python -m pytest "${PARALLEL[@]}" "$@"
 fi
+
+# ISSUE-14: the fault suite on its own PostgreSQL cluster and redis-server (about 2.5 min), which
+# it restarts: scripts/test-faults.sh starts and stops them.
+if [ -x "$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)/initdb" ] && command -v redis-server >/dev/null 2>&1; then
+  echo "== pytest tests/faults on a private PostgreSQL and Redis (make test-faults)"
+  bash scripts/test-faults.sh
+else
+  echo "PostgreSQL server binaries or redis-server not installed: the fault suite (make test-faults) was skipped"
+fi

@@ -140,3 +140,9 @@ def bind_task_context(*, task: Any, task_id: str, args: Any, request_id: str | N
     if first in BOUND_TASK_IDS and args:
         context[first] = str(args[0])
     structlog.contextvars.bind_contextvars(**context)
+
+
+def unbind_task_context() -> None:
+    """Called after each task (dataspace.celery): what the worker logs between tasks (the broker
+    lost and found again, an ack that failed) is no task's, and must not name the last one's job."""
+    structlog.contextvars.clear_contextvars()
