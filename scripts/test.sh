@@ -91,17 +91,31 @@ if ensure_postgres && ensure_redis; then
   DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/redlake}" \
   CELERY_BROKER_URL="${TEST_BROKER_URL:-redis://127.0.0.1:6379/15}" \
     python -m pytest "${PARALLEL[@]}" "$@"
-  # ISSUE-14: the job tests again with RabbitMQ as the broker, where one listens.
+  # ISSUE-14: the job tests again with RabbitMQ as the broker, where one listens; beside the smoke
+  # subset (another database, another broker), its output printed after that one's.
+  rabbit_pid=""
   if port_open 5672; then
-    echo "== pytest tests/integration/test_jobs.py with RabbitMQ as the broker (port 5672 is open)"
+    echo "== pytest tests/integration/test_jobs.py with RabbitMQ as the broker (port 5672 is open), in the background"
     DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/redlake}" \
     CELERY_BROKER_URL="${TEST_AMQP_BROKER_URL:-amqp://guest:guest@127.0.0.1:5672//}" \
-      pytest -p no:cacheprovider tests/integration/test_jobs.py
+      python -m pytest -p no:cacheprovider tests/integration/test_jobs.py >var/test/rabbitmq-jobs.log 2>&1 &
+    rabbit_pid=$!
+    trap '[ -z "$rabbit_pid" ] || kill "$rabbit_pid" 2>/dev/null || true' EXIT
   else
     echo "RabbitMQ not listening on 5672: the job tests ran on Redis only"
   fi
   echo "== pytest smoke subset on the embedded defaults (SQLite, SQLAlchemy broker)"
-  env -u DATABASE_URL -u CELERY_BROKER_URL python -m pytest "${PARALLEL[@]}" -m smoke -p no:cacheprovider "$@"
+  smoke_status=0
+  env -u DATABASE_URL -u CELERY_BROKER_URL python -m pytest "${PARALLEL[@]}" -m smoke -p no:cacheprovider "$@" || smoke_status=$?
+  if [ -n "$rabbit_pid" ]; then
+    rabbit_status=0
+    wait "$rabbit_pid" || rabbit_status=$?
+    rabbit_pid=""
+    echo "== (the RabbitMQ run of tests/integration/test_jobs.py)"
+    cat var/test/rabbitmq-jobs.log
+    [ "$rabbit_status" = 0 ] || exit "$rabbit_status"
+  fi
+  [ "$smoke_status" = 0 ] || exit "$smoke_status"
 else
   echo "PostgreSQL or Redis not reachable: running the whole suite on the embedded defaults (SQLite, SQLAlchemy broker)."
   env -u DATABASE_URL -u CELERY_BROKER_URL python -m pytest "${PARALLEL[@]}" "$@"
