@@ -125,6 +125,7 @@ class ErrorCode(enum.StrEnum):
     ALGORITHM_REVOKED = "algorithm_revoked"
     SANDBOX_NOT_ALLOWED = "sandbox_not_allowed"
     TEE_JOB_FAILED = "tee_job_failed"
+    TEE_UNAVAILABLE = "tee_unavailable"
     ATTESTATION_REFUSED = "attestation_refused"
     RESULT_SIGNATURE_INVALID = "result_signature_invalid"
 

@@ -295,6 +295,9 @@ CONTRACTS_OUT_DIR = Path(env.str("CONTRACTS_OUT_DIR", default=str(BASE_DIR / "co
 # Jobs and the key custodian. A job nobody moved for JOB_SWEEP_AFTER seconds gets its next step
 # re-sent. CUSTODIAN_KEY signs release receipts (hex private key); empty: a key file in VAR_DIR.
 JOB_SWEEP_AFTER = env.int("JOB_SWEEP_AFTER", default=60)
+# ISSUE-13: a tee job no worker able to sandbox has taken (none runs, or every one refused the
+# queue on an unfit host) is failed and refunded after this long, rather than waiting for ever.
+TEE_UNCLAIMED_AFTER = env.int("TEE_UNCLAIMED_AFTER", default=900)
 CUSTODIAN_KEY = env.str("CUSTODIAN_KEY", default="")
 # ISSUE-12: with no CUSTODIAN_KEY, the receipt key lives sealed to the receipt keyring here.
 RECEIPT_KEY_FILE = Path(env.str("RECEIPT_KEY_FILE", default=str(VAR_DIR / "receipt-key.sealed")))

@@ -341,6 +341,20 @@ def job_refund(*, job_id: uuid.UUID) -> bool:
     )
 
 
+def jobs_tee_unclaimed_fail(*, older_than: timedelta) -> int:
+    """Fails (and so refunds) authorised tee jobs no worker has started for ``older_than``: no
+    worker able to sandbox serves the ``tee`` queue. Re-sending them would wait for ever."""
+    cutoff = timezone.now() - older_than
+    unclaimed = Job.objects.filter(
+        status=Status.AUTHORISED, operation=TEE_OPERATION, compute_attempts=0, authorised_at__lt=cutoff
+    ).values_list("pk", flat=True)[:500]
+    message = (
+        f"No worker able to run the sandbox took this job within {int(older_than.total_seconds())} s; "
+        "the call is refunded."
+    )
+    return sum(job_fail(pk, code=ErrorCode.TEE_UNAVAILABLE, message=message) for pk in list(unclaimed))
+
+
 def jobs_stalled(*, older_than: timedelta) -> list[tuple[str, uuid.UUID]]:
     """(task, job id) of every unfinished job nobody moved for ``older_than``."""
     cutoff = timezone.now() - older_than

@@ -69,7 +69,9 @@ def build_encrypted_store(self: Any, dataset_id: str) -> None:
 
 @shared_task
 def sweep_jobs() -> int:
-    """Re-sends the next step of jobs nobody moved for a while."""
+    """Re-sends the next step of jobs nobody moved for a while (and refunds tee jobs no capable
+    worker took)."""
+    jobs.jobs_tee_unclaimed_fail(older_than=timedelta(seconds=settings.TEE_UNCLAIMED_AFTER))
     stalled = jobs.jobs_stalled(older_than=jobs.sweep_interval())
     for task_name, job_id in stalled:
         tasking.enqueue(task_name, str(job_id))

@@ -19,7 +19,7 @@ from dataspace.accounts.models import Role, Wallet
 from dataspace.audit.reconcile import reconcile
 from dataspace.chain import agents, gateway
 from dataspace.chain.models import ChainTransaction
-from dataspace.compute import receipts
+from dataspace.compute import receipts, tasks
 from dataspace.compute.models import Algorithm, AttestationNonce, Job
 from dataspace.policies.models import Offer
 from tests.enclaves.conftest import requires_sandbox
@@ -388,3 +388,41 @@ def test_a_personal_dataset_answers_clamped_and_noised_and_sandbox_needs_the_off
     # sqrt(d) * (hi - lo) / sqrt(2 rho), d = 2: the scale follows from the bounds, never the data.
     assert noise["scales"]["$.mean_age"] == pytest.approx(120 / 1 * noise["scales"]["$.share_over_60"], rel=1e-6)
     assert body["receipt"]["tee"]["label"] == "SIMULATED"
+
+
+def test_a_tee_job_no_capable_worker_takes_is_refunded(
+    anvil: AnvilNode, celery_worker_process: WorkerProcess, settings: Any
+) -> None:
+    """No worker serves the ``tee`` queue (none runs, or each refused it on a host that cannot
+    sandbox): the sweeper fails the job after TEE_UNCLAIMED_AFTER and the call is refunded."""
+    _, provider_api = funded_user("hospital", Role.PROVIDER)
+    _, consumer_api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
+    dataset = ingest_dataset(provider_api, registry_csv(200), non_personal="true", **DECLARED)
+    offer = _tee_offer(provider_api, dataset)
+    agreement = accept_offer(consumer_api, offer, calls=2)
+    algorithm = _submit(consumer_api, offer, "python", BUSY_LOOP, VALUE_SCHEMA)
+    assert algorithm.status_code == 201, algorithm.json()
+    _approve(provider_api, algorithm.json()["id"])
+    response = run_job(
+        consumer_api, agreement, "algorithm", {"algorithm": algorithm.json()["id"], "params": {"seconds": 0.1}}
+    )
+    assert response.status_code == 202, response.json()
+    job_id = response.json()["id"]
+    wait_for(lambda: Job.objects.get(pk=job_id).status == Status.AUTHORISED, timeout=60)
+
+    settings.TEE_UNCLAIMED_AFTER = 3600
+    tasks.sweep_jobs()
+    assert Job.objects.get(pk=job_id).status == Status.AUTHORISED  # not yet: it may still be taken
+    settings.TEE_UNCLAIMED_AFTER = -1
+    tasks.sweep_jobs()
+    job = wait_job(job_id, timeout=120)
+    assert job.status == Status.REFUNDED
+    assert job.failure_code == "tee_unavailable"
+    assert job.compute_attempts == 0
+    usage = agents.UsageAgreementsAgent().usage(bytes.fromhex(job.chain_job_id[2:]))
+    assert usage.status == agents.JobStatus.REFUNDED
+    body = consumer_api.get(f"/api/jobs/{job_id}/").json()
+    assert body["result"] is None
+    assert body["failure"]["code"] == "tee_unavailable"
+    report = reconcile()
+    assert report.ok, report.mismatches
