@@ -33,9 +33,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as ``python bench/he.py``, this folder leads the path, and its platform.py would shadow the
+# standard library's (which uuid, and so Django, imports in the step subprocesses).
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
-from bench.common import metric, write_result
+from bench.common import metric, write_result  # noqa: E402 (after the path fix above)
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH_ROWS = 65_536
