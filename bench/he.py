@@ -180,6 +180,7 @@ def child(argv: list[str]) -> None:
 
 
 def main() -> None:
+    load_start = os.getloadavg()[0]  # other work on the machine moves every absolute figure
     work = Path(tempfile.mkdtemp(prefix="redlake-bench-he-"))
     results: dict[int, dict[str, Any]] = {}
     try:
@@ -305,6 +306,10 @@ def main() -> None:
         "(unfiltered depth-0 terms read the series' materialised totals, products stream the chunks), "
         "the e2e job target (p50 <= 3 s) also covers queueing, decryption and release. Encryption throughput is "
         "the whole encrypt_columns call (profiling pass, worker start-up, encryption, blob writes)."
+    )
+    notes += (
+        f" Load average (1 min) {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on "
+        f"{os.cpu_count()} cores: compare figures within one run."
     )
     print(write_result("he", metrics, notes))
 
