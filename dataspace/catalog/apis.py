@@ -211,7 +211,9 @@ class DatasetListCreateApi(APIView):
             binary=True,
             help_text='Encrypted store options, JSON: {"sums_only": [columns stored at the smaller depth-0 '
             'parameters: count/sum/mean/histogram only], "buckets": {column: [ascending edges]}, "bounds": '
-            "{column: [lo, hi]}}. Every value of a numeric column is clamped to its bounds before it is "
+            '{column: [lo, hi]}, "group_by": {categorical column: [numeric columns]}}. A declared group-by pair has '
+            "its value x category products summed at ingest, so its group-by reads one ciphertext per group. "
+            "Every value of a numeric column is clamped to its bounds before it is "
             "encrypted, and the noise on every answer is sized from them; a numeric column without bounds "
             "(and a personal dataset's column without buckets) is stored but its values are never released, "
             "unless the dataset's privacy settings let them be estimated privately. Booleans are bounded [0, 1].",
@@ -237,10 +239,21 @@ class DatasetListCreateApi(APIView):
             return value
 
         def validate_encryption(self, value: Any) -> dict[str, Any]:
-            if not isinstance(value, dict) or set(value) - {"sums_only", "buckets", "bounds", "estimate_missing"}:
+            if not isinstance(value, dict) or set(value) - {
+                "sums_only",
+                "buckets",
+                "bounds",
+                "estimate_missing",
+                "group_by",
+            }:
                 raise serializers.ValidationError(
-                    'Expected an object with "sums_only", "buckets", "bounds" and/or "estimate_missing".'
+                    'Expected an object with "sums_only", "buckets", "bounds", "group_by" and/or "estimate_missing".'
                 )
+            group_by = value.get("group_by", {})
+            if not isinstance(group_by, dict) or not all(
+                isinstance(columns, list) and all(isinstance(c, str) for c in columns) for columns in group_by.values()
+            ):
+                raise serializers.ValidationError('"group_by" must map categorical columns to numeric column lists.')
             if not isinstance(value.get("estimate_missing", False), bool):
                 raise serializers.ValidationError('"estimate_missing" must be true or false.')
             sums_only = value.get("sums_only", [])
@@ -260,6 +273,7 @@ class DatasetListCreateApi(APIView):
                 "buckets": buckets,
                 "bounds": _validated_bounds(value.get("bounds", {})),
                 "estimate_missing": value.get("estimate_missing", False),
+                "group_by": group_by,
             }
 
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:

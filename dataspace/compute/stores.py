@@ -25,7 +25,7 @@ from dataspace.catalog.reading import dataset_batches
 from dataspace.compute import keystore, selectors
 from dataspace.compute.he import keys as he_keys
 from dataspace.compute.he.encryption import encrypt_columns
-from dataspace.compute.he.layout import ABOVE, BELOW, NULL, ColumnKind, StoreLayout
+from dataspace.compute.he.layout import ABOVE, BELOW, MAX_CATEGORIES, NULL, ColumnKind, StoreLayout
 from dataspace.compute.he.params import Level
 from dataspace.compute.he.plaintext import ABOVE_CELL, BELOW_CELL, NULL_CELL, cell_index, numeric_values
 from dataspace.compute.he.profiling import NUMERIC_TYPES, StoreOptions
@@ -49,6 +49,14 @@ def _options(dataset: Dataset) -> StoreOptions:
     if ingest is not None:
         encryption = ingest.metadata.get("encryption", {}) or {}
     numeric = {column["name"] for column in dataset.schema if column.get("type") in NUMERIC_TYPES}
+    sums_only = set(encryption.get("sums_only", []))
+    categorical = {
+        column["name"]
+        for column in dataset.schema
+        if column.get("type") == "categorical"
+        and 0 < len(column.get("categories") or []) <= MAX_CATEGORIES
+        and int(column.get("cardinality") or 0) <= MAX_CATEGORIES
+    }
     return StoreOptions(
         levels={column: Level.SUMS for column in encryption.get("sums_only", [])},
         buckets={column: [float(e) for e in edges] for column, edges in encryption.get("buckets", {}).items()},
@@ -58,6 +66,15 @@ def _options(dataset: Dataset) -> StoreOptions:
             column: (float(lo), float(hi))
             for column, (lo, hi) in encryption.get("bounds", {}).items()
             if column in numeric
+        },
+        # The declared group-by pairs the store can prepare: a pair the full pass found not to be a
+        # categorical and a products-level number is left to the streamed path, not a failed build.
+        group_by={
+            by: kept
+            for by, columns in encryption.get("group_by", {}).items()
+            if by in categorical
+            and by not in sums_only
+            and (kept := [c for c in columns if c in numeric and c not in sums_only])
         },
         # A non-personal dataset may use its exact extremes and quantiles. A personal one uses
         # what its provider declared; asked to, it estimates the rest privately, spending a share

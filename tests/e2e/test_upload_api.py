@@ -323,3 +323,17 @@ def test_bounds_on_a_column_corrected_to_categorical_are_refused(provider: User,
         encryption='{"bounds": {"ward": [0, 10]}}',
     )
     assert_refused_leaving_nothing(response, 400, "bounds_column_unknown", isolated_vault)
+
+
+@pytest.mark.parametrize("group_by", ['{"group_by": ["b"]}', '{"group_by": {"b": "a"}}', '{"group_by": {"b": [1]}}'])
+def test_malformed_group_by_declarations_are_refused(provider: User, isolated_vault: Path, group_by: str) -> None:
+    response = upload(client_for(provider), b"a,b\n1,x\n2,y\n3,x\n", encryption=group_by)
+    assert_refused_leaving_nothing(response, 400, "validation_failed", isolated_vault)
+
+
+def test_declared_group_by_is_kept_for_the_store(provider: User) -> None:
+    options = '{"bounds": {"a": [0, 10]}, "group_by": {"b": ["a"]}}'
+    response = upload(client_for(provider), b"a,b\n1,x\n2,y\n", encryption=options)
+    assert response.status_code == 202, response.json()
+    ingest = Ingest.objects.get(pk=response.json()["id"])
+    assert ingest.metadata["encryption"]["group_by"] == {"b": ["a"]}

@@ -10,7 +10,7 @@ import pytest
 
 from dataspace.accounts.models import Role
 from dataspace.compute import stores
-from dataspace.compute.he.layout import StoreLayout
+from dataspace.compute.he.layout import StoreLayout, product_key
 from dataspace.compute.models import EncryptedStore, HEKey
 from dataspace.vault import blobs
 from tests.support.datasets import ready_dataset
@@ -114,3 +114,21 @@ def test_declared_bounds_reach_the_store_and_every_row_has_a_cell() -> None:
     assert store.cohort_counts["cells"]["age"] == {"below": 40, "above": 40, "null": 40}
     counted = sum(store.cohort_counts["buckets"]["age"]) + sum(store.cohort_counts["cells"]["age"].values())
     assert counted == len(ages)
+
+
+def test_declared_group_by_pairs_reach_the_store_and_others_are_left_to_the_streamed_path() -> None:
+    owner = make_user("owner", Role.PROVIDER)
+    rows = [(20 + i % 60, 10 * (i % 7), "nsew"[i % 4]) for i in range(200)]
+    csv = b"age,cost,region\n" + b"".join(f"{a},{c},{r}\n".encode() for a, c, r in rows)
+    encryption = {
+        "bounds": {"age": [0, 100], "cost": [0, 100]},
+        "sums_only": ["cost"],
+        # cost is sums-only, "nope" is no column, age is no categorical: none can be prepared.
+        "group_by": {"region": ["age", "cost", "nope"], "age": ["cost"]},
+    }
+    dataset = ready_dataset(owner, csv, encryption=encryption)
+    store = stores.encrypted_store_build(dataset_id=dataset.id)
+    assert store is not None
+    layout = StoreLayout.from_json(store.layout)
+    categories = layout.column("region").categories
+    assert sorted(layout.products) == sorted(product_key("num:age", f"cat:region:{i}") for i in range(len(categories)))

@@ -26,14 +26,14 @@ from django.test import override_settings
 from dataspace.compute.he.encryption import encrypt_columns
 from dataspace.compute.he.framing import MAGIC
 from dataspace.compute.he.keys import KeyPair, generate_keys, load_public_context, load_secret_context
-from dataspace.compute.he.layout import StoreLayout, total_key
+from dataspace.compute.he.layout import PRODUCT_PREFIX, StoreLayout, product_key, total_key
 from dataspace.compute.he.operations import (
     REGISTRY,
     EncryptedResult,
     OperationRejected,
     get_operation,
 )
-from dataspace.compute.he.profiling import StoreOptions
+from dataspace.compute.he.profiling import StoreOptions, plan_columns
 from dataspace.compute.he.references import CKKS_RELATIVE_TOLERANCE
 from dataspace.compute.he.store import delete_store, read_series
 from dataspace.compute.he.view import public_view
@@ -60,6 +60,7 @@ OPTIONS = StoreOptions(
     bounds={"age": (0, 100), "w": (-5, 5), "y": (-20, 20), "visits": (0, 1000)},
     estimate_bounds_rho=1.0,  # z's bounds, and the edges of w, z, y and visits
     workers=2,
+    group_by={"grade": ["age"]},  # age has nulls and zeros: values, presence and contributors
 )
 
 
@@ -150,10 +151,17 @@ def run(
 
 
 def without_totals(layout: StoreLayout) -> StoreLayout:
-    """The layout as written before totals existed: its JSON has no total fields."""
-    data = json.loads(json.dumps(layout.to_json()))
+    """The layout as written before totals existed: its JSON has no total fields (nor products)."""
+    data = without_products(layout).to_json()
     for info in data["series"].values():
         del info["total_blob"], info["total_sha256"]
+    return StoreLayout.from_json(data)
+
+
+def without_products(layout: StoreLayout) -> StoreLayout:
+    """The layout as written before product totals existed, or with no group-by declared."""
+    data = json.loads(json.dumps(layout.to_json()))
+    del data["products"]
     return StoreLayout.from_json(data)
 
 
@@ -250,6 +258,76 @@ def test_unfiltered_depth_zero_terms_read_one_total_per_series(built: Built) -> 
     # Filtered: the sum is a product and streams; the filter's count is the category's total.
     run(built, "mean", {"column": "w", "where": {"column": "region", "equals": "west"}}, reads=reads)
     assert sorted(reads) == ["cat:region:2", "num:w", total_key("cat:region:2")]
+
+
+def test_a_declared_group_by_reads_one_product_total_per_term(built: Built) -> None:
+    reads: list[str] = []
+    run(built, "group_by", {"by": "grade", "aggregate": "mean", "column": "age"}, reads=reads)
+    # Each group's sum (age x grade), count (present x grade) and contributors (nonzero x grade).
+    series = ("num:age", "present:age", "nonzero:age")
+    assert sorted(reads) == sorted(product_key(a, f"cat:grade:{i}") for a in series for i in range(8))
+    assert len(built.layout.products) == 24
+    reads.clear()
+    # An undeclared pair streams the chunks as before.
+    run(built, "group_by", {"by": "grade", "aggregate": "sum", "column": "y"}, reads=reads)
+    assert "num:y" in reads
+    assert not any(key.startswith(PRODUCT_PREFIX) for key in reads)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"by": "grade", "aggregate": "mean", "column": "age"},
+        {"by": "grade", "aggregate": "sum", "column": "age"},
+        {"by": "grade", "aggregate": "count"},
+    ],
+)
+def test_declared_and_streamed_group_by_release_the_same(built: Built, params: dict[str, Any]) -> None:
+    streamed = without_products(built.layout)
+    released, reference, aggregates = run(built, "group_by", params)
+    released_old, _, aggregates_old = run(built, "group_by", params, layout=streamed)
+    assert_close(released, reference)
+    assert_close(released_old, reference)
+    assert [a.name for a in aggregates] == [a.name for a in aggregates_old]
+    for new, previous in zip(aggregates, aggregates_old, strict=True):
+        # The same terms, sensitivities and cohorts; values differ by CKKS noise only.
+        assert (new.sensitivity, new.cohort, new.cohorts) == (previous.sensitivity, previous.cohort, previous.cohorts)
+        assert abs(new.value - previous.value) <= 1e-6 * max(1.0, abs(previous.value)), new.name
+
+
+def test_product_totals_are_framed_and_hashed_one_ciphertext_each(built: Built) -> None:
+    import tenseal as ts
+
+    table = built.table
+    age = np.asarray(table.column("age").to_pylist(), dtype=float)
+    grade = np.asarray(table.column("grade").to_pylist(), dtype=object)
+    plan = built.layout.column("age")
+    with storage_at(built.storage):
+        for key, product in built.layout.products.items():
+            assert product.blob_name.endswith(".ptot")
+            assert product.level == "products"
+            with blobs.open_for_read(product.blob_name) as source:
+                assert hashlib.sha256(source.read()).hexdigest() == product.sha256
+            assert len(list(read_series(built.layout, key))) == 1
+        (chunk,) = read_series(built.layout, product_key("num:age", "cat:grade:3"))
+    expected = np.nansum(np.where(grade == "g3", np.clip(age, 0, 100), 0.0)) / plan.scale
+    assert ts.ckks_vector_from(built.secret["products"], chunk).decrypt()[0] == pytest.approx(expected, abs=1e-3)
+    with pytest.raises(KeyError):
+        next(read_series(built.layout, product_key("num:y", "cat:grade:0")))
+
+
+@pytest.mark.parametrize(
+    ("group_by", "message"),
+    [
+        ({"region": ["visits"]}, "stored for sums only"),
+        ({"age": ["w"]}, "not an encrypted categorical column"),
+        ({"region": ["note"]}, "not an encrypted numeric column"),
+    ],
+)
+def test_build_refuses_a_group_by_it_cannot_prepare(built: Built, group_by: dict[str, list[str]], message: str) -> None:
+    options = dataclasses.replace(OPTIONS, group_by=group_by)
+    with pytest.raises(ValueError, match=message):
+        plan_columns(SCHEMA, options, built.keys)
 
 
 def test_totals_are_framed_and_hashed_one_ciphertext_each(built: Built) -> None:
@@ -533,11 +611,13 @@ def test_delete_store_removes_every_series(built: Built) -> None:
         batches=lambda: iter(table.select(["w", "region"]).to_batches(max_chunksize=1_000)),
         schema=schema,
         rows=5_000,
-        options=StoreOptions(bounds={"w": (-5, 5)}, workers=1),
+        options=StoreOptions(bounds={"w": (-5, 5)}, workers=1, group_by={"region": ["w"]}),
         keys={"products": built.keys["products"]},
         blob_prefix="he/small",
     )
     names = [name for info in layout.series.values() for name in (info.blob_name, info.total_blob)]
+    names += [product.blob_name for product in layout.products.values()]
+    assert len(layout.products) == 3
     assert all(name is not None and blobs.exists(name) for name in names)
     delete_store(layout)
     assert not any(blobs.exists(name) for name in names if name is not None)

@@ -2,10 +2,11 @@
 into aggregates (the custodian, secret contexts).
 
 A depth-0 term whose series all have materialised totals is the sum of those totals (one
-ciphertext per series, already folded); every other term streams all chunks, holding one chunk of
-each needed series (plus one accumulator per term) at a time. Counts decrypt to within 0.05 of
-their integer and are rounded to it (see ``params``); a term with no factor is the layout's exact
-row count, never encrypted.
+ciphertext per series, already folded); so is a depth-1 term whose every pair of factor series has
+a materialised product total (``product_sources``: a declared group-by). Every other term streams
+all chunks, holding one chunk of each needed series (plus one accumulator per term) at a time.
+Counts decrypt to within 0.05 of their integer and are rounded to it (see ``params``); a term with
+no factor is the layout's exact row count, never encrypted.
 
 The custodian decrypts nothing it did not expect. ``expected_parts`` re-derives, from the terms
 (the operation, the job's parameters, the layout), every part the result must hold: its name,
@@ -25,7 +26,7 @@ from typing import Any
 
 import tenseal as ts
 
-from dataspace.compute.he.layout import StoreLayout, total_key
+from dataspace.compute.he.layout import StoreLayout, product_key, total_key
 from dataspace.compute.he.params import LEVELS, Level
 from dataspace.compute.he.result import Aggregate, EncryptedResult, OperationRejected
 from dataspace.compute.he.terms import Term
@@ -52,6 +53,43 @@ def _totals(
             accumulator = accumulator + totals[key]  # not in place: totals are shared by terms
         accumulators[term.name] = accumulator
     return accumulators
+
+
+def product_sources(term: Term, layout: StoreLayout) -> list[str] | None:
+    """The materialised product totals whose sum is the depth-1 ``term`` (one per pair of its two
+    factors' series), or None where the store lacks any of them and the term streams the chunks."""
+    if term.depth != 1:
+        return None
+    first, second = term.factors
+    keys = [product_key(a, b) for a in first.keys for b in second.keys]
+    return keys if all(key in layout.products for key in keys) else None
+
+
+def _products(
+    terms: list[Term], layout: StoreLayout, contexts: dict[str, ts.Context], read: SeriesReader
+) -> dict[str, Any]:
+    """The accumulator of every depth-1 term computed from materialised product totals, by term name."""
+    sources = {term.name: product_sources(term, layout) or [] for term in terms}
+    totals: dict[str, Any] = {}
+    for key in sorted({key for keys in sources.values() for key in keys}):
+        stream = read(key)
+        totals[key] = ts.ckks_vector_from(contexts[layout.products[key].level], next(stream))
+        if next(stream, None) is not None:
+            raise ValueError(f"the product total {key!r} has more than one ciphertext")
+    accumulators: dict[str, Any] = {}
+    for term in terms:
+        keys = sources[term.name]
+        accumulator = totals[keys[0]]
+        for key in keys[1:]:
+            accumulator = accumulator + totals[key]  # not in place: totals are shared by terms
+        accumulators[term.name] = accumulator
+    return accumulators
+
+
+def is_folded(term: Term, layout: StoreLayout) -> bool:
+    """Whether the term's part is one folded number (a depth-0 sum, or a sum of product totals)
+    rather than an unrelinearised product's slot vector, folded by the custodian."""
+    return term.depth == 0 or product_sources(term, layout) is not None
 
 
 def _streamed(
@@ -103,6 +141,7 @@ def evaluate(
     encrypted = [t for t in terms if t.factors]
     from_totals = [t for t in encrypted if t.depth == 0 and all(layout.series[k].total_blob for k in t.factors[0].keys)]
     accumulators = _totals(from_totals, layout, contexts, read)
+    accumulators.update(_products([t for t in encrypted if product_sources(t, layout)], layout, contexts, read))
     streamed = [t for t in encrypted if t.name not in accumulators]
     accumulators.update(_streamed(streamed, layout, contexts, read))
     streamed_names = {t.name for t in streamed}
@@ -110,7 +149,7 @@ def evaluate(
     folded: dict[str, bool] = {}
     for term in encrypted:
         accumulator = accumulators[term.name]
-        if term.depth == 0:
+        if is_folded(term, layout):
             # A sum of totals is folded already; a sum of chunks is rotate-and-summed here.
             folded_sum = accumulator if term.name not in streamed_names else accumulator.sum()
             parts[term.name], folded[term.name] = folded_sum.serialize(), True
@@ -137,13 +176,14 @@ def expected_parts(terms: list[Term], layout: StoreLayout) -> dict[str, PartShap
         if not term.factors:
             continue
         level = layout.series[term.factors[0].keys[0]].level
-        folded = term.depth == 0
+        folded = is_folded(term, layout)
         parts[term.name] = PartShape(
             folded=folded,
             level=level,
             slots=1 if folded else layout.slots,
             size=2 if folded else 3,
-            scale=LEVELS[level].scale ** len(term.factors),
+            # A product total was multiplied in plaintext: encrypted at the level's scale, once.
+            scale=LEVELS[level].scale ** (1 if folded else len(term.factors)),
         )
     return parts
 
@@ -192,7 +232,7 @@ def decrypt(
             value = float(layout.rows)
         else:
             decrypted = vectors[term.name].decrypt()
-            raw = decrypted[0] if term.depth == 0 else math.fsum(decrypted)
+            raw = decrypted[0] if is_folded(term, layout) else math.fsum(decrypted)
             value = raw * term.scale
         if term.is_count:
             value = float(round(value))

@@ -26,6 +26,15 @@ an unfiltered depth-0 aggregate reads one ciphertext instead of every chunk. It 
 series ``total:<key>``; layouts written before totals existed have none (``total_blob`` None) and
 their aggregates stream the chunks.
 
+A store may also hold materialised *product totals*: for a pair of series (a, b), one ciphertext
+holding the sum over all rows of a * b (normalised like the two series), computed in plaintext at
+ingest and encrypted as a one-value vector. They are made for the group-by pairs the provider
+declares (``StoreOptions.group_by``): every row series of the value column (value, presence,
+contributors, low-cardinality values; not its cells) times every category indicator of the
+categorical column, so a group-by's sums, counts and cohorts over that pair are depth-0 reads of one
+ciphertext each instead of a ct x ct product per chunk. A term over an undeclared pair streams the
+chunks as before. Read as ``product_key(a, b)``; layouts written before them have none.
+
 Layouts written before bounds (version 1) still load: their numeric columns are ``legacy`` (values
 stored unclamped under a data-derived scale, no nonzero, value or below/above/null series). They
 have no bounds, so every operation that releases their values refuses them (``column_unbounded``),
@@ -41,8 +50,9 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from dataspace.compute.he.params import Level
@@ -249,6 +259,39 @@ def total_key(key: str) -> str:
     return TOTAL_PREFIX + key
 
 
+PRODUCT_PREFIX = "product:"
+
+
+def product_key(a: str, b: str) -> str:
+    """The name under which ``read_series`` reads the materialised total of series a times series b
+    (either order). JSON keeps the pair apart whatever the column names hold."""
+    return PRODUCT_PREFIX + json.dumps(sorted((a, b)))
+
+
+@dataclass(frozen=True)
+class ProductTotal:
+    """The materialised total of the product of two series (see the module docstring)."""
+
+    keys: tuple[str, str]
+    level: Level
+    blob_name: str
+    sha256: str
+
+    @property
+    def key(self) -> str:
+        return product_key(*self.keys)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"keys": list(self.keys), "level": self.level.value, "blob_name": self.blob_name, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProductTotal:
+        a, b = data["keys"]
+        return cls(
+            keys=(str(a), str(b)), level=Level(data["level"]), blob_name=data["blob_name"], sha256=data["sha256"]
+        )
+
+
 def blob_name(prefix: str, key: str) -> str:
     """The series' blob. Column names are provider-chosen: anything outside a safe alphabet is
     replaced, and a digest of the key is appended then so two keys never share a blob."""
@@ -265,6 +308,11 @@ def total_blob_name(prefix: str, key: str) -> str:
     return blob_name(prefix, key).removesuffix(".ct") + ".tot"
 
 
+def product_blob_name(prefix: str, a: str, b: str) -> str:
+    """The blob of a product total: ``.ptot``, a suffix no series or total blob has."""
+    return blob_name(prefix, product_key(a, b)).removesuffix(".ct") + ".ptot"
+
+
 @dataclass(frozen=True)
 class StoreLayout:
     rows: int
@@ -272,6 +320,7 @@ class StoreLayout:
     columns: tuple[ColumnPlan, ...]
     series: dict[str, SeriesInfo]
     non_personal: bool = False  # built for a non-personal dataset (exact bounds and edges allowed)
+    products: dict[str, ProductTotal] = field(default_factory=dict)  # by ``product_key``
 
     def column(self, name: str) -> ColumnPlan:
         for plan in self.columns:
@@ -300,6 +349,7 @@ class StoreLayout:
             "rho_spent": self.rho_spent,
             "columns": [plan.to_json() for plan in self.columns],
             "series": {key: info.to_json() for key, info in self.series.items()},
+            "products": [product.to_json() for product in self.products.values()],
         }
 
     @classmethod
@@ -320,4 +370,5 @@ class StoreLayout:
             columns=columns,
             series={key: SeriesInfo.from_json(info) for key, info in data["series"].items()},
             non_personal=bool(data.get("non_personal", non_personal if legacy else False)),
+            products={p.key: p for p in map(ProductTotal.from_json, data.get("products", []))},
         )

@@ -56,6 +56,10 @@ class StoreOptions:
     non_personal: bool = False  # exact bounds and quantile edges from the data may be used
     estimate_bounds_rho: float = 0.0  # zCDP rho the build may spend estimating missing bounds and edges
     workers: int = 2  # encryption processes
+    # Declared group-by pairs, categorical column -> numeric columns: their value x indicator
+    # products are summed at ingest (``layout`` product totals), so such a group-by reads one
+    # ciphertext per term. Both columns must be stored at the products level.
+    group_by: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,14 @@ def plan_columns(
     unknown = (set(options.levels) | set(options.buckets) | set(options.bounds)) - {entry.name for entry in planned}
     if unknown:
         raise ValueError(f"options name columns that are not encrypted: {', '.join(sorted(unknown))}")
+    kinds = {entry.name: entry for entry in planned}
+    for by, columns in options.group_by.items():
+        for name, kind in ((by, ColumnKind.CATEGORICAL), *((column, ColumnKind.NUMERIC) for column in columns)):
+            found = kinds.get(name)
+            if found is None or found.kind != kind:
+                raise ValueError(f"group_by {by!r}: {name!r} is not an encrypted {kind.value} column")
+            if found.level != Level.PRODUCTS:
+                raise ValueError(f"group_by {by!r}: {name!r} is stored for sums only and cannot enter a product")
     for entry in planned:
         if entry.name in options.bounds:
             if entry.kind != ColumnKind.NUMERIC:
