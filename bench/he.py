@@ -33,12 +33,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# Run as ``python bench/he.py``, this folder leads the path, and its platform.py would shadow the
-# standard library's (which uuid, and so Django, imports in the step subprocesses).
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import metric, write_result  # noqa: E402 (after the path fix above)
+from bench.common import metric, write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH_ROWS = 65_536
