@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import metric, write_result  # noqa: E402
+from bench.common import metric, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH_ROWS = 65_536
