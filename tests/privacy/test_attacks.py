@@ -84,7 +84,9 @@ class Market:
     agreement: Agreement
 
 
-def open_market(*, dataset_epsilon: float = 4.0, share: float | None = None, calls: int = 50) -> Market:
+def open_market(
+    *, dataset_epsilon: float = 4.0, share: float | None = None, calls: int = 50, group_by: str = ""
+) -> Market:
     _, provider_api = funded_user("hospital", Role.PROVIDER)
     consumer, consumer_api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
     dataset = ingest_dataset(
@@ -93,7 +95,9 @@ def open_market(*, dataset_epsilon: float = 4.0, share: float | None = None, cal
         public_value_columns="region",
         privacy_epsilon=str(dataset_epsilon),
         encryption='{"bounds": {"age": [0, 120], "cost": [0, 50000], "bmi": [10, 70], "rare": [0, 1]},'
-        ' "buckets": {"age": [20, 30, 40, 50, 60, 70, 80, 90]}}',
+        ' "buckets": {"age": [20, 30, 40, 50, 60, 70, 80, 90]}'
+        + (f', "group_by": {group_by}' if group_by else "")
+        + "}",
     )
     offer = publish_offer(
         provider_api,
@@ -287,6 +291,35 @@ def test_complementary_cells_do_not_give_back_a_small_group(
         return answers[0]["count"] - sum(answer["count"] for answer in answers[1:])  # type: ignore[index]
 
     assert attacker_wins(estimate, 3.0, 1.5) <= 0.05
+
+
+def test_a_declared_group_by_does_not_give_back_a_small_group(
+    anvil: AnvilNode, celery_worker_process: WorkerProcess
+) -> None:
+    """The provider declared region x cost, so the group-by reads product totals summed at ingest
+    rather than streaming the chunks: the region of 3 rows must stay as hidden through that path,
+    directly or as the total minus the other regions' sums."""
+    market = open_market(group_by='{"region": ["cost"]}')
+    layout = selectors.encrypted_store_layout(EncryptedStore.objects.get(pk=market.dataset.id))
+    assert layout.products  # the declared path is the one under attack
+    grouped = ask(market, "group_by", {"by": "region", "aggregate": "sum", "column": "cost"})
+    assert grouped.status in (Status.WITHHELD, Status.SETTLED)
+    group_by, total = Replay(grouped), Replay(ask(market, "sum", {"column": "cost"}))
+    truth = float(attack_table().query("region == 'tiny'")["cost"].sum())
+
+    def estimate() -> float | None:
+        groups = group_by()
+        if groups is None:
+            return None
+        if "tiny" in groups["groups"] and groups["groups"]["tiny"].get("sum") is not None:
+            return float(groups["groups"]["tiny"]["sum"])
+        everyone = total()
+        if everyone is None:
+            return None
+        others = [cell["sum"] for name, cell in groups["groups"].items() if name != "tiny"]
+        return None if None in others else everyone["sum"] - sum(others)
+
+    assert attacker_wins(estimate, truth, 2_500.0) <= 0.05
 
 
 # --------------------------------------------------------------------------- budgets
