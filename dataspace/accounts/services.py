@@ -40,7 +40,9 @@ def user_create(*, username: str, password: str, email: str = "", roles: Iterabl
 
 
 def api_token_issue(*, user: User, ttl: timedelta | None = None) -> tuple[AuthToken, str]:
-    """A new API token; the plaintext is returned once and only its hash is stored (knox)."""
+    """A new API token; the plaintext is returned once and only its hash is stored (knox). The
+    user's expired tokens are deleted here rather than on every request (``authentication``)."""
+    AuthToken.objects.filter(user=user, expiry__lt=timezone.now()).delete()
     instance, token = AuthToken.objects.create(user=user, expiry=ttl)
     return instance, token
 

@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from dataspace.accounts.permissions import IsProvider, request_user
 from dataspace.api_docs import ERRORS_AUTH, ERRORS_COMMON, PAGE_PARAMETERS, error_responses, paginated
-from dataspace.catalog import dcat, selectors, services
+from dataspace.catalog import catalogue_cache, dcat, selectors, services
 from dataspace.catalog.models import Dataset, Ingest
 from dataspace.catalog.public_profile import public_profile
 from dataspace.catalog.uploads import SealedUpload, discard_unclaimed_uploads, install_sealing_handler
@@ -295,20 +295,24 @@ class DatasetListCreateApi(APIView):
         responses={200: paginated(DatasetOutputSerializer), **error_responses(*ERRORS_COMMON)},
         description="The catalogue: metadata and public profiles only. `mine=true` lists your own datasets.",
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponse:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         f = filters.validated_data
-        datasets = selectors.dataset_list(
-            search=f.get("search", ""),
-            keyword=f.get("keyword", ""),
-            provider=f.get("provider", ""),
-            file_format=f.get("format", ""),
-            owner=request_user(request) if f["mine"] else None,
-        )
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(datasets, request, view=self)
-        return paginator.get_paginated_response(DatasetOutputSerializer(page, many=True).data)
+
+        def answer() -> Any:
+            datasets = selectors.dataset_list(
+                search=f.get("search", ""),
+                keyword=f.get("keyword", ""),
+                provider=f.get("provider", ""),
+                file_format=f.get("format", ""),
+                owner=request_user(request) if f["mine"] else None,
+            )
+            paginator = LimitOffsetPagination()
+            page = paginator.paginate_queryset(datasets, request, view=self)
+            return paginator.get_paginated_response(DatasetOutputSerializer(page, many=True).data).data
+
+        return catalogue_cache.cached_json(request, answer, per_user=f["mine"])
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
@@ -358,10 +362,14 @@ class DatasetDetailApi(APIView):
         return [IsProvider()] if self.request.method in {"PATCH", "DELETE"} else list(super().get_permissions())
 
     @extend_schema(responses={200: DatasetOutputSerializer, **error_responses(*ERRORS_AUTH, ErrorCode.NOT_FOUND)})
-    def get(self, request: Request, dataset_id: uuid.UUID) -> Response:
-        dataset = selectors.dataset_get(dataset_id=dataset_id)
-        serializer = OwnedDatasetOutputSerializer if dataset.provider_id == request.user.pk else DatasetOutputSerializer
-        return Response(serializer(dataset).data)
+    def get(self, request: Request, dataset_id: uuid.UUID) -> HttpResponse:
+        def answer() -> Any:
+            dataset = selectors.dataset_get(dataset_id=dataset_id)
+            owned = dataset.provider_id == request.user.pk
+            return (OwnedDatasetOutputSerializer if owned else DatasetOutputSerializer)(dataset).data
+
+        # Per user: the provider's own view of a dataset shows more than anyone else's.
+        return catalogue_cache.cached_json(request, answer, per_user=True)
 
     @extend_schema(
         request=UpdateSerializer,

@@ -52,6 +52,54 @@ def test_expired_token_is_401(consumer: User) -> None:
     assert token_client(token).get("/api/me/").status_code == 401
 
 
+def test_an_expired_token_is_deleted_when_used(consumer: User) -> None:
+    instance, token = api_token_issue(user=consumer, ttl=timedelta(hours=1))
+    AuthToken.objects.filter(pk=instance.pk).update(expiry=timezone.now() - timedelta(seconds=1))
+    response = token_client(token).get("/api/me/")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+    assert not AuthToken.objects.filter(pk=instance.pk).exists()
+
+
+def test_issuing_a_token_deletes_the_users_expired_ones(consumer: User, provider: User) -> None:
+    # Requests check only their own token's expiry; the sweep of the rest happens here.
+    expired, _ = api_token_issue(user=consumer, ttl=timedelta(hours=1))
+    _live, live_token = api_token_issue(user=consumer, ttl=timedelta(hours=1))
+    theirs, _ = api_token_issue(user=provider, ttl=timedelta(hours=1))
+    AuthToken.objects.filter(pk__in=[expired.pk, theirs.pk]).update(expiry=timezone.now() - timedelta(seconds=1))
+    api_token_issue(user=consumer)
+    assert not AuthToken.objects.filter(pk=expired.pk).exists()
+    assert AuthToken.objects.filter(pk=theirs.pk).exists()  # another user's token is theirs to sweep
+    assert token_client(live_token).get("/api/me/").status_code == 200
+
+
+def test_a_token_of_an_inactive_user_is_401(consumer: User) -> None:
+    _, token = api_token_issue(user=consumer)
+    User.objects.filter(pk=consumer.pk).update(is_active=False)
+    response = token_client(token).get("/api/me/")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Token ", "Token a b", "Token \xff\xfe", "Token " + "0" * 64, "Token 0123456789abcdef", "Token short"],
+)
+def test_a_malformed_or_unknown_token_is_401(consumer: User, header: str) -> None:
+    api_token_issue(user=consumer)
+    response = APIClient().get("/api/me/", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_a_token_is_matched_by_its_digest_not_its_key(consumer: User, provider: User) -> None:
+    # Two tokens may share the 15-character key prefix; only the full token's digest decides.
+    _instance, token = api_token_issue(user=consumer)
+    forged = token[:15] + ("0" if token[15] != "0" else "1") + token[16:]
+    assert APIClient().get("/api/me/", HTTP_AUTHORIZATION=f"Token {forged}").status_code == 401
+    assert token_client(token).get("/api/me/").json()["username"] == consumer.username
+
+
 def test_cannot_revoke_another_users_token(consumer: User, provider: User) -> None:
     theirs, _ = api_token_issue(user=provider)
     _, mine = api_token_issue(user=consumer)
