@@ -46,12 +46,13 @@ several values to a ciphertext, per level: every series' *tail* (its last ``rows
 the whole series in a store smaller than one ciphertext) at its own run of slots, every series'
 total and every product total at one slot each. A pack is one ciphertext of ``slots`` values (zero
 where nothing is packed); ``SeriesInfo.tail``, ``SeriesInfo.total`` and ``ProductTotal.total`` say
-where each sits (``PackedSlot``). A 442-row store of 80 series thus takes ~10 ciphertexts where it took
-~170 (a full ciphertext per series and one per total). Sums of totals and product totals are read
-by the custodian from the pack, verbatim as stored (``Pack.ciphertext_sha256``), at the slots its
-own layout names; a product over tails is computed by the worker after rotating each tail to slot 0
-and folded by the custodian over ``tail_rows`` slots only (``evaluation``). Layouts before version 3
-keep their one-ciphertext totals and padded last chunks, and still load and compute as before.
+where each sits (``PackedSlot``). The demo registry at 442 rows (40 series, 8 product totals)
+thus takes 5 ciphertexts where it took 88 (a padded one per series, one per total and per product
+total). Sums of totals and product totals are read by the custodian from the pack, verbatim as
+stored (``Pack.ciphertext_sha256``), at the slots its own layout names; a product over tails is
+computed by the worker after rotating each tail to slot 0 and folded by the custodian over
+``tail_rows`` slots only (``evaluation``). Layouts before version 3 keep their one-ciphertext
+totals and padded last chunks, and still load and compute as before.
 
 The layout is custodian data (scales, low-cardinality values, exact bounds); ``view.public_view`` is
 what a consumer may see. Its JSON is stored with the store: ``from_json`` reads every layout ever
