@@ -18,7 +18,12 @@ workers are separate processes with their own) is its own:
   the declared group-by reads its product totals, and the same group-by on the same store with
   the product totals left out of the layout (an undeclared pair) streams every chunk, side by side.
 
-Bytes per value count every blob of the store, the series' totals and the product totals included.
+Bytes per value count every blob of the store (series, packs; before packing the series' totals and
+the product totals) over rows x series. Stores are packed (layout version 3): each series' tail
+(rows % 4096) and every total share ciphertexts. A third step, ``size``, builds the same table at
+100, 442 and 4,097 rows (1 encryption process), and the demo's hospital registry
+(``dataspace.demo.synthetic``, its declared bounds, buckets and group-by) at 442 rows, packed and
+as the version-2 layout wrote it, side by side.
 """
 
 from __future__ import annotations
@@ -60,6 +65,96 @@ def batches(rows: int) -> Iterator[Any]:
         )
 
 
+REGISTRY_SCHEMA: list[dict[str, Any]] = [
+    {"name": "record_id", "type": "text", "nulls": 0},
+    {"name": "age", "type": "integer", "nulls": 0},
+    {"name": "sex", "type": "categorical", "nulls": 0, "cardinality": 2, "categories": ["F", "M"]},
+    {"name": "region", "type": "categorical", "nulls": 0, "cardinality": 8},
+    {"name": "bmi", "type": "float", "nulls": 0},
+    {"name": "systolic_bp", "type": "integer", "nulls": 0},
+    {"name": "cholesterol", "type": "float", "nulls": 0},
+    {"name": "diagnosis", "type": "categorical", "nulls": 0, "cardinality": 6},
+    {"name": "cost", "type": "float", "nulls": 0},
+    {"name": "admitted_on", "type": "date", "nulls": 0},
+]
+
+
+def registry(rows: int) -> tuple[list[dict[str, Any]], Any, Any]:
+    """The demo's registry: (schema, batches factory, build options as its provider declares them)."""
+    import pyarrow as pa
+
+    from dataspace.compute.he.profiling import StoreOptions
+    from dataspace.demo.synthetic import DIAGNOSES, REGIONS, REGISTRY_ENCRYPTION, registry_frames
+
+    schema = [dict(column) for column in REGISTRY_SCHEMA]
+    schema[3]["categories"], schema[7]["categories"] = list(REGIONS), list(DIAGNOSES)
+    encryption: dict[str, Any] = REGISTRY_ENCRYPTION
+    options = StoreOptions(
+        bounds={column: (float(lo), float(hi)) for column, (lo, hi) in encryption["bounds"].items()},
+        buckets={column: [float(e) for e in edges] for column, edges in encryption["buckets"].items()},
+        group_by=encryption["group_by"],
+        quantile_buckets=0,
+        workers=1,
+    )
+
+    def frames() -> Iterator[Any]:
+        for frame in registry_frames(rows):
+            yield pa.RecordBatch.from_pandas(frame.astype({"admitted_on": "datetime64[s]"}), preserve_index=False)
+
+    return schema, frames, options
+
+
+def step_size(kind: str, rows: int, pack: bool) -> dict[str, Any]:
+    """The bytes of one store: the bench table's or the demo registry's, packed or not."""
+    import dataclasses
+
+    from dataspace.compute.he.encryption import encrypt_columns
+    from dataspace.compute.he.keys import generate_keys
+    from dataspace.compute.he.profiling import StoreOptions
+    from dataspace.vault import blobs
+
+    if kind == "registry":
+        schema, frames, options = registry(rows)
+    else:
+        schema, options = (
+            SCHEMA,
+            StoreOptions(
+                levels={"s": "sums"},
+                bounds={"x": (0, 200), "s": (0, 5000)},
+                quantile_buckets=0,
+                workers=1,
+                group_by={"g": ["x"]},
+            ),
+        )
+
+        def frames() -> Iterator[Any]:
+            return batches(rows)
+
+    keys = {level: generate_keys(level) for level in ("sums", "products")}
+    layout = encrypt_columns(
+        batches=frames,
+        schema=schema,
+        rows=rows,
+        options=dataclasses.replace(options, pack=pack),
+        keys=keys,
+        blob_prefix=f"he/size-{kind}-{rows}-{pack}",
+    )
+    names = layout.blob_names()
+    store_bytes = sum(blobs.size(name) for name in names)
+    ciphertexts = sum(layout.series[k].chunks for k in layout.series) + len(layout.packs)
+    if not pack:
+        ciphertexts += len(layout.series) + len(layout.products)
+    return {
+        "rows": rows,
+        "series": len(layout.series),
+        "products": len(layout.products),
+        "packs": len(layout.packs),
+        "ciphertexts": ciphertexts,
+        "store_bytes": store_bytes,
+        "bytes_per_value": store_bytes / (rows * len(layout.series)),
+    }
+
+
 def step_build(rows: int, workers: int, out: Path) -> dict[str, Any]:
     import resource
     import time
@@ -92,7 +187,16 @@ def step_build(rows: int, workers: int, out: Path) -> dict[str, Any]:
     for info in layout.series.values():
         total = blobs.size(info.total_blob) if info.total_blob else 0
         sizes[info.level].append(blobs.size(info.blob_name) + total)
-    product_bytes = sum(blobs.size(product.blob_name) for product in layout.products.values())
+    for pack in layout.packs:  # tails and totals: counted with their level's series
+        sizes[pack.level].append(blobs.size(pack.blob_name))
+    # A packed product total is one slot of a pack: its share of the pack's bytes.
+    product_bytes = sum(
+        blobs.size(product.blob_name)
+        if product.blob_name
+        else blobs.size(layout.packs[product.total.pack].blob_name) / layout.slots
+        for product in layout.products.values()
+        if product.blob_name or product.total
+    )
     (out / "layout.json").write_text(json.dumps(layout.to_json()))
     for level, pair in keys.items():
         (out / f"{level}.public").write_bytes(pair.public_context)
@@ -100,10 +204,14 @@ def step_build(rows: int, workers: int, out: Path) -> dict[str, Any]:
         "seconds": seconds,
         "values": rows * len(layout.series),
         "series": len(layout.series),
-        "bytes_per_value": {level: sum(s) / (len(s) * rows) for level, s in sizes.items()},
-        "bytes_per_value_all": (sum(sum(s) for s in sizes.values()) + product_bytes) / (rows * len(layout.series)),
-        "bytes_per_value_series": sum(sum(s) for s in sizes.values()) / (rows * len(layout.series)),
-        "store_bytes": sum(sum(s) for s in sizes.values()) + product_bytes,
+        "bytes_per_value": {
+            level: sum(s) / (rows * sum(1 for i in layout.series.values() if i.level == level))
+            for level, s in sizes.items()
+        },
+        "bytes_per_value_all": sum(blobs.size(name) for name in layout.blob_names()) / (rows * len(layout.series)),
+        "bytes_per_value_series": (sum(blobs.size(name) for name in layout.blob_names()) - product_bytes)
+        / (rows * len(layout.series)),
+        "store_bytes": sum(blobs.size(name) for name in layout.blob_names()),
         "product_bytes": product_bytes,
         "products": len(layout.products),
         "peak_mb": peak_mb,
@@ -171,8 +279,13 @@ def child(argv: list[str]) -> None:
     import django
 
     django.setup()
-    kind, rows, out = argv[0], int(argv[1]), Path(argv[2])
-    result = step_build(rows, int(argv[3]), out) if kind == "build" else step_compute(rows, out)
+    kind, rows = argv[0], int(argv[1])
+    if kind == "size":
+        result = step_size(argv[2], rows, argv[3] == "packed")
+    elif kind == "build":
+        result = step_build(rows, int(argv[3]), Path(argv[2]))
+    else:
+        result = step_compute(rows, Path(argv[2]))
     print(json.dumps(result))
 
 
@@ -180,7 +293,18 @@ def main() -> None:
     load_start = os.getloadavg()[0]  # other work on the machine moves every absolute figure
     work = Path(tempfile.mkdtemp(prefix="redlake-bench-he-"))
     results: dict[int, dict[str, Any]] = {}
+    sizes: dict[str, dict[str, Any]] = {}
     try:
+        for kind, rows, layout in (
+            ("table", 100, "packed"),
+            ("table", 442, "packed"),
+            ("table", 4_097, "packed"),
+            ("registry", 442, "packed"),
+            ("registry", 442, "version2"),
+        ):
+            label = f"{kind}-{rows}-{layout}"
+            sizes[label] = run_step(["size", str(rows), kind, layout], work / f"var-{label}")
+            print(label, json.dumps(sizes[label]), file=sys.stderr)
         for rows in (100_000, 1_000_000):
             runs: dict[str, Any] = {}
             for workers in (1, 2):
@@ -268,6 +392,38 @@ def main() -> None:
             ),
         ]
     big = results[1_000_000]["build2"]
+    for rows in (100, 442, 4_097):
+        size = sizes[f"table-{rows}-packed"]
+        metrics.append(
+            metric(
+                f"ciphertext bytes per value, whole store, {rows:,} rows ({size['series']} series, "
+                f"{size['products']} product totals, {size['ciphertexts']} ciphertexts)",
+                size["bytes_per_value"],
+                "bytes",
+                target=64,
+                better="lower",
+            )
+        )
+    packed, old = sizes["registry-442-packed"], sizes["registry-442-version2"]
+    metrics += [
+        metric(
+            f"demo registry, 442 rows: ciphertext bytes per value, whole store ({packed['series']} series, "
+            f"{packed['products']} product totals, {packed['ciphertexts']} ciphertexts)",
+            packed["bytes_per_value"],
+            "bytes",
+            target=64,
+            better="lower",
+            baseline=("version-2 layout (before packing) bytes per value", old["bytes_per_value"]),
+        ),
+        metric(
+            "demo registry, 442 rows: whole store bytes, packed",
+            packed["store_bytes"],
+            "bytes",
+            target=None,
+            better="lower",
+            baseline=(f"version-2 layout ({old['ciphertexts']} ciphertexts) bytes", old["store_bytes"]),
+        ),
+    ]
     metrics += [
         metric(
             "ciphertext bytes per value, sums level", big["bytes_per_value"]["sums"], "bytes", target=32, better="lower"
@@ -280,7 +436,8 @@ def main() -> None:
             better="lower",
         ),
         metric(
-            f"ciphertext bytes per value, whole store ({big['series']} series + {big['products']} product totals)",
+            f"ciphertext bytes per value, whole store, 1M rows ({big['series']} series + {big['products']} "
+            "product totals)",
             big["bytes_per_value_all"],
             "bytes",
             target=64,
@@ -288,7 +445,8 @@ def main() -> None:
             baseline=("without the product totals", big["bytes_per_value_series"]),
         ),
         metric(
-            f"storage of the declared group-by's {big['products']} product totals (1M rows)",
+            f"storage of the declared group-by's {big['products']} product totals (1M rows; packed: their slots' "
+            "share of a pack)",
             big["product_bytes"],
             "bytes",
             target=None,
@@ -297,7 +455,8 @@ def main() -> None:
         ),
     ]
     notes = (
-        "Synthetic table: x ~ N(100, 20) products level, s ~ U(0, 5000) sums level, g 8 categories; no quantile "
+        "Bytes per value: store bytes / (rows x series), every blob counted; stores packed (layout version 3) "
+        "unless named version-2. Synthetic table: x ~ N(100, 20) products level, s ~ U(0, 5000) sums level, g 8 categories; no quantile "
         "buckets; group-by pair (g, x) declared (product totals of x and its contributors by each category). "
         "Both group-by figures come from the same store in the same process, one after the other. Compute: Operation.compute with public contexts loaded, median of 3 after a warm-up "
         "(unfiltered depth-0 terms read the series' materialised totals, products stream the chunks), "

@@ -200,9 +200,8 @@ def _abandon(store: EncryptedStore, reason: str) -> None:
 
 
 def _stored_bytes(layout: StoreLayout) -> int:
-    """Every ciphertext blob of the store: the series and their materialised totals."""
-    names = [name for info in layout.series.values() for name in (info.blob_name, info.total_blob) if name]
-    return sum(blobs.size(name) for name in names)
+    """Every ciphertext blob of the store: series, packs (or, before packing, totals and product totals)."""
+    return sum(blobs.size(name) for name in layout.blob_names())
 
 
 def _cohort_counts(layout: StoreLayout, batches: Iterator[pa.RecordBatch]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def test_delete_shreds_the_encrypted_store() -> None:
     assert store is not None
     assert store.status == EncryptedStore.Status.READY
     layout = StoreLayout.from_json(store.layout)
-    names = [info.blob_name for info in layout.series.values()]
+    names = layout.blob_names()
     names += [name for key in HEKey.objects.all() for name in (key.public_blob, key.secret_blob)]
     key_ids = list(HEKey.objects.values_list("data_key_id", flat=True))
     assert all(blobs.exists(name) for name in names)

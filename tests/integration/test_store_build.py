@@ -41,8 +41,9 @@ def test_the_next_attempt_deletes_what_a_killed_build_left() -> None:
     assert store.blob_prefix != dead
     assert not any(blobs.exists(name) for name in left)
     layout = StoreLayout.from_json(store.layout)
-    ciphertexts = [name for info in layout.series.values() for name in (info.blob_name, info.total_blob) if name]
-    assert store.stored_bytes == sum(blobs.size(name) for name in ciphertexts)
+    assert layout.packed
+    assert layout.packs
+    assert store.stored_bytes == sum(blobs.size(name) for name in layout.blob_names())
 
 
 def test_a_build_overtaken_by_a_later_attempt_keeps_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

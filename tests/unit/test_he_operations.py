@@ -61,6 +61,9 @@ OPTIONS = StoreOptions(
     estimate_bounds_rho=1.0,  # z's bounds, and the edges of w, z, y and visits
     workers=2,
     group_by={"grade": ["age"]},  # age has nulls and zeros: values, presence and contributors
+    # This module's store is the version-2 layout (one ciphertext per total, padded last chunks):
+    # stores written before packing still compute. ``test_he_packing`` covers packed stores.
+    pack=False,
 )
 
 
@@ -604,23 +607,25 @@ def test_encrypted_result_round_trips_and_digests_canonically() -> None:
     assert flipped.digest() != result.digest()
 
 
-def test_delete_store_removes_every_series(built: Built) -> None:
+@pytest.mark.parametrize("pack", [False, True], ids=["version2", "packed"])
+def test_delete_store_removes_every_series(built: Built, pack: bool) -> None:
     table = synthetic_table(rows=5_000, seed=3)
     schema = [c for c in SCHEMA if c["name"] in ("w", "region")]
     layout = encrypt_columns(
         batches=lambda: iter(table.select(["w", "region"]).to_batches(max_chunksize=1_000)),
         schema=schema,
         rows=5_000,
-        options=StoreOptions(bounds={"w": (-5, 5)}, workers=1, group_by={"region": ["w"]}),
+        options=StoreOptions(bounds={"w": (-5, 5)}, workers=1, group_by={"region": ["w"]}, pack=pack),
         keys={"products": built.keys["products"]},
         blob_prefix="he/small",
     )
-    names = [name for info in layout.series.values() for name in (info.blob_name, info.total_blob)]
-    names += [product.blob_name for product in layout.products.values()]
+    names = layout.blob_names()
     assert len(layout.products) == 3
-    assert all(name is not None and blobs.exists(name) for name in names)
+    # Series (and version 2: their totals and the product totals) or series and packs.
+    assert len(names) == (len(layout.series) + 1 if pack else 2 * len(layout.series) + 3)
+    assert all(blobs.exists(name) for name in names)
     delete_store(layout)
-    assert not any(blobs.exists(name) for name in names if name is not None)
+    assert not any(blobs.exists(name) for name in names)
 
 
 def test_build_refuses_a_level_without_keys(built: Built) -> None:

@@ -7,6 +7,7 @@ encrypted result's shape. No database."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from dataspace.compute.he.profiling import StoreOptions
 from dataspace.compute.he.store import read_series
 from dataspace.compute.he.view import public_view
 from dataspace.errors import ErrorCode
+from tests.support.he_store import stored_rows
 from tests.unit.test_he_operations import SCHEMA as MAIN_SCHEMA
 from tests.unit.test_he_operations import Built, assert_close, run, storage_at, synthetic_table
 
@@ -95,6 +97,13 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 @pytest.fixture(scope="module")
+def small_v2(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The same store as written before packing (layout version 2): a part per term, which the
+    shape checks below take apart; a packed store's parts are checked in ``test_he_packing``."""
+    return build(tmp_path_factory, small_table(), SCHEMA, replace(OPTIONS, pack=False))
+
+
+@pytest.fixture(scope="module")
 def exact(tmp_path_factory: pytest.TempPathFactory) -> Built:
     """A non-personal dataset: exact bounds and quantile edges where the provider declared none."""
     table = synthetic_table(rows=3_000, seed=5).select(["age", "z", "region"])
@@ -124,9 +133,8 @@ def test_values_are_clamped_to_the_declared_bounds_before_encryption(small: Buil
     assert np.nanmin(raw) < 0
     assert b.scale == 128  # from the bounds; the data's max would have made it 256
     with storage_at(small.storage):
-        stored = np.concatenate(
-            [ts.ckks_vector_from(small.secret["products"], c).decrypt() for c in read_series(small.layout, "num:b")]
-        )[:ROWS]
+        stored = stored_rows(small.layout, "num:b", small.secret["products"])
+    assert len(stored) == ROWS
     assert stored.min() > -1e-6
     assert stored.max() < 100 / 128 + 1e-6
     released, reference, _ = run(small, "sum", {"column": "b"})
@@ -367,23 +375,23 @@ def as_version_1(layout: StoreLayout) -> dict[str, Any]:
     return data
 
 
-def test_a_layout_written_before_bounds_refuses_sums_on_a_personal_dataset(small: Built) -> None:
-    old = StoreLayout.from_json(as_version_1(small.layout))
+def test_a_layout_written_before_bounds_refuses_sums_on_a_personal_dataset(small_v2: Built) -> None:
+    old = StoreLayout.from_json(as_version_1(small_v2.layout))
     assert all(plan.legacy and plan.bounds is None for plan in old.columns)
     with pytest.raises(OperationRejected) as caught:
         get_operation("mean").validate({"column": "y"}, old)
     assert caught.value.code == ErrorCode.COLUMN_UNBOUNDED
     # Its buckets still count (the cells it has: no below, above or null series).
-    released, reference, _ = run(small, "histogram", {"column": "b"}, layout=old)
+    released, reference, _ = run(small_v2, "histogram", {"column": "b"}, layout=old)
     assert [bucket["bucket"] for bucket in released["buckets"]] == [0, 1, 2]
     assert_close(released, reference)
 
 
-def test_a_layout_written_before_bounds_sums_on_a_non_personal_dataset(small: Built) -> None:
-    old = StoreLayout.from_json(as_version_1(small.layout), non_personal=True)
+def test_a_layout_written_before_bounds_sums_on_a_non_personal_dataset(small_v2: Built) -> None:
+    old = StoreLayout.from_json(as_version_1(small_v2.layout), non_personal=True)
     y = old.column("y")
     assert (y.bounds, y.bounds_source) == ((-8, 8), "exact")  # its data-derived scale
-    released, reference, aggregates = run(small, "mean", {"column": "y"}, layout=old)
+    released, reference, aggregates = run(small_v2, "mean", {"column": "y"}, layout=old)
     assert_close(released, reference)
     by_name = {a.name: a for a in aggregates}
     assert by_name["sum"].sensitivity == 8
@@ -410,14 +418,14 @@ def shape_refusal(built: Built, name: str, params: dict[str, Any], result: Encry
     return str(caught.value.code)
 
 
-def test_the_custodian_accepts_the_result_it_expects(small: Built) -> None:
-    params, result = computed(small, "variance", {"column": "b"})
-    get_operation("variance").check_result(params, small.layout, result, small.secret)
+def test_the_custodian_accepts_the_result_it_expects(small_v2: Built) -> None:
+    params, result = computed(small_v2, "variance", {"column": "b"})
+    get_operation("variance").check_result(params, small_v2.layout, result, small_v2.secret)
 
 
-def test_a_result_with_an_extra_part_is_refused_undecrypted(small: Built, monkeypatch: pytest.MonkeyPatch) -> None:
-    params, result = computed(small, "mean", {"column": "b"})
-    secret = ts.ckks_vector(small.secret["products"], [float(v) for v in range(4096)])  # e.g. one chunk of b
+def test_a_result_with_an_extra_part_is_refused_undecrypted(small_v2: Built, monkeypatch: pytest.MonkeyPatch) -> None:
+    params, result = computed(small_v2, "mean", {"column": "b"})
+    secret = ts.ckks_vector(small_v2.secret["products"], [float(v) for v in range(4096)])  # e.g. one chunk of b
     extra = EncryptedResult(
         parts={**result.parts, "chunk": secret.serialize()}, folded={**result.folded, "chunk": False}
     )
@@ -429,47 +437,47 @@ def test_a_result_with_an_extra_part_is_refused_undecrypted(small: Built, monkey
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(ts.CKKSVector, "decrypt", counting)
-    assert shape_refusal(small, "mean", params, extra) == ErrorCode.RESULT_SHAPE_MISMATCH
+    assert shape_refusal(small_v2, "mean", params, extra) == ErrorCode.RESULT_SHAPE_MISMATCH
     assert decrypted == []  # nothing was decrypted, the expected parts neither
     missing = EncryptedResult(
         parts={k: v for k, v in result.parts.items() if k != "sum"},
         folded={k: v for k, v in result.folded.items() if k != "sum"},
     )
-    assert shape_refusal(small, "mean", params, missing) == ErrorCode.RESULT_SHAPE_MISMATCH
+    assert shape_refusal(small_v2, "mean", params, missing) == ErrorCode.RESULT_SHAPE_MISMATCH
 
 
-def test_a_result_with_a_folded_part_swapped_is_refused(small: Built) -> None:
-    params, result = computed(small, "variance", {"column": "b"})
+def test_a_result_with_a_folded_part_swapped_is_refused(small_v2: Built) -> None:
+    params, result = computed(small_v2, "variance", {"column": "b"})
     assert result.folded["sum"]
     assert not result.folded["sum_sq"]
     flags = EncryptedResult(parts=result.parts, folded={**result.folded, "sum": False, "sum_sq": True})
-    assert shape_refusal(small, "variance", params, flags) == ErrorCode.RESULT_SHAPE_MISMATCH
+    assert shape_refusal(small_v2, "variance", params, flags) == ErrorCode.RESULT_SHAPE_MISMATCH
     swapped = EncryptedResult(
         parts={**result.parts, "sum": result.parts["sum_sq"], "sum_sq": result.parts["sum"]}, folded=result.folded
     )
-    assert shape_refusal(small, "variance", params, swapped) == ErrorCode.RESULT_SHAPE_MISMATCH
+    assert shape_refusal(small_v2, "variance", params, swapped) == ErrorCode.RESULT_SHAPE_MISMATCH
 
 
-def test_a_result_with_a_wrong_slot_count_is_refused(small: Built) -> None:
-    params, result = computed(small, "variance", {"column": "b"})
-    unfolded = ts.ckks_vector(small.secret["products"], [1.0] * 4096)  # a depth-0 vector left unfolded
+def test_a_result_with_a_wrong_slot_count_is_refused(small_v2: Built) -> None:
+    params, result = computed(small_v2, "variance", {"column": "b"})
+    unfolded = ts.ckks_vector(small_v2.secret["products"], [1.0] * 4096)  # a depth-0 vector left unfolded
     wide = EncryptedResult(parts={**result.parts, "sum": unfolded.serialize()}, folded=result.folded)
-    assert shape_refusal(small, "variance", params, wide) == ErrorCode.RESULT_SHAPE_MISMATCH
-    one = ts.ckks_vector(small.secret["products"], [1.0])
+    assert shape_refusal(small_v2, "variance", params, wide) == ErrorCode.RESULT_SHAPE_MISMATCH
+    one = ts.ckks_vector(small_v2.secret["products"], [1.0])
     narrow = EncryptedResult(parts={**result.parts, "sum_sq": (one * one).serialize()}, folded=result.folded)
-    assert shape_refusal(small, "variance", params, narrow) == ErrorCode.RESULT_SHAPE_MISMATCH
+    assert shape_refusal(small_v2, "variance", params, narrow) == ErrorCode.RESULT_SHAPE_MISMATCH
 
 
-def test_a_result_of_another_level_or_depth_is_refused(small: Built) -> None:
-    params, result = computed(small, "mean", {"column": "b"})
-    sums = ts.ckks_vector(small.secret["sums"], [1.0])
+def test_a_result_of_another_level_or_depth_is_refused(small_v2: Built) -> None:
+    params, result = computed(small_v2, "mean", {"column": "b"})
+    sums = ts.ckks_vector(small_v2.secret["sums"], [1.0])
     other_level = EncryptedResult(parts={**result.parts, "sum": sums.serialize()}, folded=result.folded)
-    assert shape_refusal(small, "mean", params, other_level) == ErrorCode.RESULT_SHAPE_MISMATCH
-    one = ts.ckks_vector(small.secret["products"], [1.0])
+    assert shape_refusal(small_v2, "mean", params, other_level) == ErrorCode.RESULT_SHAPE_MISMATCH
+    one = ts.ckks_vector(small_v2.secret["products"], [1.0])
     product = EncryptedResult(parts={**result.parts, "sum": (one * one).serialize()}, folded=result.folded)
-    assert shape_refusal(small, "mean", params, product) == ErrorCode.RESULT_SHAPE_MISMATCH
+    assert shape_refusal(small_v2, "mean", params, product) == ErrorCode.RESULT_SHAPE_MISMATCH
     garbage = EncryptedResult(parts={**result.parts, "sum": b"not a ciphertext"}, folded=result.folded)
-    assert shape_refusal(small, "mean", params, garbage) == ErrorCode.RESULT_SHAPE_MISMATCH
+    assert shape_refusal(small_v2, "mean", params, garbage) == ErrorCode.RESULT_SHAPE_MISMATCH
 
 
 def test_layout_round_trips_with_bounds(small: Built) -> None:

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-import tenseal as ts
 from django.conf import settings
 from django.test import override_settings
 
@@ -25,9 +24,9 @@ from dataspace.compute.he.encryption import encrypt_columns
 from dataspace.compute.he.keys import KeyPair, generate_keys, load_secret_context
 from dataspace.compute.he.params import Level
 from dataspace.compute.he.profiling import StoreOptions
-from dataspace.compute.he.store import read_series
 from tests.support import processes
 from tests.support.fresh_process import call_with_django
+from tests.support.he_store import stored_rows
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,8 +62,7 @@ def build_and_sum(location: str, keys: KeyPair, workers: int) -> tuple[float, li
                 blob_prefix="he/workers",
             )
             context = load_secret_context(keys.secret_context)
-            total = sum(sum(ts.ckks_vector_from(context, chunk).decrypt()) for chunk in read_series(layout, "num:x"))
-            return total * layout.column("x").scale, warnings
+            return float(stored_rows(layout, "num:x", context).sum()) * layout.column("x").scale, warnings
     finally:
         logging.getLogger(he.__name__).removeHandler(handler)
 

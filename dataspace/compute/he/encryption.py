@@ -12,19 +12,27 @@ to (slot 0), with less noise (one fresh encryption instead of the chunks' noise 
 rotations). It fits wherever the rotate-and-sum total fits, which ``max_rows`` guarantees.
 The declared group-by pairs' product totals (``layout``) are summed in plaintext during the first
 pass, from the same clamped series values, and encrypted the same way.
+
+A packed store (layout version 3, the default) writes only each series' full chunks to its blob
+and keeps its last ``rows % slots`` rows, its tail, in memory; once every series is done, the
+tails, the totals and the product totals are placed in packs (``packing``) and each pack is
+encrypted as one ciphertext.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from dataspace.compute.he import packing
 from dataspace.compute.he.executors import EncryptionWorkers, encrypt_block, encrypt_total
 from dataspace.compute.he.framing import FramedWriter, write_framed
 from dataspace.compute.he.keys import KeyPair
@@ -34,6 +42,7 @@ from dataspace.compute.he.layout import (
     NULL,
     ColumnKind,
     ColumnPlan,
+    Pack,
     ProductTotal,
     SeriesInfo,
     StoreLayout,
@@ -42,8 +51,10 @@ from dataspace.compute.he.layout import (
     cell_key,
     nonzero_key,
     numeric_key,
+    pack_blob_name,
     presence_key,
     product_blob_name,
+    product_key,
     total_blob_name,
     value_key,
 )
@@ -94,8 +105,8 @@ def encrypt_columns(
             raise ValueError(f"the data has {profiled_rows} rows, the catalogue says {rows}")
         in_flight_limit = 4 * max(1, options.workers)
         pairs = product_pairs(plans, options.group_by)
-        series, products = _encrypt_all(
-            batches, plans, pairs, workers.ready(), slot_count, blob_prefix, rows, in_flight_limit
+        series, products, packs = _encrypt_all(
+            batches, plans, pairs, workers.ready(), slot_count, blob_prefix, rows, in_flight_limit, options.pack
         )
     return StoreLayout(
         rows=rows,
@@ -104,6 +115,8 @@ def encrypt_columns(
         series=series,
         non_personal=options.non_personal,
         products=products,
+        packed=options.pack,
+        packs=packs,
     )
 
 
@@ -131,6 +144,7 @@ class _SeriesWriter:
         self.total_name = total_blob_name(blob_prefix, key)
         self.partial_sums: list[float] = []  # plaintext (normalised) sum of each submitted block
         self.total_sha256: str | None = None
+        self.tail: np.ndarray | None = None  # packed stores: the last rows % slots values, to be packed
 
     def write_total(self, chunk: bytes) -> None:
         self.total_sha256 = write_framed(self.total_name, [chunk])
@@ -157,13 +171,18 @@ def _encrypt_all(
     blob_prefix: str,
     rows: int,
     in_flight_limit: int,
-) -> tuple[dict[str, SeriesInfo], dict[str, ProductTotal]]:
+    pack: bool,
+) -> tuple[dict[str, SeriesInfo], dict[str, ProductTotal], tuple[Pack, ...]]:
     """Every series of ``plans``, at most ``MAX_OPEN_SERIES`` per pass over the data, and the
-    product totals of ``pairs`` (summed in the first pass)."""
+    product totals of ``pairs`` (summed in the first pass); packed, the packs of their tails and totals."""
     all_keys = [(plan, key) for plan in plans for key in plan.series_keys]
     series: dict[str, SeriesInfo] = {}
     products: dict[str, ProductTotal] = {}
-    written: list[str] = [product_blob_name(blob_prefix, a, b) for _, a, b in pairs]
+    written: list[str] = [] if pack else [product_blob_name(blob_prefix, a, b) for _, a, b in pairs]
+    tails: list[tuple[str, Level, np.ndarray]] = []
+    totals: list[tuple[str, Level, float]] = []
+    product_sums: dict[tuple[str, str], list[float]] = {}
+    packs: tuple[Pack, ...] = ()
     try:
         for start in range(0, len(all_keys), MAX_OPEN_SERIES):
             group = all_keys[start : start + MAX_OPEN_SERIES]
@@ -179,21 +198,62 @@ def _encrypt_all(
                 )
                 group_plans = [p for p in plans if p.name in needed]
                 encrypted_rows = _encrypt_pass(
-                    batches(), group_plans, writers, executor, slots, in_flight_limit, sums or {}
+                    batches(), group_plans, writers, executor, slots, in_flight_limit, sums or {}, pack
                 )
             finally:
                 infos = [writer.close() for writer in writers.values()]
             if encrypted_rows != rows:
                 raise ValueError(f"the data changed between passes: {encrypted_rows} rows, expected {rows}")
             series.update({info.key: info for info in infos})
+            for writer in writers.values():
+                if writer.tail is not None:
+                    tails.append((writer.key, writer.level, writer.tail))
+                totals.append((writer.key, writer.level, math.fsum(writer.partial_sums)))
             if sums is not None:
-                products = _write_products(pairs, sums, executor, blob_prefix)
+                if pack:
+                    product_sums = sums
+                else:
+                    products = _write_products(pairs, sums, executor, blob_prefix)
+        if pack:
+            totals += [(product_key(a, b), plan.level, math.fsum(product_sums[a, b])) for plan, a, b in pairs]
+            assignment = packing.assign(slots=slots, rows=rows, tails=tails, totals=totals)
+            packs = _write_packs(assignment, executor, blob_prefix, slots, written)
+            series = {
+                key: replace(info, tail=assignment.tails.get(key), total=assignment.totals[key])
+                for key, info in series.items()
+            }
+            for plan, a, b in pairs:
+                product = ProductTotal(keys=(a, b), level=plan.level, total=assignment.totals[product_key(a, b)])
+                products[product.key] = product
     except BaseException:
         for name in written:
             if blobs.exists(name):
                 blobs.delete(name)
         raise
-    return series, products
+    return series, products, packs
+
+
+def _write_packs(
+    assignment: packing.Assignment, executor: Executor, blob_prefix: str, slots: int, written: list[str]
+) -> tuple[Pack, ...]:
+    """Each pack encrypted as one ciphertext of ``slots`` values, in a blob of its own (its name
+    appended to ``written`` before it is written)."""
+    futures = [executor.submit(encrypt_block, plan.level, plan.values, slots) for plan in assignment.packs]
+    packs = []
+    for index, (plan, future) in enumerate(zip(assignment.packs, futures, strict=True)):
+        (ciphertext,) = future.result()
+        name = pack_blob_name(blob_prefix, index)
+        written.append(name)
+        packs.append(
+            Pack(
+                level=plan.level,
+                blob_name=name,
+                sha256=write_framed(name, [ciphertext]),
+                ciphertext_sha256=hashlib.sha256(ciphertext).hexdigest(),
+                total_scale=plan.total_scale,
+            )
+        )
+    return tuple(packs)
 
 
 def _columns(plans: list[ColumnPlan], *keys: str) -> list[str]:
@@ -255,9 +315,11 @@ def _encrypt_pass(
     slots: int,
     in_flight_limit: int,
     products: dict[tuple[str, str], list[float]],
+    pack: bool,
 ) -> int:
     """Encrypts the series of ``writers``, and appends to ``products`` each piece's plaintext sum
-    of every pair's product."""
+    of every pair's product. Packed, a series' last ``rows % slots`` values are kept as its tail
+    instead; else they are encrypted in a last chunk padded with zeros, and every total is encrypted."""
     block_rows = BLOCK_CHUNKS * slots
     pending: dict[str, list[np.ndarray]] = {key: [] for key in writers}
     pending_rows = 0
@@ -278,7 +340,12 @@ def _encrypt_pass(
             pending[key] = [values[count:]] if len(values) > count else []
             writer = writers[key]
             writer.partial_sums.append(float(np.sum(values[:count])))
-            in_flight.append((writer, executor.submit(encrypt_block, writer.level, values[:count], slots)))
+            # Blocks are whole chunks but the last: only the last can leave a tail.
+            full = count - count % slots if pack else count
+            if full:
+                in_flight.append((writer, executor.submit(encrypt_block, writer.level, values[:full], slots)))
+            if full < count:
+                writer.tail = values[full:count].copy()
             drain(in_flight_limit)
         pending_rows -= count
 
@@ -302,6 +369,8 @@ def _encrypt_pass(
     if pending_rows:
         submit(pending_rows)
     drain(0)
+    if pack:
+        return rows  # the totals are packed by the caller
     totals = [
         (writer, executor.submit(encrypt_total, writer.level, math.fsum(writer.partial_sums)))
         for writer in writers.values()

@@ -15,10 +15,22 @@ size (2 ciphertext polynomials, 3 for an unrelinearised product) and its scale. 
 refuses a result that differs in any of them (``result_shape_mismatch``) before any part is
 decrypted: a worker that added a part, swapped two, or left a vector unfolded cannot make the
 custodian decrypt a slot vector where one number was due.
+
+Packed layouts (version 3, ``layout``). Every total and product total sits at one slot of a pack:
+a term computed from them (``pack_sources``) has no part of its own; the result carries each pack
+it needs once (``pack:<i>``), verbatim as stored, and the custodian refuses one whose bytes are
+not the stored ciphertext's (``Pack.ciphertext_sha256``), then adds up the slots its own layout
+names for the term, times each pack's ``total_scale``. Nothing in the result names a slot. Any
+other term (a product over an undeclared pair) has a part over the full chunks (``<term>``, folded
+by the custodian over every slot, as before) where the store has full chunks, and a part over the
+tails (``tail:<term>``) where it has a tail: the worker rotates each series' tail to slot 0
+(``rotation``), adds up and multiplies them there, and the custodian folds only slots 0 to
+``tail_rows``; the other slots hold products of other rows and series and are never read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,9 +38,10 @@ from typing import Any
 
 import tenseal as ts
 
-from dataspace.compute.he.layout import StoreLayout, product_key, total_key
+from dataspace.compute.he.layout import PackedSlot, StoreLayout, pack_key, product_key, total_key
 from dataspace.compute.he.params import LEVELS, Level
 from dataspace.compute.he.result import Aggregate, EncryptedResult, OperationRejected
+from dataspace.compute.he.rotation import rotator
 from dataspace.compute.he.terms import Term
 from dataspace.errors import ErrorCode
 
@@ -126,6 +139,93 @@ def _streamed(
     return accumulators
 
 
+TAIL_PREFIX = "tail:"
+
+
+def tail_part(name: str) -> str:
+    """The part holding term ``name``'s product over the packed tails."""
+    return TAIL_PREFIX + name
+
+
+def pack_sources(term: Term, layout: StoreLayout) -> list[PackedSlot] | None:
+    """The packed slots whose sum is ``term`` in a packed layout: its factor's series totals at
+    depth 0, its product totals at depth 1 where the store has them all; None for any other term
+    (computed from the chunks and tails) and in a layout before packing."""
+    if not layout.packed or not term.factors:
+        return None
+    if term.depth == 0:
+        slots = [layout.series[key].total for key in term.factors[0].keys]
+    else:
+        keys = product_sources(term, layout)
+        if keys is None:
+            return None
+        slots = [layout.products[key].total for key in keys]
+    return None if any(slot is None for slot in slots) else [slot for slot in slots if slot is not None]
+
+
+def _read_one(read: SeriesReader, key: str) -> bytes:
+    stream = read(key)
+    chunk = next(stream)
+    if next(stream, None) is not None:
+        raise ValueError(f"{key!r} has more than one ciphertext")
+    return chunk
+
+
+def _tails(
+    terms: list[Term], layout: StoreLayout, contexts: dict[str, ts.Context], read: SeriesReader
+) -> dict[str, Any]:
+    """The accumulator of every term over the packed tails, by term name: each series' tail rotated
+    to slot 0, a factor's series added up there, two factors multiplied (unrelinearised)."""
+    packs: dict[int, Any] = {}
+    aligned: dict[str, Any] = {}
+
+    def tail(key: str) -> Any:
+        if key not in aligned:
+            slot = layout.series[key].tail
+            if slot is None:
+                raise ValueError(f"series {key!r} has no packed tail")
+            pack = layout.packs[slot.pack]
+            if slot.pack not in packs:
+                packs[slot.pack] = ts.ckks_vector_from(contexts[pack.level], _read_one(read, pack_key(slot.pack)))
+            vector = packs[slot.pack]
+            if slot.slot:
+                vector = rotator(contexts[pack.level], LEVELS[pack.level]).rotate(vector, slot.slot)
+            aligned[key] = vector
+        return aligned[key]
+
+    sums: dict[tuple[str, ...], Any] = {}
+    accumulators: dict[str, Any] = {}
+    for term in terms:
+        values = []
+        for factor in term.factors:
+            if factor.keys not in sums:
+                total = tail(factor.keys[0])
+                for key in factor.keys[1:]:
+                    total = total + tail(key)  # not in place: a tail is shared by factors
+                sums[factor.keys] = total
+            values.append(sums[factor.keys])
+        accumulators[term.name] = values[0] * values[1] if len(values) == 2 else values[0]
+    return accumulators
+
+
+def _evaluate_packed(
+    terms: list[Term], layout: StoreLayout, contexts: dict[str, ts.Context], read: SeriesReader
+) -> EncryptedResult:
+    parts: dict[str, bytes] = {}
+    folded: dict[str, bool] = {}
+    sources = {term.name: pack_sources(term, layout) for term in terms}
+    for index in sorted({slot.pack for slots in sources.values() if slots for slot in slots}):
+        parts[pack_key(index)], folded[pack_key(index)] = _read_one(read, pack_key(index)), True
+    computed = [term for term in terms if sources[term.name] is None]
+    if computed and layout.chunks:
+        for name, accumulator in _streamed(computed, layout, contexts, read).items():
+            parts[name], folded[name] = accumulator.serialize(), False
+    if computed and layout.tail_rows:
+        for name, accumulator in _tails(computed, layout, contexts, read).items():
+            parts[tail_part(name)], folded[tail_part(name)] = accumulator.serialize(), False
+    return EncryptedResult(parts=parts, folded=folded)
+
+
 def require_public(contexts: dict[str, ts.Context]) -> None:
     """An HE worker computes with public contexts only (invariant 3)."""
     if any(context.is_private() for context in contexts.values()):
@@ -139,6 +239,8 @@ def evaluate(
     ``read(total_key(key))`` its total (``store.read_series`` does both)."""
     require_public(contexts)
     encrypted = [t for t in terms if t.factors]
+    if layout.packed:
+        return _evaluate_packed(encrypted, layout, contexts, read)
     from_totals = [t for t in encrypted if t.depth == 0 and all(layout.series[k].total_blob for k in t.factors[0].keys)]
     accumulators = _totals(from_totals, layout, contexts, read)
     accumulators.update(_products([t for t in encrypted if product_sources(t, layout)], layout, contexts, read))
@@ -167,10 +269,48 @@ class PartShape:
     slots: int  # values in the vector: 1 once folded, the layout's slots otherwise
     size: int  # polynomials per ciphertext: 2, or 3 for an unrelinearised product
     scale: float  # the level's scale, squared for a product
+    sha256: str | None = None  # a pack: the stored ciphertext's digest, which the part's bytes must have
+
+
+def _expected_packed(terms: list[Term], layout: StoreLayout) -> dict[str, PartShape]:
+    parts: dict[str, PartShape] = {}
+    packs: set[int] = set()
+    for term in terms:
+        if not term.factors:
+            continue
+        slots = pack_sources(term, layout)
+        if slots is not None:
+            packs.update(slot.pack for slot in slots)
+            continue
+        level = layout.series[term.factors[0].keys[0]].level
+        shape = PartShape(
+            folded=False,
+            level=level,
+            slots=layout.slots,
+            size=2 if term.depth == 0 else 3,
+            scale=LEVELS[level].scale ** len(term.factors),
+        )
+        if layout.chunks:
+            parts[term.name] = shape
+        if layout.tail_rows:
+            parts[tail_part(term.name)] = shape
+    for index in sorted(packs):
+        pack = layout.packs[index]
+        parts[pack_key(index)] = PartShape(
+            folded=True,
+            level=pack.level,
+            slots=layout.slots,
+            size=2,
+            scale=LEVELS[pack.level].scale,
+            sha256=pack.ciphertext_sha256,
+        )
+    return parts
 
 
 def expected_parts(terms: list[Term], layout: StoreLayout) -> dict[str, PartShape]:
     """Every part ``evaluate`` writes for ``terms``, by name."""
+    if layout.packed:
+        return _expected_packed(terms, layout)
     parts = {}
     for term in terms:
         if not term.factors:
@@ -207,6 +347,10 @@ def load_result(
     for name, shape in expected.items():
         if result.folded[name] != shape.folded:
             raise _mismatch(f"{name!r} should {'' if shape.folded else 'not '}be folded")
+        if shape.sha256 is not None and hashlib.sha256(result.parts[name]).hexdigest() != shape.sha256:
+            # Checked before anything is loaded: a pack is read at slots the custodian names, so
+            # it must be the very ciphertext the store holds, not one that holds other values there.
+            raise _mismatch(f"{name!r} is not the store's ciphertext")
         try:
             vector = ts.ckks_vector_from(contexts[shape.level], result.parts[name])
         except Exception:  # SEAL refuses a ciphertext of another parameter set (level)
@@ -226,10 +370,29 @@ def decrypt(
     """Every term's value in real units, after ``load_result`` has checked ``result`` holds
     exactly the parts of ``terms``."""
     vectors = load_result(terms, layout, result, contexts)
+    packs: dict[int, list[float]] = {}
+
+    def packed(slot: PackedSlot) -> float:
+        if slot.pack not in packs:
+            packs[slot.pack] = vectors[pack_key(slot.pack)].decrypt()
+        return packs[slot.pack][slot.slot] * layout.packs[slot.pack].total_scale
+
     aggregates = []
     for term in terms:
+        sources = pack_sources(term, layout)
         if not term.factors:
             value = float(layout.rows)
+        elif layout.packed:
+            if sources is not None:
+                raw = math.fsum(packed(slot) for slot in sources)
+            else:
+                # Only the slots this layout says hold the term's rows: every slot of the full
+                # chunks, the first tail_rows of the tails.
+                folds = list(vectors[term.name].decrypt()) if layout.chunks else []
+                if layout.tail_rows:
+                    folds += vectors[tail_part(term.name)].decrypt()[: layout.tail_rows]
+                raw = math.fsum(folds)
+            value = raw * term.scale
         else:
             decrypted = vectors[term.name].decrypt()
             raw = decrypted[0] if is_folded(term, layout) else math.fsum(decrypted)

@@ -41,6 +41,19 @@ have no bounds, so every operation that releases their values refuses them (``co
 unless the caller says the dataset is non-personal: then the data-derived scale is an ``exact``
 bound, and a sum's contributors are its present rows.
 
+Packed layouts (version 3). A series' full chunks are stored as above, but the rest is *packed*,
+several values to a ciphertext, per level: every series' *tail* (its last ``rows % slots`` rows,
+the whole series in a store smaller than one ciphertext) at its own run of slots, every series'
+total and every product total at one slot each. A pack is one ciphertext of ``slots`` values (zero
+where nothing is packed); ``SeriesInfo.tail``, ``SeriesInfo.total`` and ``ProductTotal.total`` say
+where each sits (``PackedSlot``). The demo registry at 442 rows (40 series, 8 product totals)
+thus takes 5 ciphertexts where it took 88 (a padded one per series, one per total and per product
+total). Sums of totals and product totals are read by the custodian from the pack, verbatim as
+stored (``Pack.ciphertext_sha256``), at the slots its own layout names; a product over tails is
+computed by the worker after rotating each tail to slot 0 and folded by the custodian over
+``tail_rows`` slots only (``evaluation``). Layouts before version 3 keep their one-ciphertext
+totals and padded last chunks, and still load and compute as before.
+
 The layout is custodian data (scales, low-cardinality values, exact bounds); ``view.public_view`` is
 what a consumer may see. Its JSON is stored with the store: ``from_json`` reads every layout ever
 written.
@@ -58,7 +71,10 @@ from typing import Any
 from dataspace.compute.he.params import Level
 
 MAX_CATEGORIES = 32
-LAYOUT_VERSION = 2  # 2: bounds, contributors, low-cardinality values, the cells of a bucketed column
+# 2: bounds, contributors, low-cardinality values, the cells of a bucketed column;
+# 3: packed tails, totals and product totals (see the module docstring)
+LAYOUT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -201,21 +217,75 @@ class ColumnPlan:
 
 
 @dataclass(frozen=True)
-class SeriesInfo:
-    key: str
+class PackedSlot:
+    """Where a packed value sits: slot ``slot`` of the layout's pack ``pack`` (for a tail, its
+    first row; the tail runs over ``StoreLayout.tail_rows`` slots from there)."""
+
+    pack: int
+    slot: int
+
+    def to_json(self) -> list[int]:
+        return [self.pack, self.slot]
+
+    @classmethod
+    def from_json(cls, data: Any) -> PackedSlot | None:
+        return None if data is None else cls(pack=int(data[0]), slot=int(data[1]))
+
+
+@dataclass(frozen=True)
+class Pack:
+    """One ciphertext of packed tails and totals, all of one level (see the module docstring)."""
+
     level: Level
     blob_name: str
-    chunks: int
-    sha256: str
-    total_blob: str | None = None  # the materialised total (one framed ciphertext); None: not available
-    total_sha256: str | None = None
+    sha256: str  # of the blob
+    ciphertext_sha256: str  # of the one ciphertext it holds: what a worker must send verbatim
+    total_scale: float = 1.0  # the totals in it are stored divided by this (``packing``)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "level": self.level.value}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SeriesInfo:
+    def from_json(cls, data: dict[str, Any]) -> Pack:
         return cls(**{**data, "level": Level(data["level"])})
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    key: str
+    level: Level
+    blob_name: str
+    chunks: int  # ciphertexts in the blob: every chunk before version 3, the full chunks from it
+    sha256: str
+    total_blob: str | None = None  # the materialised total (one framed ciphertext); None: not available
+    total_sha256: str | None = None
+    tail: PackedSlot | None = None  # version 3: where the series' last rows % slots rows are packed
+    total: PackedSlot | None = None  # version 3: where the series' total is packed
+
+    @property
+    def has_total(self) -> bool:
+        return self.total_blob is not None or self.total is not None
+
+    def to_json(self) -> dict[str, Any]:
+        data = {**asdict(self), "level": self.level.value}
+        for name in ("tail", "total"):
+            slot = getattr(self, name)
+            if slot is None:
+                del data[name]  # a layout of version 2 or older writes the JSON it always wrote
+            else:
+                data[name] = slot.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SeriesInfo:
+        return cls(
+            **{
+                **data,
+                "level": Level(data["level"]),
+                "tail": PackedSlot.from_json(data.get("tail")),
+                "total": PackedSlot.from_json(data.get("total")),
+            }
+        )
 
 
 def numeric_key(column: str) -> str:
@@ -259,6 +329,14 @@ def total_key(key: str) -> str:
     return TOTAL_PREFIX + key
 
 
+PACK_PREFIX = "pack:"
+
+
+def pack_key(index: int) -> str:
+    """The name under which ``read_series`` reads pack ``index`` (and a result carries it)."""
+    return f"{PACK_PREFIX}{index}"
+
+
 PRODUCT_PREFIX = "product:"
 
 
@@ -274,21 +352,31 @@ class ProductTotal:
 
     keys: tuple[str, str]
     level: Level
-    blob_name: str
-    sha256: str
+    blob_name: str | None = None  # before version 3: its own blob of one ciphertext
+    sha256: str | None = None
+    total: PackedSlot | None = None  # version 3: where it is packed
 
     @property
     def key(self) -> str:
         return product_key(*self.keys)
 
     def to_json(self) -> dict[str, Any]:
-        return {"keys": list(self.keys), "level": self.level.value, "blob_name": self.blob_name, "sha256": self.sha256}
+        data: dict[str, Any] = {"keys": list(self.keys), "level": self.level.value}
+        if self.total is not None:
+            data["total"] = self.total.to_json()
+        else:
+            data["blob_name"], data["sha256"] = self.blob_name, self.sha256
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProductTotal:
         a, b = data["keys"]
         return cls(
-            keys=(str(a), str(b)), level=Level(data["level"]), blob_name=data["blob_name"], sha256=data["sha256"]
+            keys=(str(a), str(b)),
+            level=Level(data["level"]),
+            blob_name=data.get("blob_name"),
+            sha256=data.get("sha256"),
+            total=PackedSlot.from_json(data.get("total")),
         )
 
 
@@ -313,6 +401,11 @@ def product_blob_name(prefix: str, a: str, b: str) -> str:
     return blob_name(prefix, product_key(a, b)).removesuffix(".ct") + ".ptot"
 
 
+def pack_blob_name(prefix: str, index: int) -> str:
+    """The blob of pack ``index``: ``.pack``, a suffix no other blob has."""
+    return f"{prefix}/{index}.pack"
+
+
 @dataclass(frozen=True)
 class StoreLayout:
     rows: int
@@ -321,6 +414,8 @@ class StoreLayout:
     series: dict[str, SeriesInfo]
     non_personal: bool = False  # built for a non-personal dataset (exact bounds and edges allowed)
     products: dict[str, ProductTotal] = field(default_factory=dict)  # by ``product_key``
+    packed: bool = False  # version 3: tails, totals and product totals packed (see the module docstring)
+    packs: tuple[Pack, ...] = ()
 
     def column(self, name: str) -> ColumnPlan:
         for plan in self.columns:
@@ -333,7 +428,20 @@ class StoreLayout:
 
     @property
     def chunks(self) -> int:
-        return -(-self.rows // self.slots)
+        """Chunks a series' blob holds: every chunk, the last padded, before version 3; the full
+        ones from it (its tail is packed)."""
+        return self.rows // self.slots if self.packed else -(-self.rows // self.slots)
+
+    @property
+    def tail_rows(self) -> int:
+        """Rows of every series packed as its tail (0 before version 3)."""
+        return self.rows % self.slots if self.packed else 0
+
+    def blob_names(self) -> list[str]:
+        """Every ciphertext blob of the store: series, totals, product totals, packs."""
+        names = [name for info in self.series.values() for name in (info.blob_name, info.total_blob) if name]
+        names += [product.blob_name for product in self.products.values() if product.blob_name]
+        return names + [pack.blob_name for pack in self.packs]
 
     @property
     def rho_spent(self) -> float:
@@ -341,8 +449,10 @@ class StoreLayout:
         return sum(plan.rho for plan in self.columns)
 
     def to_json(self) -> dict[str, Any]:
+        packed = {"packs": [pack.to_json() for pack in self.packs]} if self.packed else {}
         return {
-            "version": LAYOUT_VERSION,
+            # A layout read from an older version writes that version again: its stored JSON is unchanged.
+            "version": LAYOUT_VERSION if self.packed else 2,
             "rows": self.rows,
             "slots": self.slots,
             "non_personal": self.non_personal,
@@ -350,6 +460,7 @@ class StoreLayout:
             "columns": [plan.to_json() for plan in self.columns],
             "series": {key: info.to_json() for key, info in self.series.items()},
             "products": [product.to_json() for product in self.products.values()],
+            **packed,
         }
 
     @classmethod
@@ -358,7 +469,7 @@ class StoreLayout:
         bounds (version 1), which does not record it: whether its dataset is non-personal, so its
         data-derived scales may serve as exact bounds. A newer layout records what it was built for."""
         version = data.get("version")
-        if version not in (1, LAYOUT_VERSION):
+        if version not in READABLE_VERSIONS:
             raise ValueError(f"unsupported store layout version {version!r}")
         legacy = version == 1
         columns = tuple(ColumnPlan.from_json(c, legacy=legacy) for c in data["columns"])
@@ -371,4 +482,6 @@ class StoreLayout:
             series={key: SeriesInfo.from_json(info) for key, info in data["series"].items()},
             non_personal=bool(data.get("non_personal", non_personal if legacy else False)),
             products={p.key: p for p in map(ProductTotal.from_json, data.get("products", []))},
+            packed=version == 3,
+            packs=tuple(Pack.from_json(p) for p in data.get("packs", [])),
         )

@@ -60,6 +60,10 @@ class StoreOptions:
     # products are summed at ingest (``layout`` product totals), so such a group-by reads one
     # ciphertext per term. Both columns must be stored at the products level.
     group_by: dict[str, list[str]] = field(default_factory=dict)
+    # Pack tails, totals and product totals (layout version 3). False writes the version-2 layout
+    # (a padded last chunk and one ciphertext per total): kept so the tests can build the stores
+    # written before packing and prove they still compute.
+    pack: bool = True
 
 
 @dataclass(frozen=True)

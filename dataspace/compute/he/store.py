@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from dataspace.compute.he.framing import read_framed
-from dataspace.compute.he.layout import PRODUCT_PREFIX, TOTAL_PREFIX, StoreLayout
+from dataspace.compute.he.layout import PACK_PREFIX, PRODUCT_PREFIX, TOTAL_PREFIX, StoreLayout
 from dataspace.vault import blobs
 
 
@@ -13,15 +13,22 @@ def read_series(layout: StoreLayout, key: str) -> Iterator[bytes]:
     """Each chunk's serialized ciphertext, in row order, read lazily. Checks the framing only
     (magic, lengths, chunk count); the blob's sha256 is the caller's to check if it wants.
     ``total_key(key)`` reads the series' materialised total instead: one ciphertext (KeyError if
-    the layout has none); ``product_key(a, b)`` the materialised total of a * b (KeyError likewise)."""
-    if key.startswith(PRODUCT_PREFIX):
-        if key not in layout.products:
-            raise KeyError(f"the store has no materialised product {key!r}")
-        name, chunks = layout.products[key].blob_name, 1
+    the layout has none as a blob of its own); ``product_key(a, b)`` the materialised total of a * b
+    (KeyError likewise); ``pack_key(i)`` the layout's pack i, one ciphertext (KeyError if none)."""
+    if key.startswith(PACK_PREFIX):
+        index = int(key.removeprefix(PACK_PREFIX))
+        if not 0 <= index < len(layout.packs):
+            raise KeyError(f"the store has no pack {index}")
+        name, chunks = layout.packs[index].blob_name, 1
+    elif key.startswith(PRODUCT_PREFIX):
+        product = layout.products.get(key)
+        if product is None or product.blob_name is None:
+            raise KeyError(f"the store has no materialised product {key!r} of its own")
+        name, chunks = product.blob_name, 1
     elif key.startswith(TOTAL_PREFIX):
         info = layout.series[key.removeprefix(TOTAL_PREFIX)]
         if info.total_blob is None:
-            raise KeyError(f"series {info.key!r} has no materialised total")
+            raise KeyError(f"series {info.key!r} has no materialised total of its own")
         name, chunks = info.total_blob, 1
     else:
         info = layout.series[key]
@@ -30,10 +37,6 @@ def read_series(layout: StoreLayout, key: str) -> Iterator[bytes]:
 
 
 def delete_store(layout: StoreLayout) -> None:
-    for info in layout.series.values():
-        for name in (info.blob_name, info.total_blob):
-            if name is not None and blobs.exists(name):
-                blobs.delete(name)
-    for product in layout.products.values():
-        if blobs.exists(product.blob_name):
-            blobs.delete(product.blob_name)
+    for name in layout.blob_names():
+        if blobs.exists(name):
+            blobs.delete(name)
