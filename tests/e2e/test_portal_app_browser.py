@@ -146,6 +146,8 @@ def test_provider_consumer_and_auditor_in_the_browser(
     provider.fill("[aria-label='Upper bound of age']", "120")
     provider.fill("[aria-label='Bucket edges of age']", "30, 50, 70")
     provider.check("[aria-label='Values of region public']")
+    # A declared group-by: cost's sums per region are prepared at ingest (product totals).
+    provider.select_option("[aria-label='Group-by sums of region']", ["cost"])
     provider.fill("#title", "Clinic visits")
     provider.fill("#keywords", "health, visits")
     shots.take(provider, "upload")
@@ -158,6 +160,8 @@ def test_provider_consumer_and_auditor_in_the_browser(
     dataset = ingest.dataset
     assert dataset.public_value_columns == ["region"]
     wait_for(lambda: dataset_ready(dataset.id), timeout=150)
+    products = EncryptedStore.objects.get(dataset=dataset, status="ready").layout["products"]
+    assert {tuple(p["keys"]) for p in products} >= {("num:cost", "cat:region:0")}
 
     # Provider: the offer (submitted algorithms allowed, in the sandbox), its ODRL beside the
     # form, then the transaction's status.

@@ -56,13 +56,17 @@ describe("Upload", () => {
     renderPage(<Upload />);
     await chooseFile();
     fireEvent.click(screen.getByLabelText("Values of city public"));
+    const groupBy = screen.getByLabelText("Group-by sums of city") as HTMLSelectElement;
+    (groupBy.querySelector("option[value='age']") as HTMLOptionElement).selected = true;
+    fireEvent.change(groupBy);
+    expect(screen.queryByLabelText("Group-by sums of age")).toBeNull(); // numbers are grouped, not grouped by
     fireEvent.submit(screen.getByRole("button", { name: "Upload" }).closest("form")!);
     await waitFor(() => expect(screen.getByTestId("ingest").dataset.status).toBe("succeeded"), { timeout: 5000 });
     expect(screen.getByText("Open the dataset").getAttribute("href")).toContain("22222222-2222-2222-2222-222222222222");
     const form = sent as unknown as FormData;
     expect(form.get("title")).toBe("people");
     expect(form.getAll("public_value_columns")).toEqual(["city"]);
-    expect(JSON.parse(String(form.get("encryption")))).toMatchObject({ bounds: { age: [30, 60] } });
+    expect(JSON.parse(String(form.get("encryption")))).toMatchObject({ bounds: { age: [30, 60] }, group_by: { city: ["age"] } });
     expect(form.get("file")).toBeTruthy();
   });
 

@@ -42,7 +42,7 @@ export function Upload() {
       Object.fromEntries(
         preview.map((c) => [
           c.name,
-          { type: c.type, publicValues: false, lo: c.min === null ? "" : String(c.min), hi: c.max === null ? "" : String(c.max), buckets: "", sumsOnly: false },
+          { type: c.type, publicValues: false, lo: c.min === null ? "" : String(c.min), hi: c.max === null ? "" : String(c.max), buckets: "", sumsOnly: false, groupBy: [] },
         ]),
       ),
     );
@@ -108,13 +108,15 @@ export function Upload() {
           <fieldset className="wide">
             <legend>{t("Inferred schema")}</legend>
             <p className="muted">{t("From the first rows; the server profiles the whole file. Bounds clamp every value; answers outside bounds are never released.")}</p>
+            <p className="muted">{t("Group-by sums: for a categorical column, the numeric columns consumers will group by it. Their per-category sums are prepared at ingest, so those answers come at once; other pairs are computed row by row.")}</p>
             <table>
               <thead>
-                <tr><th>{t("Column")}</th><th>{t("Type")}</th><th>{t("Values public")}</th><th>{t("Lower bound")}</th><th>{t("Upper bound")}</th><th>{t("Bucket edges")}</th><th>{t("Sums only")}</th></tr>
+                <tr><th>{t("Column")}</th><th>{t("Type")}</th><th>{t("Values public")}</th><th>{t("Lower bound")}</th><th>{t("Upper bound")}</th><th>{t("Bucket edges")}</th><th>{t("Sums only")}</th><th>{t("Group-by sums of")}</th></tr>
               </thead>
               <tbody>
                 {columns.map((c) => {
                   const s = settings[c.name];
+                  const numericColumns = columns.filter((o) => settings[o.name]?.type === "numeric").map((o) => o.name);
                   const numeric = s?.type === "numeric";
                   return (
                     <tr key={c.name} data-column={c.name}>
@@ -136,6 +138,23 @@ export function Upload() {
                       <td><input aria-label={t("Upper bound of {{column}}", { column: c.name })} disabled={!numeric} value={s?.hi ?? ""} onChange={(e) => set(c.name, { hi: e.target.value })} size={6} /></td>
                       <td><input aria-label={t("Bucket edges of {{column}}", { column: c.name })} disabled={!numeric} value={s?.buckets ?? ""} placeholder="18, 30, 65" onChange={(e) => set(c.name, { buckets: e.target.value })} /></td>
                       <td><input type="checkbox" aria-label={t("Sums only for {{column}}", { column: c.name })} disabled={!numeric} checked={!!s?.sumsOnly} onChange={(e) => set(c.name, { sumsOnly: e.target.checked })} /></td>
+                      <td>
+                        {s?.type === "categorical" && numericColumns.length > 0 && (
+                          <select
+                            multiple
+                            size={Math.min(numericColumns.length, 4)}
+                            aria-label={t("Group-by sums of {{column}}", { column: c.name })}
+                            value={s.groupBy ?? []}
+                            onChange={(e) => set(c.name, { groupBy: Array.from(e.target.selectedOptions, (o) => o.value) })}
+                          >
+                            {numericColumns.map((name) => (
+                              <option key={name} value={name}>
+                                {name}
+                              </option>
+                            ))}
+                          </select>
+                        )}
+                      </td>
                     </tr>
                   );
                 })}

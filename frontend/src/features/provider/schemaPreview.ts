@@ -70,21 +70,34 @@ export interface ColumnSettings {
   hi: string;
   buckets: string;
   sumsOnly: boolean;
+  /** Categorical columns only: the numeric columns whose per-category sums are prepared at ingest. */
+  groupBy: string[];
 }
 
 /** The upload's `encryption` field and `public_value_columns` from the provider's settings. */
 export function encryptionOptions(settings: Record<string, ColumnSettings>): {
-  encryption: { bounds: Record<string, [number, number]>; buckets: Record<string, number[]>; sums_only: string[] };
+  encryption: {
+    bounds: Record<string, [number, number]>;
+    buckets: Record<string, number[]>;
+    sums_only: string[];
+    group_by: Record<string, string[]>;
+  };
   publicValueColumns: string[];
   problems: string[];
 } {
   const bounds: Record<string, [number, number]> = {};
   const buckets: Record<string, number[]> = {};
   const sums_only: string[] = [];
+  const group_by: Record<string, string[]> = {};
   const publicValueColumns: string[] = [];
   const problems: string[] = [];
   for (const [name, s] of Object.entries(settings)) {
     if (s.type === "categorical" && s.publicValues) publicValueColumns.push(name);
+    if (s.type === "categorical") {
+      // A column chosen here may have been corrected to another type since: only numbers count.
+      const values = (s.groupBy ?? []).filter((v) => settings[v]?.type === "numeric");
+      if (values.length) group_by[name] = values;
+    }
     if (s.type !== "numeric") continue;
     if (s.lo.trim() !== "" || s.hi.trim() !== "") {
       const lo = Number(s.lo);
@@ -99,5 +112,5 @@ export function encryptionOptions(settings: Record<string, ColumnSettings>): {
     }
     if (s.sumsOnly) sums_only.push(name);
   }
-  return { encryption: { bounds, buckets, sums_only }, publicValueColumns, problems };
+  return { encryption: { bounds, buckets, sums_only, group_by }, publicValueColumns, problems };
 }
