@@ -17,6 +17,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from dataspace.accounts.models import Role, User
+from dataspace.compute import selectors as compute_selectors
 from dataspace.compute.models import Job
 from dataspace.errors import DomainError, ErrorCode
 
@@ -60,7 +61,9 @@ def audit_job_get(*, user: User, job_id: uuid.UUID) -> Job:
 
 
 def public_receipt(job: Job) -> dict[str, Any] | None:
-    """The custodian's receipt without the salt (so the commitment cannot be brute-forced)."""
-    if job.receipt is None or job.status not in (Job.Status.SETTLED, Job.Status.WITHHELD):
+    """The custodian's receipt without the salt (so the commitment cannot be brute-forced), with
+    its batch proof if the job was settled in a batch (ISSUE-14)."""
+    receipt = compute_selectors.job_receipt(job)
+    if receipt is None:
         return None
-    return {k: v for k, v in job.receipt.items() if k not in REDACTED_RECEIPT_FIELDS}
+    return {k: v for k, v in receipt.items() if k not in REDACTED_RECEIPT_FIELDS}
