@@ -75,6 +75,7 @@ def receipt_verify(*, receipt: dict[str, Any]) -> ReceiptCheck:
     except ValueError:  # a tee receipt whose attestation hash is not hex
         pinned = b""
     batch_id: int | None = None
+    settled: dict[str, Any] | None
     if receipts.BATCH_FIELD in receipt:
         batch_id, settled = _batch_settlement(job_id, receipt, pinned)
     else:
