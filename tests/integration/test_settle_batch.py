@@ -130,7 +130,8 @@ def test_a_batched_receipt_verifies_by_inclusion_and_a_forged_proof_is_refused(
     assert refusal(leaf_claim)[0] == ErrorCode.RECEIPT_NOT_ON_CHAIN
     altered = signed_by(key, {**{k: v for k, v in first.items() if k != "signature"}, "operation": "sum"})
     assert refusal(with_batch(altered, proofs[0]))[0] == ErrorCode.RECEIPT_NOT_ON_CHAIN
-    assert refusal(with_batch(first, ["0x12"]))[0] == ErrorCode.VALIDATION_FAILED  # type: ignore[list-item]
+    malformed = {**first, receipts.BATCH_FIELD: {"batch_id": batch_id, "proof": ["0x12"]}}
+    assert refusal(malformed)[0] == ErrorCode.VALIDATION_FAILED
     # The auditor's door says the same.
     auditor = client_for(make_user("auditor", Role.AUDITOR))
     accepted = auditor.post("/api/audit/receipts/verify/", {"receipt": with_batch(first, proofs[0])}, format="json")
