@@ -6,6 +6,7 @@ proofs refused), and the Python Merkle tree checked against the contract's own v
 from __future__ import annotations
 
 import random
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from dataspace.accounts.models import Role
+from dataspace.accounts.services import api_token_issue
 from dataspace.audit.receipts import receipt_verify
 from dataspace.audit.reconcile import reconcile
 from dataspace.chain import agents, gateway, merkle
@@ -24,11 +26,17 @@ from dataspace.errors import DomainError, ErrorCode
 from tests.integration.test_chain_privacy import Market, agreement_for, confirmed, record
 from tests.integration.test_jobs import DECLARED, registry_csv
 from tests.integration.test_receipt_audit import signed_by, trade  # noqa: F401 - the fixture
+from tests.sdk.test_sdk_live import SDK_SRC, own_key
 from tests.support.anvil import AnvilNode
 from tests.support.space import TOKENS, accept_offer, funded_user, ingest_dataset, publish_offer, run_job, wait_job
 from tests.support.users import client_for, make_user
 from tests.support.waiting import wait_for
 from tests.support.workers import WorkerProcess, celery_env, start_worker
+
+sys.path.insert(0, str(SDK_SRC))
+
+from redlake_client import Client, signing
+from redlake_client.verify import verify as sdk_verify
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 Status = Job.Status
@@ -271,3 +279,33 @@ def test_a_batch_the_chain_refuses_falls_back_to_one_outcome_per_job(batching: W
     assert (int(state["calls_used"]), int(state["calls_settled"])) == (2, 2)
     report = reconcile()
     assert report.ok, report.mismatches
+
+
+@pytest.mark.parametrize("batching", [(10, 1.0)], indirect=True)
+def test_the_sdk_verifies_a_batched_job_by_inclusion_on_chain(
+    batching: WorkerProcess, anvil: AnvilNode, live_server: Any, tmp_path: Path
+) -> None:
+    _, provider_api = funded_user("hospital", Role.PROVIDER)
+    dataset = ingest_dataset(provider_api, registry_csv(400), non_personal="true", **DECLARED)
+    offer = publish_offer(provider_api, dataset)
+    consumer = make_user("analyst", Role.CONSUMER)
+    _, token = api_token_issue(user=consumer)
+    _, key_file = own_key(tmp_path)
+    client = Client(live_server.url, token, rpc_url=anvil.url, custodians=[receipts.custodian().address])
+    signer = signing.from_key_file(key_file)
+    client.register_wallet(signer)
+    agreement = client.accept_offer(offer.id, 2, signer=signer)
+    job = client.run(agreement.id, "mean", {"column": "cost"}, signer=signer)
+    assert job.status == "settled"
+    assert job.receipt is not None
+    assert receipts.BATCH_FIELD in job.receipt
+    report = client.verify(job)
+    names = {c.name for c in report.checks}
+    assert report.ok, report.as_dict()
+    assert {"settlement.batch_inclusion", "settlement.batch_names_job", "receipt.custodian"} <= names
+    # A forged proof fails the inclusion check on chain.
+    section = job.receipt[receipts.BATCH_FIELD]
+    job.receipt = {**job.receipt, receipts.BATCH_FIELD: {**section, "proof": ["0x" + "11" * 32]}}
+    forged = sdk_verify(client, job, raise_on_failure=False)
+    assert not forged.ok
+    assert not next(c for c in forged.checks if c.name == "settlement.batch_inclusion").ok
