@@ -23,9 +23,11 @@ from dataspace.chain.models import ChainTransaction
 from dataspace.compute import receipts
 from dataspace.compute.models import Job, SettlementBatch, SettlementBatchEntry
 from dataspace.errors import DomainError, ErrorCode
+from tests.enclaves.conftest import requires_sandbox
 from tests.integration.test_chain_privacy import Market, agreement_for, confirmed, record
 from tests.integration.test_jobs import DECLARED, registry_csv
 from tests.integration.test_receipt_audit import signed_by, trade  # noqa: F401 - the fixture
+from tests.integration.test_tee_jobs import BUSY_LOOP, VALUE_SCHEMA, _approve, _submit, _tee_offer
 from tests.sdk.test_sdk_live import SDK_SRC, own_key
 from tests.support.anvil import AnvilNode
 from tests.support.space import TOKENS, accept_offer, funded_user, ingest_dataset, publish_offer, run_job, wait_job
@@ -309,3 +311,31 @@ def test_the_sdk_verifies_a_batched_job_by_inclusion_on_chain(
     forged = sdk_verify(client, job, raise_on_failure=False)
     assert not forged.ok
     assert not next(c for c in forged.checks if c.name == "settlement.batch_inclusion").ok
+
+
+@requires_sandbox
+@pytest.mark.parametrize("batching", [(5, 600.0)], indirect=True)
+def test_metered_jobs_settle_alone_while_batching_is_on(batching: WorkerProcess, tmp_path: Path) -> None:
+    tee_worker = start_worker(celery_env(), tmp_path / "tee-worker.log", queues="tee")
+    try:
+        _, provider_api = funded_user("hospital", Role.PROVIDER)
+        _, consumer_api = funded_user("lab", Role.CONSUMER, tokens=TOKENS)
+        dataset = ingest_dataset(provider_api, registry_csv(200), non_personal="true", **DECLARED)
+        offer = _tee_offer(provider_api, dataset, compute_rate=10**18, max_cpu_millis=10_000, min_cohort=10)
+        agreement = accept_offer(consumer_api, offer, calls=1)
+        algorithm = _submit(consumer_api, offer, "python", BUSY_LOOP, VALUE_SCHEMA)
+        assert algorithm.status_code == 201, algorithm.json()
+        _approve(provider_api, algorithm.json()["id"])
+        response = run_job(
+            consumer_api, agreement, "algorithm", {"algorithm": algorithm.json()["id"], "params": {"seconds": 0.2}}
+        )
+        # A batch of 5 with a 600 s wait would hold it: settled now means it was not batched.
+        job = wait_job(response.json()["id"], timeout=240)
+    finally:
+        tee_worker.stop()
+    assert job.status == Status.SETTLED, (job.failure_code, job.failure_message)
+    assert job.settle_tx is not None
+    assert job.settle_tx.function == "settleMetered"
+    assert not SettlementBatchEntry.objects.filter(job=job).exists()
+    assert not batch_writes()
+    assert reconcile().ok
