@@ -189,7 +189,9 @@ class IsAuditorOrProvider(BasePermission):
 
 class AuditJobTransactionsSerializer(serializers.Serializer[Job]):
     record_usage = ChainWriteSerializer(source="record_tx", allow_null=True)
-    settle = ChainWriteSerializer(source="settle_tx", allow_null=True)
+    settle = ChainWriteSerializer(
+        source="settlement_tx", allow_null=True, help_text="The job's settle write, or its batch's settleBatch."
+    )
     refund = ChainWriteSerializer(source="refund_tx", allow_null=True)
 
 

@@ -26,7 +26,13 @@ REDACTED_RECEIPT_FIELDS = frozenset({"result_salt"})
 
 def _visible_jobs(*, user: User) -> QuerySet[Job]:
     jobs = Job.objects.select_related(
-        "agreement", "agreement__offer", "dataset", "record_tx", "settle_tx", "refund_tx"
+        "agreement",
+        "agreement__offer",
+        "dataset",
+        "record_tx",
+        "settle_tx",
+        "refund_tx",
+        "batch_entry__batch__settle_tx",
     ).order_by("-requested_at")
     if user.has_role(Role.AUDITOR):
         return jobs

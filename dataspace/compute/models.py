@@ -211,8 +211,11 @@ class Job(models.Model):
         """The write that settles the job: its own, or (ISSUE-14) its batch's settleBatch."""
         if self.settle_tx_id is not None:
             return self.settle_tx
-        entry = SettlementBatchEntry.objects.select_related("batch__settle_tx").filter(job_id=self.pk).first()
-        return entry.batch.settle_tx if entry is not None else None
+        try:
+            entry = self.batch_entry  # loaded with the job where the selectors ask for it
+        except SettlementBatchEntry.DoesNotExist:
+            return None
+        return entry.batch.settle_tx
 
 
 class SettlementBatch(models.Model):

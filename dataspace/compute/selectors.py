@@ -20,8 +20,9 @@ def job_batch_proof(job: Job) -> dict[str, Any] | None:
     """ISSUE-14: what a batched job's receipt carries beside the custodian's signed part once its
     batch is confirmed: the chain's batch id and root, the job's leaf and its Merkle proof
     (``verifyReceipt(batch_id, leaf, proof)`` on chain)."""
-    entry = SettlementBatchEntry.objects.select_related("batch__settle_tx").filter(job_id=job.pk).first()
-    if entry is None:
+    try:
+        entry = job.batch_entry
+    except SettlementBatchEntry.DoesNotExist:
         return None
     batch = entry.batch
     if batch.status != SettlementBatch.Status.CONFIRMED or batch.chain_batch_id is None:
@@ -45,7 +46,9 @@ def job_receipt(job: Job) -> dict[str, Any] | None:
 
 
 def job_list(*, consumer: User) -> QuerySet[Job]:
-    return Job.objects.filter(consumer=consumer).select_related("record_tx", "settle_tx", "refund_tx")
+    return Job.objects.filter(consumer=consumer).select_related(
+        "record_tx", "settle_tx", "refund_tx", "batch_entry__batch__settle_tx"
+    )
 
 
 def job_get(*, consumer: User, job_id: uuid.UUID) -> Job:

@@ -736,6 +736,7 @@ export interface components {
         };
         AuditJobTransactions: {
             record_usage: components["schemas"]["ChainWrite"] | null;
+            /** @description The job's settle write, or its batch's settleBatch. */
             settle: components["schemas"]["ChainWrite"] | null;
             refund: components["schemas"]["ChainWrite"] | null;
         };
