@@ -10,7 +10,10 @@ is answered from the cache). Then, from the platform's own records:
   settle, or its batch's settleBatch divided by the jobs in it); receipt gas, so the 21,000
   intrinsic gas and calldata of every transaction are included;
 - latency: the API's timestamps, from released to settled (the settlement's wait, which is what
-  batching changes) and from requested to settled (the whole job under this burst).
+  batching changes) and from requested to settled (the whole job under this burst);
+- and the latency a lone job sees: SEQUENTIAL more jobs, one at a time, each timed from POST to the
+  GET that first shows it settled (skipped where the wait is long: a lone job then waits exactly
+  SETTLE_BATCH_WAIT_SECONDS for its batch, by construction).
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.stack import Api, fresh_postgres_database, fresh_redis, running_platform  # noqa: E402
+from bench.stack import Api, fresh_postgres_database, fresh_redis, running_platform, wait_job  # noqa: E402
 
 JOBS = int(os.environ.get("BENCH_SETTLE_JOBS", "100"))
+SEQUENTIAL = int(os.environ.get("BENCH_SETTLE_SEQUENTIAL", "5"))
+SEQUENTIAL_MAX_WAIT = 10.0
 POSTGRES_DB = "redlake_bench_settle_batch"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 # (label, SETTLE_BATCH_SIZE, SETTLE_BATCH_WAIT_SECONDS)
@@ -73,7 +78,7 @@ def run_configuration(label: str, size: int, wait: float) -> dict[str, Any]:
         agreements = consumer.get("/api/agreements/")
         items = agreements["results"] if isinstance(agreements, dict) else agreements
         demo = next(a for a in items if a["status"] == "active")
-        fresh = consumer.post("/api/agreements/", json={"offer": demo["offer"], "calls": JOBS})
+        fresh = consumer.post("/api/agreements/", json={"offer": demo["offer"], "calls": JOBS + SEQUENTIAL})
         deadline = time.monotonic() + 120
         while consumer.get(f"/api/agreements/{fresh['id']}/")["status"] != "active":
             assert time.monotonic() < deadline, "the agreement did not become active"
@@ -100,6 +105,19 @@ def run_configuration(label: str, size: int, wait: float) -> dict[str, Any]:
             time.sleep(0.2)
         jobs = list(done.values())
         assert all(job["status"] == "settled" for job in jobs), [j["status"] for j in jobs]
+        lone: list[float] = []
+        for run in range(SEQUENTIAL if wait <= SEQUENTIAL_MAX_WAIT else 0):
+            body = {
+                "agreement": fresh["id"],
+                "operation": "mean",
+                "params": {"column": "cost"},
+                "purpose": "research",
+                "epsilon": 0.02 + run * 1e-5,
+            }
+            start = time.perf_counter()
+            finished = wait_job(consumer, consumer.post("/api/jobs/", json=body)["url"], timeout=60 + wait)
+            lone.append(time.perf_counter() - start)
+            assert finished["status"] == "settled", finished
         out = subprocess.run(
             [str(ROOT / ".venv" / "bin" / "python"), "-c", GAS_QUERY, json.dumps([j["id"] for j in jobs])],
             cwd=ROOT,
@@ -124,6 +142,7 @@ def run_configuration(label: str, size: int, wait: float) -> dict[str, Any]:
         "settle_wait_p90": settle_wait[int(0.9 * (len(settle_wait) - 1))],
         "job_p50": statistics.median(whole),
         "job_p90": whole[int(0.9 * (len(whole) - 1))],
+        "lone_p50": statistics.median(lone) if lone else None,
     }
     print(json.dumps(result), flush=True)
     return result
@@ -176,6 +195,17 @@ def main() -> None:
                 better="lower",
             ),
         ]
+        if result["lone_p50"] is not None:
+            metrics.append(
+                metric(
+                    f"a lone job, POST to settled GET, p50 of {SEQUENTIAL}, {result['label']}",
+                    round(result["lone_p50"], 4),
+                    "s",
+                    target=None,
+                    better="lower",
+                    baseline=None if result is alone else ("settle per job, p50 s", round(alone["lone_p50"], 4)),
+                )
+            )
     for m in metrics:
         print(f"{m['name']}: {m['value']} {m['unit']}")
     write_result(
@@ -184,7 +214,8 @@ def main() -> None:
         notes=(
             f"Each configuration runs scripts/run.sh on PostgreSQL + Redis (gunicorn, one Celery worker for all "
             f"queues with concurrency 2, beat, anvil automining, CHAIN_CONFIRMATIONS=0); a fresh agreement on the "
-            f"demo offer, then {JOBS} demo means (mean of cost, epsilon ~0.01) submitted at once. Gas is receipt "
+            f"demo offer, then {JOBS} demo means (mean of cost, epsilon ~0.01) submitted at once, then {SEQUENTIAL} more "
+            f"one at a time (not for a wait above {SEQUENTIAL_MAX_WAIT:.0f} s). Gas is receipt "
             f"gas (intrinsic and calldata included): the job's recordUsage plus its settle, or its batch's "
             f"settleBatch divided by the batch's jobs. Latency from the API's timestamps. 1-min load average at "
             f"the end {os.getloadavg()[0]:.1f}."
