@@ -84,6 +84,11 @@ TABLE_GRANTS: dict[str, dict[Role, str]] = {
     "compute_encryptedstore": {W: "rd", G: "rawd", C: "r", X: "r", H: "r"},
     "compute_hekey": {W: "rd", G: "rad", C: "r", H: "r"},
     "compute_job": {W: "raw", G: "r", C: "rw", X: "rw", H: "rw"},
+    # ISSUE-14: settlement batches are built and followed by the chain signer; the web tier shows
+    # a batched job's proof, the reconciliation (default queue) checks it; the custodian counts the
+    # released jobs still waiting for one.
+    "compute_settlementbatch": {W: "r", G: "r", X: "raw"},
+    "compute_settlementbatchentry": {W: "r", G: "r", C: "r", X: "raw"},
     # ISSUE-13: algorithms submitted and decided through the web tier, their approvals followed
     # on chain; the custodian (tee queue, key broker) reads them and owns the attestation nonces.
     "compute_algorithm": {W: "raw", C: "r", X: "rw"},

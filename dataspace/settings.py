@@ -235,6 +235,9 @@ CELERY_TASK_ROUTES = {
     "dataspace.compute.tasks.authorise_job": {"queue": "chain"},
     "dataspace.compute.tasks.settle_job": {"queue": "chain"},
     "dataspace.compute.tasks.refund_job": {"queue": "chain"},
+    # ISSUE-14: settlement batches are built and followed by the chain signer.
+    "dataspace.compute.tasks.flush_settlement_batches": {"queue": "chain"},
+    "dataspace.compute.tasks.follow_settlement_batch": {"queue": "chain"},
     "dataspace.compute.tasks.compute_job": {"queue": "he"},
     "dataspace.compute.tasks.release_job": {"queue": "custody"},
     # ISSUE-13: tee jobs run in the sandbox on ``tee``; algorithm approvals are chain writes.
@@ -311,6 +314,13 @@ CONTRACTS_OUT_DIR = Path(env.str("CONTRACTS_OUT_DIR", default=str(BASE_DIR / "co
 # Jobs and the key custodian. A job nobody moved for JOB_SWEEP_AFTER seconds gets its next step
 # re-sent. CUSTODIAN_KEY signs release receipts (hex private key); empty: a key file in VAR_DIR.
 JOB_SWEEP_AFTER = env.int("JOB_SWEEP_AFTER", default=60)
+# ISSUE-14: settlement in batches. SETTLE_BATCH_SIZE 1 settles every job alone as soon as it is
+# released (lowest latency). Above 1, a released job of an unmetered offer waits for a batch:
+# `settleBatch` over up to SETTLE_BATCH_SIZE jobs under one Merkle root, sent when the batch is
+# full or when its oldest job has waited SETTLE_BATCH_WAIT_SECONDS (gas per job falls with the
+# batch, latency grows by at most the wait). Metered jobs always settle alone.
+SETTLE_BATCH_SIZE = env.int("SETTLE_BATCH_SIZE", default=1)
+SETTLE_BATCH_WAIT_SECONDS = env.float("SETTLE_BATCH_WAIT_SECONDS", default=2.0)
 # ISSUE-13: a tee job no worker able to sandbox has taken (none runs, or every one refused the
 # queue on an unfit host) is failed and refunded after this long, rather than waiting for ever.
 TEE_UNCLAIMED_AFTER = env.int("TEE_UNCLAIMED_AFTER", default=900)

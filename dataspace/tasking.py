@@ -26,19 +26,20 @@ logger = logging.getLogger(__name__)
 RETRY_SOON_SECONDS = 2
 
 
-def enqueue(task_name: str, *args: Any) -> bool:
-    """Sends ``task_name(*args)`` now; False (and a log line) when the broker cannot take it."""
+def enqueue(task_name: str, *args: Any, countdown: float | None = None) -> bool:
+    """Sends ``task_name(*args)`` now (to run at once, or ``countdown`` seconds from now); False
+    (and a log line) when the broker cannot take it."""
     try:
-        current_app.send_task(task_name, args=list(args))
+        current_app.send_task(task_name, args=list(args), countdown=countdown)
     except Exception as exc:  # kombu raises many types for "no broker there"; the sweeper resends
         logger.warning("could not queue %s%s (%s); its sweeper will", task_name, tuple(args), type(exc).__name__)
         return False
     return True
 
 
-def enqueue_on_commit(task_name: str, *args: Any) -> None:
+def enqueue_on_commit(task_name: str, *args: Any, countdown: float | None = None) -> None:
     """Sends ``task_name(*args)`` once the current transaction commits (at once outside one)."""
-    transaction.on_commit(lambda: enqueue(task_name, *args))
+    transaction.on_commit(lambda: enqueue(task_name, *args, countdown=countdown))
 
 
 def backoff_seconds(retries: int) -> int:

@@ -142,6 +142,10 @@ class ReceiptVerifyApi(APIView):
         settled_block = serializers.IntegerField()
         custodian_valid_from = serializers.IntegerField()
         custodian_valid_until = serializers.IntegerField(allow_null=True)
+        batch_id = serializers.IntegerField(
+            allow_null=True,
+            help_text="The batch that settled the job (its proof checked on chain); null if settled alone.",
+        )
 
     @extend_schema(
         request=InputSerializer,
@@ -159,7 +163,9 @@ class ReceiptVerifyApi(APIView):
         },
         description="Checks a release receipt with the chain alone: its signature recovers to an address "
         "CustodianRegistry held between the job's UsageRecorded and JobSettled blocks, and the settlement's "
-        "attestation hash is the receipt's SHA-256.",
+        "attestation hash is the receipt's SHA-256. A receipt settled in a batch carries `batch` (its id and "
+        "Merkle proof): its leaf, recomputed from the receipt, must prove against the batch's root on chain "
+        "(verifyReceipt), and the batch's BatchSettled must name the job.",
     )
     def post(self, request: Request) -> Response:
         body = self.InputSerializer(data=request.data)
@@ -183,7 +189,9 @@ class IsAuditorOrProvider(BasePermission):
 
 class AuditJobTransactionsSerializer(serializers.Serializer[Job]):
     record_usage = ChainWriteSerializer(source="record_tx", allow_null=True)
-    settle = ChainWriteSerializer(source="settle_tx", allow_null=True)
+    settle = ChainWriteSerializer(
+        source="settlement_tx", allow_null=True, help_text="The job's settle write, or its batch's settleBatch."
+    )
     refund = ChainWriteSerializer(source="refund_tx", allow_null=True)
 
 

@@ -13,10 +13,11 @@ from typing import Any
 from dataspace.accounts import selectors as accounts_selectors
 from dataspace.catalog.models import Dataset
 from dataspace.catalog.services import dataset_metadata_hash
-from dataspace.chain import agents, encoding, gateway, indexer
+from dataspace.chain import agents, encoding, gateway, indexer, merkle
 from dataspace.chain.encoding import dataset_uuid
 from dataspace.chain.models import ChainEvent, ChainTransaction
-from dataspace.compute.models import Job
+from dataspace.compute import receipts
+from dataspace.compute.models import Job, SettlementBatchEntry
 from dataspace.policies.models import Agreement, Offer
 
 RECORDED_STATES = {
@@ -84,6 +85,7 @@ def reconcile() -> Report:
             )
         elif job.result_hash != event["resultHash"]:
             report.mismatches.append(f"job {job_id}: result hash on chain differs from the platform's")
+    batched = _reconcile_batches(report, jobs)
     # ISSUE-13: a metered settlement charged the CPU-milliseconds the job's receipt states.
     for job_id, event in {e["jobId"]: e for e in _events("ComputeMetered")}.items():
         report.checked["compute_metered"] += 1
@@ -105,7 +107,7 @@ def reconcile() -> Report:
             report.mismatches.append(f"platform job {job.id} is {job.status} but the chain never recorded its use")
         if job.status not in RECORDED_STATES and on_chain:
             continue  # already reported above
-        if job.status in PAID_STATES and job_id not in settled:
+        if job.status in PAID_STATES and job_id not in settled and job_id not in batched:
             report.mismatches.append(f"platform job {job.id} is settled but the chain has no settlement")
         if job.status == Job.Status.REFUNDED and job_id not in refunded:
             report.mismatches.append(f"platform job {job.id} is refunded but the chain has no refund")
@@ -114,6 +116,44 @@ def reconcile() -> Report:
     _reconcile_dataset_privacy(report)
     _reconcile_registry(report)
     return report
+
+
+def _reconcile_batches(report: Report, jobs: dict[str, Job]) -> set[str]:
+    """ISSUE-14: every job a BatchSettled names is settled on the platform, in that batch, and its
+    receipt leaf (recomputed from the platform's record, not read from it) proves against the
+    root the chain holds for the batch. Returns the chain job ids settled in batches."""
+    entries = {entry.job_id: entry for entry in SettlementBatchEntry.objects.select_related("batch")}
+    batched: set[str] = set()
+    for event in _events("BatchSettled"):
+        batch_id, root = int(event["batchId"]), bytes.fromhex(str(event["root"])[2:])
+        report.checked["batches_settled"] += 1
+        for job_id in event["jobIds"]:
+            batched.add(job_id)
+            report.checked["batch_settled_jobs"] += 1
+            job = jobs.get(job_id)
+            entry = entries.get(job.pk) if job is not None else None
+            if job is None or job.status not in PAID_STATES:
+                report.mismatches.append(
+                    f"chain settled job {job_id} in batch {batch_id}; the platform has it "
+                    f"{job.status if job else 'absent'}"
+                )
+            elif entry is None or entry.batch.chain_batch_id != batch_id:
+                report.mismatches.append(
+                    f"chain settled job {job_id} in batch {batch_id}; the platform has it in no such batch"
+                )
+            elif job.receipt is None or not merkle.merkle_verify(
+                merkle.receipt_leaf(
+                    bytes.fromhex(job_id[2:]),
+                    bytes.fromhex(job.result_hash[2:]),
+                    receipts.settled_attestation(job.receipt),
+                ),
+                [bytes.fromhex(step[2:]) for step in entry.proof],
+                root,
+            ):
+                report.mismatches.append(
+                    f"job {job_id}: its receipt leaf does not prove against batch {batch_id}'s root on chain"
+                )
+    return batched
 
 
 def _reconcile_agreements(report: Report) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from dataspace.accounts.models import Role, User
+from dataspace.compute import selectors as compute_selectors
 from dataspace.compute.models import Job
 from dataspace.errors import DomainError, ErrorCode
 
@@ -25,7 +26,13 @@ REDACTED_RECEIPT_FIELDS = frozenset({"result_salt"})
 
 def _visible_jobs(*, user: User) -> QuerySet[Job]:
     jobs = Job.objects.select_related(
-        "agreement", "agreement__offer", "dataset", "record_tx", "settle_tx", "refund_tx"
+        "agreement",
+        "agreement__offer",
+        "dataset",
+        "record_tx",
+        "settle_tx",
+        "refund_tx",
+        "batch_entry__batch__settle_tx",
     ).order_by("-requested_at")
     if user.has_role(Role.AUDITOR):
         return jobs
@@ -60,7 +67,9 @@ def audit_job_get(*, user: User, job_id: uuid.UUID) -> Job:
 
 
 def public_receipt(job: Job) -> dict[str, Any] | None:
-    """The custodian's receipt without the salt (so the commitment cannot be brute-forced)."""
-    if job.receipt is None or job.status not in (Job.Status.SETTLED, Job.Status.WITHHELD):
+    """The custodian's receipt without the salt (so the commitment cannot be brute-forced), with
+    its batch proof if the job was settled in a batch (ISSUE-14)."""
+    receipt = compute_selectors.job_receipt(job)
+    if receipt is None:
         return None
-    return {k: v for k, v in job.receipt.items() if k not in REDACTED_RECEIPT_FIELDS}
+    return {k: v for k, v in receipt.items() if k not in REDACTED_RECEIPT_FIELDS}

@@ -392,6 +392,23 @@ class UsageAgreementsAgent:
             idempotency_key=key,
         )
 
+    # ISSUE-14: many unmetered jobs settled by one write under the Merkle root of their receipts.
+    def settle_batch(self, *, key: str, root: bytes, job_ids: list[bytes]) -> ChainTransaction:
+        return outbox.write_enqueue(
+            kind="usage_settle_batch",
+            contract=self.name,
+            function="settleBatch",
+            args=[_hex(root), [_hex(job_id) for job_id in job_ids]],
+            idempotency_key=key,
+        )
+
+    def verify_receipt(self, *, batch_id: int, leaf: bytes, proof: list[bytes]) -> bool:
+        """Whether the chain proves ``leaf`` part of batch ``batch_id`` (``verifyReceipt``)."""
+        return bool(gateway.view(gateway.contract(self.name).functions.verifyReceipt(batch_id, leaf, proof)))
+
+    def batch_root(self, batch_id: int) -> bytes:
+        return bytes(gateway.view(gateway.contract(self.name).functions.batchRoot(batch_id)))
+
     # ISSUE-13: a metered offer's settlement carries what the sandbox measured.
     def settle_metered(
         self,

@@ -55,7 +55,9 @@ STATES = ["requested", "authorised", "computed", "released", "settled", "withhel
 
 class JobTransactionsSerializer(serializers.Serializer[Job]):
     record_usage = ChainWriteSerializer(source="record_tx", allow_null=True)
-    settle = ChainWriteSerializer(source="settle_tx", allow_null=True)
+    settle = ChainWriteSerializer(
+        source="settlement_tx", allow_null=True, help_text="The job's settle write, or its batch's settleBatch."
+    )
     refund = ChainWriteSerializer(source="refund_tx", allow_null=True)
 
 
@@ -70,7 +72,8 @@ class JobOutputSerializer(serializers.ModelSerializer[Job]):
     )
     receipt = serializers.SerializerMethodField(
         help_text="The custodian's signed receipt, once settled (or withheld): mechanism, epsilon, delta, "
-        "error bounds, the salted result commitment."
+        "error bounds, the salted result commitment. A job settled in a batch also carries `batch` (not "
+        "signed; the chain proves it): the batch id and root, the job's receipt leaf and its Merkle proof."
     )
     failure = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
@@ -119,7 +122,7 @@ class JobOutputSerializer(serializers.ModelSerializer[Job]):
         return job.receipt.get("noise", {}).get("error_bounds_95")
 
     def get_receipt(self, job: Job) -> Any:
-        return job.receipt if job.status in (Job.Status.SETTLED, Job.Status.WITHHELD) else None
+        return selectors.job_receipt(job)
 
     def get_tee(self, job: Job) -> dict[str, Any] | None:
         run = job.tee_run

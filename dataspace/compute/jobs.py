@@ -24,8 +24,8 @@ from django.utils import timezone
 from dataspace import tasking
 from dataspace.chain import agents, gateway, outbox
 from dataspace.chain.models import ChainTransaction
-from dataspace.compute import custody, engines, key_broker, selectors, tee
-from dataspace.compute.models import Job
+from dataspace.compute import batches, custody, engines, key_broker, receipts, selectors, tee
+from dataspace.compute.models import Job, SettlementBatch
 from dataspace.errors import AttemptFailed, ErrorCode, TransientError
 from dataspace.policies.services import agreement_release_reservation
 from dataspace.privacy import services as privacy
@@ -221,7 +221,7 @@ def tee_jobs_fail_for_revoked(*, algorithm_id: uuid.UUID) -> int:
     return failed
 
 
-def _settle_write(job: Job, released: custody.Release) -> ChainTransaction:
+def _settle_write(job: Job, *, result_hash: bytes, attestation_hash: bytes) -> ChainTransaction:
     """settle, or settleMetered with the sandbox's meters on a metered offer (ISSUE-13)."""
     agent = agents.UsageAgreementsAgent()
     job_id = bytes.fromhex(job.chain_job_id[2:])
@@ -230,18 +230,31 @@ def _settle_write(job: Job, released: custody.Release) -> ChainTransaction:
         return agent.settle_metered(
             key=f"job-settle:{job.id}",
             job_id=job_id,
-            result_hash=released.result_hash,
-            attestation_hash=released.attestation_hash,
+            result_hash=result_hash,
+            attestation_hash=attestation_hash,
             cpu_millis=int(metering.get("billable_cpu_ms", 0)),
             peak_memory_bytes=int(metering.get("peak_memory_bytes", 0)),
             bytes_read=int(metering.get("bytes_read", 0)),
         )
     return agent.settle(
-        key=f"job-settle:{job.id}",
-        job_id=job_id,
-        result_hash=released.result_hash,
-        attestation_hash=released.attestation_hash,
+        key=f"job-settle:{job.id}", job_id=job_id, result_hash=result_hash, attestation_hash=attestation_hash
     )
+
+
+def _settle_alone(job_id: uuid.UUID) -> None:
+    """Queues the released job's own settlement write (once) and the step that follows it."""
+    with transaction.atomic():
+        job = Job.objects.select_related("agreement__offer").get(pk=job_id)
+        if job.status != Status.RELEASED or job.settle_tx_id is not None:
+            return
+        assert job.receipt is not None  # released: the custodian signed it
+        settle_tx = _settle_write(
+            job,
+            result_hash=bytes.fromhex(job.result_hash[2:]),
+            attestation_hash=receipts.settled_attestation(job.receipt),
+        )
+        Job.objects.filter(pk=job.pk, settle_tx__isnull=True).update(settle_tx=settle_tx)
+        tasking.enqueue_on_commit(STEP_TASKS[Status.RELEASED], str(job.id))
 
 
 def job_release(*, job_id: uuid.UUID) -> None:
@@ -285,7 +298,12 @@ def job_release(*, job_id: uuid.UUID) -> None:
             failure_message=withheld.message if withheld else "",
         ):
             return
-        settle_tx = _settle_write(job, released)  # ISSUE-13
+        if batches.job_batchable(job):  # ISSUE-14: it waits for a batch
+            batches.job_queued_for_batch()
+            return
+        settle_tx = _settle_write(  # ISSUE-13
+            job, result_hash=released.result_hash, attestation_hash=released.attestation_hash
+        )
         Job.objects.filter(pk=job.pk).update(settle_tx=settle_tx)
         tasking.enqueue_on_commit(STEP_TASKS[Status.RELEASED], str(job.id))
 
@@ -307,7 +325,26 @@ def _settled(job: Job, tx: ChainTransaction) -> None:
 
 def job_settle(*, job_id: uuid.UUID) -> bool:
     """Follows the settlement; True once the job is settled or withheld (or failed for a refused
-    settlement)."""
+    settlement). ISSUE-14: a job waiting for a batch has due batches built (the sweeper's way
+    back to a job whose flush was lost); a job in a batch follows its batch's write."""
+    job = Job.objects.get(pk=job_id)
+    if job.status != Status.RELEASED:
+        return True
+    if job.settle_tx_id is None:
+        entry = batches.job_batch_entry(job_id)
+        if entry is None and not batches.batching_enabled():
+            _settle_alone(job_id)  # it waited for a batch when batching was turned off
+            return job_settle(job_id=job_id)
+        if entry is None:
+            batches.batches_flush()
+            entry = batches.job_batch_entry(job_id)
+            if entry is None:
+                return True  # not due yet: its flush, or the sweeper, comes back for it
+        if not settlement_batch_follow(batch_id=entry.batch_id):
+            return False
+        job.refresh_from_db(fields=["status", "settle_tx"])
+        if job.status != Status.RELEASED or job.settle_tx_id is None:
+            return True
     return _follow_write(
         job_id,
         waiting_in=Status.RELEASED,
@@ -315,6 +352,50 @@ def job_settle(*, job_id: uuid.UUID) -> bool:
         on_confirmed=_settled,
         on_failed=lambda job, tx: job_fail(job.id, code=ErrorCode.SETTLE_REFUSED, message=tx.revert_reason),
     )
+
+
+def settlement_batch_follow(*, batch_id: int) -> bool:
+    """ISSUE-14: follows a batch's settleBatch write; True once it has an outcome and every job of
+    the batch has been moved by it: all settled, or (the chain refused the batch) each queued to
+    settle alone or, refunded on chain meanwhile, ended refunded."""
+    batch = SettlementBatch.objects.get(pk=batch_id)
+    assert batch.settle_tx_id is not None  # written with the batch
+    return outbox.write_follow(
+        tx_id=batch.settle_tx_id,
+        on_confirmed=lambda tx: _batch_settled(batch, tx),
+        on_failed=lambda tx: _batch_refused(batch, tx),
+    )
+
+
+def _batch_settled(batch: SettlementBatch, tx: ChainTransaction) -> None:
+    if batch.chain_batch_id is None:
+        event = agents.receipt_event(tx, contract="UsageAgreements", event="BatchSettled")
+        batches.batch_confirmed(batch, chain_batch_id=int(event["batchId"]))
+    for job in batches.batch_jobs(batch, status=Status.RELEASED):
+        _settled(job, tx)
+
+
+def _batch_refused(batch: SettlementBatch, tx: ChainTransaction) -> None:
+    """The chain settled none of the batch's jobs (settleBatch is all or nothing). Each job ends
+    in one outcome: settled alone if the chain still has it recorded, refunded if the chain
+    refunded it meanwhile (its call and privacy loss are back there already)."""
+    batches.batch_failed(batch)
+    agent = agents.UsageAgreementsAgent()
+    for job in batches.batch_jobs(batch, status=Status.RELEASED):
+        if job.settle_tx_id is not None:
+            continue
+        on_chain = agent.usage(bytes.fromhex(job.chain_job_id[2:])).status
+        if on_chain == agents.JobStatus.REFUNDED:
+            _end_returning_reservation(
+                job,
+                source=Status.RELEASED,
+                target=Status.REFUNDED,
+                failure_code=ErrorCode.SETTLE_REFUSED,
+                failure_message=f"The chain refunded this job before its batch settled ({tx.revert_reason})."[:2000],
+            )
+        else:
+            logger.info("job %s: its batch %s was refused (%s); settling it alone", job.id, batch.pk, tx.revert_reason)
+            _settle_alone(job.id)
 
 
 def _refund_reverted(job: Job, tx: ChainTransaction) -> None:

@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from dataspace.chain.models import ChainTransaction
 from dataspace.vault.models import KeyMaterialManager, KeyMaterialModel
 
 
@@ -204,3 +205,58 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.id} {self.operation} ({self.status})"
+
+    @property
+    def settlement_tx(self) -> ChainTransaction | None:
+        """The write that settles the job: its own, or (ISSUE-14) its batch's settleBatch."""
+        if self.settle_tx_id is not None:
+            return self.settle_tx
+        try:
+            entry = self.batch_entry  # loaded with the job where the selectors ask for it
+        except SettlementBatchEntry.DoesNotExist:
+            return None
+        return entry.batch.settle_tx
+
+
+class SettlementBatch(models.Model):
+    """ISSUE-14: released jobs settled by one ``settleBatch(root, jobIds)`` write. The root is the
+    Merkle root of the jobs' receipt leaves (``chain.merkle``); once the write is confirmed the
+    chain's batch id is kept, and each job's entry holds the leaf and proof its receipt carries.
+    A batch the chain refuses settles none of its jobs: each then settles alone or is refunded."""
+
+    class Status(models.TextChoices):
+        SENDING = "sending"  # the settleBatch write is in the outbox
+        CONFIRMED = "confirmed"  # the write is confirmed: every job in it is settled on chain
+        FAILED = "failed"  # the write reverted: its jobs fell back to settling alone
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENDING, db_index=True)
+    root = models.CharField(max_length=66)
+    size = models.PositiveIntegerField()
+    settle_tx = models.OneToOneField(
+        "chain.ChainTransaction", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    chain_batch_id = models.BigIntegerField(null=True, blank=True)  # BatchSettled.batchId, once confirmed
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"settlement batch {self.pk} of {self.size} ({self.status})"
+
+
+class SettlementBatchEntry(models.Model):
+    """One job of a settlement batch: its place in the batch, its receipt leaf and the proof that
+    leads from the leaf to the batch's root. One entry per job, ever: no job is in two batches."""
+
+    batch = models.ForeignKey(SettlementBatch, on_delete=models.PROTECT, related_name="entries")
+    job = models.OneToOneField(Job, on_delete=models.PROTECT, related_name="batch_entry")
+    position = models.PositiveIntegerField()
+    leaf = models.CharField(max_length=66)
+    proof = models.JSONField(default=list)  # sibling hashes, 0x hex, from the leaf up
+
+    class Meta:
+        ordering = ["batch", "position"]
+        constraints = [models.UniqueConstraint(fields=["batch", "position"], name="one_job_per_batch_position")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} at {self.position} of batch {self.batch_id}"

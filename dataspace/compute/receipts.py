@@ -83,9 +83,21 @@ def receipt_sign(receipt: dict[str, Any]) -> dict[str, Any]:
     return {**receipt, "signature": "0x" + bytes(signature).hex()}
 
 
+# ISSUE-14: a job settled in a batch is served with its receipt plus, under this key, the batch's
+# id and root and the job's leaf and Merkle proof. The chain proves that part (verifyReceipt), so
+# it is not signed and is not part of the hash the settlement pins: it is known only after the
+# receipt is signed and the batch is built.
+BATCH_FIELD = "batch"
+
+
+def receipt_as_signed(receipt: dict[str, Any]) -> dict[str, Any]:
+    """The receipt as the custodian signed it: what was shared, without the batch proof."""
+    return {k: v for k, v in receipt.items() if k != BATCH_FIELD}
+
+
 def receipt_signer(receipt: dict[str, Any]) -> str:
     """Who signed a receipt (for auditors and tests)."""
-    body = {k: v for k, v in receipt.items() if k != "signature"}
+    body = {k: v for k, v in receipt.items() if k not in ("signature", BATCH_FIELD)}
     return str(Account.recover_message(encode_defunct(canonical_json(body)), signature=receipt["signature"]))
 
 
@@ -96,8 +108,9 @@ def attestation_hash(signed_receipt: dict[str, Any]) -> bytes:
 
 def settled_attestation(signed_receipt: dict[str, Any]) -> bytes:
     """What JobSettled.attestationHash pins for a receipt: an algorithm job's enclave attestation
-    (ISSUE-13: the signed receipt names it under ``tee``), otherwise the receipt's own hash."""
+    (ISSUE-13: the signed receipt names it under ``tee``), otherwise the receipt's own hash (a
+    batch proof beside it, ISSUE-14, is left out)."""
     tee = signed_receipt.get("tee")
     if signed_receipt.get("engine") == "tee" and isinstance(tee, dict) and isinstance(tee.get("attestation_hash"), str):
         return bytes.fromhex(tee["attestation_hash"].removeprefix("0x"))
-    return attestation_hash(signed_receipt)
+    return attestation_hash(receipt_as_signed(signed_receipt))

@@ -4,18 +4,51 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Q, QuerySet
 
 from dataspace.accounts.models import User
 from dataspace.catalog.models import Dataset
 from dataspace.compute.he.layout import StoreLayout
-from dataspace.compute.models import EncryptedStore, Job
+from dataspace.compute.models import EncryptedStore, Job, SettlementBatch, SettlementBatchEntry
+from dataspace.compute.receipts import BATCH_FIELD
 from dataspace.errors import DomainError, ErrorCode, NotFound
 
 
+def job_batch_proof(job: Job) -> dict[str, Any] | None:
+    """ISSUE-14: what a batched job's receipt carries beside the custodian's signed part once its
+    batch is confirmed: the chain's batch id and root, the job's leaf and its Merkle proof
+    (``verifyReceipt(batch_id, leaf, proof)`` on chain)."""
+    try:
+        entry = job.batch_entry
+    except SettlementBatchEntry.DoesNotExist:
+        return None
+    batch = entry.batch
+    if batch.status != SettlementBatch.Status.CONFIRMED or batch.chain_batch_id is None:
+        return None
+    return {
+        "batch_id": batch.chain_batch_id,
+        "root": batch.root,
+        "leaf": entry.leaf,
+        "proof": list(entry.proof),
+        "tx_hash": batch.settle_tx.tx_hash if batch.settle_tx else None,
+    }
+
+
+def job_receipt(job: Job) -> dict[str, Any] | None:
+    """The receipt a settled (or withheld) job's consumer gets: the custodian's signed receipt
+    and, for a job settled in a batch, its batch proof."""
+    if job.receipt is None or job.status not in (Job.Status.SETTLED, Job.Status.WITHHELD):
+        return None
+    proof = job_batch_proof(job)
+    return job.receipt if proof is None else {**job.receipt, BATCH_FIELD: proof}
+
+
 def job_list(*, consumer: User) -> QuerySet[Job]:
-    return Job.objects.filter(consumer=consumer).select_related("record_tx", "settle_tx", "refund_tx")
+    return Job.objects.filter(consumer=consumer).select_related(
+        "record_tx", "settle_tx", "refund_tx", "batch_entry__batch__settle_tx"
+    )
 
 
 def job_get(*, consumer: User, job_id: uuid.UUID) -> Job:

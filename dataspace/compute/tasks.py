@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import OperationalError
 
 from dataspace import tasking
-from dataspace.compute import jobs, stores
+from dataspace.compute import batches, jobs, stores
 from dataspace.role_checks import require_role
 from dataspace.roles import Role
 
@@ -55,6 +55,18 @@ def release_job(self: Any, job_id: str) -> None:
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=600)
 def settle_job(self: Any, job_id: str) -> None:
     tasking.run_step(self, lambda: jobs.job_settle(job_id=uuid.UUID(job_id)))
+
+
+# ISSUE-14: settlement batches (``chain`` queue). A flush builds the batches that are due; a lost
+# or failed flush is made good by the job sweeper, which re-sends a waiting job's settle step.
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=10)
+def flush_settlement_batches(self: Any) -> None:
+    tasking.run_step(self, lambda: bool(batches.batches_flush()) or None)
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=600)
+def follow_settlement_batch(self: Any, batch_id: int) -> None:
+    tasking.run_step(self, lambda: jobs.settlement_batch_follow(batch_id=batch_id))
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=600)

@@ -182,7 +182,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** @description Checks a release receipt with the chain alone: its signature recovers to an address CustodianRegistry held between the job's UsageRecorded and JobSettled blocks, and the settlement's attestation hash is the receipt's SHA-256. */
+        /** @description Checks a release receipt with the chain alone: its signature recovers to an address CustodianRegistry held between the job's UsageRecorded and JobSettled blocks, and the settlement's attestation hash is the receipt's SHA-256. A receipt settled in a batch carries `batch` (its id and Merkle proof): its leaf, recomputed from the receipt, must prove against the batch's root on chain (verifyReceipt), and the batch's BatchSettled must name the job. */
         post: operations["api_audit_receipts_verify_create"];
         delete?: never;
         options?: never;
@@ -736,6 +736,7 @@ export interface components {
         };
         AuditJobTransactions: {
             record_usage: components["schemas"]["ChainWrite"] | null;
+            /** @description The job's settle write, or its batch's settleBatch. */
             settle: components["schemas"]["ChainWrite"] | null;
             refund: components["schemas"]["ChainWrite"] | null;
         };
@@ -1042,7 +1043,7 @@ export interface components {
             /** @description Beside each released number, the half-width of a 95% interval of the noise added to it (null where no noise was added). */
             readonly error_bounds: unknown;
             result_hash?: string;
-            /** @description The custodian's signed receipt, once settled (or withheld): mechanism, epsilon, delta, error bounds, the salted result commitment. */
+            /** @description The custodian's signed receipt, once settled (or withheld): mechanism, epsilon, delta, error bounds, the salted result commitment. A job settled in a batch also carries `batch` (not signed; the chain proves it): the batch id and root, the job's receipt leaf and its Merkle proof. */
             readonly receipt: unknown;
             readonly failure: {
                 [key: string]: string;
@@ -1067,6 +1068,7 @@ export interface components {
         JobOutputStatusEnum: "requested" | "authorised" | "computed" | "released" | "settled" | "withheld" | "rejected" | "failed" | "refunded";
         JobTransactions: {
             record_usage: components["schemas"]["ChainWrite"] | null;
+            /** @description The job's settle write, or its batch's settleBatch. */
             settle: components["schemas"]["ChainWrite"] | null;
             refund: components["schemas"]["ChainWrite"] | null;
         };
@@ -1361,6 +1363,8 @@ export interface components {
             settled_block: number;
             custodian_valid_from: number;
             custodian_valid_until: number | null;
+            /** @description The batch that settled the job (its proof checked on chain); null if settled alone. */
+            batch_id: number | null;
         };
         ReceiptToVerifyRequest: {
             /** @description The signed receipt as the job's consumer received it. */

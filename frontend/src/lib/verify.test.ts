@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import fixture from "./fixtures/receipt.json";
 import { canonicalJson, parseJson } from "./canonical";
-import { attestationHash, receiptSigner, readShared, resultCommitment, settledAttestation, verifyShared } from "./verify";
+import { attestationHash, batchProof, receiptSigner, readShared, resultCommitment, settledAttestation, verifyShared } from "./verify";
 import type { Hex } from "viem";
 
 // fixtures/receipt.json was written by the server's own code (dataspace/compute/receipts.py with
@@ -69,5 +69,25 @@ describe("receipt verification", () => {
   it("says what is wrong with something that is not a receipt", async () => {
     const checks = await verifyShared("{}", chain, [fixture.custodian]);
     expect(checks).toEqual([{ name: "parsed", ok: false, actual: "no receipt in what was pasted" }]);
+  });
+});
+
+describe("a receipt settled in a batch", () => {
+  const proof = [`0x${"11".repeat(32)}`, `0x${"22".repeat(32)}`];
+  const batched = () => {
+    const { receipt } = readShared(fixture.shared);
+    return { ...receipt, batch: parseJson(JSON.stringify({ batch_id: 7, root: `0x${"33".repeat(32)}`, proof })) };
+  };
+  it("keeps the signed part's hash and signer: the batch proof is neither signed nor hashed", async () => {
+    const receipt = batched();
+    expect(attestationHash(receipt)).toBe(fixture.attestation_hash);
+    expect(settledAttestation(receipt)).toBe(fixture.attestation_hash);
+    expect(await receiptSigner(receipt)).toBe(fixture.custodian);
+  });
+  it("reads the batch id and proof it carries, and refuses a malformed one", () => {
+    expect(batchProof(batched())).toEqual({ batchId: 7n, proof });
+    const { receipt } = readShared(fixture.shared);
+    expect(batchProof(receipt)).toBeNull();
+    expect(batchProof({ ...receipt, batch: parseJson('{"batch_id": 7, "proof": ["0x12"]}') })).toBeNull();
   });
 });

@@ -7,6 +7,9 @@
 //                        signed receipt names (receipt.tee.attestation_hash)
 //   receipt signature  = EIP-191 over the canonical JSON of the receipt without its signature,
 //                        by a custodian address the space publishes
+//   a job settled in a batch (settleBatch) has no hashes of its own on chain: its receipt carries
+//   `batch` (the batch id and the job's Merkle proof, neither signed nor hashed), and the leaf
+//   receiptLeaf(jobId, commitment, attestation hash) must prove against the batch's root
 import { concat, hexToBytes, isAddressEqual, isHex, recoverMessageAddress, sha256, stringToBytes, type Hex } from "viem";
 import { RawNumber, canonicalJson, parseJson, type Json } from "./canonical";
 
@@ -28,6 +31,27 @@ export interface ChainFacts {
 }
 
 type JsonObject = { [key: string]: Json };
+
+/** Where a receipt settled in a batch carries its batch id and proof (dataspace/compute/receipts.py). */
+export const BATCH_FIELD = "batch";
+
+/** The receipt as the custodian signed it: without the batch proof that travels beside it. */
+export function asSigned(receipt: JsonObject): JsonObject {
+  const signed = { ...receipt };
+  delete signed[BATCH_FIELD];
+  return signed;
+}
+
+/** The batch id and Merkle proof a batched receipt carries, or null. */
+export function batchProof(receipt: JsonObject): { batchId: bigint; proof: Hex[] } | null {
+  const batch = receipt[BATCH_FIELD];
+  if (!isObject(batch) || !Array.isArray(batch.proof)) return null;
+  const id = batch.batch_id instanceof RawNumber ? batch.batch_id.text : typeof batch.batch_id === "string" ? batch.batch_id : "";
+  if (!/^[0-9]+$/.test(id)) return null;
+  const proof = batch.proof.map(asHex);
+  if (proof.some((p) => p === null || p.length !== 66)) return null;
+  return { batchId: BigInt(id), proof: proof as Hex[] };
+}
 
 function isObject(value: Json | undefined): value is JsonObject {
   return !!value && typeof value === "object" && !Array.isArray(value) && !(value instanceof RawNumber);
@@ -53,7 +77,7 @@ export function resultCommitment(released: Json, salt: Hex): Hex {
 }
 
 export function attestationHash(signedReceipt: JsonObject): Hex {
-  return sha256(stringToBytes(canonicalJson(signedReceipt)));
+  return sha256(stringToBytes(canonicalJson(asSigned(signedReceipt))));
 }
 
 /** What JobSettled.attestationHash pins for this receipt: an algorithm job's enclave attestation
@@ -69,7 +93,7 @@ export function settledAttestation(signedReceipt: JsonObject): Hex {
 }
 
 export async function receiptSigner(signedReceipt: JsonObject): Promise<Hex> {
-  const { signature, ...body } = signedReceipt;
+  const { signature, ...body } = asSigned(signedReceipt);
   if (typeof signature !== "string" || !isHex(signature)) throw new Error("the receipt has no signature");
   return recoverMessageAddress({ message: { raw: stringToBytes(canonicalJson(body)) }, signature });
 }

@@ -39,6 +39,8 @@ USAGE_AGREEMENTS_ABI = [
     _fn(
         "getUsage", [("jobId", "bytes32")], [("agreementId", "uint256"), ("status", "uint8"), ("privacyLoss", "uint64")]
     ),
+    # ISSUE-14: a job settled in a batch is proven by its receipt leaf against the batch's root.
+    _fn("verifyReceipt", [("batchId", "uint256"), ("leaf", "bytes32"), ("proof", "bytes32[]")], [("", "bool")]),
     _fn("acceptOffer", [("offerId", "uint256"), ("calls", "uint32")], [("agreementId", "uint256")], "nonpayable"),
     _fn(
         "recordUsage",
@@ -116,6 +118,7 @@ USAGE_AGREEMENTS_ABI = [
             ("attestationHash", "bytes32", False),
         ],
     ),
+    _event("BatchSettled", [("batchId", "uint256", True), ("root", "bytes32", False), ("jobIds", "bytes32[]", False)]),
 ]
 REGISTRY_ABI = [
     _fn(
@@ -183,6 +186,10 @@ class Chain:
     def usage_of(self, job_id: bytes) -> tuple[int, str, int]:
         agreement_id, status, loss = self._call(self.usage.functions.getUsage(job_id))
         return int(agreement_id), JOB_STATUS.get(int(status), str(status)), int(loss)
+
+    def verify_receipt(self, batch_id: int, leaf: bytes, proof: list[bytes]) -> bool:
+        """Whether the chain proves ``leaf`` part of settlement batch ``batch_id``."""
+        return bool(self._call(self.usage.functions.verifyReceipt(batch_id, leaf, proof)))
 
     def agreement(self, agreement_id: int) -> dict[str, Any]:
         found = self._call(self.usage.functions.getAgreement(agreement_id))

@@ -5,7 +5,11 @@ custodian's key can tell instead.
   parameters' hash and privacy loss the job claims, signed by the agreement's consumer;
 - the settlement: the salted commitment on chain equals sha256(salt || result) recomputed from
   the result and the receipt's salt; the attestation hash equals the signed receipt's hash (for
-  an algorithm job, the enclave's attestation hash the signed receipt names);
+  an algorithm job, the enclave's attestation hash the signed receipt names). A job settled in a
+  batch (its receipt carries ``batch``, unsigned) has no hashes of its own on chain: the leaf
+  keccak256(jobId, commitment, attestation hash), recomputed here from the result and the
+  receipt, must prove against the batch's root (``verifyReceipt``), and the batch must name the
+  job;
 - the receipt: its signature recovers to the custodian CustodianRegistry names for the
   settlement's block (``custodianAt``, asked through the consumer's node), and to one of the
   addresses the consumer pinned, if any;
@@ -20,6 +24,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_defunct, encode_typed_data
+from eth_utils.crypto import keccak
 
 from redlake_client import encoding
 from redlake_client.errors import VerificationFailed
@@ -61,6 +66,9 @@ def custodian_at_settlement(client: Any, space: Space, chain: Any, block: int) -
     return chain.custodian_at(registry, block), f"{source} at {registry}, block {block}"
 
 
+BATCH_FIELD = "batch"  # the batch proof beside a receipt settled in a batch: not signed
+
+
 def settled_attestation(receipt: dict[str, Any]) -> bytes:
     """What JobSettled.attestationHash pins for a receipt: an algorithm job's enclave attestation
     (named under ``tee`` in the receipt the custodian signs), otherwise the receipt's own hash."""
@@ -70,11 +78,12 @@ def settled_attestation(receipt: dict[str, Any]) -> bytes:
             return bytes.fromhex(tee["attestation_hash"].removeprefix("0x"))
         except ValueError:
             return b""
-    return hashlib.sha256(encoding.canonical_json(receipt)).digest()
+    signed = {k: v for k, v in receipt.items() if k != BATCH_FIELD}
+    return hashlib.sha256(encoding.canonical_json(signed)).digest()
 
 
 def receipt_signer(receipt: dict[str, Any]) -> str:
-    body = {k: v for k, v in receipt.items() if k != "signature"}
+    body = {k: v for k, v in receipt.items() if k not in ("signature", BATCH_FIELD)}
     return str(Account.recover_message(encode_defunct(encoding.canonical_json(body)), signature=receipt["signature"]))
 
 
@@ -128,7 +137,9 @@ def verify(client: Any, job: Job, *, raise_on_failure: bool = True) -> Verificat
     released = job.result if job.status == "settled" else {"withheld": receipt.get("withheld")}
     salt = encoding.unhex(str(receipt.get("result_salt", "0x")))
     recomputed = encoding.result_commitment(released, salt)
-    if settled is None:
+    if settled is None and isinstance(receipt.get(BATCH_FIELD), dict):
+        settled = _batch_settlement(report, chain, job_id, recomputed, settled_attestation(receipt), receipt)
+    elif settled is None:
         report.add("settlement.recorded", False, "no JobSettled event for this job")
     else:
         on_chain = bytes(settled.args["resultHash"])
@@ -179,6 +190,38 @@ def verify(client: Any, job: Job, *, raise_on_failure: bool = True) -> Verificat
         f"registry {_hex(registered['content_hash'])} for {job.dataset} of provider {provider}",
     )
     return _finish(report, raise_on_failure)
+
+
+def _batch_settlement(
+    report: VerificationReport,
+    chain: Any,
+    job_id: bytes,
+    commitment: bytes,
+    attestation: bytes,
+    receipt: dict[str, Any],
+) -> Any:
+    """The BatchSettled event of the receipt's batch, once the leaf recomputed from the result and
+    the receipt proves against the batch's root on chain; None (and a failed check) otherwise."""
+    section = receipt[BATCH_FIELD]
+    try:
+        batch_id = int(section["batch_id"])
+        proof = [encoding.unhex(str(step)) for step in section["proof"]]
+        if len(attestation) != 32 or any(len(step) != 32 for step in proof):
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        report.add("settlement.batch_inclusion", False, "the receipt's batch proof is malformed")
+        return None
+    leaf = keccak(job_id + commitment + attestation)
+    included = chain.verify_receipt(batch_id, leaf, proof)
+    report.add(
+        "settlement.batch_inclusion",
+        included,
+        f"verifyReceipt(batch {batch_id}, keccak256(jobId, sha256(salt || result), receipt hash)) on chain",
+    )
+    batch = chain.event("BatchSettled", batchId=batch_id)
+    named = batch is not None and job_id in {bytes(j) for j in batch.args["jobIds"]}
+    report.add("settlement.batch_names_job", named, f"BatchSettled of batch {batch_id}")
+    return batch if included and named else None
 
 
 def _usage_signer(

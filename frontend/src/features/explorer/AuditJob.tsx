@@ -5,7 +5,7 @@ import { decodeEventLog, encodeEventTopics, isAddressEqual, recoverTypedDataAddr
 import { apiClient, unwrap, type AuditJob as PlatformJob, type Page, type Space } from "../../api";
 import { abis } from "../../generated/abis";
 import { decodeCall, merkleRoot, receiptLeaf, splitJobId } from "../../lib/decode";
-import { readShared, settledAttestation, verifyShared, type Check } from "../../lib/verify";
+import { batchProof, readShared, settledAttestation, verifyShared, type Check } from "../../lib/verify";
 import { href } from "../../router";
 import { ErrorBox, Loading, Section, Status } from "../common/ui";
 import { Args } from "./TxPage";
@@ -98,29 +98,33 @@ export function AuditJob({ jobId }: { jobId: Hex }) {
   const row = platform.data?.results[0];
 
   async function verify() {
-    const result = await verifyShared(
-      shared,
-      { jobId, resultHash: (settled?.args.resultHash as Hex) ?? null, attestationHash: (settled?.args.attestationHash as Hex) ?? null },
-      custodians,
-    );
+    let facts = { jobId, resultHash: (settled?.args.resultHash as Hex) ?? null, attestationHash: (settled?.args.attestationHash as Hex) ?? null };
     if (batch) {
-      // A batched settlement pins no hashes per job: the receipt's leaf must lead to the batch's root.
+      // A batched settlement pins no hashes per job: the leaf recomputed from the receipt must lead
+      // to the batch's root, on chain (verifyReceipt) and here. Once it does, the chain holds the
+      // receipt's commitment and attestation hash, and the checks below compare against them.
+      let included = false;
       try {
         const { receipt } = readShared(shared);
-        const leaf = receiptLeaf(jobId, receipt.result_sha256 as Hex, settledAttestation(receipt));
-        const path = JSON.parse(proof || "[]") as Hex[];
-        const ok = (await chainClient(space.data!).readContract({
+        const carried = batchProof(receipt);
+        const path = proof.trim() ? (JSON.parse(proof) as Hex[]) : (carried?.proof ?? []);
+        const commitment = receipt.result_sha256 as Hex;
+        const attestation = settledAttestation(receipt);
+        const leaf = receiptLeaf(jobId, commitment, attestation);
+        included = (await chainClient(space.data!).readContract({
           address: space.data!.contracts.UsageAgreements as Hex,
           abi: abis.UsageAgreements,
           functionName: "verifyReceipt",
           args: [batch.args.batchId as bigint, leaf, path],
         })) as boolean;
-        setInclusion(ok && merkleRoot(leaf, path) === (batch.args.root as Hex));
+        included = included && merkleRoot(leaf, path) === (batch.args.root as Hex);
+        if (included) facts = { jobId, resultHash: commitment, attestationHash: attestation };
       } catch {
-        setInclusion(false);
+        included = false;
       }
+      setInclusion(included);
     }
-    setChecks(result);
+    setChecks(await verifyShared(shared, facts, custodians));
   }
 
   return (
@@ -173,7 +177,7 @@ export function AuditJob({ jobId }: { jobId: Hex }) {
         <textarea id="shared" className="json wide" rows={8} value={shared} onChange={(e) => setShared(e.target.value)} />
         {batch && (
           <>
-            <label htmlFor="proof">{t("Merkle proof (JSON array of hashes)")}</label>
+            <label htmlFor="proof">{t("Merkle proof (JSON array of hashes; empty: the one the receipt carries)")}</label>
             <textarea id="proof" className="json wide" rows={2} value={proof} onChange={(e) => setProof(e.target.value)} />
           </>
         )}
