@@ -50,7 +50,25 @@ def locust() -> Path:
     return binary
 
 
+def _cpu_seconds(pattern: str) -> float:
+    """User + system CPU of every live process whose command line matches ``pattern``."""
+    pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def catalogue_reads(base: str, consumer: Api, work: Path) -> dict[str, float]:
+    # CPU per read, next to the rates: rates move with whatever else runs on the machine, the CPU a
+    # read costs the web tier and the database much less.
+    web = f"gunicorn.*{base.rsplit(':', 1)[1]}"
+    database = f"postgres: .*{POSTGRES_DB}"
+    web_before, database_before = _cpu_seconds(web), _cpu_seconds(database)
     page = consumer.get("/api/datasets/")
     items = page["results"] if isinstance(page, dict) else page
     prefix = work / "locust"
@@ -78,7 +96,10 @@ def catalogue_reads(base: str, consumer: Api, work: Path) -> dict[str, float]:
     )
     with open(f"{prefix}_stats.csv") as stats:
         total = next(row for row in csv.DictReader(stats) if row["Name"] == "Aggregated")
+    requests = float(total["Request Count"]) or 1.0
     return {
+        "web_cpu_ms": 1000 * (_cpu_seconds(web) - web_before) / requests,
+        "database_cpu_ms": 1000 * (_cpu_seconds(database) - database_before) / requests,
         "rps": float(total["Requests/s"]),
         "p50": float(total["50%"]),
         "p99": float(total["99%"]),
@@ -148,6 +169,8 @@ def main() -> None:
         metric(f"catalogue reads p99, {USERS} users", reads["p99"], "ms", target=100, better="lower"),
         metric(f"catalogue reads p50, {USERS} users", reads["p50"], "ms", target=None, better="lower"),
         metric("catalogue read failures", reads["failures"], "requests", target=0, better="lower"),
+        metric("catalogue read: gunicorn CPU per read", reads["web_cpu_ms"], "ms", target=None, better="lower"),
+        metric("catalogue read: PostgreSQL CPU per read", reads["database_cpu_ms"], "ms", target=None, better="lower"),
         metric(
             f"job submissions sustained, {JOB_THREADS} consumers back to back",
             jobs["submitted_per_min"],
