@@ -99,7 +99,7 @@ def encrypt_columns(
         raise ValueError("all levels must share one slot count")
     slot_count = slots.pop()
     secret = {level: pair.secret_context for level, pair in keys.items() if level in levels_used}
-    with EncryptionWorkers(options.workers if planned else 1, secret) as workers:
+    with EncryptionWorkers(options.workers if planned else 1, secret, seeded=options.seeded) as workers:
         plans, profiled_rows = profile_columns(batches(), planned, options)
         if profiled_rows != rows:
             raise ValueError(f"the data has {profiled_rows} rows, the catalogue says {rows}")
