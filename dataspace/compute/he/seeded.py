@@ -21,6 +21,7 @@ Measured (2-core machine): see ``bench/he.py`` (sizes and throughput of both for
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -74,6 +75,7 @@ class SeededEncryptor:
         self._encoder = sealapi.CKKSEncoder(self._seal)
         self._fd = os.memfd_create("redlake-ct", os.MFD_CLOEXEC)
         self._path = f"/proc/self/fd/{self._fd}"
+        self._closer = weakref.finalize(self, os.close, self._fd)  # also at interpreter exit
 
     def encrypt(self, values: Sequence[float]) -> bytes:
         """``values`` (at most one ciphertext's slots) as one seeded ciphertext vector."""
@@ -88,12 +90,7 @@ class SeededEncryptor:
         return vector_message(_read_all(self._fd), len(values), self._params.scale)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __del__(self) -> None:
-        self.close()
+        self._closer()  # closes the descriptor once, whoever calls first
 
 
 def seeded_encryptor(context: ts.Context, params: ParamSet) -> SeededEncryptor | None:
