@@ -57,7 +57,7 @@ totals and padded last chunks, and still load and compute as before.
 Every ciphertext a store holds (chunks and packs, at every version) is one TenSEAL vector message;
 stores built since seeding hold seeded symmetric ciphertexts (``seeded``: half the bytes), older
 ones full ciphertexts. The two load the same way, so the layout does not record which: a blob's
-hash is the hash of its bytes either way. The demo registry at 442 rows takes ~0.57 MB (~32
+hash is the hash of its bytes either way. The demo registry at 442 rows takes ~0.58 MB (~33
 bytes per value) seeded, 1.18 MB with full ciphertexts.
 
 The layout is custodian data (scales, low-cardinality values, exact bounds); ``view.public_view`` is
