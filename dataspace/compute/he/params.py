@@ -32,8 +32,8 @@ holds. Products of ciphertexts (size 3) exist only in results, never seeded.
 
 Measured (2-core machine, one process, symmetric encryption): encrypt + serialize one chunk
 of 4096 values takes ~1.5 ms for SUMS and ~2.4 ms for PRODUCTS seeded (~1.5 and ~3.1 ms full:
-half the bytes to compress). Loading one costs ~0.2 (SUMS) / ~0.35 ms (PRODUCTS) more seeded,
-the seed's expansion.
+half the bytes to compress). Loading one costs ~0.2 ms (SUMS) / 0.2-0.6 ms (PRODUCTS, depending
+on the machine's load) more seeded, the seed's expansion (``bench/he.py``).
 """
 
 from __future__ import annotations
