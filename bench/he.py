@@ -22,8 +22,13 @@ Bytes per value count every blob of the store (series, packs; before packing the
 the product totals) over rows x series. Stores are packed (layout version 3): each series' tail
 (rows % 4096) and every total share ciphertexts. A third step, ``size``, builds the same table at
 100, 442 and 4,097 rows (1 encryption process), and the demo's hospital registry
-(``dataspace.demo.synthetic``, its declared bounds, buckets and group-by) at 442 rows, packed and
-as the version-2 layout wrote it, side by side.
+(``dataspace.demo.synthetic``, its declared bounds, buckets and group-by) at 100 and 442 rows,
+packed and as the version-2 layout wrote it, side by side.
+
+Stores are written with seeded symmetric ciphertexts (``dataspace.compute.he.seeded``); every
+size, the 2-process builds and the compute step are also run with full ciphertexts (as every
+store before seeding), side by side: sizes, encryption throughput, the streamed group-by and the
+cost of loading one ciphertext (a seeded one expands its seed on load).
 """
 
 from __future__ import annotations
@@ -104,8 +109,9 @@ def registry(rows: int) -> tuple[list[dict[str, Any]], Any, Any]:
     return schema, frames, options
 
 
-def step_size(kind: str, rows: int, pack: bool) -> dict[str, Any]:
-    """The bytes of one store: the bench table's or the demo registry's, packed or not."""
+def step_size(kind: str, rows: int, pack: bool, seeded: bool = True) -> dict[str, Any]:
+    """The bytes of one store: the bench table's or the demo registry's, packed or not, with
+    seeded or full ciphertexts."""
     import dataclasses
 
     from dataspace.compute.he.encryption import encrypt_columns
@@ -135,9 +141,9 @@ def step_size(kind: str, rows: int, pack: bool) -> dict[str, Any]:
         batches=frames,
         schema=schema,
         rows=rows,
-        options=dataclasses.replace(options, pack=pack),
+        options=dataclasses.replace(options, pack=pack, seeded=seeded),
         keys=keys,
-        blob_prefix=f"he/size-{kind}-{rows}-{pack}",
+        blob_prefix=f"he/size-{kind}-{rows}-{pack}-{seeded}",
     )
     names = layout.blob_names()
     store_bytes = sum(blobs.size(name) for name in names)
@@ -155,7 +161,7 @@ def step_size(kind: str, rows: int, pack: bool) -> dict[str, Any]:
     }
 
 
-def step_build(rows: int, workers: int, out: Path) -> dict[str, Any]:
+def step_build(rows: int, workers: int, out: Path, seeded: bool = True) -> dict[str, Any]:
     import resource
     import time
 
@@ -177,6 +183,7 @@ def step_build(rows: int, workers: int, out: Path) -> dict[str, Any]:
             quantile_buckets=0,
             workers=workers,
             group_by={"g": ["x"]},
+            seeded=seeded,
         ),
         keys=keys,
         blob_prefix="he/bench",
@@ -261,6 +268,13 @@ def step_compute(rows: int, out: Path) -> dict[str, Any]:
         "he_group_mean": he("group_by", group_mean),
         "he_group_mean_streamed": he("group_by", group_mean, undeclared),
     }
+    # What a worker pays per stored ciphertext to load it (a seeded one: its second polynomial
+    # expanded from the seed), products level.
+    import tenseal as ts
+
+    key = next(k for k, info in layout.series.items() if info.level == "products" and info.chunks)
+    chunk = next(iter(read_series(layout, key)))
+    result["load_ms_products"] = 1000 * timed(lambda: ts.ckks_vector_from(contexts["products"], chunk), repeat=51)
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -281,9 +295,9 @@ def child(argv: list[str]) -> None:
     django.setup()
     kind, rows = argv[0], int(argv[1])
     if kind == "size":
-        result = step_size(argv[2], rows, argv[3] == "packed")
+        result = step_size(argv[2], rows, argv[3] == "packed", argv[4] == "seeded")
     elif kind == "build":
-        result = step_build(rows, int(argv[3]), Path(argv[2]))
+        result = step_build(rows, int(argv[3]), Path(argv[2]), argv[4] == "seeded")
     else:
         result = step_compute(rows, Path(argv[2]))
     print(json.dumps(result))
@@ -295,23 +309,33 @@ def main() -> None:
     results: dict[int, dict[str, Any]] = {}
     sizes: dict[str, dict[str, Any]] = {}
     try:
-        for kind, rows, layout in (
-            ("table", 100, "packed"),
-            ("table", 442, "packed"),
-            ("table", 4_097, "packed"),
-            ("registry", 442, "packed"),
-            ("registry", 442, "version2"),
+        for kind, rows, layout, form in (
+            ("table", 100, "packed", "seeded"),
+            ("table", 442, "packed", "seeded"),
+            ("table", 4_097, "packed", "seeded"),
+            ("table", 100, "packed", "full"),
+            ("table", 442, "packed", "full"),
+            ("table", 4_097, "packed", "full"),
+            ("registry", 100, "packed", "seeded"),
+            ("registry", 442, "packed", "seeded"),
+            ("registry", 442, "packed", "full"),
+            ("registry", 442, "version2", "full"),
         ):
-            label = f"{kind}-{rows}-{layout}"
-            sizes[label] = run_step(["size", str(rows), kind, layout], work / f"var-{label}")
+            label = f"{kind}-{rows}-{layout}-{form}"
+            sizes[label] = run_step(["size", str(rows), kind, layout, form], work / f"var-{label}")
             print(label, json.dumps(sizes[label]), file=sys.stderr)
         for rows in (100_000, 1_000_000):
             runs: dict[str, Any] = {}
-            for workers in (1, 2):
-                var_dir, out = work / f"var-{rows}-{workers}", work / f"out-{rows}-{workers}"
+            for workers, form in ((1, "seeded"), (2, "seeded"), (2, "full")):
+                name = f"{rows}-{workers}-{form}"
+                var_dir, out = work / f"var-{name}", work / f"out-{name}"
                 out.mkdir(parents=True)
-                runs[f"build{workers}"] = run_step(["build", str(rows), str(out), str(workers)], var_dir)
-            runs["compute"] = run_step(["compute", str(rows), str(work / f"out-{rows}-2")], work / f"var-{rows}-2")
+                runs[f"build{workers}-{form}"] = run_step(["build", str(rows), str(out), str(workers), form], var_dir)
+            for form in ("seeded", "full"):
+                name = f"{rows}-2-{form}"
+                runs[f"compute-{form}"] = run_step(
+                    ["compute", str(rows), str(work / f"out-{name}")], work / f"var-{name}"
+                )
             results[rows] = runs
             print(rows, json.dumps(runs), file=sys.stderr)
     finally:
@@ -320,8 +344,34 @@ def main() -> None:
     metrics = []
     for rows, runs in results.items():
         label = "100k" if rows == 100_000 else "1M"
-        compute, build1, build2 = runs["compute"], runs["build1"], runs["build2"]
+        compute, build1, build2 = runs["compute-seeded"], runs["build1-seeded"], runs["build2-seeded"]
+        full_compute, full_build = runs["compute-full"], runs["build2-full"]
         metrics += [
+            metric(
+                f"HE group-by mean, 8 groups, compute seconds ({label} rows, undeclared pair: chunks streamed, "
+                "full ciphertexts: no seeds to expand)",
+                full_compute["he_group_mean_streamed"],
+                "s",
+                target=None,
+                better="lower",
+                baseline=("seeded ciphertexts seconds", compute["he_group_mean_streamed"]),
+            ),
+            metric(
+                f"loading one stored ciphertext, ms, products level ({label} rows store)",
+                compute["load_ms_products"],
+                "ms",
+                target=None,
+                better="lower",
+                baseline=("full ciphertext ms", full_compute["load_ms_products"]),
+            ),
+            metric(
+                f"encryption throughput, 2 processes, full ciphertexts ({label} rows)",
+                full_build["values"] / full_build["seconds"],
+                "values/s",
+                target=None,
+                better="higher",
+                baseline=("seeded ciphertexts values/s", build2["values"] / build2["seconds"]),
+            ),
             metric(
                 f"HE mean compute / numpy mean ({label} rows, products level)",
                 compute["he_mean_products"] / compute["numpy_mean"],
@@ -391,9 +441,9 @@ def main() -> None:
                 better="lower",
             ),
         ]
-    big = results[1_000_000]["build2"]
+    big, big_full = results[1_000_000]["build2-seeded"], results[1_000_000]["build2-full"]
     for rows in (100, 442, 4_097):
-        size = sizes[f"table-{rows}-packed"]
+        size, full = sizes[f"table-{rows}-packed-seeded"], sizes[f"table-{rows}-packed-full"]
         metrics.append(
             metric(
                 f"ciphertext bytes per value, whole store, {rows:,} rows ({size['series']} series, "
@@ -402,9 +452,11 @@ def main() -> None:
                 "bytes",
                 target=64,
                 better="lower",
+                baseline=("full ciphertexts bytes per value", full["bytes_per_value"]),
             )
         )
-    packed, old = sizes["registry-442-packed"], sizes["registry-442-version2"]
+    packed, old = sizes["registry-442-packed-seeded"], sizes["registry-442-version2-full"]
+    packed_full = sizes["registry-442-packed-full"]
     metrics += [
         metric(
             f"demo registry, 442 rows: ciphertext bytes per value, whole store ({packed['series']} series, "
@@ -414,6 +466,21 @@ def main() -> None:
             target=64,
             better="lower",
             baseline=("version-2 layout (before packing) bytes per value", old["bytes_per_value"]),
+        ),
+        metric(
+            f"demo registry, 100 rows: ciphertext bytes per value, whole store ({sizes['registry-100-packed-seeded']['series']} "
+            f"series, {sizes['registry-100-packed-seeded']['ciphertexts']} ciphertexts)",
+            sizes["registry-100-packed-seeded"]["bytes_per_value"],
+            "bytes",
+            target=64,
+            better="lower",
+        ),
+        metric(
+            "demo registry, 442 rows: ciphertext bytes per value, packed, full ciphertexts (before seeding)",
+            packed_full["bytes_per_value"],
+            "bytes",
+            target=None,
+            better="lower",
         ),
         metric(
             "demo registry, 442 rows: whole store bytes, packed",
@@ -426,7 +493,12 @@ def main() -> None:
     ]
     metrics += [
         metric(
-            "ciphertext bytes per value, sums level", big["bytes_per_value"]["sums"], "bytes", target=32, better="lower"
+            "ciphertext bytes per value, sums level",
+            big["bytes_per_value"]["sums"],
+            "bytes",
+            target=32,
+            better="lower",
+            baseline=("full ciphertexts", big_full["bytes_per_value"]["sums"]),
         ),
         metric(
             "ciphertext bytes per value, products level",
@@ -434,6 +506,7 @@ def main() -> None:
             "bytes",
             target=64,
             better="lower",
+            baseline=("full ciphertexts", big_full["bytes_per_value"]["products"]),
         ),
         metric(
             f"ciphertext bytes per value, whole store, 1M rows ({big['series']} series + {big['products']} "
@@ -442,7 +515,7 @@ def main() -> None:
             "bytes",
             target=64,
             better="lower",
-            baseline=("without the product totals", big["bytes_per_value_series"]),
+            baseline=("full ciphertexts", big_full["bytes_per_value_all"]),
         ),
         metric(
             f"storage of the declared group-by's {big['products']} product totals (1M rows; packed: their slots' "
@@ -456,7 +529,8 @@ def main() -> None:
     ]
     notes = (
         "Bytes per value: store bytes / (rows x series), every blob counted; stores packed (layout version 3) "
-        "unless named version-2. Synthetic table: x ~ N(100, 20) products level, s ~ U(0, 5000) sums level, g 8 categories; no quantile "
+        "unless named version-2, with seeded symmetric ciphertexts unless named full (the second polynomial "
+        "saved as its PRNG seed; full ciphertexts are every store built before, and the version-2 store). Synthetic table: x ~ N(100, 20) products level, s ~ U(0, 5000) sums level, g 8 categories; no quantile "
         "buckets; group-by pair (g, x) declared (product totals of x and its contributors by each category). "
         "Both group-by figures come from the same store in the same process, one after the other. Compute: Operation.compute with public contexts loaded, median of 3 after a warm-up "
         "(unfiltered depth-0 terms read the series' materialised totals, products stream the chunks), "

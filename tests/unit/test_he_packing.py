@@ -1,13 +1,15 @@
 """Packed stores (layout version 3): every operation against its plaintext reference at sizes
 around the slot count, the packs' placement, and the custodian's checks of packed parts: a pack
 must be the stored ciphertext byte for byte, and only the slots the custodian's own layout names
-are ever added up. No database."""
+are ever added up. Stores are built with seeded ciphertexts; the same stores with full ones (as
+written before) compute the same. No database."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,11 @@ from dataspace.compute.he.evaluation import tail_part
 from dataspace.compute.he.keys import KeyPair, generate_keys, load_public_context, load_secret_context
 from dataspace.compute.he.layout import PackedSlot, StoreLayout, pack_key
 from dataspace.compute.he.operations import EncryptedResult, OperationRejected, get_operation
-from dataspace.compute.he.params import Level
+from dataspace.compute.he.params import LEVELS, Level
 from dataspace.compute.he.profiling import StoreOptions
+from dataspace.compute.he.references import CKKS_RELATIVE_TOLERANCE
+from dataspace.compute.he.rotation import vector_message
+from dataspace.compute.he.seeded import seeded_encryptor
 from dataspace.compute.he.store import read_series
 from dataspace.errors import ErrorCode
 from dataspace.vault import blobs
@@ -139,7 +144,8 @@ def test_the_store_holds_each_series_rows_in_order(stores: dict[int, Built], row
 
 
 def test_packs_shrink_a_small_store_tenfold(keys: dict[str, KeyPair], small: Built, tmp_path: Path) -> None:
-    old = build(keys, tmp_path, 442, dataclasses.replace(OPTIONS, pack=False))
+    # The store as version 2 wrote it: unpacked, full ciphertexts.
+    old = build(keys, tmp_path, 442, dataclasses.replace(OPTIONS, pack=False, seeded=False))
     with storage_at(tmp_path):
         before = sum(blobs.size(name) for name in old.layout.blob_names())
     with storage_at(small.storage):
@@ -147,12 +153,66 @@ def test_packs_shrink_a_small_store_tenfold(keys: dict[str, KeyPair], small: Bui
     # Version 2: a ciphertext per series, per total and per product total; packed: a few.
     assert len(old.layout.blob_names()) == 2 * len(old.layout.series) + len(old.layout.products)
     assert after * 10 < before
+    # Two encryptions' errors, so the engine's tolerance (``references``): a packed total sits at
+    # a scaled slot (``packing``), ~1e-6 absolute, which a cancelling sum shows at 1e-6 relative.
     for name, params in CASES:
         _, _, packed = run(small, name, params)
         _, _, unpacked = run(old, name, params)
         for new, previous in zip(packed, unpacked, strict=True):
             assert new.name == previous.name
-            assert abs(new.value - previous.value) <= 1e-6 * max(1.0, abs(previous.value)), new.name
+            assert abs(new.value - previous.value) <= CKKS_RELATIVE_TOLERANCE * max(1.0, abs(previous.value)), new.name
+
+
+@pytest.mark.parametrize("rows", [442, 4097])
+def test_seeded_ciphertexts_halve_the_store_and_compute_the_same(
+    keys: dict[str, KeyPair], stores: dict[int, Built], tmp_path: Path, rows: int
+) -> None:
+    """The same store with full ciphertexts (every store before seeding): twice the bytes, the
+    same blobs, and every operation on either gives the same numbers."""
+    seeded = stores[rows]
+    full = build(keys, tmp_path, rows, dataclasses.replace(OPTIONS, seeded=False))
+    assert full.layout.blob_names() == seeded.layout.blob_names()
+    with storage_at(tmp_path):
+        before = sum(blobs.size(name) for name in full.layout.blob_names())
+    with storage_at(seeded.storage):
+        after = sum(blobs.size(name) for name in seeded.layout.blob_names())
+    assert 0.45 * before < after < 0.55 * before
+    for name, params in CASES:
+        released, reference, new = run(seeded, name, params)
+        _, _, previous = run(full, name, params)
+        assert_close(released, reference, f"{rows} rows {name} {params}")
+        for a, b in zip(new, previous, strict=True):
+            assert a.name == b.name
+            assert abs(a.value - b.value) <= CKKS_RELATIVE_TOLERANCE * max(1.0, abs(b.value)), a.name
+
+
+@pytest.mark.parametrize("level", ["sums", "products"])
+def test_a_seeded_vector_is_tenseals_own_in_every_slot(keys: dict[str, KeyPair], level: str) -> None:
+    """Seeded vectors load with ``ckks_vector_from`` and hold what TenSEAL's own encryption of the
+    same values holds: a full chunk, and a short vector repeated over all slots."""
+    context = load_secret_context(keys[level].secret_context)
+    params = LEVELS[Level(level)]
+    encryptor = seeded_encryptor(context, params)
+    assert encryptor is not None
+    values = np.random.default_rng(3).uniform(-1, 1, params.slots)
+    for vector in (values, values[:3], values[:1]):
+        data = encryptor.encrypt(vector.tolist())
+        own = ts.ckks_vector(context, vector.tolist())
+        assert len(data) < 0.55 * len(own.serialize())
+        loaded = ts.ckks_vector_from(context, data)
+        assert loaded.size() == len(vector)
+        assert np.allclose(loaded.decrypt(), own.decrypt(), atol=1e-3)
+        shifted = ts.ckks_vector_from(context, vector_message(_ciphertext_bytes(loaded), params.slots, params.scale))
+        assert np.allclose(shifted.decrypt(), np.resize(vector, params.slots), atol=1e-3)
+    encryptor.close()
+
+
+def _ciphertext_bytes(vector: ts.CKKSVector) -> bytes:
+    (ciphertext,) = vector.ciphertext()
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "ct"
+        ciphertext.save(str(path))
+        return path.read_bytes()
 
 
 def test_the_layout_round_trips_and_every_version_loads(small: Built) -> None:

@@ -98,9 +98,10 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 @pytest.fixture(scope="module")
 def small_v2(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """The same store as written before packing (layout version 2): a part per term, which the
-    shape checks below take apart; a packed store's parts are checked in ``test_he_packing``."""
-    return build(tmp_path_factory, small_table(), SCHEMA, replace(OPTIONS, pack=False))
+    """The same store as written before packing (layout version 2, full ciphertexts): a part per
+    term, which the shape checks below take apart; a packed store's parts are checked in
+    ``test_he_packing``. Also the store the version-1 layouts below read."""
+    return build(tmp_path_factory, small_table(), SCHEMA, replace(OPTIONS, pack=False, seeded=False))
 
 
 @pytest.fixture(scope="module")

@@ -95,7 +95,7 @@ def test_two_workers_start_inside_a_celery_prefork_child(keys: KeyPair, tmp_path
 def test_a_pool_that_cannot_start_falls_back_to_one_process(
     keys: KeyPair, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(workers: int, secret_contexts: dict[str, bytes]) -> Any:
+    def refuse(workers: int, secret_contexts: dict[str, bytes], seeded: bool = True) -> Any:
         raise AssertionError("daemonic processes are not allowed to have children")
 
     monkeypatch.setattr(executors, "start_pool", refuse)

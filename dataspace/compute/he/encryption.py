@@ -3,9 +3,11 @@
 Two passes over the data, each streaming the provider's batches with bounded memory: the profile
 (``profiling``: bounds, edges, which indicator series), then the encryption, which clamps every
 value to its column's bounds before anything else is derived from it (its series, its contributors
-and value indicators; the buckets read the value itself). Rows are cut into blocks of ``BLOCK_CHUNKS * slots``; every
-series' block goes to a worker process (``executors``) that encrypts it with the symmetric secret
-context, and this process appends the ciphertexts to the series' blob (``framing``) in order.
+and value indicators; the buckets read the value itself). Rows are cut into blocks of
+``BLOCK_CHUNKS * slots``; every series' block goes to a worker process (``executors``) that
+encrypts it with the symmetric secret context (seeded ciphertexts, ``seeded``, unless
+``StoreOptions.seeded`` is off), and this process appends the ciphertexts to the series' blob
+(``framing``) in order.
 Meanwhile it sums each series' plaintext (normalised) values; at the end every series' total is
 encrypted too, as a one-value vector: what rotate-and-sum of the sum of its chunks would decrypt
 to (slot 0), with less noise (one fresh encryption instead of the chunks' noise and twelve
@@ -99,7 +101,7 @@ def encrypt_columns(
         raise ValueError("all levels must share one slot count")
     slot_count = slots.pop()
     secret = {level: pair.secret_context for level, pair in keys.items() if level in levels_used}
-    with EncryptionWorkers(options.workers if planned else 1, secret) as workers:
+    with EncryptionWorkers(options.workers if planned else 1, secret, seeded=options.seeded) as workers:
         plans, profiled_rows = profile_columns(batches(), planned, options)
         if profiled_rows != rows:
             raise ValueError(f"the data has {profiled_rows} rows, the catalogue says {rows}")

@@ -29,7 +29,8 @@ import numpy as np
 import tenseal as ts
 
 from dataspace.compute.he.keys import load_secret_context
-from dataspace.compute.he.params import Level
+from dataspace.compute.he.params import LEVELS, Level
+from dataspace.compute.he.seeded import SeededEncryptor, seeded_encryptor
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +40,23 @@ _PR_SET_PDEATHSIG = 1
 # --------------------------------------------------------------------------- in each worker
 
 _contexts: dict[Level, Any] = {}
+_seeded: dict[Level, SeededEncryptor] = {}  # where the platform allows (``seeded``): half-size ciphertexts
 
 
-def _load_contexts(secret_contexts: dict[Level, bytes]) -> None:
-    _contexts.clear()
+def _load_contexts(secret_contexts: dict[Level, bytes], seeded: bool) -> None:
+    _clear_contexts()
     for level, data in secret_contexts.items():
         _contexts[level] = load_secret_context(data)
+        encryptor = seeded_encryptor(_contexts[level], LEVELS[level]) if seeded else None
+        if encryptor is not None:
+            _seeded[level] = encryptor
+
+
+def _clear_contexts() -> None:
+    for encryptor in _seeded.values():
+        encryptor.close()
+    _seeded.clear()
+    _contexts.clear()
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -58,34 +70,42 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _worker_init(parent_pid: int, secret_contexts: dict[Level, bytes]) -> None:
+def _worker_init(parent_pid: int, secret_contexts: dict[Level, bytes], seeded: bool) -> None:
     _die_with_parent(parent_pid)
-    _load_contexts(secret_contexts)
+    _load_contexts(secret_contexts, seeded)
 
 
 def _worker_ready() -> bool:
     return bool(_contexts)
 
 
-def encrypt_block(level: Level, values: np.ndarray, slots: int) -> list[bytes]:
-    """One ciphertext per ``slots`` values, the last chunk padded with zeros."""
+def _encrypt(level: Level, values: list[float]) -> bytes:
+    """One vector of ``values``: seeded where this process has a seeded encryptor (about half the
+    bytes, loaded the same way), else TenSEAL's full ciphertext."""
+    encryptor = _seeded.get(level)
+    if encryptor is not None:
+        return encryptor.encrypt(values)
     # TenSEAL's own CKKSVector constructor goes array -> np.array -> flatten -> list ->
     # PlainTensor -> list again (~0.25 ms of a ~3 ms chunk, measured); its C++ constructor takes
     # the list directly and yields the same ciphertext.
-    context = _contexts[level].data
+    data: bytes = ts._ts_cpp.CKKSVector(_contexts[level].data, values).serialize()
+    return data
+
+
+def encrypt_block(level: Level, values: np.ndarray, slots: int) -> list[bytes]:
+    """One ciphertext per ``slots`` values, the last chunk padded with zeros."""
     out = []
     for start in range(0, len(values), slots):
         chunk = values[start : start + slots]
         if len(chunk) < slots:  # every vector the same size, so any two chunks can be added
             chunk = np.concatenate([chunk, np.zeros(slots - len(chunk))])
-        out.append(ts._ts_cpp.CKKSVector(context, chunk.tolist()).serialize())
+        out.append(_encrypt(level, chunk.tolist()))
     return out
 
 
 def encrypt_total(level: Level, total: float) -> bytes:
     """A series' total as a one-value vector."""
-    data: bytes = ts.ckks_vector(_contexts[level], [total]).serialize()
-    return data
+    return _encrypt(level, [total])
 
 
 # --------------------------------------------------------------------------- in the building process
@@ -107,11 +127,11 @@ class _BilliardExecutor(Executor):
     """Celery's billiard pool behind the Executor interface. A Celery prefork child is a daemonic
     process, and the stdlib refuses to start children from one; billiard does not."""
 
-    def __init__(self, workers: int, secret_contexts: dict[Level, bytes]) -> None:
+    def __init__(self, workers: int, secret_contexts: dict[Level, bytes], seeded: bool) -> None:
         import billiard  # Celery's own dependency, needed only here
 
         self._pool = billiard.get_context("spawn").Pool(
-            workers, initializer=_worker_init, initargs=(os.getpid(), secret_contexts)
+            workers, initializer=_worker_init, initargs=(os.getpid(), secret_contexts, seeded)
         )
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
@@ -128,24 +148,26 @@ class _BilliardExecutor(Executor):
             self._pool.join()
 
 
-def start_pool(workers: int, secret_contexts: dict[Level, bytes]) -> Executor:
+def start_pool(workers: int, secret_contexts: dict[Level, bytes], seeded: bool = True) -> Executor:
     if multiprocessing.current_process().daemon:
-        return _BilliardExecutor(workers, secret_contexts)
+        return _BilliardExecutor(workers, secret_contexts, seeded)
     return ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init,
-        initargs=(os.getpid(), secret_contexts),
+        initargs=(os.getpid(), secret_contexts, seeded),
     )
 
 
 class EncryptionWorkers:
     """``workers`` encryption processes holding the secret contexts, started on entering (so their
-    start-up overlaps whatever runs before ``ready``) and closed on leaving, on every path."""
+    start-up overlaps whatever runs before ``ready``) and closed on leaving, on every path.
+    ``seeded``: they write seeded ciphertexts (``seeded``) where the platform allows."""
 
-    def __init__(self, workers: int, secret_contexts: dict[Level, bytes]) -> None:
+    def __init__(self, workers: int, secret_contexts: dict[Level, bytes], *, seeded: bool = True) -> None:
         self._workers = workers
         self._secret_contexts = secret_contexts
+        self._seeded = seeded
         self._pool: Executor | None = None
         self._probes: list[Future[bool]] = []
         self._failure: BaseException | None = None
@@ -154,7 +176,7 @@ class EncryptionWorkers:
     def __enter__(self) -> EncryptionWorkers:
         if self._workers > 1:
             try:
-                self._pool = start_pool(self._workers, self._secret_contexts)
+                self._pool = start_pool(self._workers, self._secret_contexts, self._seeded)
                 self._probes = [self._pool.submit(_worker_ready) for _ in range(self._workers)]
             except Exception as exc:  # any refusal means the same fallback
                 self._failure = exc
@@ -179,7 +201,7 @@ class EncryptionWorkers:
             logger.warning(
                 "encrypting in one process: worker processes could not start (%s: %s)", type(failure).__name__, failure
             )
-        _load_contexts(self._secret_contexts)
+        _load_contexts(self._secret_contexts, self._seeded)
         self._executor = _InlineExecutor()
         return self._executor
 
@@ -196,5 +218,5 @@ class EncryptionWorkers:
         try:
             self._close_pool(failed=exc_type is not None)
         finally:
-            _contexts.clear()  # the inline fallback's secret contexts, in this process
+            _clear_contexts()  # the inline fallback's secret contexts, in this process
             self._executor = None

@@ -2,8 +2,9 @@
 
 The secret context uses symmetric encryption: the store builder, the one party that encrypts,
 already holds the secret key, and symmetric CKKS encrypts ~2-3x faster than public-key
-encryption at the same ciphertext size. The public context therefore holds no public
-(encryption) key at all: an HE worker can evaluate but neither decrypt nor forge inputs.
+encryption, and its ciphertexts can be saved seeded (``seeded``: half the bytes). The public
+context therefore holds no public (encryption) key at all: an HE worker can evaluate but neither
+decrypt nor forge inputs.
 """
 
 from __future__ import annotations

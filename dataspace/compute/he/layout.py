@@ -54,6 +54,12 @@ computed by the worker after rotating each tail to slot 0 and folded by the cust
 ``tail_rows`` slots only (``evaluation``). Layouts before version 3 keep their one-ciphertext
 totals and padded last chunks, and still load and compute as before.
 
+Every ciphertext a store holds (chunks and packs, at every version) is one TenSEAL vector message;
+stores built since seeding hold seeded symmetric ciphertexts (``seeded``: half the bytes), older
+ones full ciphertexts. The two load the same way, so the layout does not record which: a blob's
+hash is the hash of its bytes either way. The demo registry at 442 rows takes ~0.58 MB (~33
+bytes per value) seeded, 1.18 MB with full ciphertexts.
+
 The layout is custodian data (scales, low-cardinality values, exact bounds); ``view.public_view`` is
 what a consumer may see. Its JSON is stored with the store: ``from_json`` reads every layout ever
 written.

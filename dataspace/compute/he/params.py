@@ -17,18 +17,23 @@ rows to keep a factor-two margin for noise. Fresh-encryption error is ~2e-5 of a
 value per slot (measured); a sum of n rows carries absolute error ~ 2e-5 * sqrt(n) + 0.003 in
 normalised units (~0.02 at 1M rows, against a sum of up to 1M): counts decrypt to within
 0.05 of their integer and are rounded to it, sums to ~1e-6 relative unless they cancel out.
-Serialized ciphertexts take 28.8 bytes per value.
+Stored ciphertexts take 14.4 bytes per value (seeded, ``seeded``: the random second polynomial
+saved as its seed; a full ciphertext, as stores before seeding hold, takes 28.8).
 
 ``PRODUCTS`` (depth 1): primes (60, 40, 60), 160 bits in all, scale 2^40. A ct x ct product
 is left unrelinearised and unrescaled (size 3, scale 2^80) and decrypted as such by the
 custodian, so the data modulus q = 2^100 must hold 2^80 times the per-slot sum: 2^19 units
 of headroom per slot before the custodian folds the slots, i.e. products of normalised
 values over up to 2^19 * 4096 = 2^31 rows. Encoding precision at 2^40 is ~1e-12 relative;
-relative error of aggregates is dominated by the float64 fold (~1e-12). Serialized
-ciphertexts take 57.4 bytes per value.
+relative error of aggregates is dominated by the float64 fold (~1e-12). Stored ciphertexts take
+28.3 bytes per value (seeded; 57.4 full). A ciphertext is at least one per level in a store, so
+a store of one level's ciphertext takes ~59 KB (sums) or ~116 KB (products) however few rows it
+holds. Products of ciphertexts (size 3) exist only in results, never seeded.
 
 Measured (2-core machine, one process, symmetric encryption): encrypt + serialize one chunk
-of 4096 values takes ~2.0 ms for SUMS and ~3.1 ms for PRODUCTS.
+of 4096 values takes ~1.5 ms for SUMS and ~2.4 ms for PRODUCTS seeded (~1.5 and ~3.1 ms full:
+half the bytes to compress). Loading one costs ~0.2 ms (SUMS) / 0.2-0.6 ms (PRODUCTS, depending
+on the machine's load) more seeded, the seed's expansion (``bench/he.py``).
 """
 
 from __future__ import annotations

@@ -64,6 +64,10 @@ class StoreOptions:
     # (a padded last chunk and one ciphertext per total): kept so the tests can build the stores
     # written before packing and prove they still compute.
     pack: bool = True
+    # Seeded symmetric ciphertexts (``seeded``: about half the bytes, loaded unchanged). False
+    # writes full ciphertexts, as every store before them: kept so the tests and the benchmark
+    # can build those stores and prove they still load and compute.
+    seeded: bool = True
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _vector_message(ciphertext: bytes, size: int, scale: float) -> bytes:
+def vector_message(ciphertext: bytes, size: int, scale: float) -> bytes:
     """TenSEAL's ``CKKSVectorProto`` of one ciphertext: sizes (1, packed), ciphertexts (2), scale (3)."""
     sizes = _varint(size)
     return b"".join(
@@ -87,7 +87,7 @@ class Rotator:
             self._evaluator.rotate_vector_inplace(loaded, steps % self._params.slots, self._keys)
             loaded.save(str(target))
             data = target.read_bytes()
-        return ts.ckks_vector_from(self._context, _vector_message(data, vector.size(), self._params.scale))
+        return ts.ckks_vector_from(self._context, vector_message(data, vector.size(), self._params.scale))
 
 
 _rotators: OrderedDict[int, tuple[Any, Rotator]] = OrderedDict()
