@@ -104,6 +104,7 @@ class OpeningReader(io.RawIOBase):
         self._pos = 0
         self._cached_index = -1
         self._cached = b""
+        self._authenticated: set[int] = set()
 
     @property
     def size(self) -> int:
@@ -133,13 +134,14 @@ class OpeningReader(io.RawIOBase):
             except InvalidTag:
                 raise BlobTamperedError(f"sealed blob failed authentication at chunk {index}") from None
             self._cached_index = index
+            self._authenticated.add(index)
         return self._cached
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         filled = 0
         while filled < len(buffer) and self._pos < self._size:
             index, offset = divmod(self._pos, self._chunk_size)
-            piece = self._chunk(index)[offset : offset + len(buffer) - filled]
+            piece = memoryview(self._chunk(index))[offset : offset + len(buffer) - filled]
             buffer[filled : filled + len(piece)] = piece
             filled += len(piece)
             self._pos += len(piece)
@@ -149,6 +151,14 @@ class OpeningReader(io.RawIOBase):
         """Yields the whole plaintext chunk by chunk, from the start (sequential, no re-reads)."""
         for index in range(self._chunks):
             yield self._chunk(index)
+
+    def authenticate_unread(self) -> int:
+        """Authenticates every chunk no read has yet; returns how many that took. A reader that
+        went through the whole plaintext has nothing left: no second decryption pass."""
+        unread = [index for index in range(self._chunks) if index not in self._authenticated]
+        for index in unread:
+            self._chunk(index)
+        return len(unread)
 
     def close(self) -> None:
         self._source.close()
