@@ -29,6 +29,7 @@ PARQUET_BATCH_ROWS = 64_000
 MAX_COLUMNS = 1_000
 CATEGORICAL_MAX_VALUES = 64
 HEAD_BYTES = 1 << 20
+_PROBE_ROWS = 4_096
 COLUMN_NAME = re.compile(r"^[^\W\d][\w .\-]{0,63}$")
 DELIMITERS = {",", ";", "\t", "|"}
 
@@ -121,7 +122,17 @@ class _ColumnAccumulator:
         self.nulls += array.null_count
         # Integers too (ISSUE-15): a provider may declare integer codes categorical.
         if self.distinct is not None and (_is_stringlike(array.type) or pa.types.is_integer(array.type)):
-            values = pc.unique(array.dictionary_decode() if pa.types.is_dictionary(array.type) else array)
+            if pa.types.is_dictionary(array.type):
+                array = array.dictionary_decode()
+            # A segment holds many rows: an identifier column shows it is no category within its
+            # first few thousand, without hashing or copying the rest into Python.
+            if _distinct_count(pc.unique(array.slice(0, _PROBE_ROWS))) > CATEGORICAL_MAX_VALUES:
+                self.distinct = None
+                return
+            values = pc.unique(array)
+            if _distinct_count(values) > CATEGORICAL_MAX_VALUES:
+                self.distinct = None
+                return
             if pa.types.is_integer(values.type):
                 values = pc.cast(values, pa.string())  # the spelling reading.py gives them
             self.distinct.update(v for v in values.to_pylist() if v is not None)
@@ -157,6 +168,10 @@ class _ColumnAccumulator:
                 details={"column": self.name, "type": wanted},
             )
         return wanted
+
+
+def _distinct_count(unique: pa.Array) -> int:
+    return len(unique) - unique.null_count
 
 
 def _is_stringlike(arrow_type: pa.DataType) -> bool:
