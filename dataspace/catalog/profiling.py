@@ -171,7 +171,7 @@ class _ColumnAccumulator:
 
 
 def _distinct_count(unique: pa.Array) -> int:
-    return len(unique) - unique.null_count
+    return int(len(unique) - unique.null_count)
 
 
 def _is_stringlike(arrow_type: pa.DataType) -> bool:

@@ -89,3 +89,23 @@ def test_wrong_key_is_detected() -> None:
 def test_garbage_header_is_rejected() -> None:
     with pytest.raises(BlobTamperedError):
         open_(b"not a sealed blob at all, just bytes")
+
+
+def test_authenticate_unread_checks_only_what_no_read_covered() -> None:
+    plaintext = os.urandom(5 * CHUNK + 3)
+    whole = open_(seal(plaintext))
+    assert whole.read() == plaintext
+    assert whole.authenticate_unread() == 0  # read to the end: no second pass
+    partial = open_(seal(plaintext))
+    partial.seek(2 * CHUNK)
+    partial.read(CHUNK)
+    assert partial.authenticate_unread() == 5
+
+
+def test_authenticate_unread_finds_tampering_in_a_chunk_never_read() -> None:
+    sealed = bytearray(seal(os.urandom(4 * CHUNK)))
+    sealed[HEADER.size + 3 * (CHUNK + TAG_SIZE) + 2] ^= 1  # inside the fourth chunk
+    reader = open_(bytes(sealed))
+    assert len(reader.read(CHUNK)) == CHUNK
+    with pytest.raises(BlobTamperedError, match="chunk 3"):
+        reader.authenticate_unread()
