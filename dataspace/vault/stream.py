@@ -58,15 +58,27 @@ class SealingWriter:
         sink.write(self._header)
 
     def write(self, data: bytes | memoryview) -> int:
-        self._buffer += data
-        self.plain_bytes += len(data)
-        # Keep at least one byte buffered so the true last chunk is sealed with the last flag.
-        while len(self._buffer) > self._chunk_size:
-            self._seal(bytes(self._buffer[: self._chunk_size]), last=False)
-            del self._buffer[: self._chunk_size]
-        return len(data)
+        view = memoryview(data).cast("B")
+        written = len(view)
+        self.plain_bytes += written
+        # A full chunk is sealed only once more data follows it, so the true last chunk is sealed
+        # with the last flag (by close). Whole chunks are sealed straight from the caller's bytes:
+        # only a chunk split across writes is copied.
+        if self._buffer:
+            take = min(self._chunk_size - len(self._buffer), len(view))
+            self._buffer += view[:take]
+            view = view[take:]
+            if not view:
+                return written
+            self._seal(self._buffer, last=False)
+            self._buffer = bytearray()
+        while len(view) > self._chunk_size:
+            self._seal(view[: self._chunk_size], last=False)
+            view = view[self._chunk_size :]
+        self._buffer += view
+        return written
 
-    def _seal(self, chunk: bytes, *, last: bool) -> None:
+    def _seal(self, chunk: bytes | bytearray | memoryview, *, last: bool) -> None:
         self._sink.write(self._aead.encrypt(_nonce(self._prefix, self._index, last), chunk, self._aad))
         self._index += 1
 

@@ -109,3 +109,18 @@ def test_authenticate_unread_finds_tampering_in_a_chunk_never_read() -> None:
     assert len(reader.read(CHUNK)) == CHUNK
     with pytest.raises(BlobTamperedError, match="chunk 3"):
         reader.authenticate_unread()
+
+
+@pytest.mark.parametrize("write_size", [1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 2])
+@pytest.mark.parametrize("size", [0, CHUNK, 2 * CHUNK, 4 * CHUNK + 9])
+def test_round_trip_whatever_the_write_sizes(size: int, write_size: int) -> None:
+    # Whole chunks are sealed straight from the caller's bytes, split ones through the buffer.
+    plaintext = os.urandom(size)
+    sink = io.BytesIO()
+    writer = SealingWriter(sink, key=KEY, blob_name="blob", chunk_size=CHUNK)
+    for start in range(0, size, write_size):
+        writer.write(memoryview(plaintext)[start : start + write_size])
+    writer.close()
+    sealed = sink.getvalue()
+    assert len(sealed) == HEADER.size + size + max(1, -(-size // CHUNK)) * TAG_SIZE
+    assert open_(sealed).read() == plaintext
