@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -321,7 +322,7 @@ def _csv_error(exc: pa.ArrowInvalid) -> IngestError:
     return IngestError("The file could not be parsed as CSV.", code=ErrorCode.MALFORMED_CSV)
 
 
-def _segments(stream: BinaryIO, segment_bytes: int) -> Iterator[memoryview]:
+def _segments(stream: BinaryIO, segment_bytes: int) -> Generator[memoryview, None, None]:
     """The stream in pieces of about ``segment_bytes``, each ending just after a newline (the last
     one where the stream ends). pyarrow's chunker, with newlines_in_values off, cuts its own blocks
     at any newline, so a cut here is one more of the same kind."""
@@ -395,26 +396,42 @@ def _profile_csv_segments(
     types: dict[str, pa.DataType] = dict(overrides)
     accumulators: list[_ColumnAccumulator] = []
     rows = consumed = 0
-    for segment in _segments(stream, CSV_SEGMENT_BYTES):
-        consumed += len(segment)
-        for _attempt in range(2 * MAX_COLUMNS + 1):
-            try:
-                table = _read_segment(segment, names, types, parse_options)
-                break
-            except pa.ArrowInvalid as exc:
-                _widen(exc, names or header, types, overrides, accumulators)
-        else:
-            raise IngestError("The column types could not be settled.", code=ErrorCode.MALFORMED_CSV)
-        if names is None:
-            names = table.schema.names
-            types = {f.name: f.type for f in table.schema}
-            accumulators = [_ColumnAccumulator(name) for name in names]
-        rows += table.num_rows
-        for accumulator, column in zip(accumulators, table.columns, strict=True):
-            accumulator.add(column)
-        del table
-        if on_progress is not None and size:
-            on_progress(min(consumed / size, 1.0))
+    segments = _segments(stream, CSV_SEGMENT_BYTES)
+    # pyarrow parses with the GIL released; meanwhile one helper thread reads (so decrypts and
+    # authenticates) the next segment and counts the previous one's values, in that order.
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-ingest") as helper:
+            upcoming = helper.submit(next, segments, None)
+            counting: Future[None] | None = None
+            while (segment := upcoming.result()) is not None:
+                upcoming = helper.submit(next, segments, None)
+                consumed += len(segment)
+                for _attempt in range(2 * MAX_COLUMNS + 1):
+                    try:
+                        table = _read_segment(segment, names, types, parse_options)
+                        break
+                    except pa.ArrowInvalid as exc:
+                        if counting is not None:
+                            counting.result()  # widening looks at what was counted so far
+                        _widen(exc, names or header, types, overrides, accumulators)
+                else:
+                    raise IngestError("The column types could not be settled.", code=ErrorCode.MALFORMED_CSV)
+                if names is None:
+                    names = table.schema.names
+                    types = {f.name: f.type for f in table.schema}
+                    accumulators = [_ColumnAccumulator(name) for name in names]
+                rows += table.num_rows
+                if counting is not None:
+                    counting.result()
+                counting = helper.submit(_count, accumulators, table)
+                del table, segment
+                if on_progress is not None and size:
+                    on_progress(min(consumed / size, 1.0))
+            if counting is not None:
+                counting.result()
+    finally:
+        # The helper has stopped (the executor waited for it): nothing reads the stream now.
+        segments.close()
     if ragged.seen:
         raise _ragged_error(stream, delimiter, names or [])
     if names is None:
@@ -427,6 +444,11 @@ def _profile_csv_segments(
     if rows == 0:
         raise IngestError("The file has a header but no rows.", code=ErrorCode.NO_ROWS)
     return TableProfile(rows, [acc.finish(types[acc.name], rows, wanted.get(acc.name)) for acc in accumulators])
+
+
+def _count(accumulators: list[_ColumnAccumulator], table: pa.Table) -> None:
+    for accumulator, column in zip(accumulators, table.columns, strict=True):
+        accumulator.add(column)
 
 
 def _widen(
