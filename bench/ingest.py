@@ -156,8 +156,8 @@ def main() -> None:
     notes = (
         f"CSV {size_mb:.1f} MB for 1M rows; best of 3 alternating runs; each step in its own process, timing its "
         "second pass (steady state). Peak RSS includes Django and pyarrow (see the RSS-before-ingest line). "
-        f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after: ingest parses on both cores "
-        "and pandas on one, so other load on the machine narrows ingest's edge."
+        f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after: the ratio moves with it "
+        "(ingest parses on both cores, pandas on one; load slows both, not alike)."
     )
     print(write_result("ingest", metrics, notes))
 
