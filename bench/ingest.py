@@ -94,6 +94,7 @@ def main() -> None:
     import django
 
     django.setup()
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="redlake-bench-"))
     try:
         csv_1m, csv_3m = work / "registry-1m.csv", work / "registry-3m.csv"
@@ -111,6 +112,7 @@ def main() -> None:
         pandas_big = run_step(PANDAS_STEP, csv_3m, work / "var-p3m")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    load_after = os.getloadavg()[0]
 
     metrics = [
         metric(
@@ -153,7 +155,9 @@ def main() -> None:
     ]
     notes = (
         f"CSV {size_mb:.1f} MB for 1M rows; best of 3 alternating runs; each step in its own process, timing its "
-        "second pass (steady state). Peak RSS includes Django and pyarrow (see the RSS-before-ingest line)."
+        "second pass (steady state). Peak RSS includes Django and pyarrow (see the RSS-before-ingest line). "
+        f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after: the ratio moves with it "
+        "(ingest parses on both cores, pandas on one; load slows both, not alike)."
     )
     print(write_result("ingest", metrics, notes))
 

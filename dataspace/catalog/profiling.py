@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -22,11 +23,14 @@ import pyarrow.parquet as pq
 
 from dataspace.errors import DomainError, ErrorCode
 
-CSV_BLOCK_BYTES = 1 << 20  # pyarrow's streaming reader was fastest here at 0.5-2 MiB blocks
+CSV_BLOCK_BYTES = 1 << 20  # pyarrow's unit of work per thread within a segment
+# Parsed on all cores one at a time: 8-32 MiB measured alike on the 1M-row file; 8 keeps the peak lowest.
+CSV_SEGMENT_BYTES = 8 << 20
 PARQUET_BATCH_ROWS = 64_000
 MAX_COLUMNS = 1_000
 CATEGORICAL_MAX_VALUES = 64
 HEAD_BYTES = 1 << 20
+_PROBE_ROWS = 4_096
 COLUMN_NAME = re.compile(r"^[^\W\d][\w .\-]{0,63}$")
 DELIMITERS = {",", ";", "\t", "|"}
 
@@ -119,7 +123,17 @@ class _ColumnAccumulator:
         self.nulls += array.null_count
         # Integers too (ISSUE-15): a provider may declare integer codes categorical.
         if self.distinct is not None and (_is_stringlike(array.type) or pa.types.is_integer(array.type)):
-            values = pc.unique(array.dictionary_decode() if pa.types.is_dictionary(array.type) else array)
+            if pa.types.is_dictionary(array.type):
+                array = array.dictionary_decode()
+            # A segment holds many rows: an identifier column shows it is no category within its
+            # first few thousand, without hashing or copying the rest into Python.
+            if _distinct_count(pc.unique(array.slice(0, _PROBE_ROWS))) > CATEGORICAL_MAX_VALUES:
+                self.distinct = None
+                return
+            values = pc.unique(array)
+            if _distinct_count(values) > CATEGORICAL_MAX_VALUES:
+                self.distinct = None
+                return
             if pa.types.is_integer(values.type):
                 values = pc.cast(values, pa.string())  # the spelling reading.py gives them
             self.distinct.update(v for v in values.to_pylist() if v is not None)
@@ -155,6 +169,10 @@ class _ColumnAccumulator:
                 details={"column": self.name, "type": wanted},
             )
         return wanted
+
+
+def _distinct_count(unique: pa.Array) -> int:
+    return int(len(unique) - unique.null_count)
 
 
 def _is_stringlike(arrow_type: pa.DataType) -> bool:
@@ -270,27 +288,22 @@ def profile_csv(
     if delimiter not in DELIMITERS:
         raise IngestError("The delimiter must be one of , ; | or a tab.", code=ErrorCode.MALFORMED_CSV)
     stream.seek(0)
-    _check_head(stream.read(64 * 1024), delimiter)
+    header = _check_head(stream.read(64 * 1024), delimiter)
     wanted = column_types or {}
     overrides: dict[str, pa.DataType] = {name: pa.string() for name, t in wanted.items() if t in _READ_AS_TEXT}
-    # Types are inferred from the first block; a later value that does not fit widens its column
-    # (integer -> float -> text) and the read starts over. At most two widenings per column.
-    for _attempt in range(2 * MAX_COLUMNS + 1):
+    # A column widened to text after earlier segments were counted as another type starts the
+    # read over, so its categories keep the file's spelling. At most one restart per column.
+    for _attempt in range(MAX_COLUMNS + 1):
         stream.seek(0)
         try:
-            return _profile_csv_once(stream, delimiter, overrides, size, on_progress, wanted)
-        except pa.ArrowInvalid as exc:
-            match = _CONVERSION_ERROR.search(str(exc))
-            if match is None:
-                raise _csv_error(exc) from None
-            column, target = int(match.group(1)), match.group(2)
-            if target == "string":
-                raise IngestError(
-                    "A text column holds bytes that are not valid UTF-8.", code=ErrorCode.INVALID_ENCODING
-                ) from None
-            wider = _WIDER.get(target, pa.string())
-            overrides[_column_names(stream, delimiter)[column]] = wider
+            return _profile_csv_segments(stream, delimiter, header, overrides, size, on_progress, wanted)
+        except _ReadAgain:
+            continue
     raise IngestError("The column types could not be settled.", code=ErrorCode.MALFORMED_CSV)
+
+
+class _ReadAgain(Exception):
+    """A column was widened to text after earlier segments had counted it as another type."""
 
 
 def _column_names(stream: BinaryIO, delimiter: str) -> list[str]:
@@ -309,43 +322,183 @@ def _csv_error(exc: pa.ArrowInvalid) -> IngestError:
     return IngestError("The file could not be parsed as CSV.", code=ErrorCode.MALFORMED_CSV)
 
 
-def _profile_csv_once(
+def _segments(stream: BinaryIO, segment_bytes: int) -> Generator[memoryview, None, None]:
+    """The stream in pieces of about ``segment_bytes``, each ending just after a newline (the last
+    one where the stream ends). pyarrow's chunker, with newlines_in_values off, cuts its own blocks
+    at any newline, so a cut here is one more of the same kind."""
+    carry = b""
+    while True:
+        buffer = bytearray(len(carry) + segment_bytes)
+        buffer[: len(carry)] = carry
+        view = memoryview(buffer)
+        filled = len(carry)
+        while filled < len(buffer):
+            got = stream.readinto(view[filled:])  # type: ignore[attr-defined]
+            if not got:
+                break
+            filled += got
+        if filled < len(buffer):  # the end of the stream
+            if filled:
+                yield view[:filled]
+            return
+        cut = buffer.rfind(b"\n") + 1
+        if cut == 0:  # a line longer than a segment: read on until it ends
+            carry = bytes(buffer)
+            continue
+        carry = bytes(view[cut:])
+        yield view[:cut]
+
+
+def _read_segment(
+    segment: memoryview,
+    names: list[str] | None,
+    types: dict[str, pa.DataType],
+    parse_options: pa_csv.ParseOptions,
+) -> pa.Table:
+    # The first segment carries the header; the others get its names, and every column's type
+    # as settled so far, so all segments yield one schema.
+    read_options = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=True, column_names=names)
+    return pa_csv.read_csv(
+        pa.BufferReader(pa.py_buffer(segment)),
+        read_options=read_options,
+        parse_options=parse_options,
+        convert_options=pa_csv.ConvertOptions(column_types=types, strings_can_be_null=True),
+    )
+
+
+@dataclass
+class _RaggedSeen:
+    """Threaded parsing reports ragged rows without their line; whether there were any is enough
+    here, the serial pass on the error path (``_ragged_error``) finds the count and first line."""
+
+    seen: bool = False
+
+    def __call__(self, row: Any) -> str:
+        self.seen = True
+        return "skip"
+
+
+def _profile_csv_segments(
     stream: BinaryIO,
     delimiter: str,
+    header: list[str],
     overrides: dict[str, pa.DataType],
     size: int,
     on_progress: ProgressCallback | None,
     wanted: dict[str, str],
 ) -> TableProfile:
-    ragged = _RaggedRows()
-    reader = pa_csv.open_csv(
-        stream,
-        # Serial parsing is what lets pyarrow report the line number of a ragged row.
-        read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-        parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged),
-        convert_options=pa_csv.ConvertOptions(column_types=overrides, strings_can_be_null=True),
-    )
-    names = reader.schema.names
-    accumulators = [_ColumnAccumulator(name) for name in names]
-    rows = 0
-    for batch in reader:
-        rows += batch.num_rows
-        for accumulator, column in zip(accumulators, batch.columns, strict=True):
-            accumulator.add(column)
-        if on_progress is not None and size:
-            on_progress(min(stream.tell() / size, 1.0))
-    ragged.raise_if_any()
-    for arrow_field in reader.schema:
-        if pa.types.is_binary(arrow_field.type):
+    # Line-aligned segments, each parsed on all cores: memory stays at a few segments whatever
+    # the file's size. Types are inferred from the first segment; a later value that does not fit
+    # widens its column (integer -> float -> text) and that segment is parsed again.
+    ragged = _RaggedSeen()
+    parse_options = pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged)
+    names: list[str] | None = None
+    types: dict[str, pa.DataType] = dict(overrides)
+    accumulators: list[_ColumnAccumulator] = []
+    rows = consumed = 0
+    segments = _segments(stream, CSV_SEGMENT_BYTES)
+    # pyarrow parses with the GIL released; meanwhile one helper thread reads (so decrypts and
+    # authenticates) the next segment and counts the previous one's values, in that order.
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-ingest") as helper:
+            upcoming = helper.submit(next, segments, None)
+            counting: Future[None] | None = None
+            while (segment := upcoming.result()) is not None:
+                upcoming = helper.submit(next, segments, None)
+                consumed += len(segment)
+                for _attempt in range(2 * MAX_COLUMNS + 1):
+                    try:
+                        table = _read_segment(segment, names, types, parse_options)
+                        break
+                    except pa.ArrowInvalid as exc:
+                        if counting is not None:
+                            counting.result()  # widening looks at what was counted so far
+                        _widen(exc, names or header, types, overrides, accumulators)
+                else:
+                    raise IngestError("The column types could not be settled.", code=ErrorCode.MALFORMED_CSV)
+                if names is None:
+                    names = table.schema.names
+                    types = {f.name: f.type for f in table.schema}
+                    accumulators = [_ColumnAccumulator(name) for name in names]
+                rows += table.num_rows
+                if counting is not None:
+                    counting.result()
+                counting = helper.submit(_count, accumulators, table)
+                del table, segment
+                if on_progress is not None and size:
+                    on_progress(min(consumed / size, 1.0))
+            if counting is not None:
+                counting.result()
+    finally:
+        # The helper has stopped (the executor waited for it): nothing reads the stream now.
+        segments.close()
+    if ragged.seen:
+        raise _ragged_error(stream, delimiter, names or [])
+    if names is None:
+        raise IngestError("The file is empty.", code=ErrorCode.FILE_EMPTY)
+    for name in names:
+        if pa.types.is_binary(types[name]):
             raise IngestError(
-                f"Column {arrow_field.name!r} holds bytes that are not valid UTF-8 text.",
-                code=ErrorCode.INVALID_ENCODING,
+                f"Column {name!r} holds bytes that are not valid UTF-8 text.", code=ErrorCode.INVALID_ENCODING
             )
     if rows == 0:
         raise IngestError("The file has a header but no rows.", code=ErrorCode.NO_ROWS)
-    return TableProfile(
-        rows, [acc.finish(f.type, rows, wanted.get(f.name)) for acc, f in zip(accumulators, reader.schema, strict=True)]
+    return TableProfile(rows, [acc.finish(types[acc.name], rows, wanted.get(acc.name)) for acc in accumulators])
+
+
+def _count(accumulators: list[_ColumnAccumulator], table: pa.Table) -> None:
+    for accumulator, column in zip(accumulators, table.columns, strict=True):
+        accumulator.add(column)
+
+
+def _widen(
+    exc: pa.ArrowInvalid,
+    names: list[str],
+    types: dict[str, pa.DataType],
+    overrides: dict[str, pa.DataType],
+    accumulators: list[_ColumnAccumulator],
+) -> None:
+    """Widens the column a conversion error names, or raises what the error means."""
+    match = _CONVERSION_ERROR.search(str(exc))
+    if match is None:
+        raise _csv_error(exc) from None
+    column, target = int(match.group(1)), match.group(2)
+    if target == "string":
+        raise IngestError(
+            "A text column holds bytes that are not valid UTF-8.", code=ErrorCode.INVALID_ENCODING
+        ) from None
+    name = names[column]
+    wider = _WIDER.get(target, pa.string())
+    types[name] = wider
+    if not pa.types.is_string(wider):
+        overrides[name] = wider
+        return  # integer -> float: what earlier segments counted (nulls) holds for floats too
+    overrides[name] = wider
+    counted = next((acc for acc in accumulators if acc.name == name), None)
+    if counted is not None and counted.distinct is not None:
+        # Categories must keep the file's spelling ("007", not 7): read the file again as text.
+        raise _ReadAgain
+    # Past the category cap (or nothing counted yet): only nulls were kept, and they are the same.
+
+
+def _ragged_error(stream: BinaryIO, delimiter: str, names: list[str]) -> IngestError:
+    """The error path only: a serial pass, every column read as bytes so nothing but the row
+    shapes can fail, gives the count of ragged rows and the line of the first."""
+    stream.seek(0)
+    ragged = _RaggedRows()
+    reader = pa_csv.open_csv(
+        stream,
+        read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+        parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged),
+        convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.binary())),
     )
+    for _batch in reader:
+        pass
+    try:
+        ragged.raise_if_any()
+    except IngestError as exc:
+        return exc
+    return IngestError("Rows have the wrong number of fields.", code=ErrorCode.RAGGED_ROWS)
 
 
 # Parquet

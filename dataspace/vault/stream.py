@@ -58,15 +58,27 @@ class SealingWriter:
         sink.write(self._header)
 
     def write(self, data: bytes | memoryview) -> int:
-        self._buffer += data
-        self.plain_bytes += len(data)
-        # Keep at least one byte buffered so the true last chunk is sealed with the last flag.
-        while len(self._buffer) > self._chunk_size:
-            self._seal(bytes(self._buffer[: self._chunk_size]), last=False)
-            del self._buffer[: self._chunk_size]
-        return len(data)
+        view = memoryview(data).cast("B")
+        written = len(view)
+        self.plain_bytes += written
+        # A full chunk is sealed only once more data follows it, so the true last chunk is sealed
+        # with the last flag (by close). Whole chunks are sealed straight from the caller's bytes:
+        # only a chunk split across writes is copied.
+        if self._buffer:
+            take = min(self._chunk_size - len(self._buffer), len(view))
+            self._buffer += view[:take]
+            view = view[take:]
+            if not view:
+                return written
+            self._seal(self._buffer, last=False)
+            self._buffer = bytearray()
+        while len(view) > self._chunk_size:
+            self._seal(view[: self._chunk_size], last=False)
+            view = view[self._chunk_size :]
+        self._buffer += view
+        return written
 
-    def _seal(self, chunk: bytes, *, last: bool) -> None:
+    def _seal(self, chunk: bytes | bytearray | memoryview, *, last: bool) -> None:
         self._sink.write(self._aead.encrypt(_nonce(self._prefix, self._index, last), chunk, self._aad))
         self._index += 1
 
@@ -104,6 +116,7 @@ class OpeningReader(io.RawIOBase):
         self._pos = 0
         self._cached_index = -1
         self._cached = b""
+        self._authenticated: set[int] = set()
 
     @property
     def size(self) -> int:
@@ -133,13 +146,14 @@ class OpeningReader(io.RawIOBase):
             except InvalidTag:
                 raise BlobTamperedError(f"sealed blob failed authentication at chunk {index}") from None
             self._cached_index = index
+            self._authenticated.add(index)
         return self._cached
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         filled = 0
         while filled < len(buffer) and self._pos < self._size:
             index, offset = divmod(self._pos, self._chunk_size)
-            piece = self._chunk(index)[offset : offset + len(buffer) - filled]
+            piece = memoryview(self._chunk(index))[offset : offset + len(buffer) - filled]
             buffer[filled : filled + len(piece)] = piece
             filled += len(piece)
             self._pos += len(piece)
@@ -149,6 +163,14 @@ class OpeningReader(io.RawIOBase):
         """Yields the whole plaintext chunk by chunk, from the start (sequential, no re-reads)."""
         for index in range(self._chunks):
             yield self._chunk(index)
+
+    def authenticate_unread(self) -> int:
+        """Authenticates every chunk no read has yet; returns how many that took. A reader that
+        went through the whole plaintext has nothing left: no second decryption pass."""
+        unread = [index for index in range(self._chunks) if index not in self._authenticated]
+        for index in unread:
+            self._chunk(index)
+        return len(unread)
 
     def close(self) -> None:
         self._source.close()

@@ -14,6 +14,11 @@ import pytest
 from django.core.management import call_command
 from django.test import override_settings
 
+from dataspace.accounts.models import Role
+from dataspace.accounts.services import user_create
+from dataspace.catalog import services
+from dataspace.catalog.models import Dataset, Ingest
+from dataspace.catalog.uploads import seal_chunks
 from dataspace.errors import ErrorCode
 from dataspace.vault import kek, keyrings
 from dataspace.vault import services as vault
@@ -162,3 +167,22 @@ def test_small_secret_round_trip() -> None:
     assert vault.secret_open(data_key=data_key, sealed=sealed) == b"\x01" * 32
     with pytest.raises(vault.VaultIntegrityError):
         vault.secret_open(data_key=data_key, sealed=sealed[:-1] + bytes([sealed[-1] ^ 1]))
+
+
+def test_an_upload_tampered_after_its_head_fails_its_ingest_and_leaves_nothing(isolated_vault: Path) -> None:
+    # Issue 14: the ingest authenticates chunks as the parser reads them (on a helper thread) and
+    # no longer decrypts the blob a second time; a chunk far past the head must still be caught.
+    provider = user_create(username="tamper", password="tamper-password-1", roles=[Role.PROVIDER])
+    content = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i % 7) for i in range(600_000))
+    upload = seal_chunks([content], name="t.csv")
+    ingest = services.ingest_start(provider=provider, upload=upload, metadata=services.DatasetMetadata(title="t"))
+    path = isolated_vault / "blobs" / upload.blob_name
+    raw = bytearray(path.read_bytes())
+    raw[-100] ^= 1  # in the last chunk: the head check never read it
+    path.write_bytes(bytes(raw))
+    assert services.ingest_run(ingest_id=ingest.id) is None
+    failed = Ingest.objects.get(pk=ingest.id)
+    assert (failed.status, failed.error_code) == (Ingest.Status.FAILED, ErrorCode.BLOB_TAMPERED)
+    assert not path.exists()
+    assert not Dataset.objects.exists()
+    assert not DataKey.objects.filter(pk=ingest.data_key_id).exists()

@@ -89,3 +89,38 @@ def test_wrong_key_is_detected() -> None:
 def test_garbage_header_is_rejected() -> None:
     with pytest.raises(BlobTamperedError):
         open_(b"not a sealed blob at all, just bytes")
+
+
+def test_authenticate_unread_checks_only_what_no_read_covered() -> None:
+    plaintext = os.urandom(5 * CHUNK + 3)
+    whole = open_(seal(plaintext))
+    assert whole.read() == plaintext
+    assert whole.authenticate_unread() == 0  # read to the end: no second pass
+    partial = open_(seal(plaintext))
+    partial.seek(2 * CHUNK)
+    partial.read(CHUNK)
+    assert partial.authenticate_unread() == 5
+
+
+def test_authenticate_unread_finds_tampering_in_a_chunk_never_read() -> None:
+    sealed = bytearray(seal(os.urandom(4 * CHUNK)))
+    sealed[HEADER.size + 3 * (CHUNK + TAG_SIZE) + 2] ^= 1  # inside the fourth chunk
+    reader = open_(bytes(sealed))
+    assert len(reader.read(CHUNK)) == CHUNK
+    with pytest.raises(BlobTamperedError, match="chunk 3"):
+        reader.authenticate_unread()
+
+
+@pytest.mark.parametrize("write_size", [1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 2])
+@pytest.mark.parametrize("size", [0, CHUNK, 2 * CHUNK, 4 * CHUNK + 9])
+def test_round_trip_whatever_the_write_sizes(size: int, write_size: int) -> None:
+    # Whole chunks are sealed straight from the caller's bytes, split ones through the buffer.
+    plaintext = os.urandom(size)
+    sink = io.BytesIO()
+    writer = SealingWriter(sink, key=KEY, blob_name="blob", chunk_size=CHUNK)
+    for start in range(0, size, write_size):
+        writer.write(memoryview(plaintext)[start : start + write_size])
+    writer.close()
+    sealed = sink.getvalue()
+    assert len(sealed) == HEADER.size + size + max(1, -(-size // CHUNK)) * TAG_SIZE
+    assert open_(sealed).read() == plaintext
