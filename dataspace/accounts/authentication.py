@@ -16,6 +16,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.dateparse import parse_datetime
+from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from knox.crypto import hash_token
 from knox.models import AuthToken
@@ -74,3 +75,9 @@ class TokenAuthentication(KnoxTokenAuthentication):  # type: ignore[misc]  # kno
             auth_token._state.adding, auth_token._state.db = False, user._state.db
             return user, auth_token
         raise exceptions.AuthenticationFailed(_INVALID)
+
+
+class TokenScheme(KnoxTokenScheme):  # type: ignore[no-untyped-call]  # drf-spectacular registers extensions untyped
+    """The OpenAPI security scheme of these tokens: knox's, under its name (``knoxApiToken``)."""
+
+    target_class = "dataspace.accounts.authentication.TokenAuthentication"
