@@ -182,6 +182,7 @@ def measure(base: str, processes: list[subprocess.Popen[bytes]]) -> None:
     from pyarrow import csv as pa_csv
 
     from bench.common import metric, write_result
+    from bench.stack import FINISHED
     from dataspace.accounts.models import Role
     from dataspace.accounts.services import api_token_issue, user_create, wallet_create_custodial
     from dataspace.chain import agents, outbox
@@ -241,9 +242,7 @@ def measure(base: str, processes: list[subprocess.Popen[bytes]]) -> None:
                         body["epsilon"] = epsilon + run * 1e-3  # a new query each run: never cached
                     start = time.perf_counter()
                     job = consumer.post("/api/jobs/", json=body)
-                    done = consumer.wait(
-                        job["url"], lambda b: b["status"] in ("settled", "withheld", "refunded", "rejected")
-                    )
+                    done = consumer.wait(job["url"], lambda b: b["status"] in FINISHED)
                     latencies.append(time.perf_counter() - start)
                     assert done["status"] == "settled", done
                 p50 = statistics.median(latencies)

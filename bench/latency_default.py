@@ -26,7 +26,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.stack import Api, fresh_postgres_database, fresh_redis, port_open, running_platform, wait_job  # noqa: E402
+from bench.stack import (  # noqa: E402
+    Api,
+    demo_mean,
+    fresh_postgres_database,
+    fresh_redis,
+    port_open,
+    running_platform,
+    wait_job,
+)
 
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 POSTGRES_DB = "redlake_bench_latency"
@@ -43,13 +51,7 @@ def run_platform(label: str, extra_env: dict[str, str]) -> dict[str, Any]:
         latencies = []
         job_ids = []
         for run in range(RUNS + 1):  # the first job warms the processes up and is not counted
-            body = {
-                "agreement": agreement["id"],
-                "operation": "mean",
-                "params": {"column": "cost"},
-                "purpose": "research",
-                "epsilon": 0.01 + run * 1e-4,
-            }
+            body = demo_mean(agreement["id"], 0.01 + run * 1e-4)
             start = time.perf_counter()
             job = consumer.post("/api/jobs/", json=body)
             done = wait_job(consumer, job["url"])

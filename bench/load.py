@@ -25,7 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import metric, write_result  # noqa: E402
-from bench.stack import Api, fresh_postgres_database, fresh_redis, port_open, running_platform, wait_job  # noqa: E402
+from bench.stack import (  # noqa: E402
+    Api,
+    demo_mean,
+    fresh_postgres_database,
+    fresh_redis,
+    port_open,
+    running_platform,
+    wait_job,
+)
 
 TOOLS = ROOT / ".venv-tools"
 LOCUST_VERSION = "2.47.0"
@@ -124,13 +132,7 @@ def sustained_jobs(consumer: Api) -> dict[str, float]:
                     return
                 submitted[0] += 1
             run += 1
-            body = {
-                "agreement": agreement["id"],
-                "operation": "mean",
-                "params": {"column": "cost"},
-                "purpose": "research",
-                "epsilon": 0.005 + index * 1e-4 + run * 1e-6,  # each a new query: no cached answer
-            }
+            body = demo_mean(agreement["id"], 0.005 + index * 1e-4 + run * 1e-6)  # each a new query: no cached answer
             start = time.perf_counter()
             done = wait_job(api, api.post("/api/jobs/", json=body)["url"], timeout=300)
             with lock:

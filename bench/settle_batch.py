@@ -31,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.stack import Api, fresh_postgres_database, fresh_redis, running_platform, wait_job  # noqa: E402
+from bench.stack import FINISHED, Api, demo_mean, fresh_postgres_database, fresh_redis, running_platform, wait_job  # noqa: E402
 
 JOBS = int(os.environ.get("BENCH_SETTLE_JOBS", "100"))
 SEQUENTIAL = int(os.environ.get("BENCH_SETTLE_SEQUENTIAL", "5"))
@@ -85,13 +85,7 @@ def run_configuration(label: str, size: int, wait: float) -> dict[str, Any]:
             time.sleep(0.2)
         urls = []
         for run in range(JOBS):
-            body = {
-                "agreement": fresh["id"],
-                "operation": "mean",
-                "params": {"column": "cost"},
-                "purpose": "research",
-                "epsilon": 0.01 + run * 1e-5,
-            }
+            body = demo_mean(fresh["id"], 0.01 + run * 1e-5)
             urls.append(consumer.post("/api/jobs/", json=body)["url"])
         done: dict[str, Any] = {}
         deadline = time.monotonic() + 60 + 10 * JOBS + wait
@@ -100,20 +94,14 @@ def run_configuration(label: str, size: int, wait: float) -> dict[str, Any]:
             for url in urls:
                 if url not in done:
                     body = consumer.get(url)
-                    if body["status"] in ("settled", "withheld", "refunded", "rejected"):
+                    if body["status"] in FINISHED:
                         done[url] = body
             time.sleep(0.2)
         jobs = list(done.values())
         assert all(job["status"] == "settled" for job in jobs), [j["status"] for j in jobs]
         lone: list[float] = []
         for run in range(SEQUENTIAL if wait <= SEQUENTIAL_MAX_WAIT else 0):
-            body = {
-                "agreement": fresh["id"],
-                "operation": "mean",
-                "params": {"column": "cost"},
-                "purpose": "research",
-                "epsilon": 0.02 + run * 1e-5,
-            }
+            body = demo_mean(fresh["id"], 0.02 + run * 1e-5)
             start = time.perf_counter()
             finished = wait_job(consumer, consumer.post("/api/jobs/", json=body)["url"], timeout=60 + wait)
             lone.append(time.perf_counter() - start)

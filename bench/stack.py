@@ -47,6 +47,21 @@ def fresh_redis(url: str) -> str:
     return url
 
 
+FINISHED = ("settled", "withheld", "refunded", "rejected")  # a job's final statuses
+
+
+def demo_mean(agreement_id: str, epsilon: float) -> dict[str, Any]:
+    """The body of a job asking the demo's mean of cost; a new epsilon makes it a new query (no
+    answer served again from an earlier one)."""
+    return {
+        "agreement": agreement_id,
+        "operation": "mean",
+        "params": {"column": "cost"},
+        "purpose": "research",
+        "epsilon": epsilon,
+    }
+
+
 class Api:
     """A REST client logged in as one of the demo users."""
 
@@ -123,7 +138,7 @@ def wait_job(api: Api, url: str, timeout: float = 120) -> Any:
     body: Any = None
     while time.monotonic() < deadline:
         body = api.get(url)
-        if body["status"] in ("settled", "withheld", "refunded", "rejected"):
+        if body["status"] in FINISHED:
             return body
         time.sleep(0.02)
     raise AssertionError(f"{url} did not finish: {body}")
