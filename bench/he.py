@@ -115,7 +115,8 @@ def step_size(kind: str, rows: int, pack: bool, seeded: bool = True) -> dict[str
     import dataclasses
 
     from dataspace.compute.he.encryption import encrypt_columns
-    from dataspace.compute.he.keys import generate_keys
+    from dataspace.compute.he.keys import store_keys
+    from dataspace.compute.he.params import Level
     from dataspace.compute.he.profiling import StoreOptions
     from dataspace.vault import blobs
 
@@ -136,7 +137,8 @@ def step_size(kind: str, rows: int, pack: bool, seeded: bool = True) -> dict[str
         def frames() -> Iterator[Any]:
             return batches(rows)
 
-    keys = {level: generate_keys(level) for level in ("sums", "products")}
+    # As the store builder chooses them: the small ring's sets up to SMALL_MAX_ROWS rows.
+    keys = store_keys(rows=rows, levels={Level.SUMS})
     layout = encrypt_columns(
         batches=frames,
         schema=schema,

@@ -19,7 +19,6 @@ from dataspace.catalog.public_profile import approximate_count
 from dataspace.chain.serializers import ChainWriteSerializer
 from dataspace.compute import job_requests, selectors
 from dataspace.compute.he.operations import REGISTRY
-from dataspace.compute.he.params import LEVELS
 from dataspace.compute.he.view import public_view
 from dataspace.compute.models import EncryptedStore, Job
 from dataspace.errors import DomainError, ErrorCode
@@ -354,7 +353,6 @@ class EncryptedStoreApi(APIView):
                     "multiplicative_depth": p.depth,
                     "security_bits": p.security_bits,
                 }
-                for level, p in LEVELS.items()
-                if level in layout.levels()
+                for level, p in ((level, layout.param_set(level)) for level in sorted(layout.levels()))
             }
         return Response(body)

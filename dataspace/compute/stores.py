@@ -143,8 +143,7 @@ def encrypted_store_build(*, dataset_id: uuid.UUID) -> EncryptedStore | None:
     dataset = catalog_selectors.dataset_get(dataset_id=dataset_id)
     options = _options(dataset)
     try:
-        levels = {Level.PRODUCTS} | set(options.levels.values())
-        key_pairs = {level: he_keys.generate_keys(level) for level in sorted(levels)}
+        key_pairs = he_keys.store_keys(rows=dataset.row_count, levels=set(options.levels.values()))
         columns = [c["name"] for c in dataset.schema]
 
         def batches() -> Iterator[pa.RecordBatch]:

@@ -217,10 +217,23 @@ def _ciphertext_bytes(vector: ts.CKKSVector) -> bytes:
 
 def test_the_layout_round_trips_and_every_version_loads(small: Built) -> None:
     data = json.loads(json.dumps(small.layout.to_json()))
-    assert data["version"] == 3
+    assert data["version"] == 4
+    assert data["params"] == {"products": "products", "sums": "sums"}  # built with N = 8192 keys
     assert StoreLayout.from_json(data) == small.layout
+    # Version 3 (written before the parameter sets were recorded) reads as the N = 8192 sets and
+    # writes itself again unchanged.
+    version3 = {key: value for key, value in data.items() if key != "params"} | {"version": 3}
+    old = StoreLayout.from_json(version3)
+    assert old.params == {}
+    assert old.param_set(Level.PRODUCTS) == LEVELS[Level.PRODUCTS]
+    assert old.to_json() == version3
+    for name, params in CASES[:6]:
+        released, reference, _ = run(dataclasses.replace(small, layout=old), name, params)
+        assert_close(released, reference, f"version 3 {name} {params}")
     with pytest.raises(ValueError, match="version"):
-        StoreLayout.from_json({**data, "version": 4})
+        StoreLayout.from_json({**data, "version": 5})
+    with pytest.raises(ValueError, match="parameter set"):
+        StoreLayout.from_json({**data, "params": {"products": "sums-4096"}})
 
 
 # ---------------------------------------------------------------- placement

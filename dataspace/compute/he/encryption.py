@@ -18,7 +18,10 @@ pass, from the same clamped series values, and encrypted the same way.
 A packed store (layout version 3, the default) writes only each series' full chunks to its blob
 and keeps its last ``rows % slots`` rows, its tail, in memory; once every series is done, the
 tails, the totals and the product totals are placed in packs (``packing``) and each pack is
-encrypted as one ciphertext.
+encrypted as one ciphertext. The keys' parameter sets (``KeyPair.params``) decide the ring: with
+the small sets (``params``, a store of at most ``SMALL_MAX_ROWS`` rows) every total goes to the
+sums-level packs, so sums-level keys are needed whatever the columns' levels; the layout records
+the sets (version 4).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from dataspace.compute.he.layout import (
     total_blob_name,
     value_key,
 )
-from dataspace.compute.he.params import LEVELS, Level
+from dataspace.compute.he.params import Level, small_ring
 from dataspace.compute.he.plaintext import (
     ABOVE_CELL,
     BELOW_CELL,
@@ -93,13 +96,24 @@ def encrypt_columns(
     written so far are deleted before it raises; no worker process outlives the call."""
     planned = plan_columns(schema, options, keys)
     levels_used = {entry.level for entry in planned}
+    params = {Level(level): pair.param_set for level, pair in keys.items()}
     for level in levels_used:
-        if rows > LEVELS[level].max_rows:
-            raise ValueError(f"{rows} rows exceed the {level.value!r} level's {LEVELS[level].max_rows}-row capacity")
-    slots = {LEVELS[level].slots for level in keys}
+        if rows > params[level].max_rows:
+            raise ValueError(
+                f"{rows} rows exceed the {params[level].name!r} parameter set's {params[level].max_rows}-row capacity"
+            )
+    slots = {p.slots for p in params.values()}
     if len(slots) != 1:
         raise ValueError("all levels must share one slot count")
     slot_count = slots.pop()
+    small = any(small_ring(p) for p in params.values())
+    if small and not options.pack:
+        raise ValueError("a small store (N = 4096) is written packed only")
+    if small and planned:
+        # Every total of a small store sits in a sums-level pack (``packing``): its keys are needed.
+        if Level.SUMS not in keys:
+            raise ValueError("a small store needs sums-level keys for its totals")
+        levels_used.add(Level.SUMS)
     secret = {level: pair.secret_context for level, pair in keys.items() if level in levels_used}
     with EncryptionWorkers(options.workers if planned else 1, secret, seeded=options.seeded) as workers:
         plans, profiled_rows = profile_columns(batches(), planned, options)
@@ -108,7 +122,16 @@ def encrypt_columns(
         in_flight_limit = 4 * max(1, options.workers)
         pairs = product_pairs(plans, options.group_by)
         series, products, packs = _encrypt_all(
-            batches, plans, pairs, workers.ready(), slot_count, blob_prefix, rows, in_flight_limit, options.pack
+            batches,
+            plans,
+            pairs,
+            workers.ready(),
+            slot_count,
+            blob_prefix,
+            rows,
+            in_flight_limit,
+            options.pack,
+            Level.SUMS if small else None,
         )
     return StoreLayout(
         rows=rows,
@@ -119,6 +142,8 @@ def encrypt_columns(
         products=products,
         packed=options.pack,
         packs=packs,
+        # Recorded with every packed store (version 4): the level of each blob names its set.
+        params={level: params[level].name for level in sorted(levels_used)} if options.pack else {},
     )
 
 
@@ -174,6 +199,7 @@ def _encrypt_all(
     rows: int,
     in_flight_limit: int,
     pack: bool,
+    totals_level: Level | None = None,
 ) -> tuple[dict[str, SeriesInfo], dict[str, ProductTotal], tuple[Pack, ...]]:
     """Every series of ``plans``, at most ``MAX_OPEN_SERIES`` per pass over the data, and the
     product totals of ``pairs`` (summed in the first pass); packed, the packs of their tails and totals."""
@@ -218,7 +244,7 @@ def _encrypt_all(
                     products = _write_products(pairs, sums, executor, blob_prefix)
         if pack:
             totals += [(product_key(a, b), plan.level, math.fsum(product_sums[a, b])) for plan, a, b in pairs]
-            assignment = packing.assign(slots=slots, rows=rows, tails=tails, totals=totals)
+            assignment = packing.assign(slots=slots, rows=rows, tails=tails, totals=totals, totals_level=totals_level)
             packs = _write_packs(assignment, executor, blob_prefix, slots, written)
             series = {
                 key: replace(info, tail=assignment.tails.get(key), total=assignment.totals[key])

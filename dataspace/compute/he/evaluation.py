@@ -38,8 +38,9 @@ from typing import Any
 
 import tenseal as ts
 
+from dataspace.compute.he.keys import context_param_set
 from dataspace.compute.he.layout import PackedSlot, StoreLayout, pack_key, product_key, total_key
-from dataspace.compute.he.params import LEVELS, Level
+from dataspace.compute.he.params import Level
 from dataspace.compute.he.result import Aggregate, EncryptedResult, OperationRejected
 from dataspace.compute.he.rotation import rotator
 from dataspace.compute.he.terms import Term
@@ -189,13 +190,20 @@ def _tails(
                 packs[slot.pack] = ts.ckks_vector_from(contexts[pack.level], _read_one(read, pack_key(slot.pack)))
             vector = packs[slot.pack]
             if slot.slot:
-                vector = rotator(contexts[pack.level], LEVELS[pack.level]).rotate(vector, slot.slot)
+                vector = rotator(contexts[pack.level], layout.param_set(pack.level)).rotate(vector, slot.slot)
             aligned[key] = vector
         return aligned[key]
 
     sums: dict[tuple[str, ...], Any] = {}
     accumulators: dict[str, Any] = {}
     for term in terms:
+        # Every slot of an aligned factor is a sum of as many stored values (each at most 1) as the
+        # factor has series, products of other rows included: their product must fit the set's
+        # headroom (``params``), or the slots the custodian folds would wrap around the modulus.
+        level = layout.series[term.factors[0].keys[0]].level
+        bound = math.prod(len(factor.keys) for factor in term.factors)
+        if bound > layout.param_set(level).slot_bound:
+            raise ValueError(f"term {term.name!r} adds up too many series for the {level.value!r} parameter set")
         values = []
         for factor in term.factors:
             if factor.keys not in sums:
@@ -288,7 +296,7 @@ def _expected_packed(terms: list[Term], layout: StoreLayout) -> dict[str, PartSh
             level=level,
             slots=layout.slots,
             size=2 if term.depth == 0 else 3,
-            scale=LEVELS[level].scale ** len(term.factors),
+            scale=layout.param_set(level).scale ** len(term.factors),
         )
         if layout.chunks:
             parts[term.name] = shape
@@ -301,7 +309,7 @@ def _expected_packed(terms: list[Term], layout: StoreLayout) -> dict[str, PartSh
             level=pack.level,
             slots=layout.slots,
             size=2,
-            scale=LEVELS[pack.level].scale,
+            scale=layout.param_set(pack.level).scale,
             sha256=pack.ciphertext_sha256,
         )
     return parts
@@ -323,7 +331,7 @@ def expected_parts(terms: list[Term], layout: StoreLayout) -> dict[str, PartShap
             slots=1 if folded else layout.slots,
             size=2 if folded else 3,
             # A product total was multiplied in plaintext: encrypted at the level's scale, once.
-            scale=LEVELS[level].scale ** (1 if folded else len(term.factors)),
+            scale=layout.param_set(level).scale ** (1 if folded else len(term.factors)),
         )
     return parts
 
@@ -343,6 +351,11 @@ def load_result(
     if set(result.parts) != set(expected) or set(result.folded) != set(expected):
         extra, missing = sorted(set(result.parts) - set(expected)), sorted(set(expected) - set(result.parts))
         raise _mismatch(f"parts not expected {extra}, parts missing {missing}")
+    for level in {shape.level for shape in expected.values()}:
+        # The custodian's own contexts must be of the sets its layout records (a small store's
+        # N = 4096 ones, or N = 8192): a ciphertext is then loaded only under its own parameters.
+        if context_param_set(contexts[level], level) != layout.param_set(level):
+            raise _mismatch(f"the {level.value!r} context is not of the layout's parameter set")
     vectors = {}
     for name, shape in expected.items():
         if result.folded[name] != shape.folded:

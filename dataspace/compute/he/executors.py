@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import tenseal as ts
 
-from dataspace.compute.he.keys import load_secret_context
-from dataspace.compute.he.params import LEVELS, Level
+from dataspace.compute.he.keys import context_param_set, load_secret_context
+from dataspace.compute.he.params import Level
 from dataspace.compute.he.seeded import SeededEncryptor, seeded_encryptor
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def _load_contexts(secret_contexts: dict[Level, bytes], seeded: bool) -> None:
     _clear_contexts()
     for level, data in secret_contexts.items():
         _contexts[level] = load_secret_context(data)
-        encryptor = seeded_encryptor(_contexts[level], LEVELS[level]) if seeded else None
+        encryptor = seeded_encryptor(_contexts[level], context_param_set(_contexts[level], level)) if seeded else None
         if encryptor is not None:
             _seeded[level] = encryptor
 

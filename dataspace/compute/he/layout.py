@@ -54,6 +54,13 @@ computed by the worker after rotating each tail to slot 0 and folded by the cust
 ``tail_rows`` slots only (``evaluation``). Layouts before version 3 keep their one-ciphertext
 totals and padded last chunks, and still load and compute as before.
 
+Version 4 is version 3 with the parameter set of each level recorded (``StoreLayout.params``, by
+name: ``params.PARAM_SETS``): every blob of a level is of its level's set, the one its keys are of.
+A store of at most ``params.SMALL_MAX_ROWS`` rows uses the N = 4096 sets (2,048 slots: its
+``slots``), and then keeps every total and product total, of either level, unscaled in its
+sums-level packs (``packing``); its products-level packs hold tails only. Layouts before version 4
+record none and use the N = 8192 sets. Unpacked layouts (version 2, tests only) are N = 8192 only.
+
 Every ciphertext a store holds (chunks and packs, at every version) is one TenSEAL vector message;
 stores built since seeding hold seeded symmetric ciphertexts (``seeded``: half the bytes), older
 ones full ciphertexts. The two load the same way, so the layout does not record which: a blob's
@@ -74,13 +81,14 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from dataspace.compute.he.params import Level
+from dataspace.compute.he.params import LEVELS, PARAM_SETS, Level, ParamSet
 
 MAX_CATEGORIES = 32
 # 2: bounds, contributors, low-cardinality values, the cells of a bucketed column;
-# 3: packed tails, totals and product totals (see the module docstring)
-LAYOUT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+# 3: packed tails, totals and product totals (see the module docstring);
+# 4: version 3 with the parameter set of each level recorded (small stores use N = 4096)
+LAYOUT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -422,6 +430,14 @@ class StoreLayout:
     products: dict[str, ProductTotal] = field(default_factory=dict)  # by ``product_key``
     packed: bool = False  # version 3: tails, totals and product totals packed (see the module docstring)
     packs: tuple[Pack, ...] = ()
+    # Version 4: the parameter set (``params.PARAM_SETS``) of each level's keys, so of every blob
+    # of that level. Empty before: every level then uses its N = 8192 set (``params.LEVELS``).
+    params: dict[Level, str] = field(default_factory=dict)
+
+    def param_set(self, level: Level | str) -> ParamSet:
+        """The parameter set of every blob (and key) of ``level`` in this store."""
+        name = self.params.get(Level(level))
+        return LEVELS[Level(level)] if name is None else PARAM_SETS[name]
 
     def column(self, name: str) -> ColumnPlan:
         for plan in self.columns:
@@ -455,10 +471,12 @@ class StoreLayout:
         return sum(plan.rho for plan in self.columns)
 
     def to_json(self) -> dict[str, Any]:
-        packed = {"packs": [pack.to_json() for pack in self.packs]} if self.packed else {}
+        packed: dict[str, Any] = {"packs": [pack.to_json() for pack in self.packs]} if self.packed else {}
+        if self.params:
+            packed["params"] = {level.value: name for level, name in sorted(self.params.items())}
         return {
             # A layout read from an older version writes that version again: its stored JSON is unchanged.
-            "version": LAYOUT_VERSION if self.packed else 2,
+            "version": LAYOUT_VERSION if self.params else 3 if self.packed else 2,
             "rows": self.rows,
             "slots": self.slots,
             "non_personal": self.non_personal,
@@ -488,6 +506,15 @@ class StoreLayout:
             series={key: SeriesInfo.from_json(info) for key, info in data["series"].items()},
             non_personal=bool(data.get("non_personal", non_personal if legacy else False)),
             products={p.key: p for p in map(ProductTotal.from_json, data.get("products", []))},
-            packed=version == 3,
+            packed=version in (3, 4),
             packs=tuple(Pack.from_json(p) for p in data.get("packs", [])),
+            params=_params_from_json(data.get("params", {})) if version == 4 else {},
         )
+
+
+def _params_from_json(data: dict[str, str]) -> dict[Level, str]:
+    params = {Level(level): str(name) for level, name in data.items()}
+    for level, name in params.items():
+        if name not in PARAM_SETS or PARAM_SETS[name].level != level:
+            raise ValueError(f"unknown parameter set {name!r} for the {level.value!r} level")
+    return params

@@ -15,6 +15,13 @@ value per slot, measured) times the scale, 0.013 at 2^24 rows, still well within
 Above ``SCALED_TOTALS_MAX_ROWS`` a products-level store keeps its totals unscaled in packs of their
 own, which no worker has reason to multiply. A sums-level pack is never multiplied: its totals are
 stored as they are, like the version-2 totals.
+
+A small store (N = 4096, ``params``) puts every total, of either level, and every product total in
+its sums-level packs, as they are (``totals_level``): the small products set's fresh error (~1.5e-5
+of a normalised value per slot) times a total scale of up to 2^10 would cost a count 0.015 and a
+sum ~1e-5 of its range, while the small sums set (scale 2^30) holds a total to ~5e-7. Its
+products-level packs then hold tails only. A total is read only by the custodian, at the slot its
+layout names, whatever the pack's level: which key encrypts it changes nothing else.
 """
 
 from __future__ import annotations
@@ -79,15 +86,25 @@ def assign(
     rows: int,
     tails: list[tuple[str, Level, np.ndarray]],
     totals: list[tuple[str, Level, float]],
+    totals_level: Level | None = None,
 ) -> Assignment:
     """Every tail (series key, level, its ``rows % slots`` values) and every total (series or
-    product key, level, its plaintext sum) placed; the packs' values are what is encrypted."""
+    product key, level, its plaintext sum) placed; the packs' values are what is encrypted. With
+    ``totals_level`` (sums only: a pack no worker multiplies), every total goes to that level's
+    packs, unscaled (a small store)."""
+    if totals_level not in (None, Level.SUMS):
+        raise ValueError("only sums-level packs may hold every total unscaled")
     out = Assignment()
     for key, level, values in tails:
         if not 0 < len(values) < slots:
             raise ValueError(f"the tail of {key!r} has {len(values)} values, not between 1 and {slots - 1}")
-        out.tails[key] = out._place(level, total_scale(level, rows), True, values, slots)
+        # Totals elsewhere (a small store): a pack of tails has no totals to scale.
+        scale = 1.0 if totals_level is not None else total_scale(level, rows)
+        out.tails[key] = out._place(level, scale, True, values, slots)
     for key, level, total in totals:
+        if totals_level is not None:
+            out.totals[key] = out._place(totals_level, 1.0, True, np.array([total]), slots)
+            continue
         separate = level == Level.PRODUCTS and rows > SCALED_TOTALS_MAX_ROWS
         scale = 1.0 if separate else total_scale(level, rows)
         out.totals[key] = out._place(level, scale, not separate, np.array([total / scale]), slots)
