@@ -19,11 +19,15 @@ workers are separate processes with their own) is its own:
   the product totals left out of the layout (an undeclared pair) streams every chunk, side by side.
 
 Bytes per value count every blob of the store (series, packs; before packing the series' totals and
-the product totals) over rows x series. Stores are packed (layout version 3): each series' tail
-(rows % 4096) and every total share ciphertexts. A third step, ``size``, builds the same table at
-100, 442 and 4,097 rows (1 encryption process), and the demo's hospital registry
+the product totals) over rows x series. Stores are packed (layout version 4): each series' tail
+(rows % slots) and every total share ciphertexts. A third step, ``size``, builds the same table at
+100, 442, 1,024 and 4,097 rows (1 encryption process), and the demo's hospital registry
 (``dataspace.demo.synthetic``, its declared bounds, buckets and group-by) at 100 and 442 rows,
-packed and as the version-2 layout wrote it, side by side.
+packed and as the version-2 layout wrote it, side by side. Keys are the store builder's
+(``keys.store_keys``): the N = 4096 sets up to 1,024 rows (``params``); the bench table at 100
+and 442 rows is also built with N = 8192 keys, side by side, with the CPU seconds of a worker's
+compute and the custodian's decryption and the relative error of a declared and an undeclared
+group-by and a variance on both.
 
 Stores are written with seeded symmetric ciphertexts (``dataspace.compute.he.seeded``); every
 size, the 2-process builds and the compute step are also run with full ciphertexts (as every
@@ -109,15 +113,26 @@ def registry(rows: int) -> tuple[list[dict[str, Any]], Any, Any]:
     return schema, frames, options
 
 
-def step_size(kind: str, rows: int, pack: bool, seeded: bool = True) -> dict[str, Any]:
+def step_size(kind: str, rows: int, pack: bool, seeded: bool = True, ring: str = "auto") -> dict[str, Any]:
     """The bytes of one store: the bench table's or the demo registry's, packed or not, with
-    seeded or full ciphertexts."""
+    seeded or full ciphertexts, with the keys the store builder chooses (``ring`` "auto": the
+    N = 4096 sets up to ``SMALL_MAX_ROWS`` rows) or N = 8192 keys ("8192", and every unpacked
+    store). For the bench table, also what a small ring costs: the CPU seconds of a worker's
+    compute and the custodian's decryption (median of 5 after a warm-up) of a declared and an
+    undeclared group-by mean and a variance, and their largest relative error against numpy."""
     import dataclasses
+    import statistics
+    import time
+
+    import pyarrow as pa
 
     from dataspace.compute.he.encryption import encrypt_columns
-    from dataspace.compute.he.keys import store_keys
+    from dataspace.compute.he.keys import generate_keys, load_public_context, load_secret_context, store_keys
+    from dataspace.compute.he.layout import StoreLayout
+    from dataspace.compute.he.operations import get_operation
     from dataspace.compute.he.params import Level
     from dataspace.compute.he.profiling import StoreOptions
+    from dataspace.compute.he.store import read_series
     from dataspace.vault import blobs
 
     if kind == "registry":
@@ -137,8 +152,10 @@ def step_size(kind: str, rows: int, pack: bool, seeded: bool = True) -> dict[str
         def frames() -> Iterator[Any]:
             return batches(rows)
 
-    # As the store builder chooses them: the small ring's sets up to SMALL_MAX_ROWS rows.
-    keys = store_keys(rows=rows, levels={Level.SUMS})
+    if ring == "auto" and pack:
+        keys = store_keys(rows=rows, levels={Level.SUMS})  # as the store builder chooses them
+    else:
+        keys = {level: generate_keys(level) for level in (Level.SUMS, Level.PRODUCTS)}
     layout = encrypt_columns(
         batches=frames,
         schema=schema,
@@ -152,7 +169,7 @@ def step_size(kind: str, rows: int, pack: bool, seeded: bool = True) -> dict[str
     ciphertexts = sum(layout.series[k].chunks for k in layout.series) + len(layout.packs)
     if not pack:
         ciphertexts += len(layout.series) + len(layout.products)
-    return {
+    result: dict[str, Any] = {
         "rows": rows,
         "series": len(layout.series),
         "products": len(layout.products),
@@ -160,7 +177,58 @@ def step_size(kind: str, rows: int, pack: bool, seeded: bool = True) -> dict[str
         "ciphertexts": ciphertexts,
         "store_bytes": store_bytes,
         "bytes_per_value": store_bytes / (rows * len(layout.series)),
+        "ring": layout.param_set(Level.PRODUCTS).poly_modulus_degree,
     }
+    if kind != "table" or not pack:
+        return result
+    table = pa.Table.from_batches(list(batches(rows)))
+    public = {level: load_public_context(pair.public_context) for level, pair in keys.items()}
+    secret = {level: load_secret_context(pair.secret_context) for level, pair in keys.items()}
+    undeclared = StoreLayout.from_json({**layout.to_json(), "products": []})
+    cases = {
+        "group_by_declared": ("group_by", {"by": "g", "aggregate": "mean", "column": "x"}, layout),
+        "group_by_undeclared": ("group_by", {"by": "g", "aggregate": "mean", "column": "x"}, undeclared),
+        "variance": ("variance", {"column": "x"}, layout),
+    }
+
+    def cpu(fn: Any) -> float:
+        fn()
+        runs = []
+        for _ in range(5):
+            start = time.process_time()
+            fn()
+            runs.append(time.process_time() - start)
+        return statistics.median(runs)
+
+    def errors(he: Any, ref: Any) -> list[float]:
+        if isinstance(ref, dict):
+            return [e for key in ref for e in errors(he[key], ref[key])]
+        if isinstance(ref, int | float) and not isinstance(ref, bool):
+            return [abs(he - ref) / max(1.0, abs(ref))]
+        return []
+
+    for label, (name, params, store) in cases.items():
+        operation = get_operation(name)
+        normalised = operation.validate(params, store)
+
+        def compute(store: StoreLayout = store, operation: Any = operation, normalised: Any = normalised) -> Any:
+            return operation.compute(normalised, store, public, lambda key: read_series(store, key))
+
+        encrypted = compute()
+
+        def decrypt(
+            store: StoreLayout = store,
+            operation: Any = operation,
+            normalised: Any = normalised,
+            encrypted: Any = encrypted,
+        ) -> Any:
+            return operation.decrypt(normalised, store, encrypted, secret)
+
+        released = operation.finish(normalised, store, {a.name: a.value for a in decrypt()})
+        result[f"{label}_compute_cpu_s"] = cpu(compute)
+        result[f"{label}_decrypt_cpu_s"] = cpu(decrypt)
+        result[f"{label}_max_rel_error"] = max(errors(released, operation.reference(normalised, table)))
+    return result
 
 
 def step_build(rows: int, workers: int, out: Path, seeded: bool = True) -> dict[str, Any]:
@@ -297,7 +365,8 @@ def child(argv: list[str]) -> None:
     django.setup()
     kind, rows = argv[0], int(argv[1])
     if kind == "size":
-        result = step_size(argv[2], rows, argv[3] == "packed", argv[4] == "seeded")
+        ring = argv[5] if len(argv) > 5 else "auto"
+        result = step_size(argv[2], rows, argv[3] == "packed", argv[4] == "seeded", ring)
     elif kind == "build":
         result = step_build(rows, int(argv[3]), Path(argv[2]), argv[4] == "seeded")
     else:
@@ -311,20 +380,23 @@ def main() -> None:
     results: dict[int, dict[str, Any]] = {}
     sizes: dict[str, dict[str, Any]] = {}
     try:
-        for kind, rows, layout, form in (
-            ("table", 100, "packed", "seeded"),
-            ("table", 442, "packed", "seeded"),
-            ("table", 4_097, "packed", "seeded"),
-            ("table", 100, "packed", "full"),
-            ("table", 442, "packed", "full"),
-            ("table", 4_097, "packed", "full"),
-            ("registry", 100, "packed", "seeded"),
-            ("registry", 442, "packed", "seeded"),
-            ("registry", 442, "packed", "full"),
-            ("registry", 442, "version2", "full"),
+        for kind, rows, layout, form, ring in (
+            ("table", 100, "packed", "seeded", "auto"),
+            ("table", 442, "packed", "seeded", "auto"),
+            ("table", 1_024, "packed", "seeded", "auto"),
+            ("table", 4_097, "packed", "seeded", "auto"),
+            ("table", 100, "packed", "full", "auto"),
+            ("table", 442, "packed", "full", "auto"),
+            ("table", 4_097, "packed", "full", "auto"),
+            ("table", 100, "packed", "seeded", "8192"),
+            ("table", 442, "packed", "seeded", "8192"),
+            ("registry", 100, "packed", "seeded", "auto"),
+            ("registry", 442, "packed", "seeded", "auto"),
+            ("registry", 442, "packed", "full", "auto"),
+            ("registry", 442, "version2", "full", "8192"),
         ):
-            label = f"{kind}-{rows}-{layout}-{form}"
-            sizes[label] = run_step(["size", str(rows), kind, layout, form], work / f"var-{label}")
+            label = f"{kind}-{rows}-{layout}-{form}" + ("-8192" if ring == "8192" and layout == "packed" else "")
+            sizes[label] = run_step(["size", str(rows), kind, layout, form, ring], work / f"var-{label}")
             print(label, json.dumps(sizes[label]), file=sys.stderr)
         for rows in (100_000, 1_000_000):
             runs: dict[str, Any] = {}
@@ -449,7 +521,7 @@ def main() -> None:
         metrics.append(
             metric(
                 f"ciphertext bytes per value, whole store, {rows:,} rows ({size['series']} series, "
-                f"{size['products']} product totals, {size['ciphertexts']} ciphertexts)",
+                f"{size['products']} product totals, {size['ciphertexts']} ciphertexts, N = {size['ring']})",
                 size["bytes_per_value"],
                 "bytes",
                 target=64,
@@ -457,6 +529,60 @@ def main() -> None:
                 baseline=("full ciphertexts bytes per value", full["bytes_per_value"]),
             )
         )
+    largest_small = sizes["table-1024-packed-seeded"]
+    metrics.append(
+        metric(
+            f"ciphertext bytes per value, whole store, 1,024 rows (the largest small store, "
+            f"{largest_small['ciphertexts']} ciphertexts, N = {largest_small['ring']})",
+            largest_small["bytes_per_value"],
+            "bytes",
+            target=64,
+            better="lower",
+        )
+    )
+    for rows in (100, 442):
+        small, large = sizes[f"table-{rows}-packed-seeded"], sizes[f"table-{rows}-packed-seeded-8192"]
+        metrics.append(
+            metric(
+                f"small store (N = 4096) bytes per value, {rows} rows",
+                small["bytes_per_value"],
+                "bytes",
+                target=64,
+                better="lower",
+                baseline=("N = 8192 keys bytes per value", large["bytes_per_value"]),
+            )
+        )
+        for label, what in (
+            ("group_by_declared", "declared group-by mean (product totals)"),
+            ("group_by_undeclared", "undeclared group-by mean (products over the tails)"),
+            ("variance", "variance (a product over the tails)"),
+        ):
+            metrics += [
+                metric(
+                    f"small store (N = 4096), {rows} rows: {what}, worker compute CPU seconds",
+                    small[f"{label}_compute_cpu_s"],
+                    "s",
+                    target=None,
+                    better="lower",
+                    baseline=("N = 8192 CPU seconds", large[f"{label}_compute_cpu_s"]),
+                ),
+                metric(
+                    f"small store (N = 4096), {rows} rows: {what}, custodian decryption CPU seconds",
+                    small[f"{label}_decrypt_cpu_s"],
+                    "s",
+                    target=None,
+                    better="lower",
+                    baseline=("N = 8192 CPU seconds", large[f"{label}_decrypt_cpu_s"]),
+                ),
+                metric(
+                    f"small store (N = 4096), {rows} rows: {what}, largest relative error before noise",
+                    small[f"{label}_max_rel_error"],
+                    "ratio",
+                    target=None,
+                    better="lower",
+                    baseline=("N = 8192 largest relative error", large[f"{label}_max_rel_error"]),
+                ),
+            ]
     packed, old = sizes["registry-442-packed-seeded"], sizes["registry-442-version2-full"]
     packed_full = sizes["registry-442-packed-full"]
     metrics += [
@@ -530,7 +656,7 @@ def main() -> None:
         ),
     ]
     notes = (
-        "Bytes per value: store bytes / (rows x series), every blob counted; stores packed (layout version 3) "
+        "Bytes per value: store bytes / (rows x series), every blob counted; stores packed (layout version 4; N = 4096 keys up to 1,024 rows unless named N = 8192) "
         "unless named version-2, with seeded symmetric ciphertexts unless named full (the second polynomial "
         "saved as its PRNG seed; full ciphertexts are every store built before, and the version-2 store). Synthetic table: x ~ N(100, 20) products level, s ~ U(0, 5000) sums level, g 8 categories; no quantile "
         "buckets; group-by pair (g, x) declared (product totals of x and its contributors by each category). "
