@@ -47,8 +47,8 @@ the whole series in a store smaller than one ciphertext) at its own run of slots
 total and every product total at one slot each. A pack is one ciphertext of ``slots`` values (zero
 where nothing is packed); ``SeriesInfo.tail``, ``SeriesInfo.total`` and ``ProductTotal.total`` say
 where each sits (``PackedSlot``). The demo registry at 442 rows (40 series, 8 product totals)
-thus takes 5 ciphertexts where it took 88 (a padded one per series, one per total and per product
-total). Sums of totals and product totals are read by the custodian from the pack, verbatim as
+thus takes 5 ciphertexts at N = 8192 where it took 88 (a padded one per series, one per total and
+per product total). Sums of totals and product totals are read by the custodian from the pack, verbatim as
 stored (``Pack.ciphertext_sha256``), at the slots its own layout names; a product over tails is
 computed by the worker after rotating each tail to slot 0 and folded by the custodian over
 ``tail_rows`` slots only (``evaluation``). Layouts before version 3 keep their one-ciphertext
@@ -65,7 +65,7 @@ Every ciphertext a store holds (chunks and packs, at every version) is one TenSE
 stores built since seeding hold seeded symmetric ciphertexts (``seeded``: half the bytes), older
 ones full ciphertexts. The two load the same way, so the layout does not record which: a blob's
 hash is the hash of its bytes either way. The demo registry at 442 rows takes ~0.58 MB (~33
-bytes per value) seeded, 1.18 MB with full ciphertexts.
+bytes per value) seeded, 1.18 MB with full ciphertexts, at N = 8192; ~0.37 MB (~21) at N = 4096.
 
 The layout is custodian data (scales, low-cardinality values, exact bounds); ``view.public_view`` is
 what a consumer may see. Its JSON is stored with the store: ``from_json`` reads every layout ever
