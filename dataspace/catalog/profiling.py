@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -113,6 +114,35 @@ class TableProfile:
     columns: list[ColumnProfile]
 
 
+@dataclass(frozen=True)
+class _ColumnCount:
+    """What one piece of a column adds to its profile. ``values``: its distinct values as text,
+    empty for a type that has no categories, None past the categorical cap (or not asked for)."""
+
+    nulls: int
+    values: frozenset[str] | None
+
+
+def _count_column(array: pa.Array | pa.ChunkedArray, *, with_values: bool) -> _ColumnCount:
+    """A pure function of the array, so worker threads can count segments in any order; the
+    merge (``_ColumnAccumulator.merge``) is a union, which the order does not change."""
+    # Integers too (ISSUE-15): a provider may declare integer codes categorical.
+    if not with_values or not (_is_stringlike(array.type) or pa.types.is_integer(array.type)):
+        return _ColumnCount(array.null_count, frozenset() if with_values else None)
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    # A segment holds many rows: an identifier column shows it is no category within its first
+    # few thousand, without hashing or copying the rest into Python.
+    if _distinct_count(pc.unique(array.slice(0, _PROBE_ROWS))) > CATEGORICAL_MAX_VALUES:
+        return _ColumnCount(array.null_count, None)
+    values = pc.unique(array)
+    if _distinct_count(values) > CATEGORICAL_MAX_VALUES:
+        return _ColumnCount(array.null_count, None)
+    if pa.types.is_integer(values.type):
+        values = pc.cast(values, pa.string())  # the spelling reading.py gives them
+    return _ColumnCount(array.null_count, frozenset(v for v in values.to_pylist() if v is not None))
+
+
 @dataclass
 class _ColumnAccumulator:
     name: str
@@ -120,25 +150,20 @@ class _ColumnAccumulator:
     distinct: set[str] | None = field(default_factory=set)  # None once past the categorical cap
 
     def add(self, array: pa.Array | pa.ChunkedArray) -> None:
-        self.nulls += array.null_count
-        # Integers too (ISSUE-15): a provider may declare integer codes categorical.
-        if self.distinct is not None and (_is_stringlike(array.type) or pa.types.is_integer(array.type)):
-            if pa.types.is_dictionary(array.type):
-                array = array.dictionary_decode()
-            # A segment holds many rows: an identifier column shows it is no category within its
-            # first few thousand, without hashing or copying the rest into Python.
-            if _distinct_count(pc.unique(array.slice(0, _PROBE_ROWS))) > CATEGORICAL_MAX_VALUES:
-                self.distinct = None
-                return
-            values = pc.unique(array)
-            if _distinct_count(values) > CATEGORICAL_MAX_VALUES:
-                self.distinct = None
-                return
-            if pa.types.is_integer(values.type):
-                values = pc.cast(values, pa.string())  # the spelling reading.py gives them
-            self.distinct.update(v for v in values.to_pylist() if v is not None)
-            if len(self.distinct) > CATEGORICAL_MAX_VALUES:
-                self.distinct = None
+        self.merge(_count_column(array, with_values=self.distinct is not None))
+
+    def merge(self, count: _ColumnCount) -> None:
+        self.nulls += count.nulls
+        if self.distinct is None:
+            return
+        # Values are counted while the column is still a candidate, and candidates only ever drop
+        # out, so a count without values here means the piece went past the cap.
+        if count.values is None:
+            self.distinct = None
+            return
+        self.distinct.update(count.values)
+        if len(self.distinct) > CATEGORICAL_MAX_VALUES:
+            self.distinct = None
 
     def finish(self, arrow_type: pa.DataType, rows: int, wanted: str | None = None) -> ColumnProfile:
         kind = _column_type(arrow_type)
@@ -354,10 +379,12 @@ def _read_segment(
     names: list[str] | None,
     types: dict[str, pa.DataType],
     parse_options: pa_csv.ParseOptions,
+    *,
+    use_threads: bool,
 ) -> pa.Table:
     # The first segment carries the header; the others get its names, and every column's type
     # as settled so far, so all segments yield one schema.
-    read_options = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=True, column_names=names)
+    read_options = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=use_threads, column_names=names)
     return pa_csv.read_csv(
         pa.BufferReader(pa.py_buffer(segment)),
         read_options=read_options,
@@ -378,6 +405,98 @@ class _RaggedSeen:
         return "skip"
 
 
+@dataclass(frozen=True)
+class _SegmentCount:
+    rows: int
+    columns: list[_ColumnCount]
+
+
+def _read_and_count(
+    segment: memoryview,
+    names: list[str],
+    types: dict[str, pa.DataType],
+    parse_options: pa_csv.ParseOptions,
+    with_values: list[bool],
+) -> _SegmentCount:
+    """One segment on one core (a worker thread; pyarrow holds no GIL while it parses and counts):
+    its table lives only here, so what a segment leaves behind is a few counts."""
+    table = _read_segment(segment, names, types, parse_options, use_threads=False)
+    columns = [_count_column(c, with_values=w) for c, w in zip(table.columns, with_values, strict=True)]
+    return _SegmentCount(table.num_rows, columns)
+
+
+# Segments after the first are parsed whole, one per core, each on a single thread: no barrier
+# at a segment's end for its last block, and no handing blocks between threads. One more is
+# read (decrypted, authenticated) while those two parse.
+_PARSERS = 2
+_IN_FLIGHT = _PARSERS + 1
+
+
+_Types = dict[str, pa.DataType]
+
+
+@dataclass
+class _SegmentReader:
+    """The CSV's segments and what is known so far: column names and types, and the counts."""
+
+    header: list[str]
+    overrides: dict[str, pa.DataType]
+    parse_options: pa_csv.ParseOptions
+    names: list[str] | None = None
+    types: dict[str, pa.DataType] = field(default_factory=dict)
+    accumulators: list[_ColumnAccumulator] = field(default_factory=list)
+    rows: int = 0
+
+    def read_first(self, segment: memoryview) -> None:
+        """Infers the types from the first segment, parsed on all cores; later values that do not
+        fit widen their column (integer -> float -> text)."""
+        self.types = dict(self.overrides)
+        table = self._read_widening(segment, use_threads=True)
+        self.names = table.schema.names
+        self.types = {f.name: f.type for f in table.schema}
+        self.accumulators = [_ColumnAccumulator(name) for name in self.names]
+        self._merge(_SegmentCount(table.num_rows, [_count_column(c, with_values=True) for c in table.columns]))
+
+    def submit(
+        self, pool: ThreadPoolExecutor, segment: memoryview
+    ) -> tuple[dict[str, pa.DataType], Future[_SegmentCount]]:
+        assert self.names is not None
+        types = dict(self.types)
+        with_values = [acc.distinct is not None for acc in self.accumulators]
+        return types, pool.submit(_read_and_count, segment, self.names, types, self.parse_options, with_values)
+
+    def settle(self, segment: memoryview, types: dict[str, pa.DataType], counted: Future[_SegmentCount]) -> None:
+        """Takes a segment's counts in file order. A segment parsed before an earlier one widened
+        a column is parsed again with the wider type, so every segment is read with one schema."""
+        try:
+            count = counted.result()
+        except pa.ArrowInvalid as exc:
+            if types == self.types:
+                _widen(exc, self.names or self.header, self.types, self.overrides, self.accumulators)
+            count = self._read_again(segment)
+        else:
+            if types != self.types:
+                count = self._read_again(segment)
+        self._merge(count)
+
+    def _read_again(self, segment: memoryview) -> _SegmentCount:
+        table = self._read_widening(segment, use_threads=False)
+        return _SegmentCount(table.num_rows, [_count_column(c, with_values=True) for c in table.columns])
+
+    def _read_widening(self, segment: memoryview, *, use_threads: bool) -> pa.Table:
+        for _attempt in range(2 * MAX_COLUMNS + 1):
+            try:
+                return _read_segment(segment, self.names, self.types, self.parse_options, use_threads=use_threads)
+            except pa.ArrowInvalid as exc:
+                _widen(exc, self.names or self.header, self.types, self.overrides, self.accumulators)
+        raise IngestError("The column types could not be settled.", code=ErrorCode.MALFORMED_CSV)
+
+    def _merge(self, count: _SegmentCount) -> None:
+        self.rows += count.rows
+        for accumulator, column in zip(self.accumulators, count.columns, strict=True):
+            accumulator.merge(column)
+
+
 def _profile_csv_segments(
     stream: BinaryIO,
     delimiter: str,
@@ -387,51 +506,42 @@ def _profile_csv_segments(
     on_progress: ProgressCallback | None,
     wanted: dict[str, str],
 ) -> TableProfile:
-    # Line-aligned segments, each parsed on all cores: memory stays at a few segments whatever
-    # the file's size. Types are inferred from the first segment; a later value that does not fit
-    # widens its column (integer -> float -> text) and that segment is parsed again.
+    # Line-aligned segments: memory stays at a few segments whatever the file's size.
     ragged = _RaggedSeen()
-    parse_options = pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged)
-    names: list[str] | None = None
-    types: dict[str, pa.DataType] = dict(overrides)
-    accumulators: list[_ColumnAccumulator] = []
-    rows = consumed = 0
+    reader = _SegmentReader(header, overrides, pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged))
+    consumed = 0
     segments = _segments(stream, CSV_SEGMENT_BYTES)
-    # pyarrow parses with the GIL released; meanwhile one helper thread reads (so decrypts and
-    # authenticates) the next segment and counts the previous one's values, in that order.
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-ingest") as helper:
-            upcoming = helper.submit(next, segments, None)
-            counting: Future[None] | None = None
-            while (segment := upcoming.result()) is not None:
-                upcoming = helper.submit(next, segments, None)
-                consumed += len(segment)
-                for _attempt in range(2 * MAX_COLUMNS + 1):
-                    try:
-                        table = _read_segment(segment, names, types, parse_options)
-                        break
-                    except pa.ArrowInvalid as exc:
-                        if counting is not None:
-                            counting.result()  # widening looks at what was counted so far
-                        _widen(exc, names or header, types, overrides, accumulators)
-                else:
-                    raise IngestError("The column types could not be settled.", code=ErrorCode.MALFORMED_CSV)
-                if names is None:
-                    names = table.schema.names
-                    types = {f.name: f.type for f in table.schema}
-                    accumulators = [_ColumnAccumulator(name) for name in names]
-                rows += table.num_rows
-                if counting is not None:
-                    counting.result()
-                counting = helper.submit(_count, accumulators, table)
-                del table, segment
-                if on_progress is not None and size:
-                    on_progress(min(consumed / size, 1.0))
-            if counting is not None:
-                counting.result()
+        first = next(segments, None)
+        if first is not None:
+            reader.read_first(first)
+            consumed = len(first)
+            del first
+            # This thread reads the stream (so decrypts and authenticates it) while the workers
+            # parse and count; the counts are taken in file order.
+            with ThreadPoolExecutor(max_workers=_PARSERS, thread_name_prefix="csv-ingest") as pool:
+                in_flight: deque[tuple[memoryview, _Types, Future[_SegmentCount]]] = deque()
+                try:
+                    for segment in segments:
+                        in_flight.append((segment, *reader.submit(pool, segment)))
+                        del segment
+                        while len(in_flight) >= _IN_FLIGHT or (in_flight and in_flight[0][2].done()):
+                            consumed += _settle_oldest(reader, in_flight)
+                            if on_progress is not None and size:
+                                on_progress(min(consumed / size, 1.0))
+                    while in_flight:
+                        consumed += _settle_oldest(reader, in_flight)
+                        if on_progress is not None and size:
+                            on_progress(min(consumed / size, 1.0))
+                finally:
+                    for _segment, _types, counted in in_flight:
+                        counted.cancel()
     finally:
-        # The helper has stopped (the executor waited for it): nothing reads the stream now.
+        # The workers have stopped (the executor waited for them): nothing reads the stream now.
         segments.close()
+    if on_progress is not None and size and consumed:
+        on_progress(min(consumed / size, 1.0))
+    names, types = reader.names, reader.types
     if ragged.seen:
         raise _ragged_error(stream, delimiter, names or [])
     if names is None:
@@ -441,14 +551,17 @@ def _profile_csv_segments(
             raise IngestError(
                 f"Column {name!r} holds bytes that are not valid UTF-8 text.", code=ErrorCode.INVALID_ENCODING
             )
-    if rows == 0:
+    if reader.rows == 0:
         raise IngestError("The file has a header but no rows.", code=ErrorCode.NO_ROWS)
-    return TableProfile(rows, [acc.finish(types[acc.name], rows, wanted.get(acc.name)) for acc in accumulators])
+    return TableProfile(
+        reader.rows, [acc.finish(types[acc.name], reader.rows, wanted.get(acc.name)) for acc in reader.accumulators]
+    )
 
 
-def _count(accumulators: list[_ColumnAccumulator], table: pa.Table) -> None:
-    for accumulator, column in zip(accumulators, table.columns, strict=True):
-        accumulator.add(column)
+def _settle_oldest(reader: _SegmentReader, in_flight: deque[tuple[memoryview, _Types, Future[_SegmentCount]]]) -> int:
+    segment, types, counted = in_flight.popleft()
+    reader.settle(segment, types, counted)
+    return len(segment)
 
 
 def _widen(
