@@ -24,9 +24,10 @@ import pyarrow.parquet as pq
 
 from dataspace.errors import DomainError, ErrorCode
 
-CSV_BLOCK_BYTES = 1 << 20  # pyarrow's unit of work per thread within a segment
-# Parsed on all cores one at a time: 8-32 MiB measured alike on the 1M-row file; 8 keeps the peak lowest.
-CSV_SEGMENT_BYTES = 8 << 20
+CSV_BLOCK_BYTES = 1 << 20  # pyarrow's unit of work per thread within the first segment
+# The first segment (twice this: the types are inferred from its 8 MiB) is parsed on all cores;
+# the others one per core, so they are kept small enough that the cores finish nearly together.
+CSV_SEGMENT_BYTES = 4 << 20
 PARQUET_BATCH_ROWS = 64_000
 MAX_COLUMNS = 1_000
 CATEGORICAL_MAX_VALUES = 64
@@ -347,13 +348,42 @@ def _csv_error(exc: pa.ArrowInvalid) -> IngestError:
     return IngestError("The file could not be parsed as CSV.", code=ErrorCode.MALFORMED_CSV)
 
 
-def _segments(stream: BinaryIO, segment_bytes: int) -> Generator[memoryview, None, None]:
-    """The stream in pieces of about ``segment_bytes``, each ending just after a newline (the last
-    one where the stream ends). pyarrow's chunker, with newlines_in_values off, cuts its own blocks
-    at any newline, so a cut here is one more of the same kind."""
+@dataclass(frozen=True)
+class _Segment:
+    view: memoryview
+    quoted: bool  # holds a quote character: its values may hold newlines
+
+
+_QUOTE = b'"'
+
+
+def _line_end(buffer: bytearray, end: int) -> tuple[int, bool]:
+    """Where a segment of ``buffer[:end]`` may end: just after its last newline outside quotes (0
+    if none), and whether it holds a quote at all. The buffer starts where a row starts, so a
+    newline is outside quotes when an even number of quote characters precede it; a doubled
+    quote inside a value counts twice, which keeps the parity right."""
+    cut = buffer.rfind(b"\n", 0, end) + 1
+    if buffer.find(_QUOTE, 0, end) < 0:
+        return cut, False
+    quotes_before = buffer.count(_QUOTE, 0, cut)
+    while cut and quotes_before % 2:
+        previous = buffer.rfind(b"\n", 0, cut - 1) + 1
+        quotes_before -= buffer.count(_QUOTE, previous, cut)
+        cut = previous
+    return cut, True
+
+
+def _segments(
+    stream: BinaryIO, segment_bytes: int, *, first_bytes: int | None = None
+) -> Generator[_Segment, None, None]:
+    """The stream in pieces of about ``segment_bytes`` (the first ``first_bytes``), each ending
+    just after a row's newline (the last one where the stream ends); a quoted value's newlines
+    are no cut."""
     carry = b""
+    wanted = first_bytes or segment_bytes
     while True:
-        buffer = bytearray(len(carry) + segment_bytes)
+        buffer = bytearray(len(carry) + wanted)
+        wanted = segment_bytes
         buffer[: len(carry)] = carry
         view = memoryview(buffer)
         filled = len(carry)
@@ -364,18 +394,18 @@ def _segments(stream: BinaryIO, segment_bytes: int) -> Generator[memoryview, Non
             filled += got
         if filled < len(buffer):  # the end of the stream
             if filled:
-                yield view[:filled]
+                yield _Segment(view[:filled], buffer.find(_QUOTE, 0, filled) >= 0)
             return
-        cut = buffer.rfind(b"\n") + 1
-        if cut == 0:  # a line longer than a segment: read on until it ends
+        cut, quoted = _line_end(buffer, filled)
+        if cut == 0:  # a row longer than a segment: read on until it ends
             carry = bytes(buffer)
             continue
         carry = bytes(view[cut:])
-        yield view[:cut]
+        yield _Segment(view[:cut], quoted)
 
 
 def _read_segment(
-    segment: memoryview,
+    segment: _Segment,
     names: list[str] | None,
     types: dict[str, pa.DataType],
     parse_options: pa_csv.ParseOptions,
@@ -385,8 +415,12 @@ def _read_segment(
     # The first segment carries the header; the others get its names, and every column's type
     # as settled so far, so all segments yield one schema.
     read_options = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=use_threads, column_names=names)
+    if segment.quoted:
+        # pyarrow's own blocks must not end inside a quoted value either; this costs a
+        # quote-aware scan, so only segments with quotes pay it.
+        parse_options = _with_newlines_in_values(parse_options)
     return pa_csv.read_csv(
-        pa.BufferReader(pa.py_buffer(segment)),
+        pa.BufferReader(pa.py_buffer(segment.view)),
         read_options=read_options,
         parse_options=parse_options,
         convert_options=pa_csv.ConvertOptions(column_types=types, strings_can_be_null=True),
@@ -412,7 +446,7 @@ class _SegmentCount:
 
 
 def _read_and_count(
-    segment: memoryview,
+    segment: _Segment,
     names: list[str],
     types: dict[str, pa.DataType],
     parse_options: pa_csv.ParseOptions,
@@ -432,6 +466,18 @@ _PARSERS = 2
 _IN_FLIGHT = _PARSERS + 1
 
 
+def _with_newlines_in_values(options: pa_csv.ParseOptions) -> pa_csv.ParseOptions:
+    return pa_csv.ParseOptions(
+        delimiter=options.delimiter,
+        quote_char=options.quote_char,
+        double_quote=options.double_quote,
+        escape_char=options.escape_char,
+        newlines_in_values=True,
+        ignore_empty_lines=options.ignore_empty_lines,
+        invalid_row_handler=options.invalid_row_handler,
+    )
+
+
 _Types = dict[str, pa.DataType]
 
 
@@ -447,7 +493,7 @@ class _SegmentReader:
     accumulators: list[_ColumnAccumulator] = field(default_factory=list)
     rows: int = 0
 
-    def read_first(self, segment: memoryview) -> None:
+    def read_first(self, segment: _Segment) -> None:
         """Infers the types from the first segment, parsed on all cores; later values that do not
         fit widen their column (integer -> float -> text)."""
         self.types = dict(self.overrides)
@@ -458,14 +504,14 @@ class _SegmentReader:
         self._merge(_SegmentCount(table.num_rows, [_count_column(c, with_values=True) for c in table.columns]))
 
     def submit(
-        self, pool: ThreadPoolExecutor, segment: memoryview
+        self, pool: ThreadPoolExecutor, segment: _Segment
     ) -> tuple[dict[str, pa.DataType], Future[_SegmentCount]]:
         assert self.names is not None
         types = dict(self.types)
         with_values = [acc.distinct is not None for acc in self.accumulators]
         return types, pool.submit(_read_and_count, segment, self.names, types, self.parse_options, with_values)
 
-    def settle(self, segment: memoryview, types: dict[str, pa.DataType], counted: Future[_SegmentCount]) -> None:
+    def settle(self, segment: _Segment, types: dict[str, pa.DataType], counted: Future[_SegmentCount]) -> None:
         """Takes a segment's counts in file order. A segment parsed before an earlier one widened
         a column is parsed again with the wider type, so every segment is read with one schema."""
         try:
@@ -479,11 +525,11 @@ class _SegmentReader:
                 count = self._read_again(segment)
         self._merge(count)
 
-    def _read_again(self, segment: memoryview) -> _SegmentCount:
+    def _read_again(self, segment: _Segment) -> _SegmentCount:
         table = self._read_widening(segment, use_threads=False)
         return _SegmentCount(table.num_rows, [_count_column(c, with_values=True) for c in table.columns])
 
-    def _read_widening(self, segment: memoryview, *, use_threads: bool) -> pa.Table:
+    def _read_widening(self, segment: _Segment, *, use_threads: bool) -> pa.Table:
         for _attempt in range(2 * MAX_COLUMNS + 1):
             try:
                 return _read_segment(segment, self.names, self.types, self.parse_options, use_threads=use_threads)
@@ -510,17 +556,17 @@ def _profile_csv_segments(
     ragged = _RaggedSeen()
     reader = _SegmentReader(header, overrides, pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged))
     consumed = 0
-    segments = _segments(stream, CSV_SEGMENT_BYTES)
+    segments = _segments(stream, CSV_SEGMENT_BYTES, first_bytes=2 * CSV_SEGMENT_BYTES)
     try:
         first = next(segments, None)
         if first is not None:
             reader.read_first(first)
-            consumed = len(first)
+            consumed = len(first.view)
             del first
             # This thread reads the stream (so decrypts and authenticates it) while the workers
             # parse and count; the counts are taken in file order.
             with ThreadPoolExecutor(max_workers=_PARSERS, thread_name_prefix="csv-ingest") as pool:
-                in_flight: deque[tuple[memoryview, _Types, Future[_SegmentCount]]] = deque()
+                in_flight: deque[tuple[_Segment, _Types, Future[_SegmentCount]]] = deque()
                 try:
                     for segment in segments:
                         in_flight.append((segment, *reader.submit(pool, segment)))
@@ -558,10 +604,10 @@ def _profile_csv_segments(
     )
 
 
-def _settle_oldest(reader: _SegmentReader, in_flight: deque[tuple[memoryview, _Types, Future[_SegmentCount]]]) -> int:
+def _settle_oldest(reader: _SegmentReader, in_flight: deque[tuple[_Segment, _Types, Future[_SegmentCount]]]) -> int:
     segment, types, counted = in_flight.popleft()
     reader.settle(segment, types, counted)
-    return len(segment)
+    return len(segment.view)
 
 
 def _widen(
@@ -602,7 +648,7 @@ def _ragged_error(stream: BinaryIO, delimiter: str, names: list[str]) -> IngestE
     reader = pa_csv.open_csv(
         stream,
         read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-        parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged),
+        parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=ragged),
         convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.binary())),
     )
     for _batch in reader:
@@ -714,8 +760,8 @@ def check_head(stream: BinaryIO, *, file_format: str, size: int, delimiter: str 
     stream.seek(0)
     head = stream.read(HEAD_BYTES)
     if size > HEAD_BYTES:
-        cut = head.rfind(b"\n")
-        head = head[: cut + 1] if cut > 0 else head
+        cut, _quoted = _line_end(bytearray(head), len(head))
+        head = head[:cut] if cut > 1 else head
     try:
         return {c.name: c.type for c in profile_csv(io.BytesIO(head), delimiter=delimiter, size=len(head)).columns}
     except IngestError as exc:
