@@ -181,3 +181,19 @@ def test_a_ragged_row_after_quoted_newlines_names_its_row(segment_bytes: int) ->
     assert error.code == ErrorCode.RAGGED_ROWS
     assert error.details is not None
     assert error.details["rows"] == 1
+
+
+def test_a_column_widened_while_later_segments_parse_is_widened_once(
+    segment_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Floats in several segments in a row, in the middle of the file: segments parsed on the
+    # workers with the integer type before the first float was settled are parsed again as
+    # floats, not widened a second time (to text).
+    rows = [b"%d,%d\n" % (i, i % 3) for i in range(300)]
+    for i in range(100, 140):
+        rows[i] = b"%d.5,%d\n" % (i, i % 3)
+    content = b"n,k\n" + b"".join(rows)
+    result = profile(content)
+    assert result.rows == 300
+    assert [(c.name, c.type) for c in result.columns] == [("n", "float"), ("k", "integer")]
+    assert summary(result) == summary(whole(content, monkeypatch))
