@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,9 +24,10 @@ import pyarrow.parquet as pq
 
 from dataspace.errors import DomainError, ErrorCode
 
-CSV_BLOCK_BYTES = 1 << 20  # pyarrow's unit of work per thread within a segment
-# Parsed on all cores one at a time: 8-32 MiB measured alike on the 1M-row file; 8 keeps the peak lowest.
-CSV_SEGMENT_BYTES = 8 << 20
+CSV_BLOCK_BYTES = 1 << 20  # pyarrow's unit of work per thread within the first segment
+# The first segment (twice this: the types are inferred from its 8 MiB) is parsed on all cores;
+# the others one per core, so they are kept small enough that the cores finish nearly together.
+CSV_SEGMENT_BYTES = 4 << 20
 PARQUET_BATCH_ROWS = 64_000
 MAX_COLUMNS = 1_000
 CATEGORICAL_MAX_VALUES = 64
@@ -113,6 +115,35 @@ class TableProfile:
     columns: list[ColumnProfile]
 
 
+@dataclass(frozen=True)
+class _ColumnCount:
+    """What one piece of a column adds to its profile. ``values``: its distinct values as text,
+    empty for a type that has no categories, None past the categorical cap (or not asked for)."""
+
+    nulls: int
+    values: frozenset[str] | None
+
+
+def _count_column(array: pa.Array | pa.ChunkedArray, *, with_values: bool) -> _ColumnCount:
+    """A pure function of the array, so worker threads can count segments in any order; the
+    merge (``_ColumnAccumulator.merge``) is a union, which the order does not change."""
+    # Integers too (ISSUE-15): a provider may declare integer codes categorical.
+    if not with_values or not (_is_stringlike(array.type) or pa.types.is_integer(array.type)):
+        return _ColumnCount(array.null_count, frozenset() if with_values else None)
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    # A segment holds many rows: an identifier column shows it is no category within its first
+    # few thousand, without hashing or copying the rest into Python.
+    if _distinct_count(pc.unique(array.slice(0, _PROBE_ROWS))) > CATEGORICAL_MAX_VALUES:
+        return _ColumnCount(array.null_count, None)
+    values = pc.unique(array)
+    if _distinct_count(values) > CATEGORICAL_MAX_VALUES:
+        return _ColumnCount(array.null_count, None)
+    if pa.types.is_integer(values.type):
+        values = pc.cast(values, pa.string())  # the spelling reading.py gives them
+    return _ColumnCount(array.null_count, frozenset(v for v in values.to_pylist() if v is not None))
+
+
 @dataclass
 class _ColumnAccumulator:
     name: str
@@ -120,25 +151,20 @@ class _ColumnAccumulator:
     distinct: set[str] | None = field(default_factory=set)  # None once past the categorical cap
 
     def add(self, array: pa.Array | pa.ChunkedArray) -> None:
-        self.nulls += array.null_count
-        # Integers too (ISSUE-15): a provider may declare integer codes categorical.
-        if self.distinct is not None and (_is_stringlike(array.type) or pa.types.is_integer(array.type)):
-            if pa.types.is_dictionary(array.type):
-                array = array.dictionary_decode()
-            # A segment holds many rows: an identifier column shows it is no category within its
-            # first few thousand, without hashing or copying the rest into Python.
-            if _distinct_count(pc.unique(array.slice(0, _PROBE_ROWS))) > CATEGORICAL_MAX_VALUES:
-                self.distinct = None
-                return
-            values = pc.unique(array)
-            if _distinct_count(values) > CATEGORICAL_MAX_VALUES:
-                self.distinct = None
-                return
-            if pa.types.is_integer(values.type):
-                values = pc.cast(values, pa.string())  # the spelling reading.py gives them
-            self.distinct.update(v for v in values.to_pylist() if v is not None)
-            if len(self.distinct) > CATEGORICAL_MAX_VALUES:
-                self.distinct = None
+        self.merge(_count_column(array, with_values=self.distinct is not None))
+
+    def merge(self, count: _ColumnCount) -> None:
+        self.nulls += count.nulls
+        if self.distinct is None:
+            return
+        # Values are counted while the column is still a candidate, and candidates only ever drop
+        # out, so a count without values here means the piece went past the cap.
+        if count.values is None:
+            self.distinct = None
+            return
+        self.distinct.update(count.values)
+        if len(self.distinct) > CATEGORICAL_MAX_VALUES:
+            self.distinct = None
 
     def finish(self, arrow_type: pa.DataType, rows: int, wanted: str | None = None) -> ColumnProfile:
         kind = _column_type(arrow_type)
@@ -322,13 +348,42 @@ def _csv_error(exc: pa.ArrowInvalid) -> IngestError:
     return IngestError("The file could not be parsed as CSV.", code=ErrorCode.MALFORMED_CSV)
 
 
-def _segments(stream: BinaryIO, segment_bytes: int) -> Generator[memoryview, None, None]:
-    """The stream in pieces of about ``segment_bytes``, each ending just after a newline (the last
-    one where the stream ends). pyarrow's chunker, with newlines_in_values off, cuts its own blocks
-    at any newline, so a cut here is one more of the same kind."""
+@dataclass(frozen=True)
+class _Segment:
+    view: memoryview
+    quoted: bool  # holds a quote character: its values may hold newlines
+
+
+_QUOTE = b'"'
+
+
+def _line_end(buffer: bytearray, end: int) -> tuple[int, bool]:
+    """Where a segment of ``buffer[:end]`` may end: just after its last newline outside quotes (0
+    if none), and whether it holds a quote at all. The buffer starts where a row starts, so a
+    newline is outside quotes when an even number of quote characters precede it; a doubled
+    quote inside a value counts twice, which keeps the parity right."""
+    cut = buffer.rfind(b"\n", 0, end) + 1
+    if buffer.find(_QUOTE, 0, end) < 0:
+        return cut, False
+    quotes_before = buffer.count(_QUOTE, 0, cut)
+    while cut and quotes_before % 2:
+        previous = buffer.rfind(b"\n", 0, cut - 1) + 1
+        quotes_before -= buffer.count(_QUOTE, previous, cut)
+        cut = previous
+    return cut, True
+
+
+def _segments(
+    stream: BinaryIO, segment_bytes: int, *, first_bytes: int | None = None
+) -> Generator[_Segment, None, None]:
+    """The stream in pieces of about ``segment_bytes`` (the first ``first_bytes``), each ending
+    just after a row's newline (the last one where the stream ends); a quoted value's newlines
+    are no cut."""
     carry = b""
+    wanted = first_bytes or segment_bytes
     while True:
-        buffer = bytearray(len(carry) + segment_bytes)
+        buffer = bytearray(len(carry) + wanted)
+        wanted = segment_bytes
         buffer[: len(carry)] = carry
         view = memoryview(buffer)
         filled = len(carry)
@@ -339,27 +394,33 @@ def _segments(stream: BinaryIO, segment_bytes: int) -> Generator[memoryview, Non
             filled += got
         if filled < len(buffer):  # the end of the stream
             if filled:
-                yield view[:filled]
+                yield _Segment(view[:filled], buffer.find(_QUOTE, 0, filled) >= 0)
             return
-        cut = buffer.rfind(b"\n") + 1
-        if cut == 0:  # a line longer than a segment: read on until it ends
+        cut, quoted = _line_end(buffer, filled)
+        if cut == 0:  # a row longer than a segment: read on until it ends
             carry = bytes(buffer)
             continue
         carry = bytes(view[cut:])
-        yield view[:cut]
+        yield _Segment(view[:cut], quoted)
 
 
 def _read_segment(
-    segment: memoryview,
+    segment: _Segment,
     names: list[str] | None,
     types: dict[str, pa.DataType],
     parse_options: pa_csv.ParseOptions,
+    *,
+    use_threads: bool,
 ) -> pa.Table:
     # The first segment carries the header; the others get its names, and every column's type
     # as settled so far, so all segments yield one schema.
-    read_options = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=True, column_names=names)
+    read_options = pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=use_threads, column_names=names)
+    if segment.quoted:
+        # pyarrow's own blocks must not end inside a quoted value either; this costs a
+        # quote-aware scan, so only segments with quotes pay it.
+        parse_options = _with_newlines_in_values(parse_options)
     return pa_csv.read_csv(
-        pa.BufferReader(pa.py_buffer(segment)),
+        pa.BufferReader(pa.py_buffer(segment.view)),
         read_options=read_options,
         parse_options=parse_options,
         convert_options=pa_csv.ConvertOptions(column_types=types, strings_can_be_null=True),
@@ -378,6 +439,110 @@ class _RaggedSeen:
         return "skip"
 
 
+@dataclass(frozen=True)
+class _SegmentCount:
+    rows: int
+    columns: list[_ColumnCount]
+
+
+def _read_and_count(
+    segment: _Segment,
+    names: list[str],
+    types: dict[str, pa.DataType],
+    parse_options: pa_csv.ParseOptions,
+    with_values: list[bool],
+) -> _SegmentCount:
+    """One segment on one core (a worker thread; pyarrow holds no GIL while it parses and counts):
+    its table lives only here, so what a segment leaves behind is a few counts."""
+    table = _read_segment(segment, names, types, parse_options, use_threads=False)
+    columns = [_count_column(c, with_values=w) for c, w in zip(table.columns, with_values, strict=True)]
+    return _SegmentCount(table.num_rows, columns)
+
+
+# Segments after the first are parsed whole, one per core, each on a single thread: no barrier
+# at a segment's end for its last block, and no handing blocks between threads. One more is
+# read (decrypted, authenticated) while those two parse.
+_PARSERS = 2
+_IN_FLIGHT = _PARSERS + 1
+
+
+def _with_newlines_in_values(options: pa_csv.ParseOptions) -> pa_csv.ParseOptions:
+    return pa_csv.ParseOptions(
+        delimiter=options.delimiter,
+        quote_char=options.quote_char,
+        double_quote=options.double_quote,
+        escape_char=options.escape_char,
+        newlines_in_values=True,
+        ignore_empty_lines=options.ignore_empty_lines,
+        invalid_row_handler=options.invalid_row_handler,
+    )
+
+
+_Types = dict[str, pa.DataType]
+
+
+@dataclass
+class _SegmentReader:
+    """The CSV's segments and what is known so far: column names and types, and the counts."""
+
+    header: list[str]
+    overrides: dict[str, pa.DataType]
+    parse_options: pa_csv.ParseOptions
+    names: list[str] | None = None
+    types: dict[str, pa.DataType] = field(default_factory=dict)
+    accumulators: list[_ColumnAccumulator] = field(default_factory=list)
+    rows: int = 0
+
+    def read_first(self, segment: _Segment) -> None:
+        """Infers the types from the first segment, parsed on all cores; later values that do not
+        fit widen their column (integer -> float -> text)."""
+        self.types = dict(self.overrides)
+        table = self._read_widening(segment, use_threads=True)
+        self.names = table.schema.names
+        self.types = {f.name: f.type for f in table.schema}
+        self.accumulators = [_ColumnAccumulator(name) for name in self.names]
+        self._merge(_SegmentCount(table.num_rows, [_count_column(c, with_values=True) for c in table.columns]))
+
+    def submit(
+        self, pool: ThreadPoolExecutor, segment: _Segment
+    ) -> tuple[dict[str, pa.DataType], Future[_SegmentCount]]:
+        assert self.names is not None
+        types = dict(self.types)
+        with_values = [acc.distinct is not None for acc in self.accumulators]
+        return types, pool.submit(_read_and_count, segment, self.names, types, self.parse_options, with_values)
+
+    def settle(self, segment: _Segment, types: dict[str, pa.DataType], counted: Future[_SegmentCount]) -> None:
+        """Takes a segment's counts in file order. A segment parsed before an earlier one widened
+        a column is parsed again with the wider type, so every segment is read with one schema."""
+        try:
+            count = counted.result()
+        except pa.ArrowInvalid as exc:
+            if types == self.types:
+                _widen(exc, self.names or self.header, self.types, self.overrides, self.accumulators)
+            count = self._read_again(segment)
+        else:
+            if types != self.types:
+                count = self._read_again(segment)
+        self._merge(count)
+
+    def _read_again(self, segment: _Segment) -> _SegmentCount:
+        table = self._read_widening(segment, use_threads=False)
+        return _SegmentCount(table.num_rows, [_count_column(c, with_values=True) for c in table.columns])
+
+    def _read_widening(self, segment: _Segment, *, use_threads: bool) -> pa.Table:
+        for _attempt in range(2 * MAX_COLUMNS + 1):
+            try:
+                return _read_segment(segment, self.names, self.types, self.parse_options, use_threads=use_threads)
+            except pa.ArrowInvalid as exc:
+                _widen(exc, self.names or self.header, self.types, self.overrides, self.accumulators)
+        raise IngestError("The column types could not be settled.", code=ErrorCode.MALFORMED_CSV)
+
+    def _merge(self, count: _SegmentCount) -> None:
+        self.rows += count.rows
+        for accumulator, column in zip(self.accumulators, count.columns, strict=True):
+            accumulator.merge(column)
+
+
 def _profile_csv_segments(
     stream: BinaryIO,
     delimiter: str,
@@ -387,51 +552,42 @@ def _profile_csv_segments(
     on_progress: ProgressCallback | None,
     wanted: dict[str, str],
 ) -> TableProfile:
-    # Line-aligned segments, each parsed on all cores: memory stays at a few segments whatever
-    # the file's size. Types are inferred from the first segment; a later value that does not fit
-    # widens its column (integer -> float -> text) and that segment is parsed again.
+    # Line-aligned segments: memory stays at a few segments whatever the file's size.
     ragged = _RaggedSeen()
-    parse_options = pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged)
-    names: list[str] | None = None
-    types: dict[str, pa.DataType] = dict(overrides)
-    accumulators: list[_ColumnAccumulator] = []
-    rows = consumed = 0
-    segments = _segments(stream, CSV_SEGMENT_BYTES)
-    # pyarrow parses with the GIL released; meanwhile one helper thread reads (so decrypts and
-    # authenticates) the next segment and counts the previous one's values, in that order.
+    reader = _SegmentReader(header, overrides, pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged))
+    consumed = 0
+    segments = _segments(stream, CSV_SEGMENT_BYTES, first_bytes=2 * CSV_SEGMENT_BYTES)
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="csv-ingest") as helper:
-            upcoming = helper.submit(next, segments, None)
-            counting: Future[None] | None = None
-            while (segment := upcoming.result()) is not None:
-                upcoming = helper.submit(next, segments, None)
-                consumed += len(segment)
-                for _attempt in range(2 * MAX_COLUMNS + 1):
-                    try:
-                        table = _read_segment(segment, names, types, parse_options)
-                        break
-                    except pa.ArrowInvalid as exc:
-                        if counting is not None:
-                            counting.result()  # widening looks at what was counted so far
-                        _widen(exc, names or header, types, overrides, accumulators)
-                else:
-                    raise IngestError("The column types could not be settled.", code=ErrorCode.MALFORMED_CSV)
-                if names is None:
-                    names = table.schema.names
-                    types = {f.name: f.type for f in table.schema}
-                    accumulators = [_ColumnAccumulator(name) for name in names]
-                rows += table.num_rows
-                if counting is not None:
-                    counting.result()
-                counting = helper.submit(_count, accumulators, table)
-                del table, segment
-                if on_progress is not None and size:
-                    on_progress(min(consumed / size, 1.0))
-            if counting is not None:
-                counting.result()
+        first = next(segments, None)
+        if first is not None:
+            reader.read_first(first)
+            consumed = len(first.view)
+            del first
+            # This thread reads the stream (so decrypts and authenticates it) while the workers
+            # parse and count; the counts are taken in file order.
+            with ThreadPoolExecutor(max_workers=_PARSERS, thread_name_prefix="csv-ingest") as pool:
+                in_flight: deque[tuple[_Segment, _Types, Future[_SegmentCount]]] = deque()
+                try:
+                    for segment in segments:
+                        in_flight.append((segment, *reader.submit(pool, segment)))
+                        del segment
+                        while len(in_flight) >= _IN_FLIGHT or (in_flight and in_flight[0][2].done()):
+                            consumed += _settle_oldest(reader, in_flight)
+                            if on_progress is not None and size:
+                                on_progress(min(consumed / size, 1.0))
+                    while in_flight:
+                        consumed += _settle_oldest(reader, in_flight)
+                        if on_progress is not None and size:
+                            on_progress(min(consumed / size, 1.0))
+                finally:
+                    for _segment, _types, counted in in_flight:
+                        counted.cancel()
     finally:
-        # The helper has stopped (the executor waited for it): nothing reads the stream now.
+        # The workers have stopped (the executor waited for them): nothing reads the stream now.
         segments.close()
+    if on_progress is not None and size and consumed:
+        on_progress(min(consumed / size, 1.0))
+    names, types = reader.names, reader.types
     if ragged.seen:
         raise _ragged_error(stream, delimiter, names or [])
     if names is None:
@@ -441,14 +597,17 @@ def _profile_csv_segments(
             raise IngestError(
                 f"Column {name!r} holds bytes that are not valid UTF-8 text.", code=ErrorCode.INVALID_ENCODING
             )
-    if rows == 0:
+    if reader.rows == 0:
         raise IngestError("The file has a header but no rows.", code=ErrorCode.NO_ROWS)
-    return TableProfile(rows, [acc.finish(types[acc.name], rows, wanted.get(acc.name)) for acc in accumulators])
+    return TableProfile(
+        reader.rows, [acc.finish(types[acc.name], reader.rows, wanted.get(acc.name)) for acc in reader.accumulators]
+    )
 
 
-def _count(accumulators: list[_ColumnAccumulator], table: pa.Table) -> None:
-    for accumulator, column in zip(accumulators, table.columns, strict=True):
-        accumulator.add(column)
+def _settle_oldest(reader: _SegmentReader, in_flight: deque[tuple[_Segment, _Types, Future[_SegmentCount]]]) -> int:
+    segment, types, counted = in_flight.popleft()
+    reader.settle(segment, types, counted)
+    return len(segment.view)
 
 
 def _widen(
@@ -489,7 +648,7 @@ def _ragged_error(stream: BinaryIO, delimiter: str, names: list[str]) -> IngestE
     reader = pa_csv.open_csv(
         stream,
         read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-        parse_options=pa_csv.ParseOptions(delimiter=delimiter, invalid_row_handler=ragged),
+        parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True, invalid_row_handler=ragged),
         convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.binary())),
     )
     for _batch in reader:
@@ -601,8 +760,8 @@ def check_head(stream: BinaryIO, *, file_format: str, size: int, delimiter: str 
     stream.seek(0)
     head = stream.read(HEAD_BYTES)
     if size > HEAD_BYTES:
-        cut = head.rfind(b"\n")
-        head = head[: cut + 1] if cut > 0 else head
+        cut, _quoted = _line_end(bytearray(head), len(head))
+        head = head[:cut] if cut > 1 else head
     try:
         return {c.name: c.type for c in profile_csv(io.BytesIO(head), delimiter=delimiter, size=len(head)).columns}
     except IngestError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
@@ -37,6 +38,46 @@ def _too_large() -> UploadTooLarge:
     return UploadTooLarge(f"The upload exceeds the limit of {limit} bytes.", details={"limit_bytes": limit})
 
 
+class ContentDigest:
+    """SHA-256 of the plaintext, taken on a helper thread one chunk behind the sealing: hashlib
+    releases the GIL on large buffers and cryptography's AES-GCM does not, so hash and seal run on
+    two cores instead of one after the other. Only immutable chunks (``bytes``) are hashed behind;
+    anything else is hashed at once, as the caller may reuse its buffer."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._helper: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+
+    def update(self, chunk: bytes) -> None:
+        self._settle()
+        if type(chunk) is not bytes or len(chunk) < _HASH_BEHIND_MIN_BYTES:
+            self._digest.update(chunk)
+            return
+        if self._helper is None:
+            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-digest")
+        self._pending = self._helper.submit(self._digest.update, chunk)
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        self._settle()
+        if self._helper is not None:
+            self._helper.shutdown()
+            self._helper = None
+
+    def _settle(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+
+# Below this a chunk is hashed at once: handing it to the helper would cost more than hashing it.
+_HASH_BEHIND_MIN_BYTES = 256 * 1024
+
+
 class SealedUpload(UploadedFile[bytes]):
     """What a view receives instead of a file: where the sealed bytes are and how to open them."""
 
@@ -57,10 +98,14 @@ class SealedUpload(UploadedFile[bytes]):
 
 
 class SealingUploadHandler(FileUploadHandler):
+    # Django's 64 KiB pieces are too small to hash behind the sealing (ContentDigest); a piece is
+    # the most plaintext the handler holds at once.
+    chunk_size = 1 << 20
+
     def __init__(self, request: HttpRequest | None = None):
         super().__init__(request)
         self._sealer: vault.BlobSealer | None = None
-        self._hash = hashlib.sha256()
+        self._hash = ContentDigest()
         self._data_key: vault.NewDataKey | None = None
         self.sealed: list[SealedUpload] = []
 
@@ -107,12 +152,14 @@ class SealingUploadHandler(FileUploadHandler):
         return upload
 
     def upload_interrupted(self) -> None:
+        self._hash.close()
         if self._sealer is not None:
             self._sealer.abort()
 
     def discard_unclaimed(self) -> None:
         """Deletes what this request sealed and no ingest took, including a blob left half-written
         when parsing stopped part-way through the file."""
+        self._hash.close()
         finished = {upload.blob_name for upload in self.sealed}
         if self._sealer is not None and self._sealer.blob_name not in finished:
             self._sealer.abort()
@@ -124,14 +171,17 @@ class SealingUploadHandler(FileUploadHandler):
 def seal_chunks(chunks: Iterable[bytes], *, name: str) -> SealedUpload:
     """Seals content that does not arrive over HTTP (demo data, operator imports, benchmarks)
     exactly as an upload would be: hashed and sealed as it streams, never on disk in the clear."""
-    digest = hashlib.sha256()
+    digest = ContentDigest()
     data_key = vault.data_key_generate()
-    with vault.BlobSealer(key=data_key.plaintext, blob_name=f"uploads/{uuid.uuid4()}.sealed") as sealer:
-        for chunk in chunks:
-            if sealer.plain_bytes + len(chunk) > settings.UPLOAD_MAX_BYTES:
-                raise _too_large()
-            digest.update(chunk)
-            sealer.write(chunk)
+    try:
+        with vault.BlobSealer(key=data_key.plaintext, blob_name=f"uploads/{uuid.uuid4()}.sealed") as sealer:
+            for chunk in chunks:
+                if sealer.plain_bytes + len(chunk) > settings.UPLOAD_MAX_BYTES:
+                    raise _too_large()
+                digest.update(chunk)
+                sealer.write(chunk)
+    finally:
+        digest.close()
     return SealedUpload(
         name=name, size=sealer.plain_bytes, sha256=digest.hexdigest(), blob_name=sealer.blob_name, data_key=data_key
     )

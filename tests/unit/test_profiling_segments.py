@@ -46,7 +46,7 @@ def whole(content: bytes, monkeypatch: pytest.MonkeyPatch, **kwargs: object) -> 
 
 
 def test_segments_end_at_line_ends_and_cover_the_stream(segment_bytes: int) -> None:
-    segments = [bytes(s) for s in profiling._segments(io.BytesIO(FILE), segment_bytes)]
+    segments = [bytes(s.view) for s in profiling._segments(io.BytesIO(FILE), segment_bytes)]
     assert b"".join(segments) == FILE
     assert all(s.endswith(b"\n") for s in segments)
     assert len(segments) > 20
@@ -55,7 +55,7 @@ def test_segments_end_at_line_ends_and_cover_the_stream(segment_bytes: int) -> N
 def test_a_row_cut_exactly_at_a_segment_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
     content = b"a,b\n" + b"1,2\n" * 100  # 4-byte lines: every 64-byte read ends on a newline
     monkeypatch.setattr(profiling, "CSV_SEGMENT_BYTES", 64)
-    segments = [bytes(s) for s in profiling._segments(io.BytesIO(content), 64)]
+    segments = [bytes(s.view) for s in profiling._segments(io.BytesIO(content), 64)]
     assert [len(s) for s in segments[:-1]] == [64] * (len(segments) - 1)
     result = profile(content)
     assert result.rows == 100
@@ -151,3 +151,49 @@ def test_progress_rises_to_the_end(segment_bytes: int) -> None:
     assert len(seen) > 20
     assert seen == sorted(seen)
     assert seen[-1] == 1.0
+
+
+QUOTED = b"id,note,x\n" + b"".join(
+    b'%d,"note %d\nits second line, with a comma",%d.5\n' % (i, i, i) for i in range(300)
+)
+
+
+def test_segments_never_end_inside_a_quoted_value(segment_bytes: int) -> None:
+    segments = list(profiling._segments(io.BytesIO(QUOTED), segment_bytes))
+    assert b"".join(bytes(s.view) for s in segments) == QUOTED
+    assert all(bytes(s.view).count(b'"') % 2 == 0 for s in segments)
+    assert all(s.quoted for s in segments)
+
+
+def test_quoted_newlines_across_segments_read_as_a_whole_file_does(
+    segment_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = profile(QUOTED)
+    assert result.rows == 300
+    assert summary(result) == summary(whole(QUOTED, monkeypatch))
+    assert [c.type for c in result.columns] == ["integer", "text", "float"]
+
+
+def test_a_ragged_row_after_quoted_newlines_names_its_row(segment_bytes: int) -> None:
+    lines = QUOTED.split(b"\n")
+    lines[400] += b",9"  # the second physical line of row 200
+    error = failure(b"\n".join(lines))
+    assert error.code == ErrorCode.RAGGED_ROWS
+    assert error.details is not None
+    assert error.details["rows"] == 1
+
+
+def test_a_column_widened_while_later_segments_parse_is_widened_once(
+    segment_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Floats in several segments in a row, in the middle of the file: segments parsed on the
+    # workers with the integer type before the first float was settled are parsed again as
+    # floats, not widened a second time (to text).
+    rows = [b"%d,%d\n" % (i, i % 3) for i in range(300)]
+    for i in range(100, 140):
+        rows[i] = b"%d.5,%d\n" % (i, i % 3)
+    content = b"n,k\n" + b"".join(rows)
+    result = profile(content)
+    assert result.rows == 300
+    assert [(c.name, c.type) for c in result.columns] == [("n", "float"), ("k", "integer")]
+    assert summary(result) == summary(whole(content, monkeypatch))
