@@ -190,8 +190,6 @@ REST_FRAMEWORK = {
     # DRF would read ?format= as a renderer choice (a 404 for any value but "json"); here it is the
     # catalogue's file-format filter, and the one renderer needs no choosing.
     "URL_FORMAT_OVERRIDE": None,
-    # ISSUE-14: DRF's negotiation, its decision remembered per Accept header (dataspace.negotiation).
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "dataspace.negotiation.RememberedContentNegotiation",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_THROTTLE_RATES": {"anon": env.str("ANON_THROTTLE_RATE", default="60/min")},
 }
