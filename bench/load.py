@@ -1,5 +1,5 @@
 """Load on the production-shaped stack: `scripts/run.sh` on PostgreSQL + Redis on loopback
-(gunicorn, 2 workers; one Celery worker; anvil), as in bench/latency_default.py's tuned column.
+(gunicorn: 2 gthread workers of 4 threads, keep-alive; one Celery worker; anvil), as in bench/latency_default.py's tuned column.
 
 1. Catalogue reads: locust (headless, in its own venv, .venv-tools) with USERS concurrent
    readers and no think time for READ_SECONDS; requests per second and p50/p99 latency.
@@ -164,7 +164,8 @@ def main() -> None:
         consumer = Api(platform.base, "consumer", "redlake-consumer")
         reads = catalogue_reads(platform.base, consumer, platform.work)
         jobs = sustained_jobs(consumer)
-    stack = "scripts/run.sh on PostgreSQL + Redis (gunicorn 2 workers)"
+    workers, threads = os.environ.get("WEB_WORKERS", "2"), os.environ.get("WEB_THREADS", "4")
+    stack = f"scripts/run.sh on PostgreSQL + Redis (gunicorn {workers} gthread workers x {threads} threads)"
     print(f"catalogue reads: {reads}\njobs: {jobs}")
     metrics = [
         metric(f"catalogue reads, {USERS} users, {stack}", reads["rps"], "req/s", target=500, better="higher"),

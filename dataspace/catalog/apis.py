@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.handlers.wsgi import get_bytes_from_wsgi
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -170,7 +174,7 @@ def _validated_bounds(bounds: Any) -> dict[str, list[float]]:
     return {column: [float(pair[0]), float(pair[1])] for column, pair in bounds.items()}
 
 
-class DatasetListCreateApi(APIView):
+class DatasetListCreateApi(catalogue_cache.StateAlongsideToken, APIView):
     parser_classes = [MultiPartParser]
 
     class FilterSerializer(serializers.Serializer[Any]):
@@ -296,9 +300,7 @@ class DatasetListCreateApi(APIView):
         description="The catalogue: metadata and public profiles only. `mine=true` lists your own datasets.",
     )
     def get(self, request: Request) -> HttpResponse:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        f = filters.validated_data
+        f = _catalogue_filters(request.META.get("QUERY_STRING", ""), request._request.encoding)
 
         def answer() -> Any:
             datasets = selectors.dataset_list(
@@ -347,7 +349,19 @@ class DatasetListCreateApi(APIView):
         return Response(IngestOutputSerializer(ingest).data, status=status.HTTP_202_ACCEPTED)
 
 
-class DatasetDetailApi(APIView):
+@functools.lru_cache(maxsize=256)
+def _catalogue_filters(query_string: str, encoding: str | None) -> Mapping[str, Any]:
+    """The catalogue's filters, validated once per distinct query string in each process: the
+    answer depends on the string alone, and a serializer's validation (a deep copy of its fields
+    first) cost a tenth of a read. The query dict is built as Django builds ``request.GET``; a
+    refused string raises its 400 every time (exceptions are not remembered)."""
+    raw = get_bytes_from_wsgi({"QUERY_STRING": query_string}, "QUERY_STRING", "")
+    filters = DatasetListCreateApi.FilterSerializer(data=QueryDict(raw, encoding=encoding))
+    filters.is_valid(raise_exception=True)
+    return MappingProxyType(dict(filters.validated_data))
+
+
+class DatasetDetailApi(catalogue_cache.StateAlongsideToken, APIView):
     @extend_schema_serializer(component_name="DatasetUpdate")
     class UpdateSerializer(serializers.Serializer[Any]):
         title = serializers.CharField(max_length=200, required=False)
