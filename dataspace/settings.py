@@ -102,6 +102,15 @@ DATABASES = {
 # restart) before a request or task uses it.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # ISSUE-14: Django's backend with a health check that needs no round trip and a prepared
+    # statement for the token check (dataspace/postgres/base.py).
+    DATABASES["default"]["ENGINE"] = "dataspace.postgres"
+    if env.bool("DB_PREPARED_STATEMENTS", default=True):
+        # Only server-side binding cursors prepare, and only ``prepared_cursor()`` makes them: there
+        # psycopg prepares a statement on its first execution. Django's own statements bind
+        # client-side and stay unprepared, as Django ships them.
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so a real Celery worker process can share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-redlake.sqlite3")}

@@ -29,6 +29,7 @@ from rest_framework import exceptions
 from rest_framework.request import Request
 
 from dataspace.accounts.models import User
+from dataspace.postgres.cursors import prepared_cursor
 
 _USER_FIELDS = tuple(User._meta.concrete_fields)
 _USER_ATTNAMES = tuple(field.attname for field in _USER_FIELDS)
@@ -83,7 +84,7 @@ def _tokens_of_key(key: str, alongside: str | None) -> list[_Token]:
     init order) cost as much as the query itself."""
     db = connections[router.db_for_read(User)]
     sql, converters = _prepared(db, alongside)
-    with db.cursor() as cursor:
+    with prepared_cursor(db) as cursor:
         cursor.execute(sql, [key])
         rows = cursor.fetchall()
     width, found = len(_USER_FIELDS), []

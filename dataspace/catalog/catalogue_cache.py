@@ -29,6 +29,7 @@ from rest_framework.request import Request
 
 from dataspace.catalog.models import Dataset
 from dataspace.chain.models import ChainTransaction
+from dataspace.postgres.cursors import prepared_cursor
 
 _STATUS_WEIGHTS = {status: 1 << (12 * i) for i, status in enumerate(ChainTransaction.Status)}
 
@@ -57,7 +58,7 @@ def _state_line(row: Sequence[Any]) -> str:
 
 def catalogue_state() -> str:
     """One line that changes whenever any catalogue answer would."""
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(STATE_SQL)
         row = cursor.fetchone()
     return _state_line(row)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
 
 from tests.support.waiting import wait_for
 
@@ -96,7 +97,7 @@ def celery_env() -> dict[str, str]:
     broker's queues purged of earlier tests' messages)."""
     db = settings.DATABASES["default"]
     env = dict(os.environ)
-    if db["ENGINE"].endswith("postgresql"):
+    if connection.vendor == "postgresql":
         host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
         env["DATABASE_URL"] = f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{port}/{db['NAME']}"
     else:
