@@ -4,7 +4,10 @@ check is planned once per connection."""
 
 from __future__ import annotations
 
+import os
 import select
+import subprocess
+import sys
 from typing import Any
 
 import psycopg
@@ -13,6 +16,7 @@ from django.db import connection
 
 from dataspace.accounts.models import User
 from dataspace.catalog.catalogue_cache import STATE_SQL
+from dataspace.postgres.base import DatabaseWrapper
 from tests.support.datasets import ready_dataset
 from tests.support.users import client_for
 from tests.support.waiting import wait_for
@@ -85,3 +89,23 @@ def test_the_token_check_is_planned_once_per_connection(provider: User, consumer
     assert len(prepared) == 1, prepared
     assert "t.token_key = $1" in prepared[0]
     assert STATE_SQL in prepared[0]
+
+
+def test_prepared_statements_can_be_turned_off_for_a_pooler() -> None:
+    """``DB_PREPARED_STATEMENTS=0`` gives psycopg no threshold, and then nothing is prepared."""
+    script = "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default'])"
+    env = {**os.environ, "DB_PREPARED_STATEMENTS": "0"}
+    shown = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    assert "'ENGINE': 'dataspace.postgres'" in shown
+    assert "'prepare_threshold'" not in shown
+    options = {k: v for k, v in connection.settings_dict["OPTIONS"].items() if k != "prepare_threshold"}
+    unprepared = DatabaseWrapper({**connection.settings_dict, "OPTIONS": options}, alias="unprepared")
+    try:
+        with unprepared.prepared_cursor() as cursor:
+            cursor.execute(STATE_SQL)
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+            assert cursor.fetchone() == (0,)
+    finally:
+        unprepared.close()
