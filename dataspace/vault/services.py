@@ -222,11 +222,8 @@ def blob_open(*, blob_name: str, key: bytes) -> OpeningReader:
 class _ReaderWithIntegrityErrors(OpeningReader):
     """Turns the stream's tamper signal into the vault's domain error."""
 
-    def _chunk(self, index: int) -> bytes:
-        try:
-            return super()._chunk(index)
-        except BlobTamperedError as exc:
-            raise VaultIntegrityError(str(exc), code=ErrorCode.BLOB_TAMPERED) from None
+    def _tampered(self, message: str) -> Exception:
+        return VaultIntegrityError(message, code=ErrorCode.BLOB_TAMPERED)
 
 
 def blob_verify(*, blob_name: str, key: bytes) -> int:

@@ -51,7 +51,14 @@ class SealingWriter:
         self._header = HEADER.pack(MAGIC, chunk_size, self._prefix)
         self._aad = self._header + blob_name.encode()
         self._chunk_size = chunk_size
-        self._buffer = bytearray()
+        # Two buffers for the life of the writer: a blob of any size is sealed without a new
+        # allocation per chunk (fresh memory per chunk cost more CPU than the encryption itself).
+        self._pending = bytearray(chunk_size)
+        self._filled = 0
+        # A whole chunk of the caller's ``bytes`` waiting for the next write: immutable, so it is
+        # held rather than copied.
+        self._held: memoryview | None = None
+        self._sealed = bytearray(chunk_size + TAG_SIZE)
         self._index = 0
         self._closed = False
         self.plain_bytes = 0
@@ -64,28 +71,43 @@ class SealingWriter:
         # A full chunk is sealed only once more data follows it, so the true last chunk is sealed
         # with the last flag (by close). Whole chunks are sealed straight from the caller's bytes:
         # only a chunk split across writes is copied.
-        if self._buffer:
-            take = min(self._chunk_size - len(self._buffer), len(view))
-            self._buffer += view[:take]
+        size = self._chunk_size
+        while view:
+            if self._held is not None:
+                self._seal(self._held, last=False)
+                self._held = None
+            if self._filled == size:
+                self._seal(self._pending, last=False)
+                self._filled = 0
+            if self._filled == 0 and len(view) > size:
+                self._seal(view[:size], last=False)
+                view = view[size:]
+                continue
+            if self._filled == 0 and len(view) == size and type(data) is bytes:
+                self._held = view
+                break
+            take = min(size - self._filled, len(view))
+            self._pending[self._filled : self._filled + take] = view[:take]
+            self._filled += take
             view = view[take:]
-            if not view:
-                return written
-            self._seal(self._buffer, last=False)
-            self._buffer = bytearray()
-        while len(view) > self._chunk_size:
-            self._seal(view[: self._chunk_size], last=False)
-            view = view[self._chunk_size :]
-        self._buffer += view
         return written
 
     def _seal(self, chunk: bytes | bytearray | memoryview, *, last: bool) -> None:
-        self._sink.write(self._aead.encrypt(_nonce(self._prefix, self._index, last), chunk, self._aad))
+        out = memoryview(self._sealed)[: len(chunk) + TAG_SIZE]
+        self._aead.encrypt_into(_nonce(self._prefix, self._index, last), chunk, self._aad, out)
+        # The sink copies or writes what it is given before returning (the io contract), so the
+        # buffer is free again for the next chunk.
+        self._sink.write(out)
         self._index += 1
 
     def close(self) -> None:
         if not self._closed:
-            self._seal(bytes(self._buffer), last=True)
-            self._buffer.clear()
+            if self._held is not None:
+                self._seal(self._held, last=True)
+                self._held = None
+            else:
+                self._seal(memoryview(self._pending)[: self._filled], last=True)
+            self._filled = 0
             self._closed = True
 
 
@@ -104,7 +126,7 @@ class OpeningReader(io.RawIOBase):
         self._aead = AESGCM(key)
         self._prefix = prefix
         self._aad = header + blob_name.encode()
-        self._chunk_size = chunk_size
+        self._chunk_size: int = chunk_size
         body = sealed_length - HEADER.size
         self._chunks = -(-body // (chunk_size + TAG_SIZE))
         if self._chunks == 0:
@@ -116,6 +138,7 @@ class OpeningReader(io.RawIOBase):
         self._pos = 0
         self._cached_index = -1
         self._cached = b""
+        self._sealed = bytearray(chunk_size + TAG_SIZE)
         self._authenticated: set[int] = set()
 
     @property
@@ -138,25 +161,70 @@ class OpeningReader(io.RawIOBase):
 
     def _chunk(self, index: int) -> bytes:
         if index != self._cached_index:
-            self._source.seek(HEADER.size + index * (self._chunk_size + TAG_SIZE))
-            sealed = self._source.read(self._chunk_size + TAG_SIZE)
-            last = index == self._chunks - 1
+            sealed = self._read_sealed(index)
             try:
-                self._cached = self._aead.decrypt(_nonce(self._prefix, index, last), sealed, self._aad)
+                self._cached = self._aead.decrypt(self._chunk_nonce(index), sealed, self._aad)
             except InvalidTag:
-                raise BlobTamperedError(f"sealed blob failed authentication at chunk {index}") from None
+                raise self._tampered(f"sealed blob failed authentication at chunk {index}") from None
             self._cached_index = index
             self._authenticated.add(index)
         return self._cached
 
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+    def _open_into(self, index: int, out: memoryview) -> None:
+        """Authenticates chunk ``index`` and decrypts it straight into ``out`` (exactly its
+        plaintext length): no new memory per chunk."""
+        sealed = self._read_sealed(index)
+        try:
+            self._aead.decrypt_into(self._chunk_nonce(index), sealed, self._aad, out)
+        except (InvalidTag, ValueError):  # ValueError: a chunk shorter on disk than its place
+            # Whatever was decrypted before the tag failed is no plaintext anyone may see.
+            out[:] = bytes(len(out))
+            raise self._tampered(f"sealed blob failed authentication at chunk {index}") from None
+        self._authenticated.add(index)
+
+    def _read_sealed(self, index: int) -> memoryview:
+        """Chunk ``index`` as stored, in one buffer reused for every chunk."""
+        self._source.seek(HEADER.size + index * (self._chunk_size + TAG_SIZE))
+        sealed = memoryview(self._sealed)
+        readinto = getattr(self._source, "readinto", None)
+        if readinto is None:  # a storage whose files only read()
+            data = self._source.read(len(sealed))
+            sealed[: len(data)] = data
+            return sealed[: len(data)]
         filled = 0
-        while filled < len(buffer) and self._pos < self._size:
+        while filled < len(sealed):
+            got: int | None = readinto(sealed[filled:])
+            if not got:
+                break
+            filled += got
+        return sealed[:filled]
+
+    def _tampered(self, message: str) -> Exception:
+        """The error a chunk that fails authentication raises (a subclass may raise its own)."""
+        return BlobTamperedError(message)
+
+    def _chunk_nonce(self, index: int) -> bytes:
+        return _nonce(self._prefix, index, index == self._chunks - 1)
+
+    def _plain_length(self, index: int) -> int:
+        return self._chunk_size if index < self._chunks - 1 else self._size - index * self._chunk_size
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(view) and self._pos < self._size:
             index, offset = divmod(self._pos, self._chunk_size)
-            piece = memoryview(self._chunk(index))[offset : offset + len(buffer) - filled]
-            buffer[filled : filled + len(piece)] = piece
-            filled += len(piece)
-            self._pos += len(piece)
+            length = self._plain_length(index)
+            if offset == 0 and index != self._cached_index and len(view) - filled >= length:
+                # A whole chunk the caller has room for is decrypted straight into its buffer.
+                self._open_into(index, view[filled : filled + length])
+                piece_length = length
+            else:
+                piece = memoryview(self._chunk(index))[offset : offset + len(view) - filled]
+                view[filled : filled + len(piece)] = piece
+                piece_length = len(piece)
+            filled += piece_length
+            self._pos += piece_length
         return filled
 
     def iter_chunks(self) -> Iterator[bytes]:

@@ -111,16 +111,51 @@ def test_authenticate_unread_finds_tampering_in_a_chunk_never_read() -> None:
         reader.authenticate_unread()
 
 
+@pytest.mark.parametrize("given_as", ["memoryview", "bytes", "reused bytearray"])
 @pytest.mark.parametrize("write_size", [1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 2])
 @pytest.mark.parametrize("size", [0, CHUNK, 2 * CHUNK, 4 * CHUNK + 9])
-def test_round_trip_whatever_the_write_sizes(size: int, write_size: int) -> None:
-    # Whole chunks are sealed straight from the caller's bytes, split ones through the buffer.
+def test_round_trip_whatever_the_write_sizes(size: int, write_size: int, given_as: str) -> None:
+    # Whole chunks are sealed straight from the caller's bytes (a last whole chunk of immutable
+    # bytes is held, not copied), split ones through the buffer; a caller that reuses its buffer
+    # for the next piece must not change what was written.
     plaintext = os.urandom(size)
     sink = io.BytesIO()
     writer = SealingWriter(sink, key=KEY, blob_name="blob", chunk_size=CHUNK)
+    reused = bytearray(write_size)
     for start in range(0, size, write_size):
-        writer.write(memoryview(plaintext)[start : start + write_size])
+        piece = plaintext[start : start + write_size]
+        if given_as == "memoryview":
+            writer.write(memoryview(plaintext)[start : start + write_size])
+        elif given_as == "bytes":
+            writer.write(piece)
+        else:
+            reused[: len(piece)] = piece
+            writer.write(memoryview(reused)[: len(piece)])
+            reused[:] = bytes(len(reused))
     writer.close()
     sealed = sink.getvalue()
     assert len(sealed) == HEADER.size + size + max(1, -(-size // CHUNK)) * TAG_SIZE
     assert open_(sealed).read() == plaintext
+
+
+@pytest.mark.parametrize("start", [0, 5, CHUNK])
+def test_reads_into_a_large_buffer_cover_whole_and_partial_chunks(start: int) -> None:
+    # Whole chunks are decrypted straight into the caller's buffer, the edges through the cache.
+    plaintext = os.urandom(4 * CHUNK + 9)
+    reader = open_(seal(plaintext))
+    reader.seek(start)
+    buffer = bytearray(len(plaintext) + 10)
+    assert reader.readinto(buffer) == len(plaintext) - start
+    assert bytes(buffer[: len(plaintext) - start]) == plaintext[start:]
+    assert reader.authenticate_unread() == (1 if start >= CHUNK else 0)
+
+
+def test_a_tampered_chunk_read_into_the_callers_buffer_leaves_no_plaintext_there() -> None:
+    plaintext = b"secret-value-" * 40
+    sealed = bytearray(seal(plaintext))
+    sealed[HEADER.size + 2 * (CHUNK + TAG_SIZE) + 3] ^= 1  # inside the third chunk
+    reader = open_(bytes(sealed))
+    buffer = bytearray(len(plaintext))
+    with pytest.raises(BlobTamperedError, match="chunk 2"):
+        reader.readinto(buffer)
+    assert buffer[2 * CHUNK : 3 * CHUNK] == bytes(CHUNK)
