@@ -2,7 +2,7 @@
 
 - The health check that runs before a persistent connection serves a new request asks the
   server nothing when it need not. Django's check sends ``SELECT 1``: a round trip and a statement
-  for every request, about a tenth of a catalogue read's CPU. An idle connection in autocommit
+  for every request, which cost a threaded web worker more than the statement itself. An idle connection in autocommit
   receives nothing unless the server is ending it (a restart, an administrator's terminate, an
   idle timeout) or its peer is gone; so a connection with nothing waiting on its socket is
   usable, and only one with something waiting is checked the old way. A peer that vanished
