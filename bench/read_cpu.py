@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import math
 import os
 import pstats
 import sys
@@ -135,7 +136,7 @@ def main() -> None:
     assert set(statuses) == {"200 OK"}, set(statuses)
     print(
         f"{options.reads} reads: {1000 * cpu / options.reads:.3f} ms CPU, {1000 * wall / options.reads:.3f} ms wall each"
-        + (f", database server {database_ms:.3f} ms CPU each" if database_ms == database_ms else "")
+        + ("" if math.isnan(database_ms) else f", database server {database_ms:.3f} ms CPU each")
     )
     if profiler:
         stats = pstats.Stats(profiler, stream=sys.stdout)
