@@ -21,6 +21,7 @@ import select
 import psycopg
 from django.db.backends.postgresql import base
 from django.db.backends.utils import CursorWrapper
+from django.utils.asyncio import async_unsafe
 from psycopg import pq
 
 
@@ -38,6 +39,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             return bool(super().is_usable())
         return True
 
+    @async_unsafe
     def prepared_cursor(self) -> CursorWrapper:
         """A server-side binding cursor, through Django's wrappers (query capture, execute
         wrappers, error mapping). With ``prepare_threshold`` 0 (settings.py) psycopg prepares each

@@ -78,6 +78,9 @@ def test_a_connection_the_server_ended_is_replaced_before_the_next_use(provider:
 def test_the_token_check_is_planned_once_per_connection(provider: User, consumer: User) -> None:
     dataset = ready_dataset(provider, b"a,b\n1,2\n3,4\n", title="one")
     client = client_for(consumer)
+    # A connection of its own: earlier tests on this worker's connection may have prepared the
+    # catalogue's state statement (a session read) there.
+    connection.close()
     for _ in range(3):
         assert client.get("/api/datasets/").status_code == 200
         assert client.get(f"/api/datasets/{dataset.pk}/").status_code == 200
