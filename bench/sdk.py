@@ -1,5 +1,6 @@
-"""The consumer SDK's cost, on the embedded default as ``make run`` runs it (SQLite, the SQLAlchemy
-broker, ``runserver``, one Celery worker and beat, an anvil chain, the demo seed):
+"""The consumer SDK's cost, on the embedded default exactly as ``make run`` runs it
+(``scripts/run.sh`` through ``bench.stack.running_platform``: SQLite, the SQLAlchemy broker,
+gunicorn with DEBUG off, one Celery worker and beat, an anvil chain, the demo seed):
 
 - overhead of the SDK over raw HTTP (httpx) for a job round trip, side by side in one run: a job
   submission answered from its Idempotency-Key (the platform's stored first job, no compute)
@@ -17,13 +18,9 @@ Needs nothing but the repo (anvil from node_modules); leaves nothing running.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,84 +33,14 @@ sys.path.insert(0, str(ROOT / "sdk" / "src"))
 REPLAYS = 300  # submit-by-key + GET pairs, each way
 WHOLE_JOBS = 4  # full job round trips, each way
 CLI_RUNS = 5
-DEMO_ROWS = "100000"  # make run's default
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main() -> None:
-    from tests.support.anvil import AnvilNode
+    from bench.stack import running_platform
 
-    work = Path(tempfile.mkdtemp(prefix="redlake-bench-sdk-"))
-    node = AnvilNode(work / "anvil.json").start()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="dataspace.settings",
-        REDLAKE_VAR_DIR=str(work),
-        CHAIN_RPC_URL=node.url,
-        DEBUG="1",
-        PYTHONPATH=str(ROOT / "sdk" / "src"),
-    )
-    processes: list[subprocess.Popen[bytes]] = []
-    logs = work / "logs"
-    logs.mkdir()
-    try:
-        manage = [sys.executable, "manage.py"]
-        for step in (["migrate", "--no-input", "-v", "0"], ["chain", "deploy"], ["demo", "seed", "--rows", DEMO_ROWS]):
-            subprocess.run([*manage, *step], cwd=ROOT, env=env, check=True, capture_output=True)
-        port = free_port()
-
-        def start(name: str, *args: str) -> None:
-            log = (logs / f"{name}.log").open("wb")
-            processes.append(subprocess.Popen(list(args), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
-
-        # The Procfile's three processes.
-        start("web", *manage, "runserver", f"127.0.0.1:{port}", "--noreload")
-        celery = [sys.executable, "-m", "celery", "-A", "dataspace"]
-        start(
-            "worker",
-            *celery,
-            "worker",
-            "--loglevel=WARNING",
-            "--queues=default,ingest,chain,he,custody",
-            "--concurrency=2",
-            "--hostname=embedded@%h",
-        )
-        start("beat", *celery, "beat", "--loglevel=WARNING", f"--schedule={work / 'celerybeat-schedule'}")
-        measure(f"http://127.0.0.1:{port}", env, work)
-    except subprocess.CalledProcessError as exc:
-        sys.stderr.write((exc.stdout or b"").decode()[-3000:] + (exc.stderr or b"").decode()[-3000:])
-        raise
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        node.stop()
-        kept = Path(tempfile.gettempdir()) / "redlake-bench-sdk-logs"
-        subprocess.run(["rm", "-rf", str(kept)], check=False)
-        subprocess.run(["cp", "-r", str(logs), str(kept)], check=False)  # for a look after a failure
-        subprocess.run(["rm", "-rf", str(work)], check=False)
-
-
-def wait_for_web(base: str) -> None:
-    import httpx
-
-    for _ in range(600):
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("the web process did not start")
+    # No DATABASE_URL or CELERY_BROKER_URL: the embedded default, as a newcomer's make run.
+    with running_platform({}) as platform:
+        measure(platform.base, {**platform.env, "PYTHONPATH": str(ROOT / "sdk" / "src")}, platform.work)
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -128,7 +55,6 @@ def measure(base: str, env: dict[str, str], work: Path) -> None:
 
     from bench.common import metric, write_result
 
-    wait_for_web(base)
     sdk = Client.login(base, "consumer", "redlake-consumer", retries=0)
     token = sdk.token
     assert token
@@ -264,8 +190,9 @@ def measure(base: str, env: dict[str, str], work: Path) -> None:
         metric("`redlake` CLI import time", startup, "ms", target=None, better="lower"),
     ]
     notes = (
-        f"Embedded default as make run (SQLite, SQLAlchemy broker, runserver, 1 worker with concurrency 2, beat, "
-        f"anvil), demo seed of {int(DEMO_ROWS):,} rows, the demo consumer (custodial wallet: the platform signs "
+        "Embedded default exactly as make run (scripts/run.sh: SQLite, SQLAlchemy broker, gunicorn with DEBUG "
+        "off, 1 Celery worker with concurrency 2, beat, anvil), its demo seed, the demo consumer (custodial "
+        "wallet: the platform signs "
         f"its usage). Overhead: {REPLAYS} interleaved pairs on one stored job; spread (p90-p10) SDK "
         f"{spread(replay_sdk):.2f} ms, raw {spread(replay_raw):.2f} ms. Whole jobs: {WHOLE_JOBS} each way, "
         f"interleaved, polling every 50 ms: their spread (SDK {spread(whole_sdk):.0f} ms, raw "
