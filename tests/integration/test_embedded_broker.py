@@ -1,0 +1,46 @@
+"""ISSUE-14: the embedded broker (kombu's SQLAlchemy transport on a SQLite file) keeps its file in
+WAL mode with synchronous=NORMAL, so a send commits without the rollback journal's fsyncs; a
+message sent that way is there for the next reader."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from django.conf import settings
+from sqlalchemy import text
+
+from dataspace import tasking
+from dataspace.celery import app
+from tests.support.workers import purge_broker
+
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
+
+if not str(settings.CELERY_BROKER_URL).startswith("sqla+sqlite"):
+    pytest.skip(
+        f"the embedded broker is SQLite; this run's broker is {str(settings.CELERY_BROKER_URL).split(':', 1)[0]}",
+        allow_module_level=True,
+    )
+
+BROKER_FILE = str(settings.CELERY_BROKER_URL).removeprefix("sqla+sqlite:///")
+SYNCHRONOUS_NORMAL = 1  # SQLite's number for synchronous=NORMAL (FULL, its default, is 2)
+
+
+def test_a_send_goes_to_a_wal_file_through_a_connection_that_syncs_normally() -> None:
+    purge_broker()
+    assert tasking.enqueue("dataspace.catalog.tasks.register_datasets_on_chain")
+
+    with app.connection_for_write() as connection:
+        session = connection.default_channel.session
+        assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert session.execute(text("PRAGMA synchronous")).scalar() == SYNCHRONOUS_NORMAL
+        # The message is there for a reader: purging the queue it went to takes it.
+        queue = app.amqp.router.route({}, "dataspace.catalog.tasks.register_datasets_on_chain")["queue"].name
+        assert connection.default_channel.queue_purge(queue) == 1
+
+    # The mode is the file's, so every process that opens it (a worker, beat) writes through WAL.
+    outside = sqlite3.connect(BROKER_FILE)
+    try:
+        assert outside.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        outside.close()
