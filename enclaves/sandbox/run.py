@@ -178,6 +178,10 @@ class SandboxRun:
         )
         if self.failure is not None or outcome is None:
             code = self._classify(self.failure)
+            if code == "sandbox_failed" and self.process is not None:
+                # The runner writes nothing once job data exists, so its exit status is what an
+                # operator has to go on (seen once in CI: a warm sandbox gone after the release).
+                logger.warning("the sandbox ended without a result: exit status %s", self.process.returncode)
             refusal = self.failure.refusal if self.failure else None
             raise JobFailed(code, refusal=refusal, metering=metering) from None
         result_bytes, signature, evidence, verified = outcome
