@@ -15,15 +15,21 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 def _tune_embedded_broker(**_: object) -> None:
     # kombu's SQLAlchemy transport polls its table once a second by default, which makes every
     # task wait ~1 s on the embedded broker. Passing polling_interval through
-    # broker_transport_options crashes (kombu hands it to create_engine), so set it on the class.
+    # broker_transport_options crashes (kombu hands it to create_engine), so the intervals are
+    # the transport class's (dataspace/embedded_broker.py: brisk while work flows, else idle).
     from django.conf import settings
 
     if str(settings.CELERY_BROKER_URL).startswith("sqla+"):
-        from kombu.transport import sqlalchemy as kombu_sqla
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
 
-        kombu_sqla.Transport.polling_interval = settings.EMBEDDED_BROKER_POLLING_INTERVAL
+        from dataspace import embedded_broker
+
+        embedded_broker.install(
+            idle_interval=settings.EMBEDDED_BROKER_POLLING_INTERVAL,
+            busy_interval=settings.EMBEDDED_BROKER_BUSY_POLLING_INTERVAL,
+            busy_seconds=settings.EMBEDDED_BROKER_BUSY_SECONDS,
+        )
         # kombu makes its engine itself; SQLAlchemy's class-level event reaches it. The only
         # engines in a Redlake process are kombu's (Django has its own database layer).
         if not event.contains(Engine, "connect", _embedded_broker_journal):

@@ -276,6 +276,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-policy-followups": {"task": "dataspace.policies.tasks.sweep_policy_followups", "schedule": 60.0},
 }
 EMBEDDED_BROKER_POLLING_INTERVAL = env.float("EMBEDDED_BROKER_POLLING_INTERVAL", default=0.1)
+# ISSUE-14: and this often for half a second after a message came, while a job's steps follow one
+# another (dataspace/embedded_broker.py).
+EMBEDDED_BROKER_BUSY_POLLING_INTERVAL = env.float("EMBEDDED_BROKER_BUSY_POLLING_INTERVAL", default=0.02)
+EMBEDDED_BROKER_BUSY_SECONDS = env.float("EMBEDDED_BROKER_BUSY_SECONDS", default=0.5)
 
 # An ingest message lost by the broker, or a worker killed mid-ingest, is re-sent after these.
 INGEST_REQUEUE_QUEUED_AFTER = env.int("INGEST_REQUEUE_QUEUED_AFTER", default=120)

@@ -1,6 +1,7 @@
 """ISSUE-14: the embedded broker (kombu's SQLAlchemy transport on a SQLite file) keeps its file in
 WAL mode with synchronous=NORMAL, so a send commits without the rollback journal's fsyncs; a
-message sent that way is there for the next reader."""
+message sent that way is there for the next reader. Its transport (dataspace/embedded_broker.py)
+polls briskly just after a message and at the idle interval otherwise."""
 
 from __future__ import annotations
 
@@ -44,3 +45,27 @@ def test_a_send_goes_to_a_wal_file_through_a_connection_that_syncs_normally() ->
         assert outside.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     finally:
         outside.close()
+
+
+def test_the_worker_polls_briskly_after_a_message_and_at_the_idle_interval_otherwise() -> None:
+    from kombu import Connection, Exchange, Queue
+
+    from dataspace import embedded_broker
+
+    app.loader.import_default_modules()  # configures the app, which installs the transport
+    queue = Queue("redlake-test-polling", Exchange("redlake-test-polling"), routing_key="polling")
+    received: list[object] = []
+    with Connection(settings.CELERY_BROKER_URL) as connection:
+        transport = connection.transport
+        assert isinstance(transport, embedded_broker.Transport)
+        assert transport.polling_interval == settings.EMBEDDED_BROKER_POLLING_INTERVAL
+
+        with connection.Producer() as producer:
+            producer.publish({"n": 1}, exchange=queue.exchange, routing_key="polling", declare=[queue])
+        with connection.Consumer(queue, callbacks=[lambda body, message: (received.append(body), message.ack())]):
+            connection.drain_events(timeout=10)
+        assert received == [{"n": 1}]
+        assert transport.polling_interval == settings.EMBEDDED_BROKER_BUSY_POLLING_INTERVAL
+
+        transport._last_message -= settings.EMBEDDED_BROKER_BUSY_SECONDS  # as if that long ago
+        assert transport.polling_interval == settings.EMBEDDED_BROKER_POLLING_INTERVAL
