@@ -1,7 +1,6 @@
 """The Celery application. Tasks live in each app's ``tasks.py`` and call services."""
 
 import os
-import sqlite3
 from typing import Any
 
 from celery import Celery, signals
@@ -20,9 +19,6 @@ def _tune_embedded_broker(**_: object) -> None:
     from django.conf import settings
 
     if str(settings.CELERY_BROKER_URL).startswith("sqla+"):
-        from sqlalchemy import event
-        from sqlalchemy.engine import Engine
-
         from dataspace import embedded_broker
 
         embedded_broker.install(
@@ -30,31 +26,6 @@ def _tune_embedded_broker(**_: object) -> None:
             busy_interval=settings.EMBEDDED_BROKER_BUSY_POLLING_INTERVAL,
             busy_seconds=settings.EMBEDDED_BROKER_BUSY_SECONDS,
         )
-        # kombu makes its engine itself; SQLAlchemy's class-level event reaches it. The only
-        # engines in a Redlake process are kombu's (Django has its own database layer).
-        if not event.contains(Engine, "connect", _embedded_broker_journal):
-            event.listen(Engine, "connect", _embedded_broker_journal)
-
-
-def _embedded_broker_journal(dbapi_connection: Any, _record: Any) -> None:
-    """ISSUE-14: the embedded broker's SQLite file in WAL mode, synchronous=NORMAL: a send commits
-    without the rollback journal's fsyncs (2.3 -> 1.1 ms a send here) and the worker's polling
-    reads no longer hold a send back. NORMAL may lose the last sends on a power cut, never on a
-    process crash; every step's sweeper sends waiting work again (dataspace/tasking.py), so a
-    lost message is a late one, not a lost step."""
-    if not isinstance(dbapi_connection, sqlite3.Connection):
-        return
-    cursor = dbapi_connection.cursor()
-    try:
-        # Kept in the file, so a no-op once set. Where it cannot be set (a lock held past the busy
-        # timeout) the file keeps the rollback journal and full syncs: slower, still correct.
-        (mode,) = cursor.execute("PRAGMA journal_mode=WAL").fetchone()
-        if str(mode).lower() == "wal":
-            cursor.execute("PRAGMA synchronous=NORMAL")  # this connection's
-    except sqlite3.OperationalError:
-        pass
-    finally:
-        cursor.close()
 
 
 # ISSUE-14: connected strongly. Signals hold weak references by default, and the lambda this used

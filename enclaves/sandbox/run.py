@@ -180,7 +180,7 @@ class SandboxRun:
             code = self._classify(self.failure)
             if code == "sandbox_failed" and self.process is not None:
                 # The runner writes nothing once job data exists, so its exit status is what an
-                # operator has to go on (seen once in CI: a warm sandbox gone after the release).
+                # operator has to go on.
                 logger.warning("the sandbox ended without a result: exit status %s", self.process.returncode)
             refusal = self.failure.refusal if self.failure else None
             raise JobFailed(code, refusal=refusal, metering=metering) from None
