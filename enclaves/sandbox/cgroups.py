@@ -152,8 +152,9 @@ class JobCgroup:
         except OSError:
             return []
 
-    def kill_all(self, timeout: float = 5.0) -> None:
-        """SIGKILL every process in the group until none is left."""
+    def kill_all(self, timeout: float = 5.0) -> set[int]:
+        """SIGKILL every process in the group until none is left; returns the pids it killed
+        (the caller reaps those that became its children: only it knows which are)."""
         if self.version == 2 and (self.directories[""] / "cgroup.kill").exists():
             with contextlib.suppress(OSError):
                 (self.directories[""] / "cgroup.kill").write_text("1")
@@ -162,8 +163,7 @@ class JobCgroup:
         while True:
             alive = self.pids()
             if not alive:
-                _reap(killed)
-                return
+                return killed
             killed.update(alive)
             for pid in alive:
                 with contextlib.suppress(ProcessLookupError):
@@ -206,11 +206,3 @@ def remove_stale_groups(max_age_seconds: float = 3600.0) -> int:
                 directory.rmdir()
                 removed += 1
     return removed
-
-
-def _reap(pids: set[int]) -> None:
-    """Reap those of ``pids`` that became our children (we are a subreaper, as the test runner
-    is): a killed sandbox's processes must not linger as zombies."""
-    for pid in pids:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)

@@ -215,7 +215,10 @@ class SandboxRun:
         members = self.members | set(group.pids())
         if self.process is not None:
             _stop(self.process)
-        group.kill_all()
+        members |= group.kill_all()
+        if self.process is not None:
+            # bubblewrap is Popen's to reap: reaping it here would leave Popen a status of 0.
+            members.discard(self.process.pid)
         _reap_our_children(members)
         if self.process is not None and self.process.stderr is not None:
             # bubblewrap's own complaints (the runner silences itself before any job data

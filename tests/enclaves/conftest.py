@@ -22,6 +22,7 @@ from enclaves.attestation import InMemoryNonceStore, Policy, TeeType
 from enclaves.attestation.sandbox import launcher_public_key, load_or_create_launcher_key
 from enclaves.bundle import AlgorithmBundle
 from enclaves.sandbox import InputFormat, Limits, LocalKeyBroker, RunOutcome, Sandbox, SealedInput
+from enclaves.sandbox.cgroups import CgroupLimits, JobCgroup
 from enclaves.sealed import seal
 
 requires_sandbox = pytest.mark.skipif(
@@ -31,6 +32,27 @@ requires_sandbox = pytest.mark.skipif(
 
 MANIFEST = hashlib.sha256(b"job manifest 1").digest()
 TEST_LIMITS = Limits(memory_bytes=384 * 1024 * 1024, max_processes=32, wall_seconds=60.0)
+
+
+@pytest.fixture
+def created_cgroups(monkeypatch: pytest.MonkeyPatch) -> list[JobCgroup]:
+    """Every job cgroup this test creates. Other pytest workers run sandboxes beside this one, in
+    the same parent cgroup: a test asks about its own groups, never about whatever is there."""
+    created: list[JobCgroup] = []
+    original = JobCgroup.create
+
+    def recording(name: str, limits: CgroupLimits) -> JobCgroup:
+        group = original(name, limits)
+        created.append(group)
+        return group
+
+    monkeypatch.setattr(JobCgroup, "create", staticmethod(recording))
+    return created
+
+
+def left_behind(groups: list[JobCgroup]) -> list[Path]:
+    """Directories of ``groups`` that still exist."""
+    return [directory for group in groups for directory in group.directories.values() if directory.exists()]
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ from django.conf import settings
 
 from enclaves.bundle import AlgorithmBundle
 from enclaves.sandbox import FAILURE_MESSAGES, JobFailed, Limits
-from tests.enclaves.conftest import NUMBER_RESULT, Harness, python_bundle, requires_sandbox
+from enclaves.sandbox.cgroups import JobCgroup
+from tests.enclaves.conftest import NUMBER_RESULT, Harness, left_behind, python_bundle, requires_sandbox
 
 pytestmark = requires_sandbox
 
@@ -223,21 +224,20 @@ def test_an_algorithm_error_says_nothing_of_its_message(harness: Harness) -> Non
     assert failure.code == "algorithm_error"
 
 
-def test_nothing_of_a_job_is_left_running_or_mounted(harness: Harness) -> None:
+def test_nothing_of_a_job_is_left_running_or_mounted(harness: Harness, created_cgroups: list[JobCgroup]) -> None:
     source = (
         PRELUDE
         + "    import os\n    if os.fork() == 0:\n        import time\n        time.sleep(3600)\n    return {'value': 1}\n"
     )
     # Other sandboxes (other tests running beside this one, daemons running as nobody) may live on
     # this host: only this process's descendants count (it is a subreaper: orphans come back to it),
-    # and only job cgroups that appeared during the job and hold none of anyone else's processes.
-    cgroups_before = set(_job_cgroups())
+    # and only the job cgroup this job created.
     outcome = harness.run(python_bundle(source, NUMBER_RESULT), [harness.seal_table("people", _table())])
     assert outcome.result == {"value": 1}
     leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_sandboxed(p) and _is_ours(p)]
     assert leftovers == []
-    leaked = [d for d in set(_job_cgroups()) - cgroups_before if all(_is_ours(Path("/proc", pid)) for pid in _procs(d))]
-    assert leaked == []
+    assert len(created_cgroups) == 1
+    assert left_behind(created_cgroups) == []
 
 
 def _is_ours(proc: Path) -> bool:
@@ -254,26 +254,12 @@ def _is_ours(proc: Path) -> bool:
     return False
 
 
-def _procs(cgroup: str) -> list[str]:
-    try:
-        return Path(cgroup, "cgroup.procs").read_text().split()
-    except OSError:
-        return []
-
-
 def _is_sandboxed(proc: Path) -> bool:
     try:
         status = (proc / "status").read_text()
     except OSError:
         return False
     return any(line.split()[1:2] == ["65534"] for line in status.splitlines() if line.startswith("Uid:"))
-
-
-def _job_cgroups() -> list[str]:
-    found = []
-    for root, dirs, _ in os.walk("/sys/fs/cgroup/pids"):
-        found += [os.path.join(root, d) for d in dirs if d.startswith("job-")]
-    return found
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,18 @@ import pyarrow as pa
 import pytest
 
 from enclaves.sandbox import JobFailed, Sandbox, WarmPool
+from enclaves.sandbox.cgroups import JobCgroup
 from enclaves.sandbox.run import SandboxRun
-from tests.enclaves.conftest import MANIFEST, NUMBER_RESULT, TEST_LIMITS, Harness, python_bundle, requires_sandbox
-from tests.enclaves.test_sandbox_escape import PRELUDE, SECRET_VALUE, _is_sandboxed, _job_cgroups
+from tests.enclaves.conftest import (
+    MANIFEST,
+    NUMBER_RESULT,
+    TEST_LIMITS,
+    Harness,
+    left_behind,
+    python_bundle,
+    requires_sandbox,
+)
+from tests.enclaves.test_sandbox_escape import PRELUDE, SECRET_VALUE, _is_ours, _is_sandboxed
 
 pytestmark = requires_sandbox
 
@@ -30,7 +39,8 @@ def _table() -> pa.Table:
 
 
 def _sandboxed() -> set[Path]:
-    return {p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_sandboxed(p)}
+    """This process's sandboxed descendants (other pytest workers run sandboxes beside it)."""
+    return {p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_sandboxed(p) and _is_ours(p)}
 
 
 @pytest.fixture
@@ -112,7 +122,7 @@ def test_a_warm_sandbox_is_confined_like_a_cold_one(pool: WarmPool, sandbox: San
     assert str(SECRET_VALUE) not in str(caught.value)
 
 
-def test_draining_a_bundle_leaves_nothing_running(pool: WarmPool) -> None:
+def test_draining_a_bundle_leaves_nothing_running(created_cgroups: list[JobCgroup], pool: WarmPool) -> None:
     before = _sandboxed()
     pool.keep(VALUE, TEST_LIMITS)
     pool.keep(ESCAPE, TEST_LIMITS)
@@ -130,7 +140,8 @@ def test_draining_a_bundle_leaves_nothing_running(pool: WarmPool) -> None:
     pool.close()
     assert _waiting(pool) == []
     assert _sandboxed() - before == set()
-    assert not any(Path(d).name.startswith("job-") for d in _job_cgroups())
+    assert len(created_cgroups) >= 2
+    assert left_behind(created_cgroups) == []
     pool.keep(VALUE, TEST_LIMITS)  # a closed pool starts nothing
     assert _waiting(pool) == []
 

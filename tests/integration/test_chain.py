@@ -182,7 +182,9 @@ def test_node_down_then_back_sends_every_write_exactly_once(anvil: AnvilNode, tm
         assert outbox.write_progress(tx_id=tx.pk).status == Status.CONFIRMED
     outbox._sign(writes[2])
     signed = ChainTransaction.objects.get(pk=writes[2].pk)
-    gateway.web3().eth.send_raw_transaction(bytes(signed.raw_tx or b""))
+    sent = gateway.web3().eth.send_raw_transaction(bytes(signed.raw_tx or b""))
+    # anvil mines an automined transaction just after it answers: read the nonce once it has.
+    gateway.web3().eth.wait_for_transaction_receipt(sent, timeout=30)
     nonce_before_outage = operator_nonce()
     anvil.stop()
     for tx in writes[2:]:
