@@ -64,6 +64,18 @@ def test_the_gaussian_mechanism_charges_what_it_is_given_and_noises_at_its_scale
     assert abs(draws.mean()) < 0.1
 
 
+@pytest.mark.parametrize("sensitivity", [1.0, 0.5, 123.4, 5000.0, 1e6])
+@pytest.mark.parametrize("rho", [1e-4, 0.0031, 0.02, 0.25, 0.7071])
+def test_a_scale_is_charged_within_its_rho_and_no_larger_than_it_needs(sensitivity: float, rho: float) -> None:
+    scale = mechanisms._scale_for.__wrapped__(sensitivity, rho)
+    # OpenDP's own map is the judge: the release never costs more than it was given.
+    assert float(mechanisms._gaussian(scale).map(sensitivity)) <= rho
+    textbook = sensitivity / math.sqrt(2.0 * rho)
+    assert textbook <= scale <= textbook * (1.0 + 1e-9)
+    searched = float(dp.binary_search_param(mechanisms._gaussian, d_in=sensitivity, d_out=rho))
+    assert scale <= searched * (1.0 + 1e-9)  # no noisier than OpenDP's search would make it
+
+
 def test_error_bounds_cover_the_noise_95_percent_of_the_time() -> None:
     exact = {"sum": 500_000.0, "count": 10_000.0}
     sensitivities = {"sum": 100.0, "count": 1.0}
