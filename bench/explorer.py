@@ -84,7 +84,7 @@ def fill_chain() -> tuple[dict[str, str], int]:
     def mine() -> None:
         w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
-    dataset = dataset_chain_id(uuid.uuid4())
+    dataset = dataset_chain_id(uuid.uuid4(), provider=provider.address)
     price = 10**15
     send(provider, registry.functions.register(dataset, b"\x01" * 32, b"\x02" * 32))
     send(provider, usage.functions.declareNonPersonal(dataset))
