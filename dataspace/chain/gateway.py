@@ -5,7 +5,7 @@ Everything else reaches the chain through this module, the outbox and the agents
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -36,7 +36,12 @@ class ChainReverted(DomainError):
 
 @cache
 def _web3(url: str, timeout: float) -> Web3:
-    return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    # web3's validation middleware asks the node for its chain id twice before every eth_call, to
+    # check a chainId field our calls never carry: two round trips of three. Our writes are signed
+    # here for CHAIN_ID (EIP-155) and sent raw, and ``connected_web3`` checks the node's chain.
+    w3.middleware_onion.remove("validation")
+    return w3
 
 
 def web3() -> Web3:
@@ -96,8 +101,17 @@ def deployments() -> list[Deployment]:
 
 
 def contract(name: str, address: str | None = None) -> type[Contract] | Contract:
-    artifact = artifacts.load(name)
-    return web3().eth.contract(address=Web3.to_checksum_address(address or deployment(name).address), abi=artifact.abi)
+    return _contract(settings.CHAIN_RPC_URL, settings.CHAIN_RPC_TIMEOUT, name, address or deployment(name).address)
+
+
+@lru_cache(maxsize=256)
+def _contract(url: str, timeout: float, name: str, address: str) -> Contract:
+    # Building a contract from its ABI costs ~6 ms, more than the view call it serves; the
+    # deployment's address is still looked up every time, so a redeployment is seen at once.
+    built: Contract = _web3(url, timeout).eth.contract(
+        address=Web3.to_checksum_address(address), abi=artifacts.load(name).abi
+    )
+    return built
 
 
 def view(call: Any) -> Any:

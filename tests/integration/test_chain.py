@@ -174,6 +174,19 @@ def test_wrong_chain_id_and_unreachable_node_are_clear_errors(anvil: AnvilNode, 
     assert "unreachable" in error.value.message
 
 
+def test_a_contract_is_built_once_per_node_and_address_and_reads_the_chain(anvil: AnvilNode, settings: Any) -> None:
+    usage = gateway.contract("UsageAgreements")
+    assert gateway.contract("UsageAgreements") is usage  # no ABI parsing per call
+    assert gateway.view(usage.functions.agreementCount()) == 0
+    elsewhere = gateway.contract("UsageAgreements", address=Account.create().address)
+    assert elsewhere is not usage
+    settings.CHAIN_RPC_URL = "http://127.0.0.1:9"  # another node: its own objects, not the cached ones
+    with pytest.raises(gateway.ChainUnavailable):
+        gateway.view(gateway.contract("UsageAgreements").functions.agreementCount())
+    # A view call is one request: web3's chain-id validation (two more per call) is off.
+    assert "validation" not in [name for _, name in gateway.web3().middleware_onion.middleware]
+
+
 def test_node_down_then_back_sends_every_write_exactly_once(anvil: AnvilNode, tmp_path: Any) -> None:
     recipients = [Account.create().address for _ in range(5)]
     writes = [mint_write(r, 100 + i, f"mint:{i}") for i, r in enumerate(recipients)]
