@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import opendp.prelude as dp
@@ -45,16 +45,27 @@ class NoisyAggregates:
 _ROUNDING_STEPS = (1e-15, 1e-12, 1e-9)
 
 
+class _Gaussian(NamedTuple):
+    measurement: Any  # OpenDP's; each invocation draws fresh noise
+    scale: float
+    charge: float  # the ρ OpenDP charges for one release at this sensitivity
+
+
 @lru_cache(maxsize=1024)
-def _scale_for(sensitivity: float, rho: float) -> float:
-    """The smallest scale whose loss OpenDP charges within ``rho``, to within one part in 10^9:
-    the textbook Δ/√(2ρ), or the first of it nudged up past OpenDP's rounding, else OpenDP's own
-    search. Every candidate is checked by OpenDP's map, so the guarantee is OpenDP's."""
+def _gaussian_for(sensitivity: float, rho: float) -> _Gaussian:
+    """The Gaussian of the smallest scale whose loss OpenDP charges within ``rho``, to within one
+    part in 10^9: the textbook Δ/√(2ρ), or the first of it nudged up past OpenDP's rounding, else
+    OpenDP's own search. Every candidate is judged by OpenDP's map, so the guarantee is OpenDP's.
+    Cached: a group-by's sums share one sensitivity, as do its counts."""
     textbook = sensitivity / math.sqrt(2.0 * rho)
     for scale in (textbook, *(textbook * (1.0 + step) for step in _ROUNDING_STEPS)):
-        if float(_gaussian(scale).map(sensitivity)) <= rho:
-            return scale
-    return float(dp.binary_search_param(_gaussian, d_in=sensitivity, d_out=rho))
+        measurement = _gaussian(scale)
+        charge = float(measurement.map(sensitivity))
+        if charge <= rho:
+            return _Gaussian(measurement, scale, charge)
+    scale = float(dp.binary_search_param(_gaussian, d_in=sensitivity, d_out=rho))
+    measurement = _gaussian(scale)
+    return _Gaussian(measurement, scale, float(measurement.map(sensitivity)))
 
 
 def _gaussian(scale: float) -> Any:
@@ -69,17 +80,11 @@ def gaussian(values: Mapping[str, float], sensitivities: Mapping[str, float], rh
     noisy: dict[str, float] = {}
     scales: dict[str, float] = {}
     charged = 0.0
-    # A group-by's sums share one sensitivity, as do its counts: one measurement serves each.
-    made: dict[float, tuple[Any, float, float]] = {}
     for name, value in values.items():
-        sensitivity = max(float(sensitivities[name]), 1e-12)
-        if sensitivity not in made:
-            scale = _scale_for(sensitivity, share)
-            measurement = _gaussian(scale)
-            made[sensitivity] = (measurement, scale, float(measurement.map(sensitivity)))
-        measurement, scales[name], charge = made[sensitivity]
-        noisy[name] = float(measurement(float(value)))
-        charged += charge
+        release = _gaussian_for(max(float(sensitivities[name]), 1e-12), share)
+        noisy[name] = float(release.measurement(float(value)))
+        scales[name] = release.scale
+        charged += release.charge
     return NoisyAggregates(values=noisy, scales=scales, rho=charged)
 
 

@@ -67,9 +67,11 @@ def test_the_gaussian_mechanism_charges_what_it_is_given_and_noises_at_its_scale
 @pytest.mark.parametrize("sensitivity", [1.0, 0.5, 123.4, 5000.0, 1e6])
 @pytest.mark.parametrize("rho", [1e-4, 0.0031, 0.02, 0.25, 0.7071])
 def test_a_scale_is_charged_within_its_rho_and_no_larger_than_it_needs(sensitivity: float, rho: float) -> None:
-    scale = mechanisms._scale_for.__wrapped__(sensitivity, rho)
+    release = mechanisms._gaussian_for.__wrapped__(sensitivity, rho)
+    scale = release.scale
     # OpenDP's own map is the judge: the release never costs more than it was given.
     assert float(mechanisms._gaussian(scale).map(sensitivity)) <= rho
+    assert release.charge == float(release.measurement.map(sensitivity))
     textbook = sensitivity / math.sqrt(2.0 * rho)
     assert textbook <= scale <= textbook * (1.0 + 1e-9)
     searched = float(dp.binary_search_param(mechanisms._gaussian, d_in=sensitivity, d_out=rho))
