@@ -15,11 +15,25 @@ dp.enable_features("contrib")
 DELTA = 1e-9
 
 
-def test_rho_for_epsilon_is_the_largest_rho_within_epsilon() -> None:
-    for epsilon in (0.01, 0.1, 0.5, 1.0, 4.0):
-        rho = accountant.rho_for_epsilon(epsilon, DELTA)
-        assert accountant.epsilon_for_rho(rho, DELTA) <= epsilon
-        assert accountant.epsilon_for_rho(rho * 1.001 + 2e-9, DELTA) > epsilon
+@pytest.mark.parametrize("delta", [1e-6, DELTA, 1e-12])
+def test_rho_for_epsilon_is_the_largest_nano_rho_within_epsilon(delta: float) -> None:
+    # The search judges candidates by OpenDP's δ(ε); the answer must hold by its ε(δ) too, and
+    # one nano-ρ more (the chain's unit) must not.
+    for epsilon in [*np.geomspace(1e-4, 1000, 40), 0.01, 0.1, 0.5, 1.0, 4.0]:
+        rho = accountant.rho_for_epsilon(float(epsilon), delta)
+        assert accountant.epsilon_for_rho(rho, delta) <= epsilon
+        assert rho == 0 or accountant.epsilon_for_rho(rho + 1e-9, delta) > epsilon
+
+
+@pytest.mark.parametrize("epsilon", [0.0, -1.0, math.nan, math.inf, 1e-17, 5e-324])
+def test_rho_for_epsilon_is_zero_where_nothing_fits(epsilon: float) -> None:
+    assert accountant.rho_for_epsilon(epsilon, DELTA) == 0.0
+
+
+def test_rho_for_epsilon_ends_where_opendps_bound_gives_up() -> None:
+    # Near ε = 1e6 OpenDP answers δ = 1 at the textbook root: the search steps down, not forever.
+    rho = accountant.rho_for_epsilon(1e6, DELTA)
+    assert 0 < rho < 1e6
 
 
 def test_zcdp_beats_basic_composition() -> None:
