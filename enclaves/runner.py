@@ -1,15 +1,15 @@
 """The enclave process: what runs inside the sandbox, from key generation to the signed result.
 
 Started by the launcher as ``python -I -S -B -c <boot> <channel_fd> <memory_bytes>`` inside
-bubblewrap. In
-order, and before it reads anything from the job:
+bubblewrap. In order, and before it reads anything from the job:
 
 1. loads the exec filter (``/job/exec.bpf``): from here on no program can be executed;
 2. points stdout and stderr at /dev/null (what an algorithm prints goes nowhere: it could be data);
 3. generates its ephemeral X25519 key (data keys are wrapped to it) and Ed25519 key (it signs the
    result) and sends both public halves (``hello``);
+4. warms up (imports, one JWE unwrap, the readers) and says ``ready``;
 
-then waits for ``release``: unwraps each data key (JWE, bound to the attestation context),
+then reads ``release``: unwraps each data key (JWE, bound to the attestation context),
 decrypts the sealed inputs whose descriptors came with it, runs the algorithm, and sends the
 canonical JSON result with its signature, or an error code. Data keys and plaintext live only in
 this process's memory; nothing is written outside the private work directory.
@@ -187,10 +187,11 @@ def _execute(
 
 
 def _warm_up(keywrap: types.ModuleType, source: str, *, sql: bool) -> None:
-    """Before hello, with no job data and no job key in reach: import and exercise once what
-    every job uses (the JWE unwrap, Parquet and CSV readers, DuckDB) and import the modules the
-    algorithm's own import statements name. The launcher meters all of this as startup, and a
-    pre-started sandbox has it done before its job arrives."""
+    """Between hello and ready, with no job data and no job key in reach (the release is not read
+    until after ready): import and exercise once what every job uses (the JWE unwrap, Parquet and
+    CSV readers, DuckDB) and import the modules the algorithm's own import statements name. The
+    launcher meters all of this as startup, and a pre-started sandbox has it done before its job
+    arrives."""
     import pyarrow
     import pyarrow.csv
     import pyarrow.parquet
@@ -242,11 +243,14 @@ def main(argv: list[str]) -> int:
 
     keywrap = _import_keywrap()
     bundle = AlgorithmBundle.from_canonical(BUNDLE.read_bytes())
-    _warm_up(keywrap, bundle.source, sql=bundle.kind is BundleKind.SQL)
     private_key, public_der = keywrap.generate_ephemeral_key()
     signing_key = Ed25519PrivateKey.generate()
     signing_public = signing_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     write_frame(channel, {"kind": "hello", "kex": public_der, "sign": signing_public})
+    # Warming up after hello lets a sandbox started for its job import while the launcher attests
+    # it and the broker releases the keys; the release waits unread in the channel until ``ready``.
+    _warm_up(keywrap, bundle.source, sql=bundle.kind is BundleKind.SQL)
+    write_frame(channel, {"kind": "ready"})
     try:
         release, fds = read_frame_with_fds(channel, "release", MAX_INPUTS)
         if release["kind"] != "release":

@@ -116,12 +116,13 @@ class Sandbox:
 
     # -- one job -----------------------------------------------------------------------------
 
-    def start_run(self, bundle: AlgorithmBundle, limits: Limits) -> SandboxRun:
-        """A sandbox for one job of ``bundle`` under ``limits``, started up to its hello: keys
-        made, nothing else; it has seen no nonce, no key and no data. A failed start is recorded
-        in the run (``finish`` raises it), never raised here."""
+    def start_run(self, bundle: AlgorithmBundle, limits: Limits, *, warmed: bool = True) -> SandboxRun:
+        """A sandbox for one job of ``bundle`` under ``limits``, started up to its ready (keys
+        made, runtime warmed up, nothing else), or only to its hello unless ``warmed`` (it warms up
+        on its own meanwhile); it has seen no nonce, no key and no data. A failed start is
+        recorded in the run (``finish`` raises it), never raised here."""
         run = SandboxRun(self, bundle, limits, self._profile(bundle)[2])
-        run.start()
+        run.start(until_ready=warmed)
         return run
 
     def run_job(
@@ -150,7 +151,8 @@ class Sandbox:
                 started.teardown()
             raise ValueError("input table names must be unique")
         params_bytes = canonical_json(dict(params))
-        run = started if started is not None else self.start_run(bundle, limits)
+        # Started for this job, it warms up while the launcher attests it and the broker releases.
+        run = started if started is not None else self.start_run(bundle, limits, warmed=False)
         return run.finish(
             list(sealed_inputs),
             broker=broker,

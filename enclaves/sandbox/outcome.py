@@ -68,7 +68,7 @@ class Limits:
 @dataclass(frozen=True)
 class Metering:
     """What the job's cgroup measured. ``cpu_ms`` is every CPU-millisecond of the sandbox;
-    ``startup_cpu_ms`` the part spent before the enclave said hello (bubblewrap, interpreter,
+    ``startup_cpu_ms`` the part spent before the enclave said ready (bubblewrap, interpreter,
     runtime imports, key generation: the same for every job, before any job data exists);
     ``billable_cpu_ms`` the rest (decryption, the algorithm, the result)."""
 

@@ -1,7 +1,7 @@
 """Sandboxes started ahead of their jobs, so that a job's path is attestation, key release, the
 run and teardown, not bubblewrap and an interpreter starting.
 
-A warm sandbox is an ordinary ``SandboxRun`` stopped at its hello (``Sandbox.start_run``): the
+A warm sandbox is an ordinary ``SandboxRun`` started to its ready (``Sandbox.start_run``): the
 same confinement arguments, cgroup limits, seccomp filters and wall-clock limit as a cold one,
 having seen no nonce, no key and no data. It is single-use: ``take`` removes it from the pool
 for good and the job it runs tears it down; the pool only ever starts fresh ones.

@@ -1,7 +1,8 @@
 """One sandbox from its start to its teardown, and the conversation with the enclave in it:
 spawn (cgroup, private mount namespace, privileges dropped, bubblewrap), hello, attestation and
-key release through the caller's broker, inputs as descriptors, the result read, checked and
-signed off, every process of the job killed and reaped.
+key release through the caller's broker while the enclave warms up, its ready, inputs as
+descriptors, the result read, checked and signed off, every process of the job killed and
+reaped.
 
 The runtime's host paths (``/root/.pyenv/...`` is not traversable by uid 65534) are bound onto
 a staging directory inside a private mount namespace the launcher's child creates as root just
@@ -80,8 +81,9 @@ STARTUP_TIMEOUT = 60.0
 
 class SandboxRun:
     """One sandbox, from its start to its teardown; runs exactly one job. ``start`` brings it to
-    hello (keys made, nothing else); ``finish`` attests it, relays the key release and the
-    inputs, reads and checks the result, and tears everything down whatever happens."""
+    hello (keys made, nothing else; the enclave goes on warming up); ``finish`` attests it,
+    relays the key release and the inputs, reads and checks the result, and tears everything
+    down whatever happens."""
 
     def __init__(self, sandbox: Sandbox, bundle: AlgorithmBundle, limits: Limits, template: list[str]) -> None:
         self.sandbox = sandbox
@@ -92,6 +94,7 @@ class SandboxRun:
         self.timed_out = False
         self.timings: dict[str, float] = {}
         self.startup_cpu_ns = 0
+        self.ready = False
         self.bytes_read = 0
         self.buffer = bytearray()
         self.members: set[int] = set()
@@ -114,9 +117,9 @@ class SandboxRun:
         os.lseek(fd, 0, os.SEEK_SET)
         return fd
 
-    def start(self) -> None:
-        """Spawn the sandbox and wait for its hello. On failure, tears down and records why
-        (``finish`` then raises it)."""
+    def start(self, *, until_ready: bool = True) -> None:
+        """Spawn the sandbox and wait for its hello, and its ready (warm-up done) if
+        ``until_ready``. On failure, tears down and records why (``finish`` then raises it)."""
         self.group = JobCgroup.create(
             f"job-{uuid.uuid4().hex}", CgroupLimits(self.limits.memory_bytes, self.limits.max_processes)
         )
@@ -124,7 +127,6 @@ class SandboxRun:
         try:
             self._spawn(self.group)
             hello = self._read_frame("hello")
-            self.startup_cpu_ns = self.group.usage().cpu_ns
             # bubblewrap's pid-namespace init, among others: if the sandbox dies on its own, that
             # init may be left to us (a subreaper) to reap, after it has left the cgroup.
             self.members.update(self.group.pids())
@@ -134,6 +136,10 @@ class SandboxRun:
             if not 0 < len(kex) <= 1024 or len(signing_key) != 32:
                 raise JobFailed("protocol_error")
             self.kex, self.signing_key = kex, signing_key
+            if until_ready:
+                if self._read_frame("ready")["kind"] != "ready":
+                    raise JobFailed("protocol_error")
+                self._mark_ready()
         except JobFailed as exc:
             self.failure = exc
         except ProtocolError:
@@ -199,6 +205,13 @@ class SandboxRun:
             metering=metering,
             timings_ms=dict(self.timings),
         )
+
+    def _mark_ready(self) -> None:
+        """The enclave said ready: warm-up done, the release not yet read. What the sandbox
+        spent until now is startup, which the job is not billed for."""
+        self.ready = True
+        if self.group is not None:
+            self.startup_cpu_ns = self.group.usage().cpu_ns
 
     def _let_it_die(self) -> None:
         """The enclave closed its channel: let the sandbox finish dying so that its exit status
@@ -397,7 +410,10 @@ class SandboxRun:
         for fd in input_fds:  # the enclave holds its own copies now
             os.close(fd)
             self.fds.remove(fd)
-        answer = self._read_frame("result")
+        answer = self._read_frame("result" if self.ready else "ready")
+        if answer["kind"] == "ready":
+            self._mark_ready()
+            answer = self._read_frame("result")
         self.timings["run"] = (time.monotonic() - released_at) * 1000
         if answer["kind"] == "error":
             code = answer.get("code")

@@ -151,6 +151,15 @@ def test_a_two_second_busy_loop_is_metered_at_two_cpu_seconds(harness: Harness) 
     assert metering.bytes_read == sum(p.stat().st_size for p in harness.directory.glob("*.sealed"))
 
 
+def test_a_cold_job_is_not_billed_for_the_warm_up_it_does_during_attestation(harness: Harness) -> None:
+    # A sandbox started for its job says hello before it warms up (imports, a JWE unwrap, the
+    # readers); its ready, which it sends before reading the release, closes the startup meter.
+    outcome = harness.run(SIMPLE, [harness.seal_table("t", _patients())])
+    metering = outcome.metering
+    assert metering.startup_cpu_ms > 2 * metering.billable_cpu_ms, metering
+    assert metering.cpu_ms == metering.startup_cpu_ms + metering.billable_cpu_ms
+
+
 def test_the_result_signature_verifies_and_binds_the_result(harness: Harness) -> None:
     outcome = harness.run(_logistic_bundle(), [harness.seal_table("patients", _patients())], {"c": 0.5})
     attestation_hash = outcome.verified.attestation_hash()
