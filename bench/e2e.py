@@ -96,7 +96,8 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         call_command("chain", "deploy")
         with app.connection_for_write() as connection:
-            connection.default_channel.client.flushdb()
+            redis_channel: Any = connection.default_channel  # kombu's Redis channel holds the client
+            redis_channel.client.flushdb()
         port = free_port()
         logs = work / "logs"
         logs.mkdir()

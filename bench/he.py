@@ -141,7 +141,7 @@ def step_size(kind: str, rows: int, pack: bool, seeded: bool = True, ring: str =
         schema, options = (
             SCHEMA,
             StoreOptions(
-                levels={"s": "sums"},
+                levels={"s": Level.SUMS},
                 bounds={"x": (0, 200), "s": (0, 5000)},
                 quantile_buckets=0,
                 workers=1,
@@ -237,10 +237,11 @@ def step_build(rows: int, workers: int, out: Path, seeded: bool = True) -> dict[
 
     from dataspace.compute.he.encryption import encrypt_columns
     from dataspace.compute.he.keys import generate_keys
+    from dataspace.compute.he.params import Level
     from dataspace.compute.he.profiling import StoreOptions
     from dataspace.vault import blobs
 
-    keys = {level: generate_keys(level) for level in ("sums", "products")}
+    keys = {level: generate_keys(level) for level in (Level.SUMS, Level.PRODUCTS)}
     baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
     layout = encrypt_columns(
@@ -248,7 +249,7 @@ def step_build(rows: int, workers: int, out: Path, seeded: bool = True) -> dict[
         schema=SCHEMA,
         rows=rows,
         options=StoreOptions(
-            levels={"s": "sums"},
+            levels={"s": Level.SUMS},
             bounds={"x": (0, 200), "s": (0, 5000)},
             quantile_buckets=0,
             workers=workers,
@@ -267,13 +268,12 @@ def step_build(rows: int, workers: int, out: Path, seeded: bool = True) -> dict[
     for pack in layout.packs:  # tails and totals: counted with their level's series
         sizes[pack.level].append(blobs.size(pack.blob_name))
     # A packed product total is one slot of a pack: its share of the pack's bytes.
-    product_bytes = sum(
-        blobs.size(product.blob_name)
-        if product.blob_name
-        else blobs.size(layout.packs[product.total.pack].blob_name) / layout.slots
-        for product in layout.products.values()
-        if product.blob_name or product.total
-    )
+    product_bytes = 0.0
+    for product in layout.products.values():
+        if product.blob_name:
+            product_bytes += blobs.size(product.blob_name)
+        elif product.total is not None:
+            product_bytes += blobs.size(layout.packs[product.total.pack].blob_name) / layout.slots
     (out / "layout.json").write_text(json.dumps(layout.to_json()))
     for level, pair in keys.items():
         (out / f"{level}.public").write_bytes(pair.public_context)

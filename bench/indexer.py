@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,6 +40,7 @@ def main() -> None:
 
 def measure(node: object) -> None:
     from web3 import Web3
+    from web3.types import TxParams, Wei
 
     from bench.common import metric, write_result
     from dataspace.chain import deploy, gateway, indexer
@@ -51,16 +53,15 @@ def measure(node: object) -> None:
     w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
     nonce = w3.eth.get_transaction_count(operator.address)
     recipient = Web3.to_checksum_address("0x" + "ab" * 20)
-    template = token.functions.mint(recipient, 1).build_transaction(
-        {
-            "from": operator.address,
-            "nonce": nonce,
-            "gas": 80_000,
-            "chainId": gateway.chain_id(),
-            "maxFeePerGas": 10**10,
-            "maxPriorityFeePerGas": 10**9,
-        }
-    )
+    params: TxParams = {
+        "from": operator.address,
+        "nonce": nonce,
+        "gas": 80_000,
+        "chainId": gateway.chain_id(),
+        "maxFeePerGas": Wei(10**10),
+        "maxPriorityFeePerGas": Wei(10**9),
+    }
+    template: dict[str, Any] = dict(token.functions.mint(recipient, 1).build_transaction(params))
     for i in range(EVENTS):
         signed = operator.sign_transaction({**template, "nonce": nonce + i})
         w3.eth.send_raw_transaction(signed.raw_transaction)

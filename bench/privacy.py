@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -87,17 +87,18 @@ def measure() -> list[dict[str, Any]]:
     ]
     table = table.select([c["name"] for c in schema])
     keys = {Level.PRODUCTS: generate_keys(Level.PRODUCTS)}
-    bounds = {name: tuple(pair) for name, pair in REGISTRY_ENCRYPTION["bounds"].items() if name in table.column_names}
+    declared = cast(dict[str, list[float]], REGISTRY_ENCRYPTION["bounds"])
+    bounds = {name: (low, high) for name, (low, high) in declared.items() if name in table.column_names}
     layout = encrypt_columns(
         batches=lambda: iter(table.to_batches(max_chunksize=65_536)),
         schema=schema,
         rows=ROWS,
-        options=StoreOptions(bounds=bounds, quantile_buckets=0),  # type: ignore[arg-type]
+        options=StoreOptions(bounds=bounds, quantile_buckets=0),
         keys=keys,
         blob_prefix="he/bench-privacy",
     )
-    public = {level: load_public_context(pair.public_context) for level, pair in keys.items()}
-    secret = {level: load_secret_context(pair.secret_context) for level, pair in keys.items()}
+    public: dict[str, Any] = {level.value: load_public_context(pair.public_context) for level, pair in keys.items()}
+    secret: dict[str, Any] = {level.value: load_secret_context(pair.secret_context) for level, pair in keys.items()}
     rho = privacy.rho_of(EPSILON)
 
     def releases(operation_name: str, params: dict[str, Any]) -> tuple[list[Any], Any, list[Any]]:

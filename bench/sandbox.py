@@ -96,7 +96,7 @@ def main() -> None:
 
     from enclaves.attestation import InMemoryNonceStore, Policy, TeeType
     from enclaves.attestation.sandbox import launcher_public_key, load_or_create_launcher_key
-    from enclaves.bundle import AlgorithmBundle, canonical_json
+    from enclaves.bundle import AlgorithmBundle, BundleKind, canonical_json
     from enclaves.sandbox import Limits, LocalKeyBroker, Sandbox, SealedInput
     from enclaves.sealed import open_sealed, seal
 
@@ -118,12 +118,14 @@ def main() -> None:
     x = rng.normal(0, 1, 10_000)
     cases = {
         "mean (10k rows)": (
-            AlgorithmBundle(kind="python", source=MEAN_SOURCE, output_schema=MEAN_SCHEMA, max_output_bytes=1000),
+            AlgorithmBundle(
+                kind=BundleKind.PYTHON, source=MEAN_SOURCE, output_schema=MEAN_SCHEMA, max_output_bytes=1000
+            ),
             sealed_table(pa.table({"x": x}), "mean"),
         ),
         "logistic regression (scikit-learn, 400 rows)": (
             AlgorithmBundle(
-                kind="python",
+                kind=BundleKind.PYTHON,
                 source=LOGISTIC_SOURCE,
                 output_schema=LOGISTIC_SCHEMA,
                 max_output_bytes=1000,

@@ -31,6 +31,7 @@ otherwise.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -141,7 +142,8 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         call_command("chain", "deploy")
         with app.connection_for_write() as connection:
-            connection.default_channel.client.flushdb()
+            redis_channel: Any = connection.default_channel  # kombu's Redis channel holds the client
+            redis_channel.client.flushdb()
         log = (work / "worker.log").open("wb")
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "dataspace", "worker", "--pool=solo", "--loglevel=WARNING",
@@ -308,6 +310,7 @@ def measure(work: Path) -> None:
         cold, cold_outcomes = timed(lambda: tee.run(job), RUNS, beside=local_run, local=local)  # noqa: B023
         pool = tee.pool_start()
         assert pool is not None
+        assert job.algorithm is not None
         bundle, limits = tee.bundle_of(job.algorithm), tee.limits_for(job)
         pool.keep(bundle, limits)
         warm, warm_outcomes = timed(
@@ -315,7 +318,7 @@ def measure(work: Path) -> None:
             RUNS,
             beside=local_run,
             local=local,
-            before=lambda: pool.wait_ready(timeout=120),  # noqa: B023
+            before=functools.partial(pool.wait_ready, timeout=120),
         )
         stats = pool.stats()
         assert stats.missed == 0, stats
@@ -361,6 +364,7 @@ def measure(work: Path) -> None:
     job = Job.objects.select_related("agreement__offer", "dataset__data_key", "algorithm").get(pk=job.pk)
     pool = tee.pool_start()
     assert pool is not None
+    assert job.algorithm is not None
     pool.keep(tee.bundle_of(job.algorithm), tee.limits_for(job))
     pool.wait_ready(timeout=120)
     warm_rate, warm_failed = sustained(lambda: tee.run(job), THREADS, SUSTAIN_SECONDS)

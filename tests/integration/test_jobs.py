@@ -110,7 +110,7 @@ def test_the_whole_story(anvil: AnvilNode, celery_worker_process: WorkerProcess)
     agreement = accept_offer(consumer_api, offer, calls=5)
 
     table = table_of(content)
-    asks = [
+    asks: list[tuple[str, dict[str, Any]]] = [
         ("mean", {"column": "cost"}),
         ("group_by", {"by": "region", "aggregate": "mean", "column": "bmi"}),
         ("linear_regression", {"target": "systolic_bp", "features": ["age", "bmi"]}),

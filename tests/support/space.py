@@ -61,9 +61,10 @@ def ingest_dataset(client: APIClient, content: bytes, **fields: Any) -> Dataset:
     assert response.status_code == 202, response.json()
     ingest = wait_for_ingest(response.json()["id"])
     assert ingest.dataset_id is not None, ingest.error_message
+    dataset_id = ingest.dataset_id
 
     def ready() -> bool:
-        dataset = Dataset.objects.get(pk=ingest.dataset_id)
+        dataset = Dataset.objects.get(pk=dataset_id)
         return (
             EncryptedStore.objects.filter(dataset=dataset, status="ready").exists()
             and dataset.chain_registration is not None
@@ -72,7 +73,7 @@ def ingest_dataset(client: APIClient, content: bytes, **fields: Any) -> Dataset:
         )
 
     wait_for(ready, timeout=180)
-    return Dataset.objects.get(pk=ingest.dataset_id)
+    return Dataset.objects.get(pk=dataset_id)
 
 
 def publish_offer(client: APIClient, dataset: Dataset, **terms: Any) -> Offer:
