@@ -81,9 +81,9 @@ STARTUP_TIMEOUT = 60.0
 
 class SandboxRun:
     """One sandbox, from its start to its teardown; runs exactly one job. ``start`` brings it to
-    hello (keys made, nothing else; the enclave goes on warming up); ``finish`` attests it,
-    relays the key release and the inputs, reads and checks the result, and tears everything
-    down whatever happens."""
+    ready (keys made, runtime warmed up, nothing else), or only to hello, the enclave warming up
+    while ``finish`` attests it; ``finish`` relays the key release and the inputs, reads and
+    checks the result, and tears everything down whatever happens."""
 
     def __init__(self, sandbox: Sandbox, bundle: AlgorithmBundle, limits: Limits, template: list[str]) -> None:
         self.sandbox = sandbox
@@ -94,6 +94,7 @@ class SandboxRun:
         self.timed_out = False
         self.timings: dict[str, float] = {}
         self.startup_cpu_ns = 0
+        self.spawned_at = 0.0
         self.ready = False
         self.bytes_read = 0
         self.buffer = bytearray()
@@ -123,7 +124,7 @@ class SandboxRun:
         self.group = JobCgroup.create(
             f"job-{uuid.uuid4().hex}", CgroupLimits(self.limits.memory_bytes, self.limits.max_processes)
         )
-        spawn_start = time.monotonic()
+        spawn_start = self.spawned_at = time.monotonic()
         try:
             self._spawn(self.group)
             hello = self._read_frame("hello")
@@ -410,9 +411,15 @@ class SandboxRun:
         for fd in input_fds:  # the enclave holds its own copies now
             os.close(fd)
             self.fds.remove(fd)
-        answer = self._read_frame("result" if self.ready else "ready")
-        if answer["kind"] == "ready":
-            self._mark_ready()
+        if not self.ready:
+            # A sandbox started for this job may still be warming up: that is startup, bounded by
+            # the startup timeout as when it came before hello; the job's wall clock starts at ready.
+            self.deadline = self.spawned_at + STARTUP_TIMEOUT
+            answer = self._read_frame("ready")
+            if answer["kind"] == "ready":
+                self._mark_ready()
+                self.deadline = time.monotonic() + self.limits.wall_seconds
+        if self.ready:
             answer = self._read_frame("result")
         self.timings["run"] = (time.monotonic() - released_at) * 1000
         if answer["kind"] == "error":

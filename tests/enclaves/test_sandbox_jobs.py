@@ -160,6 +160,17 @@ def test_a_cold_job_is_not_billed_for_the_warm_up_it_does_during_attestation(har
     assert metering.cpu_ms == metering.startup_cpu_ms + metering.billable_cpu_ms
 
 
+def test_a_cold_jobs_wall_clock_starts_once_its_sandbox_is_ready(harness: Harness) -> None:
+    # Importing scikit-learn in the warm-up takes about a second; the job itself, a few ms. The
+    # warm-up is startup (bounded by the startup timeout), not the offer's wall-clock limit.
+    source = "import sklearn\n\ndef run(tables, params):\n    return {'value': tables['t'].num_rows}\n"
+    bundle = python_bundle(source, NUMBER_RESULT, lockfile={"scikit-learn": "1.9.1", "numpy": np.__version__})
+    limits = replace(TEST_LIMITS, wall_seconds=0.5)
+    outcome = harness.run(bundle, [harness.seal_table("t", _patients())], limits=limits)
+    assert outcome.result == {"value": _patients().num_rows}
+    assert outcome.timings_ms["start"] + outcome.timings_ms["run"] > 500, outcome.timings_ms
+
+
 def test_the_result_signature_verifies_and_binds_the_result(harness: Harness) -> None:
     outcome = harness.run(_logistic_bundle(), [harness.seal_table("patients", _patients())], {"c": 0.5})
     attestation_hash = outcome.verified.attestation_hash()
