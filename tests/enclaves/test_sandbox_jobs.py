@@ -89,8 +89,11 @@ def _patients() -> pa.Table:
     return pa.table({"age": age, "dose": dose, "outcome": outcome})
 
 
+SKLEARN_LOCKFILE = {"scikit-learn": "1.9.1", "numpy": np.__version__}
+
+
 def _logistic_bundle() -> AlgorithmBundle:
-    return python_bundle(LOGISTIC, LOGISTIC_SCHEMA, lockfile={"scikit-learn": "1.9.1", "numpy": np.__version__})
+    return python_bundle(LOGISTIC, LOGISTIC_SCHEMA, lockfile=SKLEARN_LOCKFILE)
 
 
 def test_logistic_regression_with_scikit_learn(harness: Harness) -> None:
@@ -164,7 +167,7 @@ def test_a_cold_jobs_wall_clock_starts_once_its_sandbox_is_ready(harness: Harnes
     # Importing scikit-learn in the warm-up takes about a second; the job itself, a few ms. The
     # warm-up is startup (bounded by the startup timeout), not the offer's wall-clock limit.
     source = "import sklearn\n\ndef run(tables, params):\n    return {'value': tables['t'].num_rows}\n"
-    bundle = python_bundle(source, NUMBER_RESULT, lockfile={"scikit-learn": "1.9.1", "numpy": np.__version__})
+    bundle = python_bundle(source, NUMBER_RESULT, lockfile=SKLEARN_LOCKFILE)
     limits = replace(TEST_LIMITS, wall_seconds=0.5)
     outcome = harness.run(bundle, [harness.seal_table("t", _patients())], limits=limits)
     assert outcome.result == {"value": _patients().num_rows}

@@ -31,7 +31,8 @@ def test_rho_for_epsilon_is_zero_where_nothing_fits(epsilon: float) -> None:
 
 
 def test_rho_for_epsilon_ends_where_opendps_bound_gives_up() -> None:
-    # Near ε = 1e6 OpenDP answers δ = 1 at the textbook root: the search steps down, not forever.
+    # Near ε = 1e6 OpenDP answers δ = 1 at the textbook root: the search steps down and answers
+    # (inverting ε(δ) there, as the search once did, raises OpenDP's overflow error).
     rho = accountant.rho_for_epsilon(1e6, DELTA)
     assert 0 < rho < 1e6
 
