@@ -11,7 +11,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -42,6 +45,8 @@ from dataspace.vault.stream import BlobTamperedError, OpeningReader, SealingWrit
 
 __all__ = ["KeyringName", "KeyringNotHeld"]
 
+logger = logging.getLogger(__name__)
+
 # Which keyring wraps the data keys of each purpose (DataKey.purpose).
 PURPOSE_KEYRINGS: dict[str, KeyringName] = {
     "dataset": KeyringName.DATA,
@@ -66,6 +71,17 @@ def _keyring_for(spec: str) -> RootKeyring:
     return keyring_from_spec(spec)
 
 
+# Opening a keyring costs ~85 ms per RSA-3072 key (cryptography checks each private key's
+# consistency as it loads it). A task that needs a keyring while ``keyrings_warm`` is opening it
+# waits for that load rather than running a second one beside it.
+_opening = threading.Lock()
+
+
+def _held_keyring_for(spec: str) -> RootKeyring:
+    with _opening:
+        return _keyring_for(spec)
+
+
 @lru_cache(maxsize=16)
 def _public_keyring_for(spec: str, name: str) -> PublicKeyring:
     return public_keyring_from_spec(spec, name=name)
@@ -84,7 +100,7 @@ def keyring(name: KeyringName = KeyringName.DATA) -> RootKeyring:
             f"This process (role {settings.REDLAKE_ROLE}) does not hold the {name} keyring.",
             details={"keyring": str(name), "role": settings.REDLAKE_ROLE},
         )
-    return _keyring_for(spec)
+    return _held_keyring_for(spec)
 
 
 _held_keyring = keyring  # for functions whose keyword argument is named ``keyring``
@@ -93,7 +109,7 @@ _held_keyring = keyring  # for functions whose keyword argument is named ``keyri
 def sealing_keyring(name: KeyringName = KeyringName.DATA) -> RootKeyring:
     """What new keys of this purpose are wrapped to: the held keyring, or its public half alone."""
     if spec := held_spec(name):
-        return _keyring_for(spec)
+        return _held_keyring_for(spec)
     public = settings.REDLAKE_KEYRINGS_PUBLIC.get(str(name), "")
     if not public:
         raise KeyringUnavailable(
@@ -379,12 +395,39 @@ def kek_rotate(
     return RotationReport(keyring=str(name), active_kek_id=active, rewrapped=rewrapped)
 
 
+def keyrings_warm() -> list[str]:
+    """Opens every keyring whose private half this process holds, the ``VAULT_KEK`` development
+    shorthand's included (creating its files, as first use would), so that a worker's first job
+    does not pay for it. Returns their names."""
+    opened = []
+    for name in KeyringName:
+        if spec := held_spec(name):
+            _held_keyring_for(spec)
+            opened.append(str(name))
+    return opened
+
+
+def keyrings_warm_logged() -> None:
+    """``keyrings_warm``, its outcome logged: what a worker process runs as it starts."""
+    started = time.monotonic()
+    try:
+        opened = keyrings_warm()
+    except Exception:  # the first task that needs the keyring raises the same error, to its caller
+        logger.warning("opening the keyrings ahead of the first task failed", exc_info=True)
+        return
+    logger.info(
+        "keyrings opened ahead of the first task: %s (%.0f ms)",
+        ", ".join(opened) or "none held",
+        (time.monotonic() - started) * 1000,
+    )
+
+
 def keyrings_check_at_startup() -> None:
     """Opens every keyring this process was given explicitly (ImproperlyConfigured on a missing
     token, a wrong PIN, an unreadable key) and every public half it may seal with. The
     ``VAULT_KEK`` development shorthand is left to first use, which creates its files."""
     for name in KeyringName:
         if spec := settings.REDLAKE_KEYRINGS.get(str(name), ""):
-            _keyring_for(spec)
+            _held_keyring_for(spec)
         if (public := settings.REDLAKE_KEYRINGS_PUBLIC.get(str(name), "")) and not held_spec(name):
             _public_keyring_for(public, str(name))

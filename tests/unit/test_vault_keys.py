@@ -186,3 +186,28 @@ def test_an_upload_tampered_after_its_head_fails_its_ingest_and_leaves_nothing(i
     assert not path.exists()
     assert not Dataset.objects.exists()
     assert not DataKey.objects.filter(pk=ingest.data_key_id).exists()
+
+
+def test_keyrings_warm_opens_every_held_keyring_once(isolated_vault: Path) -> None:
+    # ISSUE-14: a worker process opens its keyrings as it starts; its first job then loads none.
+    vault._keyring_for.cache_clear()
+    opened = vault.keyrings_warm()
+    assert opened == [str(name) for name in vault.KeyringName]  # the development shorthand holds all
+    loads = vault._keyring_for.cache_info().misses
+    assert read_blob(*sealed_blob(b"rows")) == b"rows"  # wraps and unwraps under the data keyring
+    for name in vault.KeyringName:
+        vault.keyring(name)
+    assert vault._keyring_for.cache_info().misses == loads
+    vault._keyring_for.cache_clear()
+
+
+def test_keyrings_warm_reports_a_broken_keyring_and_leaves_it_to_first_use(
+    isolated_vault: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (isolated_vault / "keys" / "data" / "ACTIVE").write_text("missing")
+    vault._keyring_for.cache_clear()
+    vault.keyrings_warm_logged()  # logs, never raises: the worker process starts regardless
+    assert "opening the keyrings ahead of the first task failed" in caplog.text
+    with pytest.raises(Exception, match="active root key missing is missing"):
+        vault.keyring(vault.KeyringName.DATA)
+    vault._keyring_for.cache_clear()

@@ -1,0 +1,50 @@
+"""ISSUE-14: what a process opens as it starts so that its first job does not: the broker
+connection its task producer publishes on (web and worker processes), and the keyrings
+(tests/unit/test_vault_keys.py)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from celery import Celery
+
+from dataspace import tasking
+from dataspace.celery import app
+
+pytestmark = [pytest.mark.smoke]
+
+
+def test_connect_ahead_leaves_a_connected_producer_for_the_first_send(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="dataspace.tasking")
+    tasking.connect_ahead()
+    assert "not opened ahead" not in caplog.text
+    with app.producer_or_acquire() as producer:  # the pool hands back the connection opened ahead
+        assert producer.connection.connected
+
+
+def test_connect_ahead_leaves_a_broker_that_is_away_to_the_first_send(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A real broker URL on a port where nothing listens: the connection is refused. (Celery
+    # prefers the CELERY_BROKER_URL environment variable, CI's, to the app's own URL.)
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    away = Celery("away", broker="redis://127.0.0.1:9/0", set_as_current=False)
+    monkeypatch.setattr(tasking, "current_app", away)
+    caplog.set_level(logging.INFO, logger="dataspace.tasking")
+    tasking.connect_ahead()  # does not raise: the process starts regardless
+    assert "the broker connection was not opened ahead" in caplog.text
+    away.close()
+
+
+def test_a_worker_process_warms_up_on_a_thread_of_its_own() -> None:
+    from celery import signals
+
+    before = {t.ident for t in threading.enumerate()}
+    signals.worker_process_init.send(sender=None)
+    started = [t for t in threading.enumerate() if t.ident not in before and t.name == "process-warm-up"]
+    assert len(started) == 1
+    assert started[0].daemon  # never holds the process's exit
+    started[0].join(timeout=60)
+    assert not started[0].is_alive()
