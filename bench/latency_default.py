@@ -38,19 +38,39 @@ from bench.stack import (  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 POSTGRES_DB = "redlake_bench_latency"
+FIRST_JOB_AFTER_READY_SECONDS = 3
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def ready_agreement(base: str, consumer: Api) -> dict[str, Any]:
+    """The demo consumer's active agreement, once /readyz answers ready; then a few seconds more,
+    so that the first job meets processes done with their start (as a newcomer's would, who reads
+    the printed URL first)."""
+    import requests
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if requests.get(base + "/readyz", timeout=5).status_code == 200:
+            agreements = consumer.get("/api/agreements/")
+            items = agreements["results"] if isinstance(agreements, dict) else agreements
+            active: list[dict[str, Any]] = [a for a in items if a["status"] == "active"]
+            if active:
+                time.sleep(FIRST_JOB_AFTER_READY_SECONDS)
+                return active[0]
+        time.sleep(0.5)
+    raise AssertionError("the demo agreement did not become active")
 
 
 def run_platform(label: str, extra_env: dict[str, str]) -> dict[str, Any]:
     """Starts scripts/run.sh with ``extra_env``, times RUNS demo means, stops it."""
     with running_platform(extra_env) as platform:
         consumer = Api(platform.base, "consumer", "redlake-consumer")
-        agreements = consumer.get("/api/agreements/")
-        items = agreements["results"] if isinstance(agreements, dict) else agreements
-        agreement = next(a for a in items if a["status"] == "active")
+        agreement = ready_agreement(platform.base, consumer)
         latencies = []
         job_ids = []
-        for run in range(RUNS + 1):  # the first job warms the processes up and is not counted
+        first = 0.0
+        # The first job is a newcomer's first impression: reported on its own, not in the p50.
+        for run in range(RUNS + 1):
             body = demo_mean(agreement["id"], 0.01 + run * 1e-4)
             start = time.perf_counter()
             job = consumer.post("/api/jobs/", json=body)
@@ -60,11 +80,17 @@ def run_platform(label: str, extra_env: dict[str, str]) -> dict[str, Any]:
             if run:
                 latencies.append(elapsed)
                 job_ids.append(done["id"])
+            else:
+                first = elapsed
         gas = gas_per_job(platform.env, job_ids)
     latencies.sort()
-    print(f"{label}: p50 {statistics.median(latencies):.3f} s, gas per job {gas:,.0f}", flush=True)
+    print(
+        f"{label}: first job {first:.3f} s, p50 {statistics.median(latencies):.3f} s, gas per job {gas:,.0f}",
+        flush=True,
+    )
     return {
         "label": label,
+        "first": first,
         "p50": statistics.median(latencies),
         "p90": latencies[int(0.9 * (len(latencies) - 1))],
         "gas": gas,
@@ -130,6 +156,16 @@ def main() -> None:
         )
         metrics.append(
             metric(
+                f"first demo mean after start, {result['label']} (POST to settled GET)",
+                round(result["first"], 4),
+                "s",
+                target=None,
+                better="lower",
+                baseline=("p50 of the jobs after it, s", round(result["p50"], 4)),
+            )
+        )
+        metrics.append(
+            metric(
                 f"gas per job as the flow pays it, {result['label']}",
                 round(result["gas"]),
                 "gas",
@@ -144,7 +180,9 @@ def main() -> None:
         metrics,
         notes=(
             f"Both columns run scripts/run.sh (gunicorn, one Celery worker for all queues, beat, anvil "
-            f"automining); demo dataset as seeded (100,000 rows); {RUNS} jobs each after one warm-up; "
+            f"automining); demo dataset as seeded (100,000 rows); {RUNS} jobs each after the first, "
+            f"which is reported on its own (sent {FIRST_JOB_AFTER_READY_SECONDS} s after /readyz answered ready and the "
+            "demo agreement was active); "
             f"CHAIN_POLL_SECONDS and CHAIN_RECEIPT_* at their defaults; 1-min load average at the end "
             f"{os.getloadavg()[0]:.1f}."
         ),
