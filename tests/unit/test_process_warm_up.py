@@ -41,8 +41,13 @@ def test_connect_ahead_leaves_a_broker_that_is_away_to_the_first_send(
 def test_a_worker_process_warms_up_on_a_thread_of_its_own() -> None:
     from celery import signals
 
+    from dataspace.celery import _warm_up_process
+
+    # Connected to the signal each pool process sends as it starts; called directly here, so that
+    # the signal's other receivers (the tee worker's pool) stay out of this process.
+    assert _warm_up_process in [receiver() for _key, receiver in signals.worker_process_init.receivers]
     before = {t.ident for t in threading.enumerate()}
-    signals.worker_process_init.send(sender=None)
+    _warm_up_process()
     started = [t for t in threading.enumerate() if t.ident not in before and t.name == "process-warm-up"]
     assert len(started) == 1
     assert started[0].daemon  # never holds the process's exit
