@@ -89,7 +89,9 @@ def _tee_process_init(**kwargs: Any) -> None:
 # ISSUE-14: a worker process opens its keyrings (~85 ms per RSA key, checked as it loads) and its
 # broker connection for publishing as it starts, not during its first job: a newcomer's first job
 # on `make run` took ~1 s against ~0.25 s for the next ones. On a thread: the process takes tasks
-# meanwhile, and a task that needs a keyring being opened waits for that load.
+# meanwhile (and Celery gives this signal's handlers 4 s), and a task that needs a keyring being
+# opened waits for that load. A pool process ends with os._exit, so the thread cannot hold up its
+# exit; the solo pool's process may, for the second the warm-up takes.
 @signals.worker_process_init.connect
 def _warm_up_process(**_: Any) -> None:
     import threading

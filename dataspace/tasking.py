@@ -37,11 +37,18 @@ def enqueue(task_name: str, *args: Any, countdown: float | None = None) -> bool:
     return True
 
 
+def load_transport() -> None:
+    """Imports this process's broker transport now, without connecting (the web tier calls it as
+    a process starts): the first request that queues a task then does not pay for the import,
+    ~0.45 s on the embedded broker, SQLAlchemy's most of it. Nothing here waits on the broker."""
+    with current_app.connection_for_write() as connection:
+        connection.transport  # noqa: B018 - building the transport object imports its module
+
+
 def connect_ahead() -> None:
-    """Opens a broker connection for this process's task producer now (the web tier calls it as
-    a process starts), so the first request that queues a task does not pay for the transport's
-    imports and connection: ~0.45 s on the embedded broker, SQLAlchemy's import most of it. A
-    broker that is away is left to the first send, which handles it as always."""
+    """Opens a broker connection for this process's task producer now (a worker process calls it
+    on its warm-up thread as it starts), so that its first task's send finds one. A broker that is
+    away is left to the first send, which handles it as always."""
     try:
         with current_app.producer_or_acquire() as producer:
             producer.connection.ensure_connection(max_retries=1)

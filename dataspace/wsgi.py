@@ -1,7 +1,6 @@
 """WSGI entry point (gunicorn dataspace.wsgi)."""
 
 import os
-import threading
 
 from django.core.wsgi import get_wsgi_application
 
@@ -9,7 +8,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dataspace.settings")
 
 application = get_wsgi_application()
 
-# ISSUE-14: on a thread, so that a broker that is away does not hold the server's start.
-from dataspace.tasking import connect_ahead  # noqa: E402 - needs the settings configured above
+# ISSUE-14: the broker transport's import, here rather than in the first request that queues a
+# task. No connection and no thread: a thread left running at import made a short-lived process
+# that imported this module hang at exit (found by tests/unit/test_recursion_limit.py in CI).
+from dataspace.tasking import load_transport  # noqa: E402 - needs the settings configured above
 
-threading.Thread(target=connect_ahead, name="broker-connect-ahead", daemon=True).start()
+load_transport()

@@ -1,6 +1,6 @@
 """ISSUE-14: what a process opens as it starts so that its first job does not: the broker
-connection its task producer publishes on (web and worker processes), and the keyrings
-(tests/unit/test_vault_keys.py)."""
+transport (web processes) or connection (worker processes) its task producer publishes on, and
+the keyrings (tests/unit/test_vault_keys.py)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,18 @@ def test_connect_ahead_leaves_a_broker_that_is_away_to_the_first_send(
     caplog.set_level(logging.INFO, logger="dataspace.tasking")
     tasking.connect_ahead()  # does not raise: the process starts regardless
     assert "the broker connection was not opened ahead" in caplog.text
+    away.close()
+
+
+def test_load_transport_imports_the_transport_without_connecting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The web tier calls it as it imports its WSGI module: with the broker away it neither waits
+    # nor fails (nothing connects), and it leaves no thread behind.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    away = Celery("away", broker="redis://127.0.0.1:9/0", set_as_current=False)
+    monkeypatch.setattr(tasking, "current_app", away)
+    threads = threading.active_count()
+    tasking.load_transport()
+    assert threading.active_count() == threads
     away.close()
 
 
