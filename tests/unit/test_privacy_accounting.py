@@ -4,6 +4,7 @@ noise against the scale it reports (statistically: OpenDP has no seed)."""
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 import opendp.prelude as dp
@@ -97,17 +98,22 @@ def test_error_bounds_cover_the_noise_95_percent_of_the_time() -> None:
     exact = {"sum": 500_000.0, "count": 10_000.0}
     sensitivities = {"sum": 100.0, "count": 1.0}
     covered = trials = 0
+    count_ratios = []
     # A fresh bound each round: one bound from 200 samples covers 95% give or take 2%, which would
     # decide a test built on a single bound (it fell under 90% in 6 of 80 tries).
     for _ in range(20):
         noisy = mechanisms.gaussian(exact, sensitivities, rho=0.01)
         bounds = mechanisms.error_bounds(lambda a: {"mean": a["sum"] / a["count"], "count": a["count"]}, noisy)
-        assert bounds["count"] == pytest.approx(mechanisms.Z_95 * noisy.scales["count"], rel=0.2)
+        count_ratios.append(bounds["count"] / (mechanisms.Z_95 * noisy.scales["count"]))
         for _ in range(100):
             again = mechanisms.gaussian(exact, sensitivities, rho=0.01)
             covered += abs(again.values["sum"] / again.values["count"] - 50.0) <= bounds["mean"]
             trials += 1
     assert covered >= 0.9 * trials  # 95% expected; 90% is 8 standard deviations below (40 tries: sd 0.56%)
+    # A count's bound is the 95% quantile of |noise|: Z_95 times its scale. One bound from 200
+    # samples is that within ~6.7% (one sd), so a single one 20% off happens in ~1 round of 400 (CI
+    # met one: 1.205); the median of 20 is within ~2%, and 8% is four of those.
+    assert statistics.median(count_ratios) == pytest.approx(1.0, rel=0.08)
 
 
 def test_a_gaussian_needs_a_loss() -> None:
