@@ -91,17 +91,20 @@ def _tee_process_init(**kwargs: Any) -> None:
 # on `make run` took ~1 s against ~0.25 s for the next ones. On a thread: the process takes tasks
 # meanwhile (and Celery gives this signal's handlers 4 s), and a task that needs a keyring being
 # opened waits for that load. A pool process ends with os._exit, so the thread cannot hold up its
-# exit; the solo pool's process may, for the second the warm-up takes.
+# exit; the solo pool's process may, for the second the warm-up takes. Then the CKKS contexts of
+# the dataset most likely next (compute/warm_up.py): its public context took ~0.13 s of a first job.
 @signals.worker_process_init.connect
 def _warm_up_process(**_: Any) -> None:
     import threading
 
+    from dataspace.compute.warm_up import contexts_warm_logged
     from dataspace.tasking import connect_ahead
     from dataspace.vault.services import keyrings_warm_logged
 
     def warm_up() -> None:
         keyrings_warm_logged()
         connect_ahead()
+        contexts_warm_logged()
 
     threading.Thread(target=warm_up, name="process-warm-up", daemon=True).start()
 

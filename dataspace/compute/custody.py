@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -89,8 +90,19 @@ def _secret_context(secret_blob: str, data_key_id: uuid.UUID) -> Any:
         return load_secret_context(reader.read())
 
 
+# One unsealing at a time: a release that needs the key set the process warm-up is opening waits
+# for it instead of opening it a second time (a process runs one task at a time besides).
+_opening = threading.Lock()
+
+
 def _secret_contexts(store: EncryptedStore) -> dict[str, Any]:
-    return {key.level: _secret_context(key.secret_blob, key.data_key_id) for key in store.keys.all()}
+    with _opening:
+        return {key.level: _secret_context(key.secret_blob, key.data_key_id) for key in store.keys.all()}
+
+
+def secret_contexts_warm(store: EncryptedStore) -> None:
+    """Opens the store's secret contexts ahead of its next release (the process warm-up)."""
+    _secret_contexts(store)
 
 
 def _check_chain(job: Job) -> None:

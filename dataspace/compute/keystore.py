@@ -17,6 +17,7 @@ from dataspace.vault import services as vault
 _CACHE_SIZE = 4  # contexts are tens of MB; a worker keeps the few datasets it is busy with
 _cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _cache_lock = threading.Lock()
+_loading: dict[tuple[str, str], threading.Lock] = {}
 
 
 def keys_save(*, store: EncryptedStore, keys: KeyPair) -> HEKey:
@@ -39,25 +40,40 @@ def keys_save(*, store: EncryptedStore, keys: KeyPair) -> HEKey:
 
 def public_contexts(store: EncryptedStore) -> dict[str, Any]:
     """The store's public contexts (no secret key), loaded once per worker process."""
-    contexts = {}
-    for key in store.keys.all():
-        cache_key = (key.public_blob, key.public_sha256)
-        with _cache_lock:
-            context = _cache.get(cache_key)
-            if context is not None:
-                _cache.move_to_end(cache_key)
+    return {key.level: _public_context(key.public_blob, key.public_sha256) for key in store.keys.all()}
+
+
+def _public_context(blob_name: str, sha256: str) -> Any:
+    cache_key = (blob_name, sha256)
+    context = _cached(cache_key)
+    if context is not None:
+        return context
+    # One load per context: a job that needs the context the warm-up is loading waits for it.
+    with _cache_lock:
+        loading = _loading.setdefault(cache_key, threading.Lock())
+    with loading:
+        context = _cached(cache_key)
         if context is None:
-            with blobs.open_for_read(key.public_blob) as source:
+            with blobs.open_for_read(blob_name) as source:
                 data = source.read()
-            if hashlib.sha256(data).hexdigest() != key.public_sha256:
-                raise vault.VaultIntegrityError(f"public context {key.public_blob} does not match its hash")
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise vault.VaultIntegrityError(f"public context {blob_name} does not match its hash")
             context = load_public_context(data)
             with _cache_lock:
                 _cache[cache_key] = context
                 while len(_cache) > _CACHE_SIZE:
                     _cache.popitem(last=False)
-        contexts[key.level] = context
-    return contexts
+    with _cache_lock:
+        _loading.pop(cache_key, None)
+    return context
+
+
+def _cached(cache_key: tuple[str, str]) -> Any:
+    with _cache_lock:
+        context = _cache.get(cache_key)
+        if context is not None:
+            _cache.move_to_end(cache_key)
+        return context
 
 
 def secret_blob_name(store: EncryptedStore, level: str) -> str:

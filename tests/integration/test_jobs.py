@@ -31,7 +31,8 @@ from dataspace.canonical import canonical_json
 from dataspace.chain import agents, eip712, gateway, outbox
 from dataspace.chain.encoding import job_chain_id, label_hash, params_hash
 from dataspace.chain.models import ChainTransaction
-from dataspace.compute import jobs, keystore, receipts, tasks
+from dataspace.compute import jobs, keystore, receipts, tasks, warm_up
+from dataspace.compute.he.keys import load_public_context
 from dataspace.compute.he.operations import get_operation
 from dataspace.compute.he.references import CKKS_RELATIVE_TOLERANCE
 from dataspace.compute.models import EncryptedStore, HEKey, Job
@@ -53,7 +54,7 @@ from tests.support.space import (
     wait_job,
 )
 from tests.support.waiting import wait_for
-from tests.support.workers import WorkerProcess, start_worker
+from tests.support.workers import WorkerProcess, celery_env, start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROWS = 3000
@@ -285,8 +286,6 @@ def test_two_hundred_requests_for_fifty_calls(space: Space) -> None:
 def test_he_worker_killed_mid_job_completes_once(
     anvil: AnvilNode, transactional_db: Any, tmp_path: Path, settings: Any
 ) -> None:
-    from tests.support.workers import celery_env
-
     env = celery_env()
     main = start_worker(env, tmp_path / "main.log", queues="default,ingest,chain,custody")
     he = start_worker(env, tmp_path / "he.log", queues="he")
@@ -445,3 +444,51 @@ def test_a_job_whose_release_keeps_failing_is_refunded(space: Space) -> None:
     assert calls_on_chain(agreement) == (0, 0)
     assert usage_agent().usage(bytes.fromhex(job.chain_job_id[2:])).status == agents.JobStatus.REFUNDED
     call_command("audit", "reconcile", stdout=io.StringIO())
+
+
+def test_a_worker_process_opens_the_likely_next_datasets_contexts_as_it_starts(space: Space, tmp_path: Path) -> None:
+    """ISSUE-14: a worker started once a store is ready opens its public and secret contexts
+    before any job asks (the first job on `make run` paid ~0.13 s for the public one alone)."""
+    store = EncryptedStore.objects.get(pk=space.dataset.id)
+    assert warm_up.likely_next_store() == store
+    # On a queue nothing is sent to: it takes none of the other worker's tasks.
+    second = start_worker(celery_env(), tmp_path / "second.log", queues="warm-up-only")
+    try:
+        wait_for(lambda: "CKKS contexts opened ahead of the first job: public, secret" in second.log(), timeout=60)
+    finally:
+        second.stop()
+
+
+def test_concurrent_jobs_load_a_public_context_once(space: Space, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The warm-up and a process's first job may ask for the same context at once.
+    store = EncryptedStore.objects.get(pk=space.dataset.id)
+    with keystore._cache_lock:
+        keystore._cache.clear()
+    loads = Counter[int]()
+    real_load = load_public_context
+
+    def counted_load(data: bytes) -> Any:
+        loads[threading.get_ident()] += 1
+        time.sleep(0.2)  # long enough for the other thread to arrive while this one loads
+        return real_load(data)
+
+    monkeypatch.setattr(keystore, "load_public_context", counted_load)
+    results: list[dict[str, Any]] = []
+
+    def first_job() -> None:
+        try:
+            results.append(keystore.public_contexts(store))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first_job) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 2
+    assert results[0]
+    assert sum(loads.values()) == len(results[0])  # one load per context, not one per thread
+    assert all(results[0][level] is results[1][level] for level in results[0])
+    with keystore._cache_lock:
+        keystore._cache.clear()

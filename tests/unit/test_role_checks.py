@@ -91,6 +91,8 @@ SECRET_USERS: dict[str, set[str]] = {
     "job_release": {"dataspace/compute/jobs.py", "dataspace/compute/tasks.py"},
     "release": {"dataspace/compute/custody.py", "dataspace/compute/jobs.py"},
     "_secret_context": {"dataspace/compute/custody.py"},
+    # ISSUE-14: a custodian process opens the likely next dataset's secret contexts as it starts.
+    "secret_contexts_warm": {"dataspace/compute/custody.py", "dataspace/compute/warm_up.py"},
     # ISSUE-13: tee_custody is the custodian's release of a tee job (called from custody.release).
     "receipt_sign": {
         "dataspace/compute/receipts.py",
