@@ -32,4 +32,4 @@ COPY --from=frontend /src/frontend/dist ./frontend/dist
 RUN SECRET_KEY=build-only python manage.py collectstatic --no-input -v 0
 USER redlake
 EXPOSE 8000
-CMD ["gunicorn", "dataspace.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "gthread", "--threads", "4", "--timeout", "3600"]
+CMD ["gunicorn", "dataspace.wsgi", "--config", "python:dataspace.gunicorn_conf", "--bind", "0.0.0.0:8000", "--workers", "4", "--worker-class", "gthread", "--threads", "4", "--timeout", "3600"]

@@ -46,14 +46,26 @@ def load_transport() -> None:
 
 
 def connect_ahead() -> None:
-    """Opens a broker connection for this process's task producer now (a worker process calls it
-    on its warm-up thread as it starts), so that its first task's send finds one. A broker that is
-    away is left to the first send, which handles it as always."""
+    """Does now what this process's first send would pay for before its message (a worker process
+    calls it on its warm-up thread, a web process as gunicorn starts it): the result backend's
+    class (found through package entry points), a broker connection for its task producer, and
+    the queues its tasks are routed to declared on that connection (a new table row each on the
+    embedded broker). ~0.13 s of a first send on the embedded broker, ~40 ms on Redis. A broker
+    that is away is left to the first send, which handles it as always."""
     try:
+        current_app.backend  # noqa: B018 - the property loads and builds the backend
         with current_app.producer_or_acquire() as producer:
             producer.connection.ensure_connection(max_retries=1)
+            for name in routed_queues():
+                producer.maybe_declare(current_app.amqp.queues[name])
     except Exception as exc:
         logger.info("the broker connection was not opened ahead (%s); the first send will", type(exc).__name__)
+
+
+def routed_queues() -> list[str]:
+    """The queues tasks are sent to: the default one and every route's."""
+    routes = settings.CELERY_TASK_ROUTES.values()
+    return sorted({current_app.conf.task_default_queue, *(route["queue"] for route in routes)})
 
 
 def enqueue_on_commit(task_name: str, *args: Any, countdown: float | None = None) -> None:

@@ -54,7 +54,7 @@ from tests.support.space import (
     wait_job,
 )
 from tests.support.waiting import wait_for
-from tests.support.workers import WorkerProcess, celery_env, start_worker
+from tests.support.workers import GUNICORN_CONFIG, WorkerProcess, celery_env, start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROWS = 3000
@@ -342,8 +342,6 @@ def test_jobs_requested_while_the_broker_is_gone_run_once_it_is_back(
 ) -> None:
     """The web process cannot reach any broker: jobs are still accepted and recorded, nothing is
     charged, and the sweeper (on a process that can reach the broker) moves them on, once each."""
-    from tests.support.workers import celery_env
-
     offer = publish_offer(space.provider_api, space.dataset)
     agreement = accept_offer(space.consumer_api, offer, calls=5)
     env = celery_env()
@@ -351,7 +349,17 @@ def test_jobs_requested_while_the_broker_is_gone_run_once_it_is_back(
     port, log_path = free_port(), tmp_path / "web.log"
     with log_path.open("wb") as log:
         web = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "dataspace.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "dataspace.wsgi",
+                *GUNICORN_CONFIG,
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                "1",
+            ],
             cwd=Path(__file__).resolve().parents[2],
             env=env,
             stdout=log,
@@ -367,6 +375,8 @@ def test_jobs_requested_while_the_broker_is_gone_run_once_it_is_back(
         responses = [session.post(f"{base}/jobs/", json=body, timeout=60) for _ in range(3)]
         assert [r.status_code for r in responses] == [202] * 3, [r.text for r in responses]
         assert log_path.read_text().count("could not queue dataspace.compute.tasks.authorise_job") == 3
+        # It started all the same: opening the connection ahead (gunicorn's post_worker_init) gave up.
+        assert "the broker connection was not opened ahead" in log_path.read_text()
     finally:
         web.terminate()
         web.wait(timeout=30)

@@ -15,6 +15,8 @@ from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_QUEUES = "default,ingest,chain,he,custody"
+# The web tier's gunicorn settings module, as the Procfile, the image and compose pass it.
+GUNICORN_CONFIG = ("--config", "python:dataspace.gunicorn_conf")
 
 
 class WorkerProcess:

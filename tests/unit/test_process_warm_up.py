@@ -22,6 +22,22 @@ def test_connect_ahead_leaves_a_connected_producer_for_the_first_send(caplog: py
     assert "not opened ahead" not in caplog.text
     with app.producer_or_acquire() as producer:  # the pool hands back the connection opened ahead
         assert producer.connection.connected
+        # Every queue a task is routed to is declared on it: the first send declares none.
+        declared = producer.connection.declared_entities  # kombu keeps the entities' hashes
+        assert all(hash(app.amqp.queues[name]) in declared for name in tasking.routed_queues())
+    assert {"default", "chain", "he", "custody", "ingest"} <= set(tasking.routed_queues())
+
+
+def test_gunicorn_opens_the_broker_connection_before_a_web_process_serves() -> None:
+    from dataspace import gunicorn_conf
+
+    # The hook gunicorn calls in each web process once it has loaded the app, before it serves;
+    # the Procfile, the image and compose all pass this settings module.
+    with open(tasking.__file__.replace("dataspace/tasking.py", "Procfile")) as procfile:
+        assert "--config python:dataspace.gunicorn_conf" in procfile.read()
+    gunicorn_conf.post_worker_init(worker=None)
+    with app.producer_or_acquire() as producer:
+        assert producer.connection.connected
 
 
 def test_connect_ahead_leaves_a_broker_that_is_away_to_the_first_send(
