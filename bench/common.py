@@ -13,14 +13,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> str:
-    model = "unknown CPU"
+    model, flags = "unknown CPU", set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and model == "unknown CPU":
                 model = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
+    if flags:
+        # VMs sold under one model name differ in what the crypto and the parsers can use.
+        model += " (AVX-512)" if "avx512f" in flags else " (no AVX-512)"
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{platform.node()}: {os.cpu_count()} cores, {model}, {memory:.0f} GiB, Python {platform.python_version()}"
 
