@@ -51,21 +51,27 @@ def _public_context(blob_name: str, sha256: str) -> Any:
     # One load per context: a job that needs the context the warm-up is loading waits for it.
     with _cache_lock:
         loading = _loading.setdefault(cache_key, threading.Lock())
-    with loading:
-        context = _cached(cache_key)
-        if context is None:
-            with blobs.open_for_read(blob_name) as source:
-                data = source.read()
-            if hashlib.sha256(data).hexdigest() != sha256:
-                raise vault.VaultIntegrityError(f"public context {blob_name} does not match its hash")
-            context = load_public_context(data)
-            with _cache_lock:
-                _cache[cache_key] = context
-                while len(_cache) > _CACHE_SIZE:
-                    _cache.popitem(last=False)
-    with _cache_lock:
-        _loading.pop(cache_key, None)
+    try:
+        with loading:
+            context = _cached(cache_key)
+            if context is None:
+                context = _load_public_context(blob_name, sha256)
+                with _cache_lock:
+                    _cache[cache_key] = context
+                    while len(_cache) > _CACHE_SIZE:
+                        _cache.popitem(last=False)
+    finally:
+        with _cache_lock:
+            _loading.pop(cache_key, None)
     return context
+
+
+def _load_public_context(blob_name: str, sha256: str) -> Any:
+    with blobs.open_for_read(blob_name) as source:
+        data = source.read()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise vault.VaultIntegrityError(f"public context {blob_name} does not match its hash")
+    return load_public_context(data)
 
 
 def _cached(cache_key: tuple[str, str]) -> Any:
