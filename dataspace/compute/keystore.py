@@ -17,7 +17,9 @@ from dataspace.vault import services as vault
 _CACHE_SIZE = 4  # contexts are tens of MB; a worker keeps the few datasets it is busy with
 _cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _cache_lock = threading.Lock()
-_loading: dict[tuple[str, str], threading.Lock] = {}
+# One load at a time: a job that needs the context the warm-up is loading waits for that load
+# instead of making a second (a worker process runs one task at a time besides).
+_loading = threading.Lock()
 
 
 def keys_save(*, store: EncryptedStore, keys: KeyPair) -> HEKey:
@@ -48,21 +50,14 @@ def _public_context(blob_name: str, sha256: str) -> Any:
     context = _cached(cache_key)
     if context is not None:
         return context
-    # One load per context: a job that needs the context the warm-up is loading waits for it.
-    with _cache_lock:
-        loading = _loading.setdefault(cache_key, threading.Lock())
-    try:
-        with loading:
-            context = _cached(cache_key)
-            if context is None:
-                context = _load_public_context(blob_name, sha256)
-                with _cache_lock:
-                    _cache[cache_key] = context
-                    while len(_cache) > _CACHE_SIZE:
-                        _cache.popitem(last=False)
-    finally:
-        with _cache_lock:
-            _loading.pop(cache_key, None)
+    with _loading:
+        context = _cached(cache_key)
+        if context is None:
+            context = _load_public_context(blob_name, sha256)
+            with _cache_lock:
+                _cache[cache_key] = context
+                while len(_cache) > _CACHE_SIZE:
+                    _cache.popitem(last=False)
     return context
 
 

@@ -7,7 +7,6 @@ recursion limit to 100,000, so the C JSON parser overflowed the C stack instead 
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from dataspace.accounts.services import api_token_issue
 from tests.support.anvil import free_port
 from tests.support.users import make_user
 from tests.support.waiting import wait_for
-from tests.support.workers import GUNICORN_CONFIG, ROOT, celery_env, start_worker
+from tests.support.workers import ROOT, celery_env, gunicorn_command, start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 HOSTILE = b"[" * 100_000 + b"]" * 100_000
@@ -34,17 +33,7 @@ def web(transactional_db: Any, tmp_path: Path) -> Iterator[tuple[str, subprocess
     port, log_path = free_port(), tmp_path / "web.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "dataspace.wsgi",
-                *GUNICORN_CONFIG,
-                "-b",
-                f"127.0.0.1:{port}",
-                "-w",
-                "1",
-            ],
+            gunicorn_command(port),
             cwd=ROOT,
             env=celery_env(),
             stdout=log,

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -54,7 +53,7 @@ from tests.support.space import (
     wait_job,
 )
 from tests.support.waiting import wait_for
-from tests.support.workers import GUNICORN_CONFIG, WorkerProcess, celery_env, start_worker
+from tests.support.workers import WorkerProcess, celery_env, gunicorn_command, start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ROWS = 3000
@@ -349,17 +348,7 @@ def test_jobs_requested_while_the_broker_is_gone_run_once_it_is_back(
     port, log_path = free_port(), tmp_path / "web.log"
     with log_path.open("wb") as log:
         web = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "dataspace.wsgi",
-                *GUNICORN_CONFIG,
-                "-b",
-                f"127.0.0.1:{port}",
-                "-w",
-                "1",
-            ],
+            gunicorn_command(port),
             cwd=Path(__file__).resolve().parents[2],
             env=env,
             stdout=log,

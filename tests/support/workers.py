@@ -15,8 +15,6 @@ from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ALL_QUEUES = "default,ingest,chain,he,custody"
-# The web tier's gunicorn settings module, as the Procfile, the image and compose pass it.
-GUNICORN_CONFIG = ("--config", "python:dataspace.gunicorn_conf")
 
 
 class WorkerProcess:
@@ -92,6 +90,23 @@ def start_worker(env: dict[str, str], log_path: Path, *, queues: str = ALL_QUEUE
     if process.poll() is not None:
         raise AssertionError(f"worker exited at start:\n{worker.log()}")
     return worker
+
+
+def gunicorn_command(port: int) -> list[str]:
+    """One gunicorn web process serving dataspace.wsgi with the settings module the Procfile, the
+    image and compose pass."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "dataspace.wsgi",
+        "--config",
+        "python:dataspace.gunicorn_conf",
+        "-b",
+        f"127.0.0.1:{port}",
+        "-w",
+        "1",
+    ]
 
 
 def celery_env() -> dict[str, str]:
