@@ -403,6 +403,11 @@ def dataset_delete(*, dataset: Dataset) -> None:
     _check_change(dataset, "delete", ErrorCode.CONFLICT)
     blob_name, data_key_id = dataset.blob_name, dataset.data_key_id
     with transaction.atomic():
+        # The row lock comes before the deletion gathers what refers to the dataset: a row another
+        # transaction adds meanwhile (a worker pinning its privacy terms makes its budget row)
+        # waits for this deletion and then finds the dataset gone, instead of slipping in after
+        # the gathering and failing this deletion at commit.
+        Dataset.objects.select_for_update().filter(pk=dataset.pk).exists()
         if dataset.chain_registration_id is not None:
             # Registered (or on its way): the registry retires it too (retireFor), found again by
             # the sweeper from the platform's registrations if this message is lost.

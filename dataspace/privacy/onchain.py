@@ -20,6 +20,7 @@ from dataspace.catalog.models import Dataset
 from dataspace.chain import agents, outbox
 from dataspace.chain.encoding import rho_nano
 from dataspace.chain.models import ChainTransaction
+from dataspace.errors import NotFound
 from dataspace.privacy.models import DatasetBudget
 from dataspace.privacy.services import budget_get
 
@@ -53,7 +54,15 @@ def _abandon(dataset_id: uuid.UUID, tx: ChainTransaction) -> None:
 
 def terms_progress(*, dataset_id: uuid.UUID) -> bool:
     """Moves the chain one step towards the dataset's privacy terms; True once it holds them."""
-    dataset = catalog_selectors.dataset_get(dataset_id=dataset_id)
+    try:
+        return _terms_progress(catalog_selectors.dataset_get(dataset_id=dataset_id))
+    except NotFound:
+        logger.info("privacy terms of %s not pinned: the dataset was deleted", dataset_id)
+        return True  # nothing left to pin; its retirement is the registry's flow
+
+
+def _terms_progress(dataset: Dataset) -> bool:
+    dataset_id = dataset.id
     registration = dataset.chain_registration
     if registration is None or registration.status != ChainTransaction.Status.CONFIRMED:
         return False  # the registry must know the dataset (and its provider) first

@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from dataspace.accounts.models import User
 from dataspace.canonical import canonical_json
 from dataspace.catalog.models import Dataset
-from dataspace.errors import DomainError, ErrorCode
+from dataspace.errors import DomainError, ErrorCode, NotFound
 from dataspace.privacy import accountant
 from dataspace.privacy.models import CachedAnswer, ConsumerShare, DatasetBudget, PrivacyLoss
 
@@ -46,7 +46,14 @@ def dataset_rho_limit(dataset: Dataset) -> float:
 def budget_get(*, dataset: Dataset, lock: bool = False) -> DatasetBudget:
     """The dataset's budget row (made on first use from its provider's terms); locked for the
     transaction when ``lock``."""
-    budget, _ = DatasetBudget.objects.get_or_create(dataset=dataset, defaults={"rho_limit": dataset_rho_limit(dataset)})
+    try:
+        budget, _ = DatasetBudget.objects.get_or_create(
+            dataset=dataset, defaults={"rho_limit": dataset_rho_limit(dataset)}
+        )
+    except IntegrityError:
+        if not Dataset.objects.filter(pk=dataset.pk).exists():
+            raise NotFound("dataset") from None  # deleted while its budget row was being made
+        raise
     if lock:
         budget = DatasetBudget.objects.select_for_update().get(pk=budget.pk)
     limit = dataset_rho_limit(dataset)
