@@ -18,9 +18,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-import opendp.prelude as dp
-
-dp.enable_features("contrib")
+from dataspace.privacy import dp
 
 _UNIT = dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float)
 

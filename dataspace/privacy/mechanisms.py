@@ -22,9 +22,8 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
-import opendp.prelude as dp
 
-dp.enable_features("contrib")
+from dataspace.privacy import dp
 
 Z_95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
 # Enough for a 95% quantile to within about a tenth of itself; each sample costs one finishing.

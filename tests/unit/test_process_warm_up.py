@@ -4,6 +4,7 @@ the keyrings (tests/unit/test_vault_keys.py)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 
@@ -38,10 +39,22 @@ def test_gunicorn_opens_the_broker_connection_before_a_web_process_serves(monkey
     # test of a web process whose broker is away sees the hook's log line from real gunicorn.
     procfile = Path(tasking.__file__).resolve().parents[1] / "Procfile"
     assert "--config python:dataspace.gunicorn_conf" in procfile.read_text()
-    calls: list[None] = []
-    monkeypatch.setattr(tasking, "connect_ahead", lambda: calls.append(None))
+    calls: list[str] = []
+    monkeypatch.setattr(tasking, "connect_ahead", lambda: calls.append("connect"))
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
     gunicorn_conf.post_worker_init(worker=None)
-    assert len(calls) == 1
+    assert calls == ["connect", "freeze"]
+
+
+def test_a_worker_freezes_what_it_loaded_once_it_is_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Frozen, the ~220k objects a worker starts with are not walked by the cyclic collector again,
+    # at its exit least of all (2.1 s of a solo worker's 2.3 s stop on SIGTERM).
+    from celery import signals
+
+    frozen: list[None] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(None))
+    signals.worker_ready.send(sender=None)
+    assert frozen == [None]
 
 
 def test_connect_ahead_leaves_a_broker_that_is_away_to_the_first_send(

@@ -48,9 +48,8 @@ class Estimate:
 
 
 def _measurement(scale: float) -> Any:
-    import opendp.prelude as dp
+    from dataspace.privacy import dp
 
-    dp.enable_features("contrib")
     tree = dp.t.make_b_ary_tree(
         dp.vector_domain(dp.atom_domain(T=int)),
         dp.l2_distance(T=int),
@@ -80,9 +79,8 @@ def estimate(counts: np.ndarray, *, rho: float, buckets: int, bounds: tuple[floa
     """The column's bounds (``bounds`` if declared, else estimated) and ``buckets - 1`` inner edge
     candidates (none for ``buckets`` < 2), from one Gaussian release of its grid counts at most
     ``rho``."""
-    import opendp.prelude as dp
+    from dataspace.privacy import dp
 
-    dp.enable_features("contrib")
     if rho <= 0:
         raise ValueError("an estimate needs rho > 0")
     scale = dp.binary_search_param(_measurement, d_in=1, d_out=rho)
