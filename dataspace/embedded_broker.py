@@ -56,6 +56,7 @@ class Transport(kombu_sqlalchemy.Transport):
     idle_interval: float = 0.1
     busy_interval: float = 0.02
     busy_seconds: float = 0.5
+    wait_slice: float = 0.25
     _last_message: float = float("-inf")
 
     # kombu reads ``polling_interval`` once per wait for messages (a Celery worker's wait lasts up
@@ -70,6 +71,10 @@ class Transport(kombu_sqlalchemy.Transport):
         self.idle_interval = seconds
 
     def drain_events(self, connection: Any, timeout: float | None = None, **_: Any) -> None:
+        if timeout is not None:
+            # A Celery worker waits 2 s at a time and looks whether it should stop between waits:
+            # shorter waits let a stopping worker go within a wait slice instead of up to 2 s.
+            timeout = min(timeout, self.wait_slice)
         started = time.monotonic()
         busy_rest = self._last_message + self.busy_seconds - started
         if busy_rest > 0 and (timeout is None or busy_rest < timeout):

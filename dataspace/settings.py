@@ -255,6 +255,9 @@ CELERY_TASK_ROUTES = {
     "dataspace.compute.tasks.build_encrypted_store": {"queue": "ingest"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A cold shutdown (SIGQUIT; SIGTERM under `make run`, see the Procfile) gives running tasks this
+# long before handing them back to the broker. 0: at once.
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env.float("CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", default=0.0)
 # On Redis an unacknowledged task is redelivered after this; it must exceed the longest task.
 # (kombu's SQLAlchemy transport hands its options to create_engine, so only Redis gets them.)
 CELERY_BROKER_TRANSPORT_OPTIONS = (

@@ -69,3 +69,34 @@ def test_the_worker_polls_briskly_after_a_message_and_at_the_idle_interval_other
 
         transport._last_message -= settings.EMBEDDED_BROKER_BUSY_SECONDS  # as if that long ago
         assert transport.polling_interval == settings.EMBEDDED_BROKER_POLLING_INTERVAL
+
+
+def test_a_wait_for_messages_ends_within_a_slice_so_a_stopping_worker_goes_promptly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Celery worker waits 2 s at a time and looks between waits whether it should stop; kombu's
+    # wait polls the table until its timeout. The transport hands kombu at most a slice of it.
+    from kombu import Connection
+    from kombu.transport import sqlalchemy as kombu_sqlalchemy
+
+    from dataspace import embedded_broker
+
+    waits: list[float | None] = []
+
+    def kombus_wait(self: object, connection: object, timeout: float | None = None) -> None:
+        waits.append(timeout)
+        raise TimeoutError
+
+    monkeypatch.setattr(kombu_sqlalchemy.Transport, "drain_events", kombus_wait)
+    app.loader.import_default_modules()
+    with Connection(settings.CELERY_BROKER_URL) as connection:
+        transport = connection.transport
+        assert isinstance(transport, embedded_broker.Transport)
+        transport._last_message = float("-inf")  # idle: no busy window to wait out first
+        with pytest.raises(TimeoutError):
+            transport.drain_events(connection, timeout=2.0)
+        with pytest.raises(TimeoutError):
+            transport.drain_events(connection, timeout=0.1)
+        with pytest.raises(TimeoutError):
+            transport.drain_events(connection)  # no timeout: kombu waits for a message as asked
+    assert waits == [embedded_broker.Transport.wait_slice, 0.1, None]
