@@ -56,8 +56,11 @@ def connect_ahead() -> None:
         current_app.backend  # noqa: B018 - the property loads and builds the backend
         with current_app.producer_or_acquire() as producer:
             producer.connection.ensure_connection(max_retries=1)
+            queues = current_app.amqp.queues
             for name in routed_queues():
-                producer.maybe_declare(current_app.amqp.queues[name])
+                # Not queues[name]: that adds a queue this process does not consume to the mapping
+                # a starting worker's consumer iterates meanwhile (it failed to start on that).
+                producer.maybe_declare(queues.get(name) or queues.new_missing(name))
     except Exception as exc:
         logger.info("the broker connection was not opened ahead (%s); the first send will", type(exc).__name__)
 

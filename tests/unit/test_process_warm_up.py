@@ -29,6 +29,19 @@ def test_connect_ahead_leaves_a_connected_producer_for_the_first_send(caplog: py
     assert {"default", "chain", "he", "custody", "ingest"} <= set(tasking.routed_queues())
 
 
+def test_connect_ahead_leaves_the_queues_a_worker_consumes_as_they_were(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A worker's warm-up thread runs it while the consumer iterates the app's queues: declaring a
+    # queue the worker does not consume must not add it there ("dictionary changed size").
+    caplog.set_level(logging.INFO, logger="dataspace.tasking")
+    consumed = app.amqp.Queues({"default": app.amqp.queues["default"]})
+    monkeypatch.setitem(vars(tasking.current_app.amqp), "queues", consumed)  # its cached value
+    tasking.connect_ahead()
+    assert "not opened ahead" not in caplog.text
+    assert list(consumed) == ["default"]
+
+
 def test_gunicorn_opens_the_broker_connection_before_a_web_process_serves(monkeypatch: pytest.MonkeyPatch) -> None:
     from pathlib import Path
 
