@@ -58,9 +58,9 @@ def connect_ahead() -> None:
             producer.connection.ensure_connection(max_retries=1)
             queues = current_app.amqp.queues
             for name in routed_queues():
-                # Not queues[name]: that adds a queue this process does not consume to the mapping
+                # A queue the mapping lacks is made aside: queues[name] would add it to the mapping
                 # a starting worker's consumer iterates meanwhile (it failed to start on that).
-                producer.maybe_declare(queues.get(name) or queues.new_missing(name))
+                producer.maybe_declare(queues[name] if name in queues else queues.new_missing(name))
     except Exception as exc:
         logger.info("the broker connection was not opened ahead (%s); the first send will", type(exc).__name__)
 
