@@ -92,17 +92,16 @@ def main() -> None:
     first = pa_csv.read_csv(pa.py_buffer(segments[0]), read_options=pa_csv.ReadOptions(use_threads=False))
     names, types = first.schema.names, {f.name: f.type for f in first.schema}
     options = pa_csv.ParseOptions(invalid_row_handler=profiling._RaggedSeen())
-    tables = [
-        profiling._read_segment(profiling._Segment(memoryview(s), False), names, types, options, use_threads=False)
-        for s in segments[1:]
-    ]
+    buffers = [bytearray(s) for s in segments[1:]]
+    later = [profiling._Segment(memoryview(buffer), False, buffer) for buffer in buffers]
+    tables = [profiling._read_segment(s, names, types, options, use_threads=False) for s in later]
     candidates = [
         profiling._count_column(c, with_values=True).values is not None for c in pa.concat_tables(tables).columns
     ]
 
     def parse() -> None:
-        for s in segments[1:]:
-            profiling._read_segment(profiling._Segment(memoryview(s), False), names, types, options, use_threads=False)
+        for s in later:
+            profiling._read_segment(s, names, types, options, use_threads=False)
 
     def count() -> None:
         for table in tables:

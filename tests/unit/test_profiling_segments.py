@@ -52,6 +52,21 @@ def test_segments_end_at_line_ends_and_cover_the_stream(segment_bytes: int) -> N
     assert len(segments) > 20
 
 
+def test_buffers_given_back_are_used_again_and_leave_nothing_stale(segment_bytes: int) -> None:
+    # As the ingest does: each segment's buffer goes back once it is read, the next segment
+    # (shorter, at the end) is read into it over the earlier bytes.
+    buffers = profiling._Buffers(keep=4, largest=1 << 20)
+    pieces, used = [], set()
+    for segment in profiling._segments(io.BytesIO(FILE), segment_bytes, buffers=buffers):
+        pieces.append(bytes(segment.view))
+        used.add(id(segment.buffer))
+        buffers.give(segment.buffer)
+    assert b"".join(pieces) == FILE
+    assert all(piece.endswith(b"\n") for piece in pieces)
+    assert len(pieces) > 20
+    assert len(used) == 1
+
+
 def test_a_row_cut_exactly_at_a_segment_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
     content = b"a,b\n" + b"1,2\n" * 100  # 4-byte lines: every 64-byte read ends on a newline
     monkeypatch.setattr(profiling, "CSV_SEGMENT_BYTES", 64)
@@ -124,6 +139,14 @@ def test_a_date_column_widened_to_text_in_a_later_segment(segment_bytes: int) ->
 
 def test_invalid_utf8_in_a_later_segment_is_refused(segment_bytes: int) -> None:
     assert failure(FILE + b"301,\xff\xfe,1.5\n").code == ErrorCode.INVALID_ENCODING
+
+
+def test_utf8_text_that_is_not_ascii_in_a_later_segment_is_read_and_checked(segment_bytes: int) -> None:
+    # ASCII segments skip pyarrow's UTF-8 check; a segment with other bytes keeps it.
+    content = FILE + "301,\u00fc,1.5\n".encode()
+    segments = list(profiling._segments(io.BytesIO(content), segment_bytes))
+    assert [s.ascii for s in segments] == [True] * (len(segments) - 1) + [False]
+    assert profile(content).columns[1].categories == ["a", "b", "\u00fc"]
 
 
 def test_declared_types_hold_in_every_segment(segment_bytes: int) -> None:
