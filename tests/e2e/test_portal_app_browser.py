@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,11 +33,11 @@ from dataspace.policies.models import Offer
 from dataspace.privacy.onchain import terms_on_chain
 from tests.enclaves.conftest import requires_sandbox
 from tests.integration.test_jobs import DECLARED, registry_csv
+from tests.support.browser import CHROMIUM, chromium
 from tests.support.space import TOKENS, accept_offer, funded_user, ingest_dataset, publish_offer, run_job, wait_job
 from tests.support.waiting import wait_for
 from tests.support.workers import celery_env, start_worker
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DIST = Path(django_settings.FRONTEND_DIST) / "index.html"
 pytestmark = [
     pytest.mark.integration,
@@ -62,27 +61,8 @@ MEAN_AGE_SCHEMA = {
 
 @pytest.fixture
 def browser(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    settings.SESSION_COOKIE_SECURE = False
-    settings.CSRF_COOKIE_SECURE = False
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium(settings, monkeypatch) as launched:
+        yield launched
 
 
 class Shots:

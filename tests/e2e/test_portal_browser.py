@@ -4,7 +4,6 @@ CSRF token; a bad file is named by its code. No worker: the test runs the ingest
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,9 @@ from django.conf import settings as django_settings
 from dataspace.accounts.models import Role
 from dataspace.catalog import services
 from dataspace.catalog.models import Ingest
+from tests.support.browser import CHROMIUM, chromium
 from tests.support.users import make_user
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DIST = Path(django_settings.FRONTEND_DIST) / "index.html"
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -28,30 +27,8 @@ pytestmark = [
 
 @pytest.fixture
 def page(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls are
-    # still synchronous and on their own connection (Django's documented escape hatch).
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    # The live server speaks plain HTTP; secure-only cookies would never come back.
-    settings.SESSION_COOKIE_SECURE = False
-    settings.CSRF_COOKIE_SECURE = False
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+    with chromium(settings, monkeypatch) as browser:
+        yield browser.new_page()
 
 
 def log_in(page: Any, url: str, username: str) -> None:
