@@ -94,4 +94,13 @@ def _terms_progress(dataset: Dataset) -> bool:
 def datasets_out_of_sync() -> list[uuid.UUID]:
     """Registered datasets whose privacy terms the chain does not hold yet (for the sweeper)."""
     confirmed = Dataset.objects.filter(chain_registration__status=ChainTransaction.Status.CONFIRMED)
-    return [dataset.id for dataset in confirmed.select_related("provider")[:500] if not terms_on_chain(dataset=dataset)]
+    return [dataset.id for dataset in confirmed.select_related("provider")[:500] if not _held_or_gone(dataset)]
+
+
+def _held_or_gone(dataset: Dataset) -> bool:
+    # A provider may delete a listed dataset before its turn: it needs no terms, and one deletion
+    # must not end the sweep for every other dataset.
+    try:
+        return terms_on_chain(dataset=dataset)
+    except NotFound:
+        return True

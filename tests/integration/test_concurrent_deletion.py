@@ -15,6 +15,7 @@ from django.db.models.signals import pre_delete
 from dataspace.accounts.models import User
 from dataspace.catalog import services
 from dataspace.catalog.models import Dataset
+from dataspace.chain.models import ChainTransaction
 from dataspace.errors import NotFound
 from dataspace.privacy import onchain
 from dataspace.privacy.models import DatasetBudget
@@ -60,3 +61,31 @@ def test_a_budget_row_made_during_a_deletion_waits_for_it_and_finds_the_dataset_
     assert isinstance(outcome.get("error"), NotFound), outcome
     # The pinning task's step ends there rather than failing or retrying.
     assert onchain.terms_progress(dataset_id=dataset.pk) is True
+
+
+def test_the_terms_sweeper_passes_over_a_dataset_deleted_after_it_was_listed(
+    provider: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept, gone = (ready_dataset(provider, b"age\n1\n2\n", title=title) for title in ("kept", "gone"))
+    for dataset in (kept, gone):
+        dataset.chain_registration = ChainTransaction.objects.create(
+            chain_id=31337,
+            idempotency_key=f"register-{dataset.id}",
+            kind="dataset_register",
+            contract="DatasetRegistry",
+            function="registerFor",
+            sender="0x" + "11" * 20,
+            status=ChainTransaction.Status.CONFIRMED,
+        )
+        dataset.save(update_fields=["chain_registration"])
+    listed_budget_get = onchain.budget_get
+
+    def deleted_by_its_provider_first(*, dataset: Dataset, **kwargs: Any) -> DatasetBudget:
+        if dataset.pk == gone.pk:
+            Dataset.objects.filter(pk=gone.pk).delete()  # the provider's deletion, committed
+        return listed_budget_get(dataset=dataset, **kwargs)
+
+    monkeypatch.setattr(onchain, "budget_get", deleted_by_its_provider_first)
+    # Before: NotFound("dataset") from the deleted one ended the sweep for both.
+    assert onchain.datasets_out_of_sync() == [kept.id]
+    assert not Dataset.objects.filter(pk=gone.pk).exists()
