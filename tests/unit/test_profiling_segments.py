@@ -67,6 +67,14 @@ def test_buffers_given_back_are_used_again_and_leave_nothing_stale(segment_bytes
     assert len(used) == 1
 
 
+def test_no_plaintext_waits_in_the_buffers_after_a_profile(segment_bytes: int) -> None:
+    profile(FILE)
+    with profiling._BUFFERS._lock:
+        waiting = list(profiling._BUFFERS._free)
+    assert waiting  # the profile gave its buffers back
+    assert not any(any(buffer) for buffer in waiting)
+
+
 def test_a_row_cut_exactly_at_a_segment_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
     content = b"a,b\n" + b"1,2\n" * 100  # 4-byte lines: every 64-byte read ends on a newline
     monkeypatch.setattr(profiling, "CSV_SEGMENT_BYTES", 64)
