@@ -21,7 +21,8 @@ from bench.common import metric, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 # Alternating runs of each side, the fastest of each kept: on these VMs one run's time moves by
-# 10-15% with what the host does meanwhile (seen here: 1.86x, 2.09x and 2.00x in three runs).
+# 10-15% with what the host does meanwhile (even best of 5: 1.82x to 2.06x in three runs of the same
+# code, bench/results/history/ingest-2026-11-29-avx512-best-of-5-final-code-run*.json).
 ATTEMPTS = 5
 
 # Both steps time their second pass over the same file in one process (steady state): an ingest
