@@ -75,6 +75,20 @@ def test_no_plaintext_waits_in_the_buffers_after_a_profile(segment_bytes: int) -
     assert not any(any(buffer) for buffer in waiting)
 
 
+def test_a_wipe_zeroes_every_buffer_used_since_the_last_one() -> None:
+    buffers = profiling._Buffers(keep=4, largest=1 << 20)
+    first, second = buffers.take(100), buffers.take(100)
+    first[:5] = second[:5] = b"plain"
+    buffers.give(first)
+    buffers.wipe()
+    again = buffers.take(10)  # the zeroed one, written to again
+    again[:5] = b"plain"
+    buffers.give(again)
+    buffers.give(second)
+    buffers.wipe()
+    assert not any(any(buffer) for buffer in buffers._free)
+
+
 def test_a_row_cut_exactly_at_a_segment_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
     content = b"a,b\n" + b"1,2\n" * 100  # 4-byte lines: every 64-byte read ends on a newline
     monkeypatch.setattr(profiling, "CSV_SEGMENT_BYTES", 64)
