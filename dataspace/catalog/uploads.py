@@ -97,10 +97,16 @@ class SealedUpload(UploadedFile[bytes]):
         return None
 
 
+# The pieces an upload's body is read in: the most plaintext the handler holds at once. Each piece
+# is handed to the hashing thread and back (ContentDigest), which costs about 0.13 ms whatever its
+# size: sealing 66 MB took 68 ms in 256 KiB pieces, 43 ms in 1 MiB and 40 ms in 4 MiB ones (the
+# SHA-256 alone, 37 ms, is the floor).
+UPLOAD_PIECE_BYTES = 4 << 20
+
+
 class SealingUploadHandler(FileUploadHandler):
-    # Django's 64 KiB pieces are too small to hash behind the sealing (ContentDigest); a piece is
-    # the most plaintext the handler holds at once.
-    chunk_size = 1 << 20
+    # Django's 64 KiB pieces are far too small to hash behind the sealing (see UPLOAD_PIECE_BYTES).
+    chunk_size = UPLOAD_PIECE_BYTES
 
     def __init__(self, request: HttpRequest | None = None):
         super().__init__(request)
